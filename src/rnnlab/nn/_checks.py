@@ -1,0 +1,69 @@
+"""Input validation with messages for people: name the argument, what was expected, what was given."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+
+def check_tensor(name: str, value, *, ndim: Optional[int] = None, last: Optional[int] = None) -> Tensor:
+    """Check that ``value`` is a floating tensor of rank ``ndim`` whose last dim is ``last``."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    if ndim is not None and value.dim() != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(value.shape)}")
+    if last is not None and value.shape[-1] != last:
+        raise ValueError(f"{name} must have last dimension {last}, got shape {tuple(value.shape)}")
+    return value
+
+
+def check_input(x, input_size: int, *, ndim: int, name: str = "x") -> Tensor:
+    """x: (B, T, I) for a layer (ndim=3), (B, I) for a cell (ndim=2)."""
+    shape = "(B, T, I)" if ndim == 3 else "(B, I)"
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() != ndim:
+        raise ValueError(f"{name} must have shape {shape} with I={input_size} (batch first), got shape {tuple(x.shape)}")
+    if x.shape[-1] != input_size:
+        raise ValueError(f"{name} must have input size I={input_size} in its last dimension, got shape {tuple(x.shape)}")
+    return x
+
+
+def check_dtype_match(name: str, t: Tensor, ref: Tensor) -> None:
+    if t.dtype != ref.dtype:
+        raise TypeError(f"{name} must have dtype {ref.dtype} like the parameters, got {t.dtype}")
+
+
+def check_state_tensor(name: str, t, shape: tuple, ref: Tensor) -> Tensor:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, got {type(t).__name__}")
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
+    if t.dtype != ref.dtype:
+        raise TypeError(f"{name} must have dtype {ref.dtype}, got {t.dtype}")
+    return t
+
+
+def check_lengths(lengths, batch_size: int, max_len: int) -> Optional[Tensor]:
+    """lengths: None or a 1-D integer tensor (B,) with values in [1, T]. Returned on the CPU as int64."""
+    if lengths is None:
+        return None
+    if isinstance(lengths, (list, tuple)):
+        lengths = torch.as_tensor(lengths)
+    if not isinstance(lengths, Tensor):
+        raise TypeError(f"lengths must be a 1-D integer tensor of shape ({batch_size},), got {type(lengths).__name__}")
+    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
+        raise TypeError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
+    if lengths.dim() != 1 or lengths.shape[0] != batch_size:
+        raise ValueError(f"lengths must be 1-D of shape ({batch_size},), one length per batch row, got shape {tuple(lengths.shape)}")
+    lengths = lengths.to("cpu", torch.int64)
+    if batch_size and (int(lengths.min()) < 1 or int(lengths.max()) > max_len):
+        raise ValueError(
+            f"lengths must lie in [1, T={max_len}], got min {int(lengths.min())} and max {int(lengths.max())}"
+        )
+    return lengths

@@ -1,0 +1,168 @@
+"""What every recurrent cell shares: torch.nn's parameter layout, the options, the state contract.
+
+A cell is one time step, ``cell(x_t, state) -> (y_t, state)`` (STYLE.md, as in Flax). Parameters are
+named and laid out as in ``torch.nn`` (``weight_ih`` (G·H, I), ``weight_hh`` (G·H, H), ``bias_ih``,
+``bias_hh`` (G·H,), with G gates stacked in torch's order), so that a state_dict loads both ways.
+
+Options, keyword-only, shared by all cells:
+
+- ``layer_norm``: layer normalisation of the input and the recurrent pre-activations (Ba et al., 2016,
+  "Layer Normalization", §3.1), each over the whole G·H vector with a gain and no shift (the biases
+  ``bias_ih``/``bias_hh`` are the shift, so that a state_dict keeps torch's keys).
+- ``recurrent_dropout``: variational dropout on h_{t-1} where it enters the recurrent product (Gal &
+  Ghahramani, 2016, "A Theoretically Grounded Application of Dropout in RNNs", §4): one mask per sequence,
+  shared by all gates and all time steps, inverted scaling 1/(1-p), active only in training.
+- ``recurrent_init``: ``"orthogonal"`` (default; Saxe et al., 2014, one orthogonal H×H block per gate) or
+  ``"uniform"`` (torch.nn's U(-1/√H, 1/√H)). Input weights are U(-1/√H, 1/√H) as in torch.nn; biases are zero
+  (the LSTM's forget bias aside).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import check_input, check_state_tensor
+from .state import LSTMState, State
+
+_INITS = ("orthogonal", "uniform")
+
+
+class RecurrentCell(nn.Module):
+    """Base class: parameters, options, masks and input checks. Subclasses set ``num_gates`` and ``_step``."""
+
+    num_gates: int = 1
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        bias: bool = True,
+        layer_norm: bool = False,
+        recurrent_dropout: float = 0.0,
+        recurrent_init: str = "orthogonal",
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= recurrent_dropout < 1.0:
+            raise ValueError(f"recurrent_dropout must be in [0, 1), got {recurrent_dropout!r}")
+        if recurrent_init not in _INITS:
+            raise ValueError(f"recurrent_init must be one of {_INITS}, got {recurrent_init!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.layer_norm = bool(layer_norm)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.recurrent_init = recurrent_init
+        gh = self.num_gates * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(gh, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(gh, hidden_size))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(gh))
+            self.bias_hh = nn.Parameter(torch.empty(gh))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        if self.layer_norm:
+            self.ln_ih = nn.LayerNorm(gh, eps=eps, bias=False)
+            self.ln_hh = nn.LayerNorm(gh, eps=eps, bias=False)
+        self.reset_parameters()
+
+    # -- parameters -------------------------------------------------------------------------------
+    def reset_parameters(self) -> None:
+        H = self.hidden_size
+        bound = 1.0 / math.sqrt(H)
+        with torch.no_grad():
+            nn.init.uniform_(self.weight_ih, -bound, bound)
+            if self.recurrent_init == "orthogonal":
+                for block in self.weight_hh.split(H, dim=0):  # one H×H block per gate
+                    nn.init.orthogonal_(block)
+            else:
+                nn.init.uniform_(self.weight_hh, -bound, bound)
+            if self.bias_ih is not None:
+                self.bias_ih.zero_()
+                self.bias_hh.zero_()
+            if self.layer_norm:
+                for m in self.modules():
+                    if isinstance(m, nn.LayerNorm):
+                        m.reset_parameters()
+
+    # -- state and masks --------------------------------------------------------------------------
+    def initial_state(self, batch_size: int, *, device=None, dtype=None) -> State:
+        """Zeros: (B, H)."""
+        device = device if device is not None else self.weight_hh.device
+        dtype = dtype if dtype is not None else self.weight_hh.dtype
+        return torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
+
+    def sample_mask(self, batch_size: int, *, device=None, dtype=None) -> Optional[Tensor]:
+        """The variational dropout mask on h_{t-1}, (B, H), drawn once per sequence; None when off.
+
+        Values are 0 and 1/(1-p). When you loop a cell yourself, draw it once before the loop and pass
+        it to every step; a cell called without a mask in training draws a fresh one for that step.
+        """
+        p = self.recurrent_dropout
+        if not self.training or p == 0.0:
+            return None
+        device = device if device is not None else self.weight_hh.device
+        dtype = dtype if dtype is not None else self.weight_hh.dtype
+        keep = torch.empty(batch_size, self.hidden_size, device=device, dtype=dtype).bernoulli_(1.0 - p)
+        return keep.div_(1.0 - p)
+
+    # -- the step ---------------------------------------------------------------------------------
+    def forward(self, x_t: Tensor, state: Optional[State] = None, *, mask: Optional[Tensor] = None):
+        """One step: x_t (B, I), state (B, H) or LSTMState, None meaning zeros -> (y_t (B, H), state)."""
+        x_t = check_input(x_t, self.input_size, ndim=2, name="x_t")
+        if x_t.dtype != self.weight_ih.dtype:
+            raise TypeError(f"x_t must have dtype {self.weight_ih.dtype} like the cell's parameters, got {x_t.dtype}")
+        B = x_t.shape[0]
+        state = self._check_state(state, B, x_t)
+        if mask is None:
+            mask = self.sample_mask(B, device=x_t.device, dtype=x_t.dtype)
+        elif tuple(mask.shape) != (B, self.hidden_size):
+            raise ValueError(f"mask must have shape ({B}, {self.hidden_size}), got {tuple(mask.shape)}")
+        return self._step(x_t, state, mask)
+
+    def _check_state(self, state, batch_size: int, ref: Tensor) -> State:
+        if state is None:
+            return self.initial_state(batch_size, device=ref.device, dtype=ref.dtype)
+        return check_state_tensor("state", state, (batch_size, self.hidden_size), ref)
+
+    def _step(self, x_t: Tensor, state: State, mask: Optional[Tensor]):
+        raise NotImplementedError
+
+    # -- shared pieces of the equations -----------------------------------------------------------
+    def _input_preact(self, x: Tensor) -> Tensor:
+        """W_ih x (+ LN), for one step (B, I) or all steps at once (B, T, I) -> (..., G·H). No bias."""
+        a = x @ self.weight_ih.t()
+        return self.ln_ih(a) if self.layer_norm else a
+
+    def _recurrent_preact(self, h: Tensor, mask: Optional[Tensor]) -> Tensor:
+        """W_hh (h ⊙ m) (+ LN) -> (B, G·H). No bias."""
+        if mask is not None:
+            h = h * mask
+        a = h @ self.weight_hh.t()
+        return self.ln_hh(a) if self.layer_norm else a
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.bias_ih is None:
+            s += ", bias=False"
+        if self.layer_norm:
+            s += ", layer_norm=True"
+        if self.recurrent_dropout:
+            s += f", recurrent_dropout={self.recurrent_dropout}"
+        return s
+
+
+def check_lstm_state(state, batch_size: int, hidden_size: int, ref: Tensor, *, name: str = "state") -> LSTMState:
+    """Accept LSTMState or a plain (h, c) tuple, as torch.nn.LSTM users pass it."""
+    if not isinstance(state, tuple) or len(state) != 2:
+        raise TypeError(f"{name} must be an LSTMState(h, c) (or a tuple (h, c)), got {type(state).__name__}")
+    h = check_state_tensor(f"{name}.h", state[0], (batch_size, hidden_size), ref)
+    c = check_state_tensor(f"{name}.c", state[1], (batch_size, hidden_size), ref)
+    return LSTMState(h, c)

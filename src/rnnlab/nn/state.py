@@ -1,0 +1,64 @@
+"""Recurrent state types and the small operations every layer needs on them.
+
+A cell's state is a tensor ``h`` of shape (B, H), except the LSTM's, which is
+``LSTMState(h, c)``. A layer's state stacks one cell state per layer and direction
+along a leading dimension of size L*D, as ``torch.nn`` does, so that ``h[-1]`` is
+the last layer's (last direction's) final hidden state: (L*D, B, H).
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Union
+
+import torch
+from torch import Tensor
+
+
+class LSTMState(NamedTuple):
+    """The LSTM's state: hidden ``h`` and cell ``c``, same shape."""
+
+    h: Tensor
+    c: Tensor
+
+
+State = Union[Tensor, LSTMState]
+
+
+def map_state(fn: Callable[[Tensor], Tensor], state: State) -> State:
+    """Apply ``fn`` to every tensor of a state, keeping its type."""
+    if isinstance(state, LSTMState):
+        return LSTMState(fn(state.h), fn(state.c))
+    return fn(state)
+
+
+def detach(state: State) -> State:
+    """Cut the graph behind a state (the chunk boundary of truncated BPTT)."""
+    return map_state(Tensor.detach, state)
+
+
+def zeros_like_state(state: State) -> State:
+    return map_state(torch.zeros_like, state)
+
+
+def where_state(mask: Tensor, new: State, old: State) -> State:
+    """Per batch row: ``new`` where ``mask`` (B,) is true, else ``old``. Row is the second-to-last dim."""
+    m = mask.unsqueeze(-1)  # (B, 1)
+    if isinstance(new, LSTMState):
+        return LSTMState(torch.where(m, new.h, old.h), torch.where(m, new.c, old.c))
+    return torch.where(m, new, old)
+
+
+def reset_rows(state: State, rows: Tensor) -> State:
+    """Zero the state of the batch rows where ``rows`` (B,) is true (a stream crossed a document boundary)."""
+    return where_state(rows, zeros_like_state(state), state)
+
+
+def select_layer(state: State, index: int) -> State:
+    """The cell state of one (layer, direction) slot of a layer state (L*D, B, H)."""
+    return map_state(lambda t: t[index], state)
+
+
+def stack_layers(states: list[State]) -> State:
+    """Stack per-(layer, direction) cell states (B, H) into a layer state (L*D, B, H)."""
+    if isinstance(states[0], LSTMState):
+        return LSTMState(torch.stack([s.h for s in states]), torch.stack([s.c for s in states]))
+    return torch.stack(states)

@@ -1,0 +1,207 @@
+"""Recurrent layers against torch.nn (copied weights), against themselves alone and padded, and across paths."""
+import itertools
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from rnnlab.nn import GRU, LSTM, RNN, LSTMState, Recurrent
+
+B, T, I, H = 4, 6, 3, 5
+LENGTHS = torch.tensor([6, 2, 1, 4])
+
+KINDS = {
+    "lstm": (lambda **kw: LSTM(I, H, **kw), lambda **kw: torch.nn.LSTM(I, H, batch_first=True, **kw)),
+    "gru": (lambda **kw: GRU(I, H, **kw), lambda **kw: torch.nn.GRU(I, H, batch_first=True, **kw)),
+    "rnn": (lambda **kw: RNN(I, H, **kw), lambda **kw: torch.nn.RNN(I, H, batch_first=True, **kw)),
+    "rnn-relu": (
+        lambda **kw: RNN(I, H, nonlinearity="relu", **kw),
+        lambda **kw: torch.nn.RNN(I, H, nonlinearity="relu", batch_first=True, **kw),
+    ),
+}
+
+
+def _h(state):
+    return state.h if isinstance(state, tuple) else state
+
+
+def _run_torch(module, x, state, lengths):
+    if lengths is None:
+        return module(x, state)
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, new = module(packed, state)
+    return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0], new
+
+
+def _state(kind, L, D, requires_grad=False):
+    h = torch.randn(L * D, B, H, requires_grad=requires_grad)
+    if kind == "lstm":
+        return LSTMState(h, torch.randn(L * D, B, H, requires_grad=requires_grad))
+    return h
+
+
+@pytest.mark.parametrize("impl", ["torch", "loop"])
+@pytest.mark.parametrize("use_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_layer_matches_torch(kind, num_layers, bidirectional, use_lengths, impl):
+    ours = KINDS[kind][0](num_layers=num_layers, bidirectional=bidirectional, impl=impl)
+    theirs = KINDS[kind][1](num_layers=num_layers, bidirectional=bidirectional)
+    theirs.load_state_dict(ours.state_dict())  # rnnlab -> torch, strict
+    x = torch.randn(B, T, I)
+    state = _state(kind, num_layers, 2 if bidirectional else 1)
+    lengths = LENGTHS if use_lengths else None
+    y, s = ours(x, state, lengths)
+    y_ref, s_ref = _run_torch(theirs, x, tuple(state) if kind == "lstm" else state, lengths)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    if kind == "lstm":
+        torch.testing.assert_close(s.h, s_ref[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(s.c, s_ref[1], atol=1e-5, rtol=1e-5)
+    else:
+        torch.testing.assert_close(s, s_ref, atol=1e-5, rtol=1e-5)
+    w = torch.randn_like(y)
+    ((y * w).sum() + _h(s).sum()).backward()
+    ((y_ref * w).sum() + (s_ref[0] if kind == "lstm" else s_ref).sum()).backward()
+    theirs_params = dict(theirs.named_parameters())
+    for name, g in ours.state_dict(keep_vars=True).items():
+        torch.testing.assert_close(g.grad, theirs_params[name].grad, atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_torch_state_dict_loads_into_layer():
+    theirs = torch.nn.GRU(I, H, num_layers=2, bidirectional=True, batch_first=True)
+    ours = GRU(I, H, num_layers=2, bidirectional=True)
+    ours.load_state_dict(theirs.state_dict())  # torch -> rnnlab, strict
+    x = torch.randn(B, T, I)
+    torch.testing.assert_close(ours(x)[0], theirs(x)[0])
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+
+
+def test_nested_layer_state_dict_round_trip():
+    model = torch.nn.Sequential(torch.nn.Linear(2, I), LSTM(I, H, layer_norm=True, num_layers=2))
+    sd = model.state_dict()
+    assert "1.weight_hh_l1" in sd and "1.ln_c_l0.bias" in sd
+    other = torch.nn.Sequential(torch.nn.Linear(2, I), LSTM(I, H, layer_norm=True, num_layers=2))
+    other.load_state_dict(sd)
+    for (k, a), b in zip(model.state_dict().items(), other.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_layer_norm_state_dict_does_not_load_into_torch():
+    with pytest.raises(RuntimeError, match="ln_ih_l0"):
+        torch.nn.LSTM(I, H, batch_first=True).load_state_dict(LSTM(I, H, layer_norm=True).state_dict())
+
+
+CONFIGS = [
+    ("lstm", {}),
+    ("gru", {}),
+    ("rnn", {}),
+    ("lstm", {"layer_norm": True}),
+    ("gru", {"layer_norm": True}),
+    ("rnn", {"layer_norm": True}),
+]
+
+
+@pytest.mark.parametrize("impl", ["auto", "loop"])
+@pytest.mark.parametrize("cell,options", CONFIGS, ids=lambda c: str(c))
+def test_padded_batch_equals_each_sequence_alone(cell, options, impl):
+    layer = Recurrent(cell, I, H, num_layers=2, bidirectional=True, impl=impl, **options)
+    x = torch.randn(B, T, I)
+    y, s = layer(x, lengths=LENGTHS)
+    for b, n in enumerate(LENGTHS.tolist()):
+        y_b, s_b = layer(x[b : b + 1, :n])
+        torch.testing.assert_close(y[b, :n], y_b[0], atol=1e-5, rtol=1e-5)
+        assert torch.all(y[b, n:] == 0)
+        torch.testing.assert_close(_h(s)[:, b], _h(s_b)[:, 0], atol=1e-5, rtol=1e-5)
+        if cell == "lstm":
+            torch.testing.assert_close(s.c[:, b], s_b.c[:, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_padding_values_do_not_matter():
+    layer = LSTM(I, H, bidirectional=True, impl="loop")
+    x = torch.randn(B, T, I)
+    x2 = x.clone()
+    for b, n in enumerate(LENGTHS.tolist()):
+        x2[b, n:] = 1e3
+    y1, s1 = layer(x, lengths=LENGTHS)
+    y2, s2 = layer(x2, lengths=LENGTHS)
+    torch.testing.assert_close(y1, y2)
+    torch.testing.assert_close(s1.h, s2.h)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_step_equals_forward(cell):
+    layer = Recurrent(cell, I, H, num_layers=3, layer_norm=cell == "gru")
+    x = torch.randn(B, T, I)
+    y, s = layer(x)
+    state = None
+    for t in range(T):
+        y_t, state = layer.step(x[:, t], state)
+        torch.testing.assert_close(y_t, y[:, t, :H], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(_h(state), _h(s), atol=1e-5, rtol=1e-5)
+
+
+def test_step_refuses_bidirectional():
+    with pytest.raises(ValueError, match="unidirectional"):
+        GRU(I, H, bidirectional=True).step(torch.randn(B, I))
+
+
+def test_auto_picks_the_torch_kernel_only_when_it_can():
+    assert LSTM(I, H)._resolve_impl() == "torch"
+    assert LSTM(I, H, layer_norm=True)._resolve_impl() == "fused"
+    assert LSTM(I, H, recurrent_dropout=0.1)._resolve_impl() == "fused"
+    assert GRU(I, H, layer_norm=True)._resolve_impl() == "loop"
+    with pytest.raises(ValueError, match="impl='torch' cannot run layer_norm"):
+        LSTM(I, H, layer_norm=True, impl="torch")
+    with pytest.raises(ValueError, match="cell='lstm' only"):
+        GRU(I, H, impl="fused")
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_recurrent_dropout_one_mask_per_sequence(bidirectional):
+    """The layer's output equals a hand loop that draws one mask per direction and reuses it at every step."""
+    layer = Recurrent("gru", I, H, recurrent_dropout=0.5, bidirectional=bidirectional).train()
+    x = torch.randn(B, T, I)
+    torch.manual_seed(3)
+    y, _ = layer(x)
+    torch.manual_seed(3)
+    for d, cell in enumerate(layer.cells):
+        mask = cell.sample_mask(B)
+        assert (mask == 0).any()
+        h, xs = None, (x.flip(1) if d else x)
+        ys = []
+        for t in range(T):
+            y_t, h = cell(xs[:, t], h, mask=mask)
+            ys.append(y_t)
+        ref = torch.stack(ys, 1)
+        torch.testing.assert_close(y[..., d * H : (d + 1) * H], ref.flip(1) if d else ref)
+    # a fresh draw per step would not match: the masks differ between draws
+    assert not torch.equal(layer.cells[0].sample_mask(B), layer.cells[0].sample_mask(B))
+
+
+def test_recurrent_dropout_off_in_eval():
+    layer = GRU(I, H, recurrent_dropout=0.5)
+    plain = GRU(I, H)
+    plain.load_state_dict(layer.state_dict())
+    x = torch.randn(B, T, I)
+    layer.train()
+    y_train1, y_train2 = layer(x)[0], layer(x)[0]
+    assert not torch.allclose(y_train1, y_train2)
+    layer.eval()
+    torch.testing.assert_close(layer(x)[0], plain(x)[0])
+
+
+def test_dropout_between_layers():
+    layer = GRU(I, H, num_layers=2, dropout=0.5, impl="loop")
+    x = torch.randn(B, T, I)
+    assert not torch.allclose(layer(x)[0], layer(x)[0])
+    layer.eval()
+    torch.testing.assert_close(layer(x)[0], layer(x)[0])
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_layer_gradcheck_float64(bidirectional):
+    layer = Recurrent("lstm", 2, 3, num_layers=2, bidirectional=bidirectional, layer_norm=True, impl="loop").double()
+    x = torch.randn(3, 4, 2, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([4, 1, 3])
+    assert torch.autograd.gradcheck(lambda x: layer(x, lengths=lengths)[0], (x,))

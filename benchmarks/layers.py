@@ -1,0 +1,104 @@
+"""rnnlab's recurrent layers against torch.nn in the same process: training step and inference.
+
+Run by hand:  .venv/bin/python benchmarks/layers.py [--rounds 15] [--quick]
+
+Three groups, each as a ratio to torch.nn (time rnnlab / time torch.nn; below 1 is faster):
+1. plain LSTM, GRU, RNN (rnnlab runs torch's own kernel: the wrapper must cost nothing; target <= 1.05);
+2. the options torch's kernels cannot run: layer-norm LSTM and recurrent-dropout LSTM (p=0.25),
+   against torch.nn.LSTM of the same size (target: training <= 2.0 at (32,100,128,256) and (64,100,256,512));
+   the plain autograd loop (impl="loop") is measured at the first shape for context;
+3. minGRU / minLSTM training and inference against torch.nn.LSTM (target at (16,1024,128,256): minGRU
+   training <= 0.67, i.e. at least 1.5x faster).
+A training step is forward + backward of outputs.mean() with parameter gradients; inference is the
+forward under torch.no_grad(). Writes benchmarks/results/layers.json and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch import nn
+
+from common import interleaved, median_ms, print_table, ratio, setup_threads, write_json
+from rnnlab.nn import GRU, LSTM, RNN
+from rnnlab.nn.min_rnn import MinGRU, MinLSTM
+
+SHAPES = [(32, 100, 128, 256), (64, 200, 64, 128), (8, 500, 32, 64), (64, 100, 256, 512), (16, 1024, 128, 256)]
+TORCH = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}
+OURS = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}
+
+
+def train_step(model: nn.Module, x: torch.Tensor):
+    def run():
+        model.zero_grad(set_to_none=True)
+        out, _ = model(x)
+        out.mean().backward()
+
+    return run
+
+
+def inference(model: nn.Module, x: torch.Tensor):
+    def run():
+        with torch.no_grad():
+            model(x)
+
+    return run
+
+
+def measure(group: str, shape, contenders: dict[str, nn.Module], baseline: str, rounds: int, modes) -> list[dict]:
+    B, T, I, H = shape
+    x = torch.randn(B, T, I)
+    rows = []
+    for mode in modes:
+        make = train_step if mode == "train" else inference
+        fns = {name: make(m.train(mode == "train"), x) for name, m in contenders.items()}
+        times = interleaved(fns, rounds=rounds)
+        for name in contenders:
+            if name == baseline:
+                continue
+            rows.append({
+                "group": group, "shape": f"{B},{T},{I},{H}", "mode": mode, "model": name,
+                "ms": median_ms(times[name]), "torch_ms": median_ms(times[baseline]),
+                "ratio": ratio(times, name, baseline), "baseline": baseline,
+            })
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per measurement")
+    parser.add_argument("--quick", action="store_true", help="two shapes, 5 rounds: a smoke run")
+    parser.add_argument("--groups", default="plain,options,min", help="comma-separated: plain, options, min")
+    args = parser.parse_args()
+    setup_threads(2)
+    torch.manual_seed(0)
+    shapes = SHAPES[:1] + SHAPES[-1:] if args.quick else SHAPES
+    rounds = 5 if args.quick else args.rounds
+    groups = args.groups.split(",")
+    rows: list[dict] = []
+    for shape in shapes:
+        B, T, I, H = shape
+        if "plain" in groups:
+            for kind in ("LSTM", "GRU", "RNN"):
+                c = {f"torch.nn.{kind}": TORCH[kind](I, H, batch_first=True), f"rnnlab {kind}": OURS[kind](I, H)}
+                rows += measure("plain", shape, c, f"torch.nn.{kind}", rounds, ("train", "infer"))
+        if "options" in groups:
+            c = {
+                "torch.nn.LSTM": nn.LSTM(I, H, batch_first=True),
+                "LSTM layer_norm": LSTM(I, H, layer_norm=True),
+                "LSTM recurrent_dropout": LSTM(I, H, recurrent_dropout=0.25),
+            }
+            if shape == SHAPES[0]:
+                c["LSTM layer_norm (loop)"] = LSTM(I, H, layer_norm=True, impl="loop")
+            rows += measure("options", shape, c, "torch.nn.LSTM", rounds, ("train", "infer"))
+        if "min" in groups and shape == SHAPES[-1]:
+            c = {"torch.nn.LSTM": nn.LSTM(I, H, batch_first=True), "MinGRU": MinGRU(I, H), "MinLSTM": MinLSTM(I, H)}
+            rows += measure("min", shape, c, "torch.nn.LSTM", rounds, ("train", "infer"))
+        print(f"done {shape}", flush=True)
+    path = write_json("layers.json", {"rounds": rounds, "rows": rows})
+    print_table(rows, ["group", "shape", "mode", "model", "ms", "torch_ms", "ratio"])
+    print(f"\nwritten {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""minGRU and minLSTM (Feng et al., 2024, "Were RNNs All We Needed?", arXiv:2410.01201).
+
+The paper strips GRU and LSTM down until their gates depend on x_t alone (§3.1, §3.2):
+no h_{t-1} inside a gate, no tanh on the candidate. The recurrence is then linear in h,
+
+    h_t = a_t ⊙ h_{t-1} + b_t,
+
+with a_t, b_t computed for all t at once (one Linear over the whole sequence), and the loop
+over t becomes a scan (:mod:`rnnlab.nn.scan`) instead of T dependent matrix products.
+
+Deviations and choices, each as the paper allows:
+
+* The candidate is h̃_t = g(k_h) with g(x) = x + 0.5 for x ≥ 0 and σ(x) otherwise (§B,
+  "log-space version"), not the plain Linear of §3.1, so that h̃ > 0 and the log-space
+  scan applies. Both scan modes use the same g, so they give the same numbers.
+* minLSTM uses the normalised, time-independent-scale gates f' = f/(f+i), i' = i/(f+i)
+  (§3.2.3), and has no output gate and no separate cell state: the state is h.
+* ``scan="fused"`` (the default on CPU, float32/float64) computes the gates inside numba
+  kernels for the forward and backward passes, in one pass over B·T·H memory each; ``scan="log"`` computes log a_t, log b_t straight from the pre-activations and runs
+  the Heinsen scan (§B, Listings 2 and 4), which is what the paper uses on GPUs.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numba
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from rnnlab.nn._checks import check_dtype_match, check_input, check_lengths, check_state_tensor
+from rnnlab.nn.scan import linear_scan, log_space_scan
+
+__all__ = ["MinGRU", "MinLSTM", "g", "log_g"]
+
+_SCAN_MODES = ("auto", "fused", "log")
+
+
+def g(x: Tensor) -> Tensor:
+    """g(x) = x + 0.5 for x ≥ 0, σ(x) for x < 0: continuous, increasing, always positive (§B)."""
+    return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+
+
+def log_g(x: Tensor) -> Tensor:
+    """log g(x), stable for all x: log(x + 0.5) for x ≥ 0, −softplus(−x) = log σ(x) otherwise."""
+    # relu keeps the unused branch finite, so its zero gradient never becomes 0 * inf
+    return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), -F.softplus(-x))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fused CPU path: gates and scan in one numba pass forward and one backward, straight from the
+# Linear's output k. Profiling the unfused step (torch gates, then linear_scan) at (16, 1024, 128,
+# 256) showed the gate math and its autograd (where, cat of the chunk gradients, sigmoid_backward,
+# mul) taking more time than the Linear and the scan together; here it costs no extra pass over
+# B·T·H memory. The backward recomputes the gates from k rather than storing them, and carries
+# a_{t+1} ⊙ G_{t+1} along t (see rnnlab.nn.scan for the scan's backward).
+# ---------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _min_gru_forward_kernel(k, h0, h):  # pragma: no cover - compiled
+    B, T, H = h.shape
+    for b in range(B):
+        for t in range(T):
+            for j in range(H):
+                z = 1.0 / (1.0 + math.exp(-k[b, t, j]))  # update gate
+                k_h = k[b, t, H + j]
+                h_tilde = k_h + 0.5 if k_h >= 0 else 1.0 / (1.0 + math.exp(-k_h))
+                h_prev = h[b, t - 1, j] if t > 0 else h0[b, j]
+                h[b, t, j] = (1.0 - z) * h_prev + z * h_tilde
+
+
+@numba.njit(cache=True, nogil=True)
+def _min_gru_backward_kernel(k, h0, h, grad, dk, dh0):  # pragma: no cover - compiled
+    B, T, H = h.shape
+    for b in range(B):
+        carry = dh0[b]  # a_{t+1} ⊙ G_{t+1}; ends as a_1 ⊙ G_1 = ∂L/∂h0
+        carry[:] = 0.0
+        for t in range(T - 1, -1, -1):
+            for j in range(H):
+                G = grad[b, t, j] + carry[j]
+                z = 1.0 / (1.0 + math.exp(-k[b, t, j]))
+                k_h = k[b, t, H + j]
+                if k_h >= 0:
+                    h_tilde, dg = k_h + 0.5, 1.0
+                else:
+                    s = 1.0 / (1.0 + math.exp(-k_h))
+                    h_tilde, dg = s, s * (1.0 - s)
+                h_prev = h[b, t - 1, j] if t > 0 else h0[b, j]
+                dk[b, t, j] = G * (h_tilde - h_prev) * z * (1.0 - z)  # ∂L/∂k_z
+                dk[b, t, H + j] = G * z * dg  # ∂L/∂k_h
+                carry[j] = (1.0 - z) * G
+
+
+@numba.njit(cache=True, nogil=True)
+def _min_lstm_forward_kernel(k, h0, h):  # pragma: no cover - compiled
+    B, T, H = h.shape
+    for b in range(B):
+        for t in range(T):
+            for j in range(H):
+                f = 1.0 / (1.0 + math.exp(-k[b, t, j]))  # forget gate
+                i = 1.0 / (1.0 + math.exp(-k[b, t, H + j]))  # input gate
+                k_h = k[b, t, 2 * H + j]
+                h_tilde = k_h + 0.5 if k_h >= 0 else 1.0 / (1.0 + math.exp(-k_h))
+                f_norm = f / (f + i)  # f'; i' = 1 − f'
+                h_prev = h[b, t - 1, j] if t > 0 else h0[b, j]
+                h[b, t, j] = f_norm * h_prev + (1.0 - f_norm) * h_tilde
+
+
+@numba.njit(cache=True, nogil=True)
+def _min_lstm_backward_kernel(k, h0, h, grad, dk, dh0):  # pragma: no cover - compiled
+    B, T, H = h.shape
+    for b in range(B):
+        carry = dh0[b]
+        carry[:] = 0.0
+        for t in range(T - 1, -1, -1):
+            for j in range(H):
+                G = grad[b, t, j] + carry[j]
+                f = 1.0 / (1.0 + math.exp(-k[b, t, j]))
+                i = 1.0 / (1.0 + math.exp(-k[b, t, H + j]))
+                k_h = k[b, t, 2 * H + j]
+                if k_h >= 0:
+                    h_tilde, dg = k_h + 0.5, 1.0
+                else:
+                    s = 1.0 / (1.0 + math.exp(-k_h))
+                    h_tilde, dg = s, s * (1.0 - s)
+                total = f + i
+                f_norm = f / total
+                h_prev = h[b, t - 1, j] if t > 0 else h0[b, j]
+                dfn = G * (h_prev - h_tilde) / (total * total)  # ∂L/∂f' · ∂f'/∂(f, i) shared factor
+                dk[b, t, j] = dfn * i * f * (1.0 - f)  # ∂L/∂k_f
+                dk[b, t, H + j] = -dfn * f * i * (1.0 - i)  # ∂L/∂k_i
+                dk[b, t, 2 * H + j] = G * (1.0 - f_norm) * dg  # ∂L/∂k_h
+                carry[j] = f_norm * G
+
+
+class _FusedMinRNNScan(torch.autograd.Function):
+    """k (B, T, n·H), h0 (B, H) -> h (B, T, H), gates computed inside the kernels."""
+
+    @staticmethod
+    def forward(ctx, k: Tensor, h0: Tensor, kernels) -> Tensor:
+        k, h0 = k.contiguous(), h0.contiguous()
+        B, T, _ = k.shape
+        h = k.new_empty(B, T, h0.shape[1])  # (B, T, H)
+        kernels[0](k.detach().numpy(), h0.detach().numpy(), h.numpy())
+        ctx.kernels = kernels
+        ctx.save_for_backward(k, h0, h)
+        return h
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        k, h0, h = ctx.saved_tensors
+        grad = grad.contiguous()  # e.g. the expanded ones of outputs.sum()
+        dk, dh0 = torch.empty_like(k), torch.empty_like(h0)
+        ctx.kernels[1](k.numpy(), h0.numpy(), h.numpy(), grad.numpy(), dk.numpy(), dh0.numpy())
+        return dk, dh0, None
+
+
+class _MinRNN(nn.Module):
+    """What minGRU and minLSTM share: checks, state, lengths and the choice of scan.
+
+    A subclass sets ``n_gates`` (how many H-wide blocks the Linear produces) and implements
+    ``_coefficients(k) -> (a, b)`` and ``_log_coefficients(k) -> (log a, log b)`` for k: (..., n_gates·H).
+    """
+
+    n_gates: int
+
+    def __init__(self, input_size: int, hidden_size: int, *, bias: bool = True, scan: str = "auto") -> None:
+        super().__init__()
+        if not isinstance(input_size, int) or input_size < 1:
+            raise ValueError(f"input_size must be a positive int, got {input_size!r}")
+        if not isinstance(hidden_size, int) or hidden_size < 1:
+            raise ValueError(f"hidden_size must be a positive int, got {hidden_size!r}")
+        if scan not in _SCAN_MODES:
+            raise ValueError(f"scan must be one of {_SCAN_MODES}, got {scan!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.scan = scan
+        # one Linear for every gate, applied to the whole sequence at once (hoisted out of the scan)
+        self.linear = nn.Linear(input_size, self.n_gates * hidden_size, bias=bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, bias={self.linear.bias is not None}, scan={self.scan!r}"
+
+    def initial_state(self, batch_size: int, *, device=None, dtype=None) -> Tensor:
+        """Zeros of shape (B, H), on the parameters' device and dtype unless told otherwise."""
+        w = self.linear.weight
+        return torch.zeros(batch_size, self.hidden_size, device=device or w.device, dtype=dtype or w.dtype)
+
+    def _use_log_scan(self, x: Tensor) -> bool:
+        if self.scan == "auto":
+            return not (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64))
+        return self.scan == "log"
+
+    def _state(self, state: Optional[Tensor], x: Tensor) -> Tensor:
+        B = x.shape[0]
+        if state is None:
+            return self.initial_state(B, device=x.device, dtype=x.dtype)
+        return check_state_tensor("state", state, (B, self.hidden_size), x)
+
+    def forward(self, x: Tensor, state: Optional[Tensor] = None, lengths=None) -> tuple[Tensor, Tensor]:
+        """x: (B, T, I), state: (B, H) or None, lengths: (B,) ints in [1, T] or None.
+
+        Returns (outputs (B, T, H), state (B, H)). Past a row's length the outputs are zero and
+        its state is h at its last real step — as if a_t = 1 and b_t = 0 there.
+        """
+        check_input(x, self.input_size, ndim=3)
+        check_dtype_match("x", x, self.linear.weight)
+        B, T, _ = x.shape
+        lengths = check_lengths(lengths, B, T)
+        h0 = self._state(state, x)  # (B, H)
+        if T == 0:
+            return x.new_zeros(B, 0, self.hidden_size), h0
+
+        k = self.linear(x)  # (B, T, n_gates·H)
+        if self._use_log_scan(x):
+            h = log_space_scan(*self._log_coefficients(k), h0)  # (B, T, H)
+        elif x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+            h = _FusedMinRNNScan.apply(k, h0, self._kernels)  # (B, T, H)
+        else:  # "fused" asked for off the CPU or in low precision: torch gates, torch scan
+            h = linear_scan(*self._coefficients(k), h0)  # (B, T, H)
+
+        if lengths is None:
+            return h, h[:, -1]
+        # Freezing the state past the length (a = 1, b = 0) and reading h at the last real step
+        # give the same numbers and gradients; reading is cheaper than rewriting a and b.
+        lengths = lengths.to(x.device)
+        valid = torch.arange(T, device=x.device) < lengths.unsqueeze(1)  # (B, T)
+        last = h[torch.arange(B, device=x.device), lengths - 1]  # (B, H)
+        return h * valid.unsqueeze(-1).to(h.dtype), last
+
+    def step(self, x_t: Tensor, state: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """One step of the sequential form: x_t (B, I), state (B, H) or None -> (h_t, h_t), both (B, H)."""
+        check_input(x_t, self.input_size, ndim=2, name="x_t")
+        check_dtype_match("x_t", x_t, self.linear.weight)
+        h_prev = self._state(state, x_t)  # (B, H)
+        a, b = self._coefficients(self.linear(x_t))  # (B, H) each
+        h = a * h_prev + b
+        return h, h
+
+
+class MinGRU(_MinRNN):
+    r"""minGRU (Feng et al., 2024, §3.1.3, Algorithm 2; log-space form §B, Listing 2).
+
+    .. math::
+        k_z, k_h &= \mathrm{split}(W x_t + b)   \\
+        z_t &= \sigma(k_z)                       \\
+        \tilde h_t &= g(k_h)                     \\
+        h_t &= (1 - z_t) \odot h_{t-1} + z_t \odot \tilde h_t
+
+    so a_t = 1 − z_t and b_t = z_t ⊙ h̃_t. In log space: log a_t = −softplus(k_z),
+    log z_t = −softplus(−k_z), log b_t = log z_t + log g(k_h).
+
+    Args:
+        input_size: I.   hidden_size: H.
+        bias: whether the Linear I → 2H has a bias.
+        scan: ``"auto"`` (numba scan on CPU float32/float64, log-space elsewhere), ``"fused"``, ``"log"``.
+
+    Shapes: x (B, T, I), state (B, H) or None for zeros, lengths (B,) or None;
+    outputs (B, T, H), final state (B, H). ``step``: x_t (B, I) -> (h_t, h_t), each (B, H).
+    """
+
+    n_gates = 2
+    _kernels = (_min_gru_forward_kernel, _min_gru_backward_kernel)
+
+    def _coefficients(self, k: Tensor) -> tuple[Tensor, Tensor]:
+        k_z, k_h = k.chunk(2, dim=-1)  # (..., H) each
+        z = torch.sigmoid(k_z)  # update gate
+        h_tilde = g(k_h)  # candidate, > 0
+        return 1 - z, z * h_tilde
+
+    def _log_coefficients(self, k: Tensor) -> tuple[Tensor, Tensor]:
+        k_z, k_h = k.chunk(2, dim=-1)  # (..., H) each
+        log_a = -F.softplus(k_z)  # log(1 − z)
+        log_z = -F.softplus(-k_z)  # log z
+        return log_a, log_z + log_g(k_h)
+
+
+class MinLSTM(_MinRNN):
+    r"""minLSTM (Feng et al., 2024, §3.2.3, Algorithm 4; log-space form §B, Listing 4).
+
+    .. math::
+        k_f, k_i, k_h &= \mathrm{split}(W x_t + b)          \\
+        f_t = \sigma(k_f),\quad i_t &= \sigma(k_i),\quad \tilde h_t = g(k_h) \\
+        f'_t = \frac{f_t}{f_t + i_t},\quad i'_t &= \frac{i_t}{f_t + i_t}     \\
+        h_t &= f'_t \odot h_{t-1} + i'_t \odot \tilde h_t
+
+    so a_t = f'_t and b_t = i'_t ⊙ h̃_t. In log space, with d = softplus(−k_f) − softplus(−k_i)
+    (= log i − log f): log f'_t = −softplus(d), log i'_t = −softplus(−d).
+
+    Args and shapes as :class:`MinGRU`; the Linear maps I → 3H.
+    """
+
+    n_gates = 3
+    _kernels = (_min_lstm_forward_kernel, _min_lstm_backward_kernel)
+
+    def _coefficients(self, k: Tensor) -> tuple[Tensor, Tensor]:
+        k_f, k_i, k_h = k.chunk(3, dim=-1)  # (..., H) each
+        f = torch.sigmoid(k_f)  # forget gate
+        i = torch.sigmoid(k_i)  # input gate
+        h_tilde = g(k_h)  # candidate, > 0
+        f_norm = f / (f + i)  # f'
+        return f_norm, (1 - f_norm) * h_tilde  # i' = 1 − f'
+
+    def _log_coefficients(self, k: Tensor) -> tuple[Tensor, Tensor]:
+        k_f, k_i, k_h = k.chunk(3, dim=-1)  # (..., H) each
+        d = F.softplus(-k_f) - F.softplus(-k_i)  # log i − log f
+        log_f = -F.softplus(d)  # log f'
+        log_i = -F.softplus(-d)  # log i'
+        return log_f, log_i + log_g(k_h)

@@ -15,7 +15,7 @@ from torch import nn
 
 from rnnlab.data.synthetic import ADDING_BASELINE_MSE, adding_problem
 from rnnlab.nn import GRU, LSTM, RNN
-from rnnlab.nn.min_rnn import MinGRU
+from rnnlab.nn import MinGRU
 
 
 class _Regressor(nn.Module):

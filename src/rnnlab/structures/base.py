@@ -1,0 +1,74 @@
+"""What the structures share: the input layer (token embedding or raw features) and batch checks.
+
+A batch is a dict of tensors with documented keys, e.g. ``{"x": (B, T) or (B, T, I), "lengths": (B,),
+"y": ...}``; each structure's docstring lists the keys its ``loss`` reads. Structures speak one small
+interface (STYLE.md §10): ``forward(batch)``, ``loss(batch) -> scalar``, and ``predict``/``generate``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from rnnlab.nn._checks import check_lengths
+
+TASKS = ("classification", "regression")
+
+
+def check_input_fields(cfg) -> None:
+    """A config reads tokens (vocab_size > 0) or features (input_size > 0): exactly one."""
+    if (cfg.vocab_size > 0) == (cfg.input_size > 0):
+        raise ValueError(
+            f"set exactly one of vocab_size (token inputs) and input_size (feature inputs), "
+            f"got vocab_size={cfg.vocab_size}, input_size={cfg.input_size}"
+        )
+    if cfg.vocab_size > 0 and cfg.embedding_size < 1:
+        raise ValueError(f"embedding_size must be positive for token inputs, got {cfg.embedding_size}")
+
+
+def check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+
+class InputLayer(nn.Module):
+    """Tokens (B, T) long -> embeddings (B, T, E), or features (B, T, I) passed through. ``output_size`` is E or I."""
+
+    def __init__(self, *, vocab_size: int, input_size: int, embedding_size: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, embedding_size) if vocab_size > 0 else None
+        self.output_size = embedding_size if vocab_size > 0 else input_size
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, name: str = "x") -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if self.embedding is not None:
+            if x.dtype not in (torch.int64, torch.int32):
+                raise TypeError(f"{name} must hold token ids (an integer tensor (B, T)), got dtype {x.dtype}")
+            if x.dim() != 2:
+                raise ValueError(f"{name} must have shape (B, T) of token ids, got shape {tuple(x.shape)}")
+            if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.vocab_size):
+                raise ValueError(f"{name} token ids must lie in [0, {self.vocab_size}), got min {int(x.min())} and max {int(x.max())}")
+            return self.dropout(self.embedding(x))  # (B, T, E)
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor (B, T, I) of features, got dtype {x.dtype}")
+        if x.dim() != 3 or x.shape[-1] != self.output_size:
+            raise ValueError(f"{name} must have shape (B, T, {self.output_size}), got shape {tuple(x.shape)}")
+        return self.dropout(x)
+
+
+def require(batch: dict, key: str, what: str, owner: str):
+    """batch[key], or a ValueError that says which key the structure needs."""
+    if not isinstance(batch, dict):
+        raise TypeError(f"{owner} takes a batch dict, got {type(batch).__name__}")
+    if key not in batch or batch[key] is None:
+        raise ValueError(f"{owner} needs batch[{key!r}] ({what}); the batch has keys {sorted(batch)}")
+    return batch[key]
+
+
+def batch_lengths(batch: dict, x: Tensor, key: str = "lengths") -> Optional[Tensor]:
+    """The checked lengths of the batch (None when absent): (B,) in [1, T]."""
+    return check_lengths(batch.get(key), x.shape[0], x.shape[1])

@@ -1,0 +1,482 @@
+"""Decoding: greedy, sampling (temperature, top-k, top-p) and beam search, for any step-wise model.
+
+The language model, the one-to-many generator and the seq2seq decoder all expose the same two methods
+(:class:`Decoder`), so one implementation of each algorithm serves them all:
+
+- ``step(tokens (B,), state) -> (logits (B, V), state)`` advances every batch row by one token;
+- ``reorder(state, index (B',)) -> state`` selects or repeats batch rows of a state (beam search uses it to
+  expand each row into beams and to follow the surviving beams). :func:`reorder_state` does it for any nested
+  tuple / list / named tuple / dict of tensors, given the batch dimension.
+
+Every function returns a :class:`Decoded` ``(tokens, lengths, scores)``:
+
+- ``tokens`` (B, T) long: the generated tokens, *without* the start token. ``T`` is the longest row
+  (at most ``max_len``; shorter when every row ended early). Positions past a row's length hold ``pad_token``.
+- ``lengths`` (B,) long: generated tokens per row, the end token included when it was emitted.
+- ``scores`` (B,): the sum of the model's log-probabilities ``log softmax(logits)`` of the row's tokens, the
+  end token included, at temperature 1 and without filtering, whatever the sampling options were. So scores
+  of different decoders of the same model compare directly.
+
+End-token semantics: a row that emits ``end_token`` is finished; its later positions hold ``pad_token``
+(default 0) and add nothing to its score, and decoding stops as soon as every row has finished. A row that never
+emits it stops at ``max_len`` tokens. The decoder itself keeps being stepped for finished rows (fed
+``end_token``) so that the batch stays rectangular; their outputs are ignored.
+
+Gradients are left to the caller: wrap the call in ``torch.no_grad()`` for plain inference, or keep the graph
+to differentiate the sample scores (REINFORCE).
+
+References: top-k sampling (Fan et al., 2018, "Hierarchical Neural Story Generation"); nucleus / top-p
+sampling (Holtzman et al., 2020, "The Curious Case of Neural Text Degeneration"); the length penalty
+``lp(Y) = ((5 + |Y|) / 6) ** alpha`` (Wu et al., 2016, "Google's Neural Machine Translation System", §7).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Callable, NamedTuple, Optional, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Decoded",
+    "Decoder",
+    "beam_search",
+    "filter_logits",
+    "greedy",
+    "length_penalty_factor",
+    "reorder_state",
+    "sample",
+]
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """What the decoding functions need from a model. Shapes: B batch rows, V vocabulary."""
+
+    def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """tokens (B,) long -> (logits (B, V) of the next token, the new state)."""
+        ...
+
+    def reorder(self, state: Any, index: Tensor) -> Any:
+        """The state of batch rows ``index`` (B',) long of the current batch (rows may repeat)."""
+        ...
+
+
+class Decoded(NamedTuple):
+    """The result of every decoding function (see the module docstring for the exact semantics)."""
+
+    tokens: Tensor
+    """(B, T) long: generated tokens without the start token, ``pad_token`` past each row's length."""
+    lengths: Tensor
+    """(B,) long: generated tokens per row, the end token included."""
+    scores: Tensor
+    """(B,): sum of the model's log-probabilities of each row's tokens (not length-normalised)."""
+
+
+# ----------------------------------------------------------------------------------------------- states
+
+
+def reorder_state(state: Any, index: Tensor, *, batch_dim: int) -> Any:
+    """Select / repeat batch rows of every tensor in a nested state: ``t.index_select(batch_dim, index)``.
+
+    ``state`` may be a tensor, ``None`` (left as is), or any nesting of tuples, lists, named tuples (such as
+    ``LSTMState(h, c)``) and dicts of those; containers keep their type. ``batch_dim`` is the batch
+    dimension of *every* tensor in this call: 0 for cell states (B, H) and attention memories (B, S, E),
+    1 for layer states (L·D, B, H). A model whose state mixes both calls this once per part, e.g.::
+
+        def reorder(self, state, index):
+            layer_state, memory = state
+            return (reorder_state(layer_state, index, batch_dim=1),
+                    reorder_state(memory, index, batch_dim=0))
+
+    Args:
+        state: the nested state.
+        index: (B',) integer tensor of rows of the current batch.
+        batch_dim: which dimension of each tensor is the batch (negative counts from the end).
+    """
+    if not isinstance(index, Tensor) or index.dim() != 1 or index.is_floating_point() or index.dtype == torch.bool:
+        given = f"shape {tuple(index.shape)} dtype {index.dtype}" if isinstance(index, Tensor) else type(index).__name__
+        raise TypeError(f"index must be a 1-D integer tensor of batch rows, got {given}")
+    if isinstance(batch_dim, bool) or not isinstance(batch_dim, int):
+        raise TypeError(f"batch_dim must be an int, got {type(batch_dim).__name__}")
+    return _reorder(state, index, batch_dim, "state")
+
+
+def _reorder(state: Any, index: Tensor, batch_dim: int, path: str) -> Any:
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        if not -state.dim() <= batch_dim < state.dim():
+            raise ValueError(
+                f"{path} has shape {tuple(state.shape)}, which has no batch_dim={batch_dim}; "
+                "pass the batch dimension of this state (1 for layer states (L*D, B, H), 0 for (B, ...))"
+            )
+        return state.index_select(batch_dim, index.to(state.device))
+    if isinstance(state, tuple) and hasattr(state, "_fields"):  # named tuple, e.g. LSTMState(h, c)
+        return type(state)(*(_reorder(v, index, batch_dim, f"{path}.{f}") for f, v in zip(state._fields, state)))
+    if isinstance(state, (tuple, list)):
+        return type(state)(_reorder(v, index, batch_dim, f"{path}[{i}]") for i, v in enumerate(state))
+    if isinstance(state, Mapping):
+        return type(state)({k: _reorder(v, index, batch_dim, f"{path}[{k!r}]") for k, v in state.items()})
+    raise TypeError(
+        f"{path} must be a tensor, None, or a tuple/list/named tuple/dict of those, got {type(state).__name__}"
+    )
+
+
+# ------------------------------------------------------------------------------------------- validation
+
+
+def _check_int(name: str, value: Any, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+
+
+def _check_start(start_tokens: Any) -> None:
+    if not isinstance(start_tokens, Tensor):
+        raise TypeError(f"start_tokens must be a 1-D integer tensor (B,), got {type(start_tokens).__name__}")
+    if start_tokens.dim() != 1 or start_tokens.numel() == 0:
+        raise ValueError(f"start_tokens must have shape (B,) with B >= 1, got shape {tuple(start_tokens.shape)}")
+    if start_tokens.is_floating_point() or start_tokens.is_complex() or start_tokens.dtype == torch.bool:
+        raise TypeError(f"start_tokens must be an integer tensor, got dtype {start_tokens.dtype}")
+
+
+def _check_common(start_tokens: Any, max_len: Any, end_token: Any, pad_token: Any) -> None:
+    _check_start(start_tokens)
+    _check_int("max_len", max_len, low=1)
+    if end_token is not None:
+        _check_int("end_token", end_token, low=0)
+    if isinstance(pad_token, bool) or not isinstance(pad_token, int):
+        raise TypeError(f"pad_token must be an int, got {type(pad_token).__name__} {pad_token!r}")
+
+
+def _check_filters(temperature: Any, top_k: Any, top_p: Any, *, allow_zero_temperature: bool) -> None:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise TypeError(f"temperature must be a number > 0, got {type(temperature).__name__}")
+    if allow_zero_temperature:
+        if not temperature >= 0:  # also rejects NaN
+            raise ValueError(f"temperature must be >= 0 (0 means greedy argmax), got {temperature}")
+    elif not temperature > 0:
+        raise ValueError(f"temperature must be > 0 (for argmax decoding use greedy()), got {temperature}")
+    if top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, int):
+            raise TypeError(f"top_k must be None or an int >= 1, got {type(top_k).__name__} {top_k!r}")
+        if top_k < 1:
+            raise ValueError(f"top_k must be None or an int >= 1, got {top_k}")
+    if top_p is not None:
+        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)):
+            raise TypeError(f"top_p must be None or a number in (0, 1], got {type(top_p).__name__}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be None or a number in (0, 1], got {top_p}")
+
+
+def _log_probs(logits: Any, rows: int, end_token: Optional[int]) -> Tensor:
+    """Check what ``decoder.step`` returned and turn it into log-probabilities (B, V)."""
+    if not isinstance(logits, Tensor) or not logits.is_floating_point():
+        given = f"dtype {logits.dtype}" if isinstance(logits, Tensor) else type(logits).__name__
+        raise TypeError(f"decoder.step must return floating-point logits (B, V), got {given}")
+    if logits.dim() != 2 or logits.size(0) != rows:
+        raise ValueError(f"decoder.step must return logits of shape (B, V) with B={rows}, got {tuple(logits.shape)}")
+    if end_token is not None and end_token >= logits.size(1):
+        raise ValueError(f"end_token must be < V={logits.size(1)} (the logits' width), got {end_token}")
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()  # a softmax over V in half precision loses the tail
+    return logits.log_softmax(dim=-1)
+
+
+# --------------------------------------------------------------------------------------- greedy / sample
+
+
+def filter_logits(
+    logits: Tensor, *, temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None
+) -> Tensor:
+    """Temperature, then top-k, then top-p (nucleus) filtering of logits (..., V).
+
+    - temperature: ``logits / temperature``; < 1 sharpens the distribution, > 1 flattens it.
+    - top_k: keep the ``k`` largest logits (exactly ``k``; ties at the boundary go to the lower index, as
+      ``torch.topk`` breaks them). ``k >= V`` keeps everything.
+    - top_p: keep the smallest set of most probable tokens whose probability (after temperature and top-k)
+      reaches ``p`` (Holtzman et al., 2020): a token is dropped when the tokens more probable than it already
+      hold mass >= p. The most probable token is always kept, and ``p = 1`` keeps everything.
+
+    Dropped entries become ``-inf``, so ``softmax`` of the result is the sampling distribution.
+    """
+    _check_filters(temperature, top_k, top_p, allow_zero_temperature=False)
+    if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() < 1:
+        given = f"shape {tuple(logits.shape)} dtype {logits.dtype}" if isinstance(logits, Tensor) else type(logits).__name__
+        raise TypeError(f"logits must be a floating-point tensor (..., V), got {given}")
+    logits = logits / temperature
+    V = logits.size(-1)
+    if top_k is not None and top_k < V:
+        keep = logits.topk(top_k, dim=-1).indices  # (..., k)
+        kept = torch.full_like(logits, -math.inf).scatter(-1, keep, logits.gather(-1, keep))
+        logits = kept
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)  # (..., V)
+        probs = sorted_logits.float().softmax(dim=-1)
+        # exclusive cumulative sum: the mass of the tokens strictly more probable than this one
+        mass_before = torch.cumsum(probs, dim=-1) - probs
+        mass_before[..., 0] = 0.0
+        drop_sorted = mass_before >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, -math.inf)
+    return logits
+
+
+def greedy(
+    decoder: Decoder,
+    start_tokens: Tensor,
+    state: Any,
+    *,
+    max_len: int,
+    end_token: Optional[int] = None,
+    pad_token: int = 0,
+) -> Decoded:
+    """The most probable token at every step (``argmax`` of the logits).
+
+    Args:
+        decoder: the model, speaking :class:`Decoder`.
+        start_tokens: (B,) long, the first input of each row (e.g. the begin-of-sequence token).
+        state: the decoder's state for these B rows (anything its ``step`` accepts, e.g. ``None``).
+        max_len: the most tokens to generate per row.
+        end_token: the token that finishes a row; ``None`` generates ``max_len`` tokens for every row.
+        pad_token: fills the positions after a row's end.
+    Returns:
+        :class:`Decoded` (tokens (B, T), lengths (B,), scores (B,)).
+    """
+    _check_common(start_tokens, max_len, end_token, pad_token)
+    return _decode(decoder, start_tokens, state, max_len, end_token, pad_token, lambda logits: logits.argmax(-1))
+
+
+def sample(
+    decoder: Decoder,
+    start_tokens: Tensor,
+    state: Any,
+    *,
+    max_len: int,
+    temperature: float = 1.0,
+    top_k: Optional[int] = None,
+    top_p: Optional[float] = None,
+    end_token: Optional[int] = None,
+    pad_token: int = 0,
+    generator: Optional[torch.Generator] = None,
+) -> Decoded:
+    """Draw each token from ``softmax(filter_logits(logits, temperature, top_k, top_p))``.
+
+    ``temperature=0`` is the limit of ever sharper distributions: it decodes greedily (argmax) and draws no
+    random numbers. ``top_k=1`` is greedy as well. The returned ``scores`` are the model's own log-probabilities
+    (temperature 1, unfiltered), not those of the sampling distribution.
+
+    Args:
+        decoder, start_tokens, state, max_len, end_token, pad_token: as in :func:`greedy`.
+        temperature: >= 0; see :func:`filter_logits`.
+        top_k: None or >= 1; see :func:`filter_logits`.
+        top_p: None or in (0, 1]; see :func:`filter_logits`.
+        generator: the random generator to draw from (on the logits' device), for reproducible samples;
+            ``None`` uses torch's global one.
+    Returns:
+        :class:`Decoded` (tokens (B, T), lengths (B,), scores (B,)).
+    """
+    _check_common(start_tokens, max_len, end_token, pad_token)
+    _check_filters(temperature, top_k, top_p, allow_zero_temperature=True)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
+
+    def choose(logits: Tensor) -> Tensor:
+        if temperature == 0:
+            return logits.argmax(-1)
+        filtered = filter_logits(logits.float(), temperature=temperature, top_k=top_k, top_p=top_p)
+        return torch.multinomial(filtered.softmax(-1), 1, generator=generator).squeeze(1)  # (B,)
+
+    return _decode(decoder, start_tokens, state, max_len, end_token, pad_token, choose)
+
+
+def _decode(
+    decoder: Decoder,
+    start_tokens: Tensor,
+    state: Any,
+    max_len: int,
+    end_token: Optional[int],
+    pad_token: int,
+    choose: Callable[[Tensor], Tensor],
+) -> Decoded:
+    """The loop shared by greedy and sampling: one token per row per step, ``choose(logits) -> tokens``."""
+    B = start_tokens.size(0)
+    inputs = start_tokens.long()
+    ended = torch.zeros(B, dtype=torch.bool, device=start_tokens.device)
+    lengths = torch.zeros(B, dtype=torch.long, device=start_tokens.device)
+    scores: Optional[Tensor] = None
+    out: list[Tensor] = []
+    for _ in range(max_len):
+        logits, state = decoder.step(inputs, state)
+        logp = _log_probs(logits, B, end_token)  # (B, V)
+        token = choose(logits)  # (B,)
+        token_logp = logp.gather(1, token.unsqueeze(1)).squeeze(1)  # (B,)
+        scores = (0 if scores is None else scores) + token_logp.masked_fill(ended, 0.0)
+        lengths += (~ended).long()
+        out.append(token.masked_fill(ended, pad_token))
+        if end_token is None:
+            inputs = token
+            continue
+        ended = ended | (token == end_token)
+        if bool(ended.all()):
+            break
+        inputs = token.masked_fill(ended, end_token)  # finished rows keep being fed a valid token
+    return Decoded(torch.stack(out, dim=1), lengths, scores)  # tokens (B, T)
+
+
+# ------------------------------------------------------------------------------------------ beam search
+
+
+def length_penalty_factor(length: int, alpha: float) -> float:
+    """GNMT's ``lp(Y) = ((5 + |Y|) / 6) ** alpha`` (Wu et al., 2016); a hypothesis ranks by ``log P / lp``."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+class _Hypothesis(NamedTuple):
+    rank_score: float  # log P / lp(|Y|)
+    score: Tensor  # log P, 0-d
+    tokens: Tensor  # (|Y|,)
+
+
+def _add(pool: list[_Hypothesis], hyp: _Hypothesis, size: int) -> None:
+    """Keep ``pool`` the ``size`` best hypotheses, best first (a stable sort: earlier ones win ties)."""
+    pool.append(hyp)
+    pool.sort(key=lambda h: -h.rank_score)
+    del pool[size:]
+
+
+def beam_search(
+    decoder: Decoder,
+    start_tokens: Tensor,
+    state: Any,
+    *,
+    beam_width: int,
+    max_len: int,
+    end_token: Optional[int] = None,
+    length_penalty: float = 0.0,
+    num_return: int = 1,
+    pad_token: int = 0,
+) -> Decoded:
+    """Beam search, batched over B·K rows (K = ``beam_width``), returning the ``num_return`` best per row.
+
+    Algorithm. Each batch row keeps K alive hypotheses (beams) with their log-probabilities. At every step all
+    K·V one-token extensions are scored. Of the K best extensions, those that end with ``end_token`` are set
+    aside as finished hypotheses (as in Wu et al., 2016 and common practice, an ending that does not rank
+    among the K best extensions is dropped, so ``beam_width=1`` is exactly greedy decoding); the K best
+    extensions that do *not* end become the new beams, and ``decoder.reorder`` makes the state follow them.
+    Each row keeps its K best finished hypotheses, ranked by ``log P(Y) / lp(Y)`` with GNMT's length penalty
+    ``lp(Y) = ((5 + |Y|) / 6) ** length_penalty`` (|Y| counts the end token; 0 ranks by log P alone, > 0
+    favours longer outputs). A row is done once it holds K finished hypotheses and no alive beam can beat the
+    worst of them: log-probabilities only fall as a hypothesis grows, so ``log P(beam) / max lp`` over the
+    lengths still reachable bounds every continuation. Decoding stops when every row is done or after
+    ``max_len`` tokens, when the beams still alive join the finished ones as they are (without end token).
+
+    The first step: all K beams of a row start from the same state and token, so only beam 0 is live
+    (the others start at log-probability -inf); otherwise the K copies of the best token would fill the beam.
+    Beams that stay at -inf (when K exceeds what the vocabulary can fill) never become results.
+
+    Args:
+        decoder: the model, speaking :class:`Decoder`; its ``reorder`` must accept index tensors that repeat rows.
+        start_tokens: (B,) long, the first input of each row.
+        state: the decoder's state for these B rows.
+        beam_width: K >= 1, the alive hypotheses per row.
+        max_len: the most tokens per hypothesis.
+        end_token: the token that finishes a hypothesis; ``None`` decodes exactly ``max_len`` tokens.
+        length_penalty: alpha of the GNMT length penalty.
+        num_return: N in [1, K], how many of the best hypotheses to return per row.
+        pad_token: fills the positions after a hypothesis's end.
+    Returns:
+        :class:`Decoded` with B·N rows, grouped by batch row and best first: row ``b * N + n`` is the
+        n-th best hypothesis of batch row b (so for ``num_return=1`` it is (B, T) like the other decoders).
+        ``scores`` are the raw log-probabilities; the ranking used ``log P / lp``. If a row has fewer than N
+        hypotheses at all (a tiny vocabulary), the missing ones have length 0 and score -inf.
+    """
+    _check_common(start_tokens, max_len, end_token, pad_token)
+    _check_int("beam_width", beam_width, low=1)
+    _check_int("num_return", num_return, low=1)
+    if num_return > beam_width:
+        raise ValueError(f"num_return must be <= beam_width={beam_width}, got {num_return}")
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) or not math.isfinite(length_penalty):
+        raise ValueError(f"length_penalty must be a finite number (GNMT's alpha), got {length_penalty!r}")
+
+    B, K = start_tokens.size(0), beam_width
+    device = start_tokens.device
+    rows = torch.arange(B, device=device)
+    state = decoder.reorder(state, rows.repeat_interleave(K))  # (B,) rows -> (B*K,) rows, beam-minor
+    inputs = start_tokens.long().repeat_interleave(K)  # (B*K,)
+    history = inputs.new_empty((B, K, 0))  # (B, K, t) tokens of the alive beams
+    beam_scores: Optional[Tensor] = None  # (B, K)
+    pools: list[list[_Hypothesis]] = [[] for _ in range(B)]
+    done = [False] * B
+
+    for t in range(max_len):
+        logits, state = decoder.step(inputs, state)
+        logp = _log_probs(logits, B * K, end_token)  # (B*K, V)
+        V = logp.size(-1)
+        if beam_scores is None:  # first step: only beam 0 of each row is live
+            beam_scores = torch.full((B, K), -math.inf, dtype=logp.dtype, device=logp.device)
+            beam_scores[:, 0] = 0.0
+        candidates = beam_scores.unsqueeze(-1) + logp.view(B, K, V)  # (B, K, V)
+
+        if end_token is not None:
+            top_scores, top_flat = candidates.view(B, K * V).topk(K, dim=1)  # (B, K)
+            finishing = (top_flat % V == end_token) & torch.isfinite(top_scores)
+            lp = length_penalty_factor(t + 1, length_penalty)
+            for b, j in finishing.nonzero().tolist():
+                if done[b]:
+                    continue
+                beam = int(top_flat[b, j]) // V
+                tokens = torch.cat([history[b, beam], history.new_tensor([end_token])])
+                score = top_scores[b, j]
+                _add(pools[b], _Hypothesis(float(score) / lp, score, tokens), K)
+            candidates = candidates.masked_fill(
+                torch.arange(V, device=candidates.device) == end_token, -math.inf
+            )  # the alive beams are the best extensions that do not end
+
+        beam_scores, flat = candidates.view(B, K * V).topk(K, dim=1)  # (B, K), best first
+        beam_index = flat // V  # (B, K) which old beam each new beam extends
+        token = flat % V  # (B, K)
+        history = torch.cat([history.gather(1, beam_index.unsqueeze(-1).expand(-1, -1, t)), token.unsqueeze(-1)], dim=-1)
+        if t == max_len - 1:
+            break
+
+        # the longest any continuation can get is max_len; the shortest, one more token
+        lp_max = max(length_penalty_factor(t + 2, length_penalty), length_penalty_factor(max_len, length_penalty))
+        for b in range(B):
+            if not done[b] and len(pools[b]) == K and float(beam_scores[b, 0]) / lp_max <= pools[b][-1].rank_score:
+                done[b] = True
+        if all(done):
+            break
+        state = decoder.reorder(state, (rows.unsqueeze(1) * K + beam_index).flatten())  # follow the beams
+        inputs = token.flatten()
+
+    # rows still searching at max_len: the alive beams end here, truncated
+    steps = history.size(-1)
+    lp = length_penalty_factor(steps, length_penalty)
+    for b in range(B):
+        if done[b]:
+            continue
+        for k in range(K):
+            score = beam_scores[b, k]
+            if torch.isfinite(score):
+                _add(pools[b], _Hypothesis(float(score) / lp, score, history[b, k]), K)
+    return _collect(pools, num_return, pad_token, beam_scores)
+
+
+def _collect(pools: list[list[_Hypothesis]], n: int, pad_token: int, like: Tensor) -> Decoded:
+    """The n best hypotheses of every row, stacked into (B*n, T) padded tokens, lengths and scores."""
+    chosen = [pool[i] if i < len(pool) else None for pool in pools for i in range(n)]
+    width = max((len(h.tokens) for h in chosen if h is not None), default=0)
+    tokens = torch.full((len(chosen), width), pad_token, dtype=torch.long, device=like.device)
+    lengths = torch.zeros(len(chosen), dtype=torch.long, device=like.device)
+    scores = torch.full((len(chosen),), -math.inf, dtype=like.dtype, device=like.device)
+    for i, h in enumerate(chosen):
+        if h is None:
+            continue
+        tokens[i, : len(h.tokens)] = h.tokens
+        lengths[i] = len(h.tokens)
+        scores[i] = h.score
+    return Decoded(tokens, lengths, scores)

@@ -1,0 +1,153 @@
+"""Language model: predict the next token at every step (Mikolov et al., 2010; the char-RNN of Karpathy, 2015).
+
+Stateful: with a recurrent encoder the state comes in with the batch and goes out with the loss, so the
+trainer can carry it across chunks (truncated BPTT) and a server across requests (streaming).
+Weight tying (Press & Wolf, 2017; Inan et al., 2017) shares the embedding with the output layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from rnnlab.nn.masking import masked_cross_entropy
+from rnnlab.nn.state import map_state, reset_rows
+
+from .base import InputLayer, batch_lengths, require
+from .encoders import RECURRENT_KINDS, EncoderConfig, build_encoder
+from .generation import run_decoding
+
+
+@dataclass(frozen=True)
+class LanguageModelConfig:
+    vocab_size: int
+    """V: tokens in the vocabulary."""
+    embedding_size: int = 128
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """Must be causal: a unidirectional recurrent encoder, the window model, or a causal CNN/Transformer."""
+    tie_weights: bool = False
+    """Share the embedding matrix with the output layer (needs embedding_size == the encoder's output size)."""
+    dropout: float = 0.0
+    """Dropout on the embeddings and on the encoder's outputs."""
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 2:
+            raise ValueError(f"vocab_size must be at least 2, got {self.vocab_size}")
+        e = self.encoder
+        if e.bidirectional:
+            raise ValueError("a language model cannot read the future: set encoder.bidirectional=False")
+        if e.kind in ("cnn", "transformer") and not e.causal:
+            raise ValueError(f"a language model needs a causal encoder: set encoder.causal=True for kind={e.kind!r}")
+        if self.tie_weights and self.embedding_size != e.hidden_size:
+            raise ValueError(
+                f"tie_weights needs embedding_size == encoder.hidden_size, got {self.embedding_size} and {e.hidden_size}"
+            )
+
+
+class LanguageModel(nn.Module):
+    """tokens (B, T) -> next-token logits (B, T, V).
+
+    Batch keys for ``loss``: ``x`` (B, T) tokens, ``y`` (B, T) the next tokens, optional ``lengths`` (B,),
+    ``state`` (the carried state of a recurrent encoder) and ``reset`` (B,) bool (rows whose state starts
+    from zeros: a document boundary).
+    """
+
+    def __init__(self, config: LanguageModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.inputs = InputLayer(vocab_size=config.vocab_size, input_size=0, embedding_size=config.embedding_size, dropout=config.dropout)
+        self.encoder = build_encoder(config.encoder, config.embedding_size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(self.encoder.output_size, config.vocab_size)
+        if config.tie_weights:
+            self.head.weight = self.inputs.embedding.weight
+
+    @property
+    def stateful(self) -> bool:
+        """True when the encoder is recurrent: the state can be carried across calls."""
+        return self.config.encoder.kind in RECURRENT_KINDS
+
+    def forward(self, batch: dict):
+        """-> (logits (B, T, V), state). The state is None for encoders without one."""
+        x = self.inputs(require(batch, "x", "token ids (B, T)", "LanguageModel"))
+        lengths = batch_lengths(batch, x)
+        state = batch.get("state")
+        if self.stateful:
+            if state is not None and batch.get("reset") is not None:
+                state = reset_rows(state, batch["reset"].to(x.device))
+            outputs, state = self.encoder.layer(x, state, lengths)  # (B, T, H)
+        else:
+            outputs, _ = self.encoder(x, lengths)
+            state = None
+        return self.head(self.dropout(outputs)), state  # (B, T, V)
+
+    def loss_and_state(self, batch: dict):
+        """The mean cross-entropy (nats per token) over real positions, and the state to carry on."""
+        logits, state = self(batch)
+        y = require(batch, "y", "the next tokens (B, T)", "LanguageModel.loss")
+        if tuple(y.shape) != tuple(logits.shape[:2]):
+            raise ValueError(f"y must have shape {tuple(logits.shape[:2])} like x, got {tuple(y.shape)}")
+        return masked_cross_entropy(logits, y, batch.get("lengths")), state
+
+    def loss(self, batch: dict) -> Tensor:
+        return self.loss_and_state(batch)[0]
+
+    @torch.no_grad()
+    def generate(self, prompt: Tensor, *, max_new_tokens: int, method: str = "sample", **options) -> Tensor:
+        """prompt (B, P) long, P ≥ 1 -> (B, P + N) with the N generated tokens appended.
+
+        ``method``: 'greedy' | 'beam' | 'sample'; options: temperature, top_k, top_p, beam_width,
+        length_penalty, end_token, generator (see :mod:`rnnlab.structures.decoding`).
+        """
+        if not isinstance(prompt, Tensor) or prompt.dim() != 2 or prompt.shape[1] < 1:
+            raise ValueError(f"prompt must be a (B, P) tensor of token ids with P >= 1, got {getattr(prompt, 'shape', prompt)}")
+        self.inputs(prompt, name="prompt")  # validates the ids
+        was_training = self.training
+        self.eval()
+        try:
+            decoder = _RecurrentLMDecoder(self) if self.stateful else _PrefixLMDecoder(self)
+            state = decoder.prime(prompt[:, :-1])
+            out = run_decoding(decoder, prompt[:, -1], state, method=method, max_len=max_new_tokens, **options)
+        finally:
+            self.train(was_training)
+        return torch.cat([prompt, out.tokens.to(prompt.device)], dim=1)
+
+
+class _RecurrentLMDecoder:
+    """One recurrent step per token; the state is the layer state (batch is its dim 1)."""
+
+    def __init__(self, model: LanguageModel) -> None:
+        self.model = model
+
+    def prime(self, tokens: Tensor):
+        if tokens.shape[1] == 0:
+            return None
+        return self.model({"x": tokens})[1]
+
+    def step(self, tokens: Tensor, state):
+        emb = self.model.inputs.embedding(tokens)  # (B, E)
+        y, state = self.model.encoder.layer.step(emb, state)  # (B, H)
+        return self.model.head(y), state  # (B, V)
+
+    def reorder(self, state, index: Tensor):
+        return None if state is None else map_state(lambda t: t.index_select(1, index), state)
+
+
+class _PrefixLMDecoder:
+    """Encoders without a state re-read the prefix: the state is the tokens so far (B, t)."""
+
+    def __init__(self, model: LanguageModel) -> None:
+        self.model = model
+
+    def prime(self, tokens: Tensor):
+        return tokens
+
+    def step(self, tokens: Tensor, prefix: Tensor):
+        prefix = torch.cat([prefix, tokens.unsqueeze(1)], dim=1)  # (B, t + 1)
+        logits, _ = self.model({"x": prefix})
+        return logits[:, -1], prefix
+
+    def reorder(self, prefix: Tensor, index: Tensor):
+        return prefix.index_select(0, index)

@@ -183,7 +183,7 @@ def _log_probs(logits: Any, rows: int, end_token: Optional[int]) -> Tensor:
         raise ValueError(f"end_token must be < V={logits.size(1)} (the logits' width), got {end_token}")
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # a softmax over V in half precision loses the tail
-    return logits.log_softmax(dim=-1)
+    return torch.log_softmax(logits, dim=-1)
 
 
 # --------------------------------------------------------------------------------------- greedy / sample
@@ -205,7 +205,9 @@ def filter_logits(
     """
     _check_filters(temperature, top_k, top_p, allow_zero_temperature=False)
     if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() < 1:
-        given = f"shape {tuple(logits.shape)} dtype {logits.dtype}" if isinstance(logits, Tensor) else type(logits).__name__
+        given = (
+            f"shape {tuple(logits.shape)} dtype {logits.dtype}" if isinstance(logits, Tensor) else type(logits).__name__
+        )
         raise TypeError(f"logits must be a floating-point tensor (..., V), got {given}")
     logits = logits / temperature
     V = logits.size(-1)
@@ -215,7 +217,7 @@ def filter_logits(
         logits = kept
     if top_p is not None and top_p < 1:
         sorted_logits, order = logits.sort(dim=-1, descending=True)  # (..., V)
-        probs = sorted_logits.float().softmax(dim=-1)
+        probs = torch.log_softmax(sorted_logits.float(), dim=-1).exp()
         # exclusive cumulative sum: the mass of the tokens strictly more probable than this one
         mass_before = torch.cumsum(probs, dim=-1) - probs
         mass_before[..., 0] = 0.0
@@ -288,7 +290,8 @@ def sample(
         if temperature == 0:
             return logits.argmax(-1)
         filtered = filter_logits(logits.float(), temperature=temperature, top_k=top_k, top_p=top_p)
-        return torch.multinomial(filtered.softmax(-1), 1, generator=generator).squeeze(1)  # (B,)
+        probs = torch.log_softmax(filtered, dim=-1).exp()  # (B, V)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
 
     return _decode(decoder, start_tokens, state, max_len, end_token, pad_token, choose)
 
@@ -364,8 +367,8 @@ def beam_search(
 
     Algorithm. Each batch row keeps K alive hypotheses (beams) with their log-probabilities. At every step all
     K·V one-token extensions are scored. Of the K best extensions, those that end with ``end_token`` are set
-    aside as finished hypotheses (as in Wu et al., 2016 and common practice, an ending that does not rank
-    among the K best extensions is dropped, so ``beam_width=1`` is exactly greedy decoding); the K best
+    aside as finished hypotheses (as fairseq and Hugging Face do, an ending that does not rank among the
+    K best extensions is dropped, which makes ``beam_width=1`` exactly greedy decoding); the K best
     extensions that do *not* end become the new beams, and ``decoder.reorder`` makes the state follow them.
     Each row keeps its K best finished hypotheses, ranked by ``log P(Y) / lp(Y)`` with GNMT's length penalty
     ``lp(Y) = ((5 + |Y|) / 6) ** length_penalty`` (|Y| counts the end token; 0 ranks by log P alone, > 0
@@ -399,7 +402,11 @@ def beam_search(
     _check_int("num_return", num_return, low=1)
     if num_return > beam_width:
         raise ValueError(f"num_return must be <= beam_width={beam_width}, got {num_return}")
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) or not math.isfinite(length_penalty):
+    if (
+        isinstance(length_penalty, bool)
+        or not isinstance(length_penalty, (int, float))
+        or not math.isfinite(length_penalty)
+    ):
         raise ValueError(f"length_penalty must be a finite number (GNMT's alpha), got {length_penalty!r}")
 
     B, K = start_tokens.size(0), beam_width
@@ -425,13 +432,13 @@ def beam_search(
             top_scores, top_flat = candidates.view(B, K * V).topk(K, dim=1)  # (B, K)
             finishing = (top_flat % V == end_token) & torch.isfinite(top_scores)
             lp = length_penalty_factor(t + 1, length_penalty)
+            flat_list, score_list = top_flat.tolist(), top_scores.detach().tolist()  # one device sync
             for b, j in finishing.nonzero().tolist():
                 if done[b]:
                     continue
-                beam = int(top_flat[b, j]) // V
+                beam = flat_list[b][j] // V
                 tokens = torch.cat([history[b, beam], history.new_tensor([end_token])])
-                score = top_scores[b, j]
-                _add(pools[b], _Hypothesis(float(score) / lp, score, tokens), K)
+                _add(pools[b], _Hypothesis(score_list[b][j] / lp, top_scores[b, j], tokens), K)
             candidates = candidates.masked_fill(
                 torch.arange(V, device=candidates.device) == end_token, -math.inf
             )  # the alive beams are the best extensions that do not end
@@ -439,14 +446,16 @@ def beam_search(
         beam_scores, flat = candidates.view(B, K * V).topk(K, dim=1)  # (B, K), best first
         beam_index = flat // V  # (B, K) which old beam each new beam extends
         token = flat % V  # (B, K)
-        history = torch.cat([history.gather(1, beam_index.unsqueeze(-1).expand(-1, -1, t)), token.unsqueeze(-1)], dim=-1)
+        kept = history.gather(1, beam_index.unsqueeze(-1).expand(-1, -1, t))  # (B, K, t) the extended beams
+        history = torch.cat([kept, token.unsqueeze(-1)], dim=-1)  # (B, K, t + 1)
         if t == max_len - 1:
             break
 
         # the longest any continuation can get is max_len; the shortest, one more token
         lp_max = max(length_penalty_factor(t + 2, length_penalty), length_penalty_factor(max_len, length_penalty))
+        best_alive = beam_scores[:, 0].detach().tolist()
         for b in range(B):
-            if not done[b] and len(pools[b]) == K and float(beam_scores[b, 0]) / lp_max <= pools[b][-1].rank_score:
+            if not done[b] and len(pools[b]) == K and best_alive[b] / lp_max <= pools[b][-1].rank_score:
                 done[b] = True
         if all(done):
             break
@@ -456,13 +465,13 @@ def beam_search(
     # rows still searching at max_len: the alive beams end here, truncated
     steps = history.size(-1)
     lp = length_penalty_factor(steps, length_penalty)
+    alive = beam_scores.detach().tolist()
     for b in range(B):
         if done[b]:
             continue
         for k in range(K):
-            score = beam_scores[b, k]
-            if torch.isfinite(score):
-                _add(pools[b], _Hypothesis(float(score) / lp, score, history[b, k]), K)
+            if math.isfinite(alive[b][k]):
+                _add(pools[b], _Hypothesis(alive[b][k] / lp, beam_scores[b, k], history[b, k]), K)
     return _collect(pools, num_return, pad_token, beam_scores)
 
 

@@ -6,6 +6,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from . import decoding
+
 
 
 METHODS = ("greedy", "beam", "sample")
@@ -27,7 +29,6 @@ def run_decoding(
     generator: Optional[torch.Generator] = None,
 ):
     """Decode with ``method`` ('greedy' | 'beam' | 'sample'); returns :class:`decoding.Decoded`."""
-    from . import decoding  # noqa: PLC0415
     if method == "greedy":
         return decoding.greedy(decoder, start_tokens, state, max_len=max_len, end_token=end_token)
     if method == "beam":

@@ -1,0 +1,121 @@
+"""The Transformer encoder-decoder (Vaswani et al., 2017): the baseline that seq2seq with attention is compared to.
+
+Same interface and batch keys as :class:`~rnnlab.structures.seq2seq.Seq2Seq`. Decoding re-reads the growing
+target prefix at every step (no key/value cache: simple, and fast enough for the sentence lengths here).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from rnnlab.nn.masking import masked_cross_entropy
+from rnnlab.nn.transformer import TransformerDecoder, TransformerEncoder
+
+from .base import InputLayer, batch_lengths, check_input_fields, require
+from .generation import run_decoding
+
+
+@dataclass(frozen=True)
+class TransformerSeq2SeqConfig:
+    tgt_vocab_size: int
+    src_vocab_size: int = 0
+    src_input_size: int = 0
+    embedding_size: int = 64
+    hidden_size: int = 128
+    num_layers: int = 2
+    """Blocks in the encoder and in the decoder."""
+    num_heads: int = 4
+    ff_size: int = 0
+    """0 means 4 * hidden_size."""
+    dropout: float = 0.0
+    norm: str = "layer"
+    norm_position: str = "pre"
+    positions: str = "sinusoidal"
+    max_len: int = 512
+    bos_token: int = 1
+    eos_token: int = 2
+
+    @property
+    def vocab_size(self) -> int:
+        return self.src_vocab_size
+
+    @property
+    def input_size(self) -> int:
+        return self.src_input_size
+
+    def __post_init__(self) -> None:
+        check_input_fields(self)
+        for name in ("bos_token", "eos_token"):
+            if not 0 <= getattr(self, name) < self.tgt_vocab_size:
+                raise ValueError(f"{name} must lie in [0, tgt_vocab_size={self.tgt_vocab_size}), got {getattr(self, name)}")
+
+
+class TransformerSeq2Seq(nn.Module):
+    """source (B, S) or (B, S, I) -> target logits (B, T, V); ``forward`` returns {"logits", "attention": None}."""
+
+    def __init__(self, config: TransformerSeq2SeqConfig) -> None:
+        super().__init__()
+        c = config
+        self.config = config
+        self.inputs = InputLayer(vocab_size=c.src_vocab_size, input_size=c.src_input_size, embedding_size=c.embedding_size)
+        options = dict(num_layers=c.num_layers, num_heads=c.num_heads, ff_size=c.ff_size or None, dropout=c.dropout,
+                       norm=c.norm, norm_position=c.norm_position, positions=c.positions, max_len=c.max_len)
+        self.encoder = TransformerEncoder(self.inputs.output_size, c.hidden_size, **options)
+        self.embedding = nn.Embedding(c.tgt_vocab_size, c.embedding_size)
+        self.decoder = TransformerDecoder(c.embedding_size, c.hidden_size, **options)
+        self.head = nn.Linear(c.hidden_size, c.tgt_vocab_size)
+
+    def encode(self, src: Tensor, lengths: Optional[Tensor]) -> dict:
+        memory, _ = self.encoder(self.inputs(src, name="x"), lengths)  # (B, S, H)
+        return {"memory": memory, "lengths": lengths}
+
+    def decode(self, prev: Tensor, state: dict) -> Tensor:
+        """prev (B, t) = the begin token and the targets so far -> logits (B, t, V)."""
+        h = self.decoder(self.embedding(prev), state["memory"], memory_lengths=state["lengths"])
+        return self.head(h)
+
+    def forward(self, batch: dict) -> dict:
+        src = require(batch, "x", "the source sequences", "TransformerSeq2Seq")
+        y = require(batch, "y", "target tokens (B, T) ending in the end token", "TransformerSeq2Seq")
+        state = self.encode(src, batch_lengths(batch, src))
+        prev = torch.cat([torch.full_like(y[:, :1], self.config.bos_token), y[:, :-1]], dim=1)  # shifted right
+        return {"logits": self.decode(prev, state), "attention": None}
+
+    def loss(self, batch: dict) -> Tensor:
+        return masked_cross_entropy(self(batch)["logits"], batch["y"], batch.get("y_lengths"))
+
+    @torch.no_grad()
+    def generate(self, src: Tensor, lengths: Optional[Tensor] = None, *, max_len: int = 50, method: str = "greedy", **options) -> Tensor:
+        was_training = self.training
+        self.eval()
+        try:
+            lengths = batch_lengths({"lengths": lengths}, self.inputs(src, name="x"))
+            state = self.encode(src, lengths)
+            start = torch.full((src.shape[0],), self.config.bos_token, dtype=torch.long, device=src.device)
+            state["prefix"] = start.new_empty(src.shape[0], 0)
+            options.setdefault("end_token", self.config.eos_token)
+            out = run_decoding(_Decoder(self), start, state, method=method, max_len=max_len, **options)
+        finally:
+            self.train(was_training)
+        return out.tokens
+
+
+class _Decoder:
+    def __init__(self, model: TransformerSeq2Seq) -> None:
+        self.model = model
+
+    def step(self, tokens: Tensor, state: dict):
+        prefix = torch.cat([state["prefix"], tokens.unsqueeze(1)], dim=1)  # (B, t + 1)
+        logits = self.model.decode(prefix, state)[:, -1]  # (B, V)
+        return logits, dict(state, prefix=prefix)
+
+    def reorder(self, state: dict, index: Tensor) -> dict:
+        lengths = state["lengths"]
+        return {
+            "memory": state["memory"].index_select(0, index),
+            "lengths": None if lengths is None else lengths.index_select(0, index.to(lengths.device)),
+            "prefix": state["prefix"].index_select(0, index),
+        }

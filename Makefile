@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH)" $(TORCH_PIP_ARGS)
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[train,test]"
 	touch $@
 
 demo: venv

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.nn._checks import check_lengths
@@ -30,6 +31,19 @@ def check_input_fields(cfg) -> None:
 def check_task(task: str) -> None:
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+
+def check_special_tokens(cfg, vocab_size: int, names=("bos_token", "eos_token")) -> None:
+    for name in names:
+        if not 0 <= getattr(cfg, name) < vocab_size:
+            raise ValueError(f"{name} must lie in [0, {vocab_size}) (the output vocabulary), got {getattr(cfg, name)}")
+
+
+def head_loss(out: Tensor, y: Tensor, task: str) -> Tensor:
+    """Cross-entropy on class ids (B,), or MSE on values shaped like ``out``."""
+    if task == "classification":
+        return F.cross_entropy(out, y)
+    return F.mse_loss(out, y.view_as(out))
 
 
 class InputLayer(nn.Module):

@@ -1,6 +1,7 @@
 """The bridge from structures to the decoding algorithms: one call that picks greedy, beam or sampling."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Optional
 
 import torch
@@ -11,6 +12,17 @@ from . import decoding
 
 
 METHODS = ("greedy", "beam", "sample")
+
+
+@contextmanager
+def evaluating(model):
+    """Run the block in eval mode (no dropout), then put the model back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def run_decoding(

@@ -17,7 +17,7 @@ from rnnlab.nn.state import map_state, reset_rows
 
 from .base import InputLayer, batch_lengths, require
 from .encoders import RECURRENT_KINDS, EncoderConfig, build_encoder
-from .generation import run_decoding
+from .generation import evaluating, run_decoding
 
 
 @dataclass(frozen=True)
@@ -104,14 +104,10 @@ class LanguageModel(nn.Module):
         if not isinstance(prompt, Tensor) or prompt.dim() != 2 or prompt.shape[1] < 1:
             raise ValueError(f"prompt must be a (B, P) tensor of token ids with P >= 1, got {getattr(prompt, 'shape', prompt)}")
         self.inputs(prompt, name="prompt")  # validates the ids
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             decoder = _RecurrentLMDecoder(self) if self.stateful else _PrefixLMDecoder(self)
             state = decoder.prime(prompt[:, :-1])
             out = run_decoding(decoder, prompt[:, -1], state, method=method, max_len=max_new_tokens, **options)
-        finally:
-            self.train(was_training)
         return torch.cat([prompt, out.tokens.to(prompt.device)], dim=1)
 
 

@@ -5,12 +5,11 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.nn.masking import lengths_to_mask, masked_max, masked_mean
 
-from .base import InputLayer, batch_lengths, check_input_fields, check_task, require
+from .base import InputLayer, batch_lengths, check_input_fields, check_task, head_loss, require
 from .encoders import EncoderConfig, build_encoder
 
 POOLINGS = ("last", "mean", "max", "attention")
@@ -84,9 +83,7 @@ class ManyToOne(nn.Module):
     def loss(self, batch: dict) -> Tensor:
         out = self(batch)
         y = require(batch, "y", "targets: class ids (B,) or values (B, O)", "ManyToOne.loss")
-        if self.config.task == "classification":
-            return F.cross_entropy(out, y)
-        return F.mse_loss(out, y.view_as(out))
+        return head_loss(out, y, self.config.task)
 
     @torch.no_grad()
     def predict(self, x: Tensor, lengths: Optional[Tensor] = None) -> Tensor:

@@ -22,8 +22,8 @@ from rnnlab.nn import Recurrent
 from rnnlab.nn.masking import masked_cross_entropy
 from rnnlab.nn.state import LSTMState, map_state
 
-from .base import batch_lengths, require
-from .generation import run_decoding
+from .base import batch_lengths, check_special_tokens, require
+from .generation import evaluating, run_decoding
 
 CONDITIONS = ("first", "every")
 
@@ -52,9 +52,7 @@ class OneToManyConfig:
             raise ValueError(f"condition must be one of {CONDITIONS}, got {self.condition!r}")
         if self.cell not in ("lstm", "gru", "rnn"):
             raise ValueError(f"cell must be 'lstm', 'gru' or 'rnn', got {self.cell!r}")
-        for name in ("bos_token", "eos_token"):
-            if not 0 <= getattr(self, name) < self.vocab_size:
-                raise ValueError(f"{name} must lie in [0, vocab_size={self.vocab_size}), got {getattr(self, name)}")
+        check_special_tokens(self, self.vocab_size)
 
 
 class OneToMany(nn.Module):
@@ -111,16 +109,11 @@ class OneToMany(nn.Module):
     def generate(self, features: Tensor, *, max_len: int = 30, method: str = "greedy", **options) -> Tensor:
         """features (B, F) -> tokens (B, ≤ max_len), ending at the end token (padded with it)."""
         v = self._features({"features": features})
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             start = torch.full((v.shape[0],), self.config.bos_token, dtype=torch.long, device=v.device)
             state = {"h": self.initial_state(v), "u": self.condition(v), "t": 0}
             options.setdefault("end_token", self.config.eos_token)
-            out = run_decoding(_Decoder(self), start, state, method=method, max_len=max_len, **options)
-        finally:
-            self.train(was_training)
-        return out.tokens
+            return run_decoding(_Decoder(self), start, state, method=method, max_len=max_len, **options).tokens
 
 
 class _Decoder:

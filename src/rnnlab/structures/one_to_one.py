@@ -4,10 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import check_task, require
+from .base import check_task, head_loss, require
 
 
 @dataclass(frozen=True)
@@ -50,10 +49,7 @@ class OneToOne(nn.Module):
 
     def loss(self, batch: dict) -> Tensor:
         out = self(batch)
-        y = require(batch, "y", "targets", "OneToOne.loss")
-        if self.config.task == "classification":
-            return F.cross_entropy(out, y)
-        return F.mse_loss(out, y.view_as(out))
+        return head_loss(out, require(batch, "y", "targets", "OneToOne.loss"), self.config.task)
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:

@@ -33,9 +33,9 @@ from rnnlab.nn.attention import build_attention
 from rnnlab.nn.masking import lengths_to_mask, masked_cross_entropy, masked_mean
 from rnnlab.nn.state import LSTMState, map_state
 
-from .base import InputLayer, batch_lengths, check_input_fields, require
+from .base import InputLayer, batch_lengths, check_input_fields, check_special_tokens, require
 from .encoders import EncoderConfig, build_encoder
-from .generation import run_decoding
+from .generation import evaluating, run_decoding
 
 CONTEXTS = ("last", "linear", "pool")
 ATTENTIONS = ("none", "bahdanau", "luong-dot", "luong-general")
@@ -97,9 +97,7 @@ class Seq2SeqConfig:
                 f"attention='luong-dot' scores h_tᵀ o_s, so the encoder output size ({enc_size}) must equal "
                 f"decoder_hidden_size ({self.decoder_hidden_size}): change one, or use 'luong-general'"
             )
-        for name in ("bos_token", "eos_token"):
-            if not 0 <= getattr(self, name) < self.tgt_vocab_size:
-                raise ValueError(f"{name} must lie in [0, tgt_vocab_size={self.tgt_vocab_size}), got {getattr(self, name)}")
+        check_special_tokens(self, self.tgt_vocab_size)
 
 
 class Seq2Seq(nn.Module):
@@ -194,17 +192,17 @@ class Seq2Seq(nn.Module):
     @torch.no_grad()
     def generate(self, src: Tensor, lengths: Optional[Tensor] = None, *, max_len: int = 50, method: str = "greedy", **options) -> Tensor:
         """-> target tokens (B, ≤ max_len), each row ending at the end token. Options as in decoding."""
-        was_training = self.training
-        self.eval()
-        try:
-            lengths = batch_lengths({"lengths": lengths}, self.inputs(src, name="x"))
-            state = self.encode(src, lengths)
-            start = torch.full((src.shape[0],), self.config.bos_token, dtype=torch.long, device=src.device)
-            options.setdefault("end_token", self.config.eos_token)
-            out = run_decoding(_Decoder(self), start, state, method=method, max_len=max_len, **options)
-        finally:
-            self.train(was_training)
-        return out.tokens
+        return generate_target(self, _Decoder(self), src, lengths, max_len=max_len, method=method, **options)
+
+
+def generate_target(model, decoder, src: Tensor, lengths: Optional[Tensor], *, max_len: int, method: str, **options) -> Tensor:
+    """What every encoder-decoder's ``generate`` does: encode, start from the begin token, decode."""
+    with evaluating(model):
+        lengths = batch_lengths({"lengths": lengths}, model.inputs(src, name="x"))
+        state = model.encode(src, lengths)
+        start = torch.full((src.shape[0],), model.config.bos_token, dtype=torch.long, device=src.device)
+        options.setdefault("end_token", model.config.eos_token)
+        return run_decoding(decoder, start, state, method=method, max_len=max_len, **options).tokens
 
 
 class _Decoder:

@@ -14,8 +14,8 @@ from torch import Tensor, nn
 from rnnlab.nn.masking import masked_cross_entropy
 from rnnlab.nn.transformer import TransformerDecoder, TransformerEncoder
 
-from .base import InputLayer, batch_lengths, check_input_fields, require
-from .generation import run_decoding
+from .base import InputLayer, batch_lengths, check_input_fields, check_special_tokens, require
+from .seq2seq import generate_target
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,7 @@ class TransformerSeq2SeqConfig:
 
     def __post_init__(self) -> None:
         check_input_fields(self)
-        for name in ("bos_token", "eos_token"):
-            if not 0 <= getattr(self, name) < self.tgt_vocab_size:
-                raise ValueError(f"{name} must lie in [0, tgt_vocab_size={self.tgt_vocab_size}), got {getattr(self, name)}")
+        check_special_tokens(self, self.tgt_vocab_size)
 
 
 class TransformerSeq2Seq(nn.Module):
@@ -70,7 +68,7 @@ class TransformerSeq2Seq(nn.Module):
 
     def encode(self, src: Tensor, lengths: Optional[Tensor]) -> dict:
         memory, _ = self.encoder(self.inputs(src, name="x"), lengths)  # (B, S, H)
-        return {"memory": memory, "lengths": lengths}
+        return {"memory": memory, "lengths": lengths, "prefix": src.new_empty(src.shape[0], 0, dtype=torch.long)}
 
     def decode(self, prev: Tensor, state: dict) -> Tensor:
         """prev (B, t) = the begin token and the targets so far -> logits (B, t, V)."""
@@ -89,18 +87,8 @@ class TransformerSeq2Seq(nn.Module):
 
     @torch.no_grad()
     def generate(self, src: Tensor, lengths: Optional[Tensor] = None, *, max_len: int = 50, method: str = "greedy", **options) -> Tensor:
-        was_training = self.training
-        self.eval()
-        try:
-            lengths = batch_lengths({"lengths": lengths}, self.inputs(src, name="x"))
-            state = self.encode(src, lengths)
-            start = torch.full((src.shape[0],), self.config.bos_token, dtype=torch.long, device=src.device)
-            state["prefix"] = start.new_empty(src.shape[0], 0)
-            options.setdefault("end_token", self.config.eos_token)
-            out = run_decoding(_Decoder(self), start, state, method=method, max_len=max_len, **options)
-        finally:
-            self.train(was_training)
-        return out.tokens
+        """-> target tokens (B, ≤ max_len), each row ending at the end token. Options as in decoding."""
+        return generate_target(self, _Decoder(self), src, lengths, max_len=max_len, method=method, **options)
 
 
 class _Decoder:

@@ -1,0 +1,224 @@
+"""Model bundles (load without running code) and the trainer's resume file, written atomically.
+
+A bundle is a directory (DESIGN.md, "Model bundle"):
+
+    config.json        {"rnnlab_version", "model_type", "model_config", "bundle_files", **extra_config}
+    model.safetensors  the weights; tied weights are stored once (safetensors.torch.save_model)
+    vocab.json         the vocabulary, when given
+    metrics.json       the metrics, {} when none
+
+``load`` rebuilds the structure from config.json through a registry of the structures in
+``rnnlab.structures`` and their config dataclasses: nothing is unpickled. Every file is written to a temporary
+file in the same directory, fsynced and renamed; the bundle directory is built beside its destination and
+renamed into place, so a crash leaves either the old bundle or the new one, never a mix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import types
+import typing
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+
+PathLike = Union[str, os.PathLike]
+
+CONFIG, WEIGHTS, VOCAB, METRICS = "config.json", "model.safetensors", "vocab.json", "metrics.json"
+
+
+# ----- atomic files ---------------------------------------------------------------------------------------
+
+def write_atomic(path: PathLike, write: typing.Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, fsync it, and rename it over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_json_atomic(path: PathLike, data: Any) -> None:
+    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2)))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ----- bundles --------------------------------------------------------------------------------------------
+
+def save_bundle(path: PathLike, model: nn.Module, *, extra_config: Optional[dict] = None, vocab: Optional[dict] = None,
+                metrics: Optional[dict] = None) -> Path:
+    """Write ``model`` as a bundle directory at ``path`` (replacing an existing bundle atomically)."""
+    from safetensors.torch import save_model
+
+    import rnnlab
+
+    path = Path(path)
+    if not dataclasses.is_dataclass(getattr(model, "config", None)):
+        raise TypeError(f"model must carry its config dataclass as model.config, got {type(model).__name__} without one")
+    files = [CONFIG, WEIGHTS, METRICS] + ([VOCAB] if vocab is not None else [])
+    config = {
+        "rnnlab_version": rnnlab.__version__,
+        "model_type": type(model).__name__,
+        "model_config": dataclasses.asdict(model.config),
+        "bundle_files": files,
+        **(extra_config or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f"{path.name}.tmp-", dir=path.parent))
+    try:
+        write_json_atomic(tmp_dir / CONFIG, config)
+        write_atomic(tmp_dir / WEIGHTS, lambda tmp: save_model(model, tmp))
+        write_json_atomic(tmp_dir / METRICS, metrics or {})
+        if vocab is not None:
+            write_json_atomic(tmp_dir / VOCAB, vocab)
+        _swap_in(tmp_dir, path)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return path
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Rename ``new`` to ``path``; an existing ``path`` is moved aside first and removed after."""
+    old = None
+    if path.exists():
+        old = Path(tempfile.mkdtemp(prefix=f"{path.name}.old-", dir=path.parent))
+        os.rename(path, old / "bundle")
+    os.rename(new, path)
+    _fsync_dir(path.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load(path: PathLike, *, map_location: Union[str, torch.device] = "cpu") -> nn.Module:
+    """Rebuild the model of a bundle directory (see :func:`save_bundle`), in eval mode."""
+    return load_bundle(path, map_location=map_location)[0]
+
+
+def load_bundle(path: PathLike, *, map_location: Union[str, torch.device] = "cpu"):
+    """-> (model, config dict, vocab or None, metrics dict). Missing or damaged files raise an error naming them."""
+    from safetensors.torch import load_model
+
+    path = _bundle_dir(Path(path))
+    config = _read_json(path / CONFIG)
+    for key in ("model_type", "model_config"):
+        if key not in config:
+            raise ValueError(f"{path / CONFIG} has no {key!r}: it is not an rnnlab bundle config")
+    model_cls, config_cls = _registry().get(config["model_type"], (None, None))
+    if model_cls is None:
+        raise ValueError(f"{path / CONFIG}: unknown model_type {config['model_type']!r}; known: {sorted(_registry())}")
+    try:
+        model = model_cls(from_dict(config_cls, config["model_config"]))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path / CONFIG}: model_config does not build a {config['model_type']}: {e}") from None
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(f"bundle file missing: {weights}")
+    try:
+        load_model(model, str(weights), strict=True, device=str(map_location))
+    except Exception as e:  # safetensors raises its own error type for truncated or corrupted files
+        raise ValueError(f"{weights} is corrupted, truncated or does not match the config: {e}") from None
+    listed = config.get("bundle_files", [])
+    vocab = _read_json(path / VOCAB) if VOCAB in listed or (path / VOCAB).exists() else None
+    metrics = _read_json(path / METRICS) if METRICS in listed or (path / METRICS).exists() else {}
+    return model.eval(), config, vocab, metrics
+
+
+def _bundle_dir(path: Path) -> Path:
+    if path.is_dir():
+        return path
+    # A crash between the two renames of _swap_in leaves the previous bundle aside: use it.
+    aside = sorted(path.parent.glob(f"{path.name}.old-*/bundle"), key=lambda p: p.stat().st_mtime)
+    if aside:
+        return aside[-1]
+    raise FileNotFoundError(f"no model bundle at {path} (expected a directory with {CONFIG} and {WEIGHTS})")
+
+
+def _read_json(file: Path) -> Any:
+    if not file.is_file():
+        raise FileNotFoundError(f"bundle file missing: {file}")
+    try:
+        return json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{file} is not valid JSON (corrupted or truncated?): {e}") from None
+
+
+def _registry() -> dict[str, tuple[type, type]]:
+    """model_type -> (structure class, config class) for every pair X, XConfig in rnnlab.structures.__all__."""
+    from rnnlab import structures
+
+    names = set(structures.__all__)
+    return {n: (getattr(structures, n), getattr(structures, n + "Config")) for n in names if n + "Config" in names}
+
+
+def from_dict(cls: type, data: dict) -> Any:
+    """Rebuild a (frozen, possibly nested) config dataclass from ``dataclasses.asdict`` output, by its field types."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__} must be given as a JSON object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
+    return cls(**{k: _coerce(hints[k], v) for k, v in data.items()})
+
+
+def _coerce(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value) if len(inner) == 1 else value
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v) for v in value)
+        return tuple(_coerce(a, v) for a, v in zip(args, value)) if args else tuple(value)
+    if origin is list:
+        return [_coerce(args[0], v) for v in value] if args else list(value)
+    return value
+
+
+# ----- the trainer's resume file ----------------------------------------------------------------------------
+
+RESUME_DIR, RESUME_FILE = "resume", "trainer.pt"
+
+
+def save_resume(run_dir: PathLike, state: dict) -> None:
+    """Write ``run_dir/resume/trainer.pt`` atomically. ``state`` holds only tensors and plain Python values."""
+    folder = Path(run_dir) / RESUME_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / RESUME_FILE, lambda tmp: torch.save(state, tmp))
+
+
+def load_resume(run_dir: PathLike) -> Optional[dict]:
+    """The saved trainer state, or None when the run has none. Loads with ``weights_only=True``."""
+    file = Path(run_dir) / RESUME_DIR / RESUME_FILE
+    if not file.exists():
+        return None
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{file} is corrupted or truncated: {e}") from None

@@ -1,0 +1,115 @@
+"""Truncated backpropagation through time (Williams & Peng, 1990; as in Mikolov et al., 2010): the data side.
+
+DESIGN.md, "Truncated BPTT, as the trainer does it": the documents are concatenated and cut into B parallel
+streams, each a contiguous run of the concatenation; each batch is the next chunk of k steps from every stream.
+The trainer carries each row's state from one chunk to the next, detached, so the gradient stops at the chunk
+boundary; a row whose chunk starts a document has ``reset`` True and starts from zeros.
+
+Deviation, chosen so that "rows reset at document boundaries" holds exactly: a chunk never crosses a
+document boundary. Where a row's document ends inside a chunk, that chunk is cut there (its ``lengths`` entry
+is shorter, the rest is padding that the masked loss ignores) and the row's next chunk starts the next
+document with ``reset`` True. Targets never cross documents either: the last token of a document predicts
+nothing. The padding costs on average k/2 positions per document piece, negligible for documents much longer
+than k. Rows run out of chunks at slightly different times; an epoch ends with the shortest row (the rest of
+the longer rows is dropped, as a drop-last loader drops the last batch).
+"""
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import torch
+from torch import Tensor
+
+
+class TokenStream:
+    """Batches ``{"x": (B, k), "y": (B, k), "reset": (B,) bool, "num_tokens": int}`` for truncated BPTT.
+
+    ``lengths`` (B,) is present only in batches where some row's chunk was cut at a document end.
+    ``stateful = True`` tells the trainer to carry the state between batches. The stream remembers where it is
+    (``state_dict()``: epoch and position), so a resumed run continues with the very next batch. With
+    ``shuffle_seed`` the document order is shuffled every epoch by a generator seeded with seed + epoch.
+    """
+
+    stateful = True
+
+    def __init__(self, documents: list[Tensor], *, batch_size: int, bptt: int, shuffle_seed: Optional[int] = None) -> None:
+        if batch_size < 1 or bptt < 1:
+            raise ValueError(f"batch_size and bptt must be >= 1, got batch_size={batch_size}, bptt={bptt}")
+        if not documents:
+            raise ValueError("documents must be a non-empty list of 1-D LongTensors, got an empty list")
+        for i, d in enumerate(documents):
+            if not isinstance(d, Tensor) or d.dim() != 1 or d.dtype != torch.long:
+                given = f"{d.dtype} tensor of shape {tuple(d.shape)}" if isinstance(d, Tensor) else type(d).__name__
+                raise ValueError(f"documents[{i}] must be a 1-D LongTensor of token ids, got {given}")
+        self.documents = documents
+        self.batch_size = batch_size
+        self.bptt = bptt
+        self.shuffle_seed = shuffle_seed
+        self.epoch = 0
+        self.position = 0
+        self._layout_epoch: Optional[int] = None
+        if len(self) == 0:
+            raise ValueError(
+                f"the documents hold too few tokens for batch_size={batch_size}: every row needs a document piece "
+                "of at least 2 tokens; use fewer rows or more data"
+            )
+
+    def __len__(self) -> int:
+        return self._layout()[1].shape[0]
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+    def __iter__(self) -> Iterator[dict]:
+        tokens, starts, lens = self._layout()  # starts, lens: (n, B)
+        offsets = torch.arange(self.bptt)
+        while self.position < starts.shape[0]:
+            i = self.position
+            self.position += 1  # counts batches handed out, so a checkpoint taken after this one resumes after it
+            real = offsets.unsqueeze(0) < lens[i].unsqueeze(1)  # (B, k)
+            index = (starts[i].unsqueeze(1) + offsets).clamp(max=tokens.numel() - 2)  # (B, k)
+            batch = {
+                "x": tokens[index].masked_fill(~real, 0),
+                "y": tokens[index + 1].masked_fill(~real, 0),
+                "reset": self._resets[i].clone(),
+                "num_tokens": int(lens[i].sum()),
+            }
+            if bool((lens[i] < self.bptt).any()):
+                batch["lengths"] = lens[i].clone()
+            yield batch
+        self.epoch += 1
+        self.position = 0
+
+    def _layout(self) -> tuple[Tensor, Tensor, Tensor]:
+        """This epoch's concatenation and every batch's chunk starts and lengths (n, B); cached per epoch."""
+        if self._layout_epoch != self.epoch:
+            docs = self.documents
+            if self.shuffle_seed is not None:
+                g = torch.Generator().manual_seed(self.shuffle_seed + self.epoch)
+                docs = [docs[j] for j in torch.randperm(len(docs), generator=g).tolist()]
+            tokens = torch.cat(docs)
+            bounds = torch.tensor([0] + [d.numel() for d in docs]).cumsum(0).tolist()
+            rows = [_row_chunks(bounds, *self._row_range(r, tokens.numel()), self.bptt) for r in range(self.batch_size)]
+            n = min(len(r) for r in rows)
+            table = torch.tensor([r[:n] for r in rows], dtype=torch.long).reshape(self.batch_size, n, 3)
+            self._cache = (tokens, table[:, :, 0].T.contiguous(), table[:, :, 1].T.contiguous())
+            self._resets = table[:, :, 2].T.bool().contiguous()  # (n, B)
+            self._layout_epoch = self.epoch
+        return self._cache
+
+    def _row_range(self, row: int, total: int) -> tuple[int, int]:
+        return row * total // self.batch_size, (row + 1) * total // self.batch_size
+
+
+def _row_chunks(bounds: list[int], lo: int, hi: int, k: int) -> list[tuple[int, int, int]]:
+    """(start, length, reset) of every chunk of the stream [lo, hi): document pieces cut into runs of <= k pairs."""
+    chunks = []
+    for d in range(len(bounds) - 1):
+        a, b = max(bounds[d], lo), min(bounds[d + 1], hi)  # this document's piece of the stream
+        pairs = b - a - 1  # (x, y) pairs inside the piece: targets never cross into the next document
+        for c in range(0, max(pairs, 0), k):
+            chunks.append((a + c, min(k, pairs - c), int(c == 0)))
+    return chunks

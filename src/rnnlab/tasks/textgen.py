@@ -1,0 +1,278 @@
+"""Text generation: a character (or word, or BPE) language model trained by truncated BPTT, then sampled.
+
+``train(config)`` reads the corpus, holds out its end for validation, fits a tokenizer on the training part,
+trains a :class:`~rnnlab.structures.LanguageModel` with the :class:`~rnnlab.training.Trainer` and saves a
+bundle in ``<trainer.run_dir>/bundle`` (weights, ``config.json``, the tokenizer as ``vocab.json``,
+``metrics.json``). ``generate`` samples from a bundle, ``evaluate`` scores it on a text.
+
+Losses are in nats per token (the mean cross-entropy, natural log). Bits per character, the field's unit for
+character models, is nats / ln 2 rescaled by tokens per character, so that char, word and BPE models compare:
+``bpc = loss / ln 2 * tokens / chars`` (for the char tokenizer tokens = chars). With the word tokenizer,
+rare words map to ``<unk>``, which makes its bpc optimistic.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Union
+
+import torch
+
+from rnnlab.data.text import Document, load_corpus, split_documents
+from rnnlab.data.tokenize import KINDS as TOKENIZERS
+from rnnlab.data.tokenize import Tokenizer, tokenizer_from_json, train_tokenizer
+from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig
+from rnnlab.training import Trainer, TrainerConfig, TokenStream, count_tokens, load_bundle, save_bundle
+
+log = logging.getLogger(__name__)
+
+TASK = "textgen"
+
+
+@dataclass(frozen=True)
+class TextModelConfig:
+    """The language model (the vocabulary size comes from the tokenizer)."""
+
+    embedding_size: int = 64
+    """E: the width of the token embeddings."""
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(kind="lstm", hidden_size=256))
+    """The sequence model: must be causal (a unidirectional recurrent encoder, or a causal CNN/Transformer)."""
+    tie_weights: bool = False
+    """Share the embedding with the output layer (needs embedding_size == encoder.hidden_size)."""
+    dropout: float = 0.0
+    """Dropout on the embeddings and on the encoder's outputs."""
+
+    def build(self, vocab_size: int) -> LanguageModelConfig:
+        return LanguageModelConfig(
+            vocab_size=vocab_size, embedding_size=self.embedding_size, encoder=self.encoder,
+            tie_weights=self.tie_weights, dropout=self.dropout,
+        )
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """What to sample after training (and the defaults of ``rnnlab generate``)."""
+
+    prompts: tuple[str, ...] = ("The ", "def ")
+    """Each prompt starts one sample."""
+    max_new_tokens: int = 200
+    """Tokens generated after each prompt."""
+    temperature: float = 0.8
+    """Divides the logits: below 1 is more conservative, above 1 more adventurous."""
+    top_k: Optional[int] = None
+    """Sample only among the k most likely tokens (None = all)."""
+    top_p: Optional[float] = None
+    """Nucleus sampling: the smallest set of tokens whose probability reaches p (None = all)."""
+    seed: int = 0
+    """Seeds the sampling, so a sample can be reproduced (prompt i uses seed + i)."""
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+
+def _default_trainer() -> TrainerConfig:
+    # The demo recipe: about two minutes on two CPU cores.
+    return TrainerConfig(
+        optimizer="adamw", lr=3e-3, weight_decay=0.01, warmup_steps=20, schedule="constant",
+        max_steps=0, max_epochs=0, max_time=120.0, clip_norm=1.0, eval_every=100, log_every=50,
+        run_dir="runs/textgen",
+    )
+
+
+@dataclass(frozen=True)
+class TextgenConfig:
+    """Train a language model on a text and sample from it."""
+
+    data: Optional[str] = None
+    """A UTF-8 text file, or a folder of .txt files (each one document); None (or 'pydoc') = the embedded
+    corpus, Python's documentation from the standard library."""
+    tokenizer: str = "char"
+    """char | word | bpe (byte-level BPE trained on the corpus; needs the tokenizers package)."""
+    vocab_size: int = 4096
+    """word and bpe: the most token ids (char keeps every character of the training text)."""
+    valid_fraction: float = 0.1
+    """Hold out the last fraction of the text's characters for validation (0 = no validation)."""
+    batch_size: int = 32
+    """B: parallel streams in each truncated-BPTT batch."""
+    bptt: int = 64
+    """k: time steps per chunk; the gradient stops at chunk boundaries, the state carries on."""
+    model: TextModelConfig = field(default_factory=TextModelConfig)
+    trainer: TrainerConfig = field(default_factory=_default_trainer)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def __post_init__(self) -> None:
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
+        for name in ("batch_size", "bptt", "vocab_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not self.trainer.run_dir:
+            raise ValueError("trainer.run_dir must be set: the bundle is saved in <run_dir>/bundle")
+
+
+def config_from_dict(data: dict) -> TextgenConfig:
+    """Rebuild a :class:`TextgenConfig` from ``asdict(config)`` (as stored in a bundle's config.json)."""
+    data = dict(data)
+    model = dict(data.pop("model", {}))
+    model["encoder"] = EncoderConfig(**model.get("encoder", {}))
+    sample = dict(data.pop("sample", {}))
+    if "prompts" in sample:
+        sample["prompts"] = tuple(sample["prompts"])
+    trainer = TrainerConfig(**data.pop("trainer", {}))
+    return TextgenConfig(**data, model=TextModelConfig(**model), trainer=trainer, sample=SampleConfig(**sample))
+
+
+# --- data ------------------------------------------------------------------------------------------------
+
+def _encode(tokenizer: Tokenizer, documents: list[Document]) -> list[torch.Tensor]:
+    return [torch.tensor(tokenizer.encode(d.text), dtype=torch.long) for d in documents]
+
+
+def _stream(ids: list[torch.Tensor], *, batch_size: int, bptt: int, shuffle_seed: Optional[int] = None) -> TokenStream:
+    """A TokenStream with at most ``batch_size`` rows, fewer when the text is too short for that many."""
+    usable = [d for d in ids if d.numel() >= 2]
+    if not usable:
+        raise ValueError("the text holds too few tokens: every document needs at least 2")
+    total = sum(d.numel() for d in usable)
+    rows = max(1, min(batch_size, total // (2 * bptt) or 1))
+    return TokenStream(usable, batch_size=rows, bptt=bptt, shuffle_seed=shuffle_seed)
+
+
+def _chars(documents: Iterable[Document]) -> int:
+    return sum(len(d.text) for d in documents)
+
+
+# --- train, evaluate, generate ---------------------------------------------------------------------------
+
+def train(config: TextgenConfig) -> Path:
+    """Train a language model as ``config`` says; returns the bundle's path (``<run_dir>/bundle``)."""
+    documents = load_corpus(config.data)
+    train_docs, valid_docs = split_documents(documents, config.valid_fraction)
+    log.info("corpus: %d documents, %d characters for training, %d for validation",
+             len(documents), _chars(train_docs), _chars(valid_docs))
+    tokenizer = train_tokenizer(config.tokenizer, [d.text for d in train_docs], vocab_size=config.vocab_size)
+    train_ids, valid_ids = _encode(tokenizer, train_docs), _encode(tokenizer, valid_docs)
+    train_stream = _stream(train_ids, batch_size=config.batch_size, bptt=config.bptt, shuffle_seed=config.trainer.seed)
+    valid_stream = _stream(valid_ids, batch_size=config.batch_size, bptt=config.bptt) if valid_docs else None
+
+    torch.manual_seed(config.trainer.seed)
+    model = LanguageModel(config.model.build(tokenizer.vocab_size))
+    log.info("model: %s tokenizer, V=%d, %d parameters", tokenizer.kind, tokenizer.vocab_size,
+             sum(p.numel() for p in model.parameters()))
+    metrics = dict(Trainer(config.trainer).fit(model, train_stream, valid_stream))
+    if valid_docs and "valid_loss" in metrics:
+        metrics.update(_rates(float(metrics["valid_loss"]), sum(d.numel() for d in valid_ids), _chars(valid_docs), "valid_"))
+        log.info("valid: %.4f nats/token, %.4f bits/char", metrics["valid_loss"], metrics["valid_bits_per_char"])
+
+    path = Path(config.trainer.run_dir) / "bundle"
+    save_bundle(path, model.cpu(), extra_config={"task": TASK, TASK: asdict(config)}, vocab=tokenizer.to_json(),
+                metrics=metrics)
+    return path
+
+
+def _rates(loss: float, tokens: int, chars: int, prefix: str = "") -> dict:
+    """nats/token -> bits per token and per character."""
+    bits = loss / math.log(2)
+    return {
+        f"{prefix}bits_per_token": bits,
+        f"{prefix}bits_per_char": bits * tokens / max(chars, 1),
+        f"{prefix}tokens_per_char": tokens / max(chars, 1),
+    }
+
+
+def load_textgen(bundle_path: Union[str, Path]) -> tuple[LanguageModel, Tokenizer, dict]:
+    """(model in eval mode, tokenizer, the bundle's config dict) of a textgen bundle."""
+    path = Path(bundle_path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"bundle not found: {path} (a folder written by 'rnnlab train', e.g. runs/textgen/bundle)")
+    model, config, vocab, _ = load_bundle(path)
+    if not isinstance(model, LanguageModel) or vocab is None:
+        raise ValueError(f"{path} is not a text-generation bundle (it holds a {type(model).__name__})")
+    return model.eval(), tokenizer_from_json(vocab), config
+
+
+def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, batch_size: Optional[int] = None) -> dict:
+    """Score a bundle: ``loss`` (nats/token), ``bits_per_token``, ``bits_per_char``, ``tokens``, ``chars``.
+
+    ``data=None`` scores the held-out end of the corpus the bundle was trained on (the same split as in
+    training, so ``loss`` equals the bundle's ``valid_loss``); a path scores the whole of that text.
+    ``batch_size``: parallel streams (None = the training batch size). Each stream starts from a zero state,
+    so more streams score slightly worse.
+    """
+    model, tokenizer, config = load_textgen(bundle_path)
+    textgen = config.get(TASK, {}) if isinstance(config, dict) else {}
+    if data is None:
+        fraction = textgen.get("valid_fraction") or TextgenConfig.valid_fraction  # a run without validation: 10%
+        documents = split_documents(load_corpus(textgen.get("data")), fraction)[1]
+    else:
+        documents = load_corpus(data)
+    ids = _encode(tokenizer, documents)
+    bptt = int(textgen.get("bptt", TextgenConfig.bptt))
+    batch_size = int(batch_size or textgen.get("batch_size", TextgenConfig.batch_size))
+    loss, tokens = stream_loss(model, _stream(ids, batch_size=batch_size, bptt=bptt))
+    chars = _chars(documents)
+    return {"loss": loss, **_rates(loss, sum(d.numel() for d in ids), chars), "tokens": tokens, "chars": chars}
+
+
+@torch.no_grad()
+def stream_loss(model: LanguageModel, stream: TokenStream) -> tuple[float, int]:
+    """(mean nats per predicted token, predicted tokens) over one pass of ``stream``, the state carried."""
+    model.eval()
+    device = next(model.parameters()).device
+    total, count, state = 0.0, 0, None
+    for batch in stream:
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        loss, state = model.loss_and_state({**batch, "state": state})
+        n = count_tokens(batch)
+        total, count = total + float(loss) * n, count + n
+    if count == 0:
+        raise ValueError("the text is too short to score: no token has a next token")
+    return total / count, count
+
+
+def generate_text(
+    model: LanguageModel, tokenizer: Tokenizer, prompt: str, *, max_new_tokens: int = 200, temperature: float = 0.8,
+    top_k: Optional[int] = None, top_p: Optional[float] = None, seed: int = 0, method: str = "sample",
+) -> str:
+    """``prompt`` followed by up to ``max_new_tokens`` sampled tokens, as text."""
+    if not isinstance(prompt, str) or not prompt:
+        raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise ValueError(f"the prompt {prompt!r} encodes to no tokens")
+    if max_new_tokens == 0:
+        return prompt
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    out = model.generate(
+        torch.tensor([ids], dtype=torch.long, device=device), max_new_tokens=max_new_tokens, method=method,
+        temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+    )
+    return prompt + tokenizer.decode(out[0, len(ids):].tolist())
+
+
+def generate(
+    bundle_path: Union[str, Path], prompt: str, max_new_tokens: int = 200, temperature: float = 0.8,
+    top_k: Optional[int] = None, top_p: Optional[float] = None, seed: int = 0, *, method: str = "sample",
+) -> str:
+    """Load a bundle and continue ``prompt`` (see :func:`generate_text`)."""
+    model, tokenizer, _ = load_textgen(bundle_path)
+    return generate_text(model, tokenizer, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+                         top_k=top_k, top_p=top_p, seed=seed, method=method)
+
+
+def predict(bundle_path: Union[str, Path], prompts: Iterable[str], **options) -> Iterator[tuple[str, str]]:
+    """(prompt, generated text) for each non-empty prompt; the bundle is loaded once."""
+    model, tokenizer, _ = load_textgen(bundle_path)
+    for prompt in prompts:
+        if prompt:
+            yield prompt, generate_text(model, tokenizer, prompt, **options)

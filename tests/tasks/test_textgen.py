@@ -1,0 +1,104 @@
+"""The text-generation task end to end: a tiny train run, its bundle, generate and evaluate."""
+import json
+import math
+from dataclasses import asdict, replace
+
+import pytest
+
+from rnnlab.structures import EncoderConfig
+from rnnlab.tasks import textgen
+from rnnlab.tasks.textgen import SampleConfig, TextgenConfig, TextModelConfig
+from rnnlab.training import TrainerConfig
+
+TEXT = "".join(f"def f{i % 7}(x):\n    return x + {i % 5}\n\nThe cat sat on the mat {i}.\n" for i in range(120))
+
+
+def tiny_config(tmp_path, **overrides) -> TextgenConfig:
+    data = tmp_path / "corpus.txt"
+    data.write_text(TEXT, encoding="utf-8")
+    config = TextgenConfig(
+        data=str(data), batch_size=4, bptt=16,
+        model=TextModelConfig(embedding_size=8, encoder=EncoderConfig(kind="lstm", hidden_size=16)),
+        trainer=TrainerConfig(lr=1e-2, max_steps=30, max_epochs=0, eval_every=0, log_every=10, progress=False,
+                              device="cpu", run_dir=str(tmp_path / "run")),
+    )
+    return replace(config, **overrides)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("textgen")
+    config = tiny_config(tmp_path)
+    return textgen.train(config), config
+
+
+def test_train_writes_a_bundle_with_vocab_config_and_metrics(bundle):
+    path, config = bundle
+    assert path.name == "bundle" and str(path.parent) == config.trainer.run_dir
+    for name in ("config.json", "model.safetensors", "vocab.json", "metrics.json"):
+        assert (path / name).is_file()
+    stored = json.loads((path / "config.json").read_text())
+    assert stored["task"] == "textgen" and textgen.config_from_dict(stored["textgen"]) == config
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert metrics["step"] == 30
+    vocab_size = 1 + len(json.loads((path / "vocab.json").read_text())["vocab"]["tokens"])  # <unk> + characters
+    assert metrics["valid_loss"] < math.log(vocab_size)  # it learned something
+    # char tokenizer: one token per character, so bits per char is nats / ln 2
+    assert metrics["valid_bits_per_char"] == pytest.approx(metrics["valid_loss"] / math.log(2))
+
+
+def test_generate_continues_the_prompt_reproducibly(bundle):
+    path, _ = bundle
+    a = textgen.generate(path, "def ", max_new_tokens=30, temperature=0.8, top_k=5, seed=1)
+    b = textgen.generate(path, "def ", max_new_tokens=30, temperature=0.8, top_k=5, seed=1)
+    assert a == b and a.startswith("def ") and len(a) > len("def ")
+    greedy = textgen.generate(path, "The ", max_new_tokens=10, method="greedy")
+    assert greedy.startswith("The ")
+    assert textgen.generate(path, "The ", max_new_tokens=0) == "The "
+    with pytest.raises(ValueError, match="prompt must be a non-empty string"):
+        textgen.generate(path, "", max_new_tokens=5)
+    outputs = list(textgen.predict(path, ["def ", "", "The "], max_new_tokens=5))
+    assert [p for p, _ in outputs] == ["def ", "The "]
+
+
+def test_evaluate_matches_the_training_valid_loss(bundle, tmp_path):
+    path, config = bundle
+    metrics = json.loads((path / "metrics.json").read_text())
+    scored = textgen.evaluate(path)
+    assert scored["loss"] == pytest.approx(metrics["valid_loss"], rel=1e-5)
+    assert scored["bits_per_char"] == pytest.approx(scored["loss"] / math.log(2) * scored["tokens_per_char"])
+    other = tmp_path / "other.txt"
+    other.write_text(TEXT[:2000], encoding="utf-8")
+    whole = textgen.evaluate(path, str(other))
+    assert whole["chars"] == 2000 and whole["tokens"] > 1000 and math.isfinite(whole["loss"])
+
+
+def test_missing_bundle_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="bundle not found"):
+        textgen.generate(tmp_path / "nope", "x")
+
+
+def test_bpe_tokenizer_reports_bits_per_char_by_rescaling(tmp_path):
+    config = tiny_config(tmp_path, tokenizer="bpe", vocab_size=300)
+    config = replace(config, trainer=replace(config.trainer, max_steps=3))
+    path = textgen.train(config)
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert 0 < metrics["valid_tokens_per_char"] < 1  # BPE tokens span several characters
+    assert metrics["valid_bits_per_char"] == pytest.approx(
+        metrics["valid_loss"] / math.log(2) * metrics["valid_tokens_per_char"])
+    assert textgen.generate(path, "The cat", max_new_tokens=5).startswith("The cat")
+
+
+def test_config_validation_and_round_trip():
+    config = TextgenConfig()
+    assert textgen.config_from_dict(json.loads(json.dumps(asdict(config)))) == config
+    with pytest.raises(ValueError, match="tokenizer must be one of"):
+        TextgenConfig(tokenizer="sentencepiece")
+    with pytest.raises(ValueError, match="valid_fraction"):
+        TextgenConfig(valid_fraction=1.5)
+    with pytest.raises(ValueError, match="run_dir"):
+        TextgenConfig(trainer=TrainerConfig(max_steps=1, run_dir=""))
+    with pytest.raises(ValueError, match="temperature"):
+        SampleConfig(temperature=0)
+    with pytest.raises(ValueError, match="tie_weights"):
+        TextModelConfig(tie_weights=True).build(10)

@@ -1,0 +1,123 @@
+"""The rnnlab command: help for every subcommand, one-line errors, --print_config, a tiny run end to end."""
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rnnlab.cli import build_parser, main
+from rnnlab.tasks.textgen import TextgenConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBCOMMANDS = {
+    "train": ["--config", "--print_config", "--data", "--tokenizer", "--model.encoder.hidden_size", "--trainer.max_time",
+              "--bptt", "--sample.prompts"],
+    "evaluate": ["bundle", "--data", "--batch_size"],
+    "generate": ["bundle", "--prompt", "--temperature", "--top_k", "--top_p", "--max_new_tokens", "--seed", "--method"],
+    "predict": ["bundle", "--temperature", "--max_new_tokens", "standard input"],
+    "datasets": [],
+    "demo": ["--task", "--max_time", "--run_dir"],
+}
+
+
+def run_main(argv, capsys):
+    """-> (exit status, stdout, stderr), whether main returns or raises SystemExit (--help does)."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_top_level_help_lists_every_subcommand(capsys):
+    code, out, _ = run_main(["--help"], capsys)
+    assert code == 0
+    for name in SUBCOMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
+def test_subcommand_help_names_its_options(command, capsys):
+    code, out, _ = run_main([command, "--help"], capsys)
+    assert code == 0
+    for option in SUBCOMMANDS[command]:
+        assert option in out, f"{command} --help does not mention {option}"
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--bogus", "1"],
+    ["train", "--model.encoder.hidden_size", "big"],
+    ["train", "--tokenizer", "sentencepiece"],
+    ["train", "--data", "/does/not/exist.txt"],
+    ["generate", "/does/not/exist"],
+    ["nosuchcommand"],
+    [],
+])
+def test_errors_are_one_line_and_non_zero(argv, capsys):
+    code, _, err = run_main(argv, capsys)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rnnlab: error: "), err
+
+
+def test_print_config_prints_yaml_of_the_defaults(capsys):
+    code, out, _ = run_main(["train", "--print_config", "--model.encoder.hidden_size", "512"], capsys)
+    assert code == 0
+    config = yaml.safe_load(out)
+    assert config["model"]["encoder"]["hidden_size"] == 512
+    assert config["tokenizer"] == "char" and config["trainer"]["max_time"] == 120
+
+
+def _parse_train(*args) -> TextgenConfig:
+    parser = build_parser()
+    ns = parser.instantiate(parser.parse_args(["train", *args])).train
+    return TextgenConfig(**{k: ns[k] for k in TextgenConfig.__dataclass_fields__})
+
+
+def test_the_default_preset_is_the_default_config():
+    assert _parse_train("--config", str(ROOT / "configs" / "textgen.yaml")) == TextgenConfig()
+    shakespeare = _parse_train("--config", str(ROOT / "configs" / "textgen-shakespeare.yaml"))
+    assert shakespeare.data.endswith("rnnlab-data/text/shakespeare.txt")
+    assert shakespeare.trainer.max_time == 1200 and shakespeare.valid_fraction == 0.1
+
+
+def test_datasets_describes_the_embedded_corpus(capsys):
+    code, out, _ = run_main(["datasets"], capsys)
+    assert code == 0 and "pydoc" in out and "shakespeare.txt" in out
+
+
+def test_train_generate_predict_evaluate_end_to_end(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "tiny.txt"
+    data.write_text("hello world. " * 300, encoding="utf-8")
+    run = tmp_path / "run"
+    code, out, err = run_main([
+        "train", "--data", str(data), "--batch_size", "4", "--bptt", "16", "--model.embedding_size", "8",
+        "--model.encoder.hidden_size", "16", "--trainer.max_steps", "20", "--trainer.max_time", "0",
+        "--trainer.eval_every", "0", "--trainer.device", "cpu", "--trainer.run_dir", str(run),
+    ], capsys)
+    assert code == 0, err
+    bundle = run / "bundle"
+    assert str(bundle) in out and "valid_bits_per_char" in out
+
+    code, out, err = run_main(["generate", str(bundle), "--prompt", "hel", "--max_new_tokens", "12", "--top_k", "3"], capsys)
+    assert code == 0 and out.startswith("hel"), err
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hello\n\nwor\n"))
+    code, out, err = run_main(["predict", str(bundle), "--max_new_tokens", "5"], capsys)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["prompt"] for r in rows] == ["hello", "wor"]
+    assert all(r["text"].startswith(r["prompt"]) for r in rows)
+
+    code, out, err = run_main(["evaluate", str(bundle)], capsys)
+    assert code == 0 and json.loads(out)["bits_per_char"] > 0
+
+
+def test_console_errors_have_no_traceback():
+    result = subprocess.run([sys.executable, "-m", "rnnlab.cli", "generate", "/does/not/exist"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("rnnlab: error: bundle not found") and "Traceback" not in result.stderr

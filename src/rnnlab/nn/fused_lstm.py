@@ -1,0 +1,447 @@
+r"""A whole-sequence LSTM for the options torch's fused kernels cannot run: layer norm inside the cell
+(Ba et al., 2016, "Layer Normalization", §3.1 eq. 20-22) and variational recurrent dropout (Gal &
+Ghahramani, 2016, "A Theoretically Grounded Application of Dropout in Recurrent Neural Networks", §4).
+
+Shapes (batch first): x (B, T, I); h0, c0 (B, H); weight_ih (4H, I), weight_hh (4H, H), biases (4H,),
+gates stacked i, f, g, o as in ``torch.nn.LSTM``; y (B, T, H). G = 4H.
+
+.. math::
+    \hat x_t &= W_{ih} x_t                      &&\text{(all t at once, one matrix product)} \\
+    \hat x_t &\leftarrow LN(\hat x_t)\,\gamma_{ih} &&\text{(layer norm only)} \\
+    \hat h_t &= W_{hh} (h_{t-1} \odot m)         &&\text{(m: dropout mask, the same at every step; 1 when off)} \\
+    \hat h_t &\leftarrow LN(\hat h_t)\,\gamma_{hh} &&\text{(layer norm only)} \\
+    a_t &= \hat x_t + \hat h_t + b_{ih} + b_{hh}, \quad i, f, g, o = \mathrm{split}(a_t, 4) \\
+    i &= \sigma(i) \quad f = \sigma(f) \quad g = \tanh(g) \quad o = \sigma(o) \\
+    c_t &= f \odot c_{t-1} + i \odot g \\
+    h_t &= o \odot \tanh(LN(c_t)\,\gamma_c + \beta_c) \quad\text{(layer norm) or}\quad o \odot \tanh(c_t) \\
+    y_t &= h_t
+
+LN(v) = (v - mean(v)) / sqrt(var(v) + eps) over the last dim (biased variance); the LN of the products has
+no shift (the biases are the shift), the LN of c_t has one. The carried c_t is not normalised. With
+``lengths``, a row past its length keeps its state and outputs zeros, so (hT, cT) is the state at its last
+real step.
+
+Implementation (CPU, float32/float64): a ``torch.autograd.Function`` with a hand-written backward through
+time. The forward does the input product and its layer norm for all steps at once (torch), then per step
+one ``torch.mm`` for the recurrent product and one serial numba kernel for everything element-wise (LN of
+ĥ_t, gates, cell, LN of c, h, lengths), writing into buffers allocated once and saving what the backward
+needs. Steps past the longest row are skipped.
+The backward runs one kernel and one ``torch.mm`` per step and collects the pre-activation gradients of
+all steps, so dW_ih, dW_hh and dx are single matmuls at the end. In float32 the kernels use a rational
+tanh (Eigen's, error ~1e-7) that the compiler vectorises; sigmoid(x) = (1 + tanh(x/2)) / 2. The fused path
+also serves inference (no grad). Anything else (another device or dtype) runs
+:func:`lstm_sequence_reference`, the plain autograd loop. Double backward is not supported.
+The kernels are compiled on first use per dtype (~10-20 s) and cached on disk (numba ``cache=True``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import numba
+import numpy as np
+import torch
+from numba.extending import overload
+from torch import Tensor
+
+from ._checks import check_dtype_match, check_input, check_lengths, check_state_tensor, check_tensor
+
+__all__ = ["lstm_sequence", "lstm_sequence_reference"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reference: the equations, one step at a time, under autograd.
+# ----------------------------------------------------------------------------------------------------
+
+
+def lstm_sequence_reference(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, *,
+                            ln_ih=None, ln_hh=None, ln_c=None, eps=1e-5, mask=None, lengths=None):
+    """The module's equations as a plain autograd loop over time. Same contract as :func:`lstm_sequence`."""
+    x, h, c, lengths = _check_args(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, ln_c, mask, lengths)
+    B, T, _ = x.shape
+    G = weight_hh.shape[0]
+    H = G // 4
+    x_hat = x @ weight_ih.t()  # (B, T, G)
+    if ln_ih is not None:
+        x_hat = torch.nn.functional.layer_norm(x_hat, (G,), ln_ih, None, eps)
+    active = None if lengths is None else torch.arange(T).unsqueeze(1).lt(lengths).to(x.device)  # (T, B)
+    ys = []
+    for t in range(T):
+        h_hat = (h if mask is None else h * mask) @ weight_hh.t()  # (B, G)
+        if ln_hh is not None:
+            h_hat = torch.nn.functional.layer_norm(h_hat, (G,), ln_hh, None, eps)
+        a = x_hat[:, t] + h_hat
+        if bias_ih is not None:
+            a = a + bias_ih
+        if bias_hh is not None:
+            a = a + bias_hh
+        a_i, a_f, a_g, a_o = a.chunk(4, dim=1)
+        i = torch.sigmoid(a_i)  # input gate
+        f = torch.sigmoid(a_f)  # forget gate
+        g = torch.tanh(a_g)  # candidate
+        o = torch.sigmoid(a_o)  # output gate
+        c_new = f * c + i * g
+        c_out = c_new if ln_c is None else torch.nn.functional.layer_norm(c_new, (H,), ln_c[0], ln_c[1], eps)
+        h_new = o * torch.tanh(c_out)
+        if active is None:
+            h, c, y = h_new, c_new, h_new
+        else:
+            m_t = active[t].unsqueeze(1)  # (B, 1)
+            h, c = torch.where(m_t, h_new, h), torch.where(m_t, c_new, c)
+            y = h_new * m_t.to(h_new.dtype)
+        ys.append(y)
+    return torch.stack(ys, dim=1), h, c  # (B, T, H), (B, H), (B, H)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Public entry point.
+# ----------------------------------------------------------------------------------------------------
+
+
+def lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, *,
+                  ln_ih=None, ln_hh=None, ln_c=None, eps=1e-5, mask=None, lengths=None):
+    """Run the LSTM of this module's equations over a whole sequence.
+
+    x (B, T, I); h0, c0 (B, H) or None (zeros); weight_ih (4H, I); weight_hh (4H, H); bias_ih, bias_hh (4H,)
+    or None (zero). Layer norm is on iff ``ln_ih`` is given: ln_ih, ln_hh gains γ (4H,), ln_c = (γ_c, β_c)
+    each (H,). ``mask`` (B, H): the recurrent dropout mask on h_{t-1} (0 or 1/(1-p)), gets no gradient.
+    ``lengths`` (B,) integers in [1, T]. Returns y (B, T, H), hT (B, H), cT (B, H).
+
+    On the CPU in float32/float64 this runs the fused kernels; otherwise the reference loop.
+    """
+    x, h0, c0, lengths = _check_args(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, ln_c, mask, lengths)
+    tensors = [x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask]
+    if ln_c is not None:
+        tensors += list(ln_c)
+    fused = all(t is None or (t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)) for t in tensors)
+    if not fused:
+        return lstm_sequence_reference(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh,
+                                       ln_ih=ln_ih, ln_hh=ln_hh, ln_c=ln_c, eps=eps, mask=mask, lengths=lengths)
+    g_c, b_c = (None, None) if ln_c is None else ln_c
+    return _FusedLSTM.apply(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, g_c, b_c,
+                            mask, lengths, float(eps))
+
+
+def _check_args(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, ln_c, mask, lengths):
+    """Validate shapes and dtypes; returns x, h0, c0 (zeros for None) and lengths (CPU int64 or None)."""
+    check_tensor("weight_hh", weight_hh, ndim=2)
+    G, H = weight_hh.shape
+    if G != 4 * H:
+        raise ValueError(f"weight_hh must have shape (4H, H), got {tuple(weight_hh.shape)}")
+    check_tensor("weight_ih", weight_ih, ndim=2)
+    if weight_ih.shape[0] != G:
+        raise ValueError(f"weight_ih must have shape (4H, I) with 4H={G} like weight_hh, got {tuple(weight_ih.shape)}")
+    check_input(x, weight_ih.shape[1], ndim=3)
+    check_dtype_match("x", x, weight_hh)
+    check_dtype_match("weight_ih", weight_ih, weight_hh)
+    B, T, I = x.shape
+    if T == 0:
+        raise ValueError("x must have at least one time step, got shape (B, 0, I)")
+    h0 = x.new_zeros(B, H) if h0 is None else check_state_tensor("h0", h0, (B, H), weight_hh)
+    c0 = x.new_zeros(B, H) if c0 is None else check_state_tensor("c0", c0, (B, H), weight_hh)
+    for name, b in (("bias_ih", bias_ih), ("bias_hh", bias_hh), ("ln_ih", ln_ih), ("ln_hh", ln_hh)):
+        if b is not None:
+            check_state_tensor(name, b, (G,), weight_hh)
+    if (ln_ih is None) != (ln_hh is None) or (ln_ih is None) != (ln_c is None):
+        raise ValueError("layer norm needs ln_ih, ln_hh and ln_c together (or none of them)")
+    if ln_c is not None:
+        if not isinstance(ln_c, (tuple, list)) or len(ln_c) != 2:
+            raise TypeError("ln_c must be a tuple (gamma_c, beta_c) of two (H,) tensors")
+        check_state_tensor("ln_c[0] (gamma_c)", ln_c[0], (H,), weight_hh)
+        check_state_tensor("ln_c[1] (beta_c)", ln_c[1], (H,), weight_hh)
+    if mask is not None:
+        check_state_tensor("mask", mask, (B, H), weight_hh)
+    lengths = check_lengths(lengths, B, T)
+    return x, h0, c0, lengths
+
+
+# ----------------------------------------------------------------------------------------------------
+# Autograd function: the Python side of the fused kernels.
+# ----------------------------------------------------------------------------------------------------
+
+
+def _layout(G: int, H: int, ln: bool) -> int:
+    """Width K of the per-(b, t) saved row: [gates G | c_{t-1} H | tanh(ĉ_t) H | (LN) ĥ_n G | c_n H | rstd 3]."""
+    return G + 2 * H + ((G + H + 3) if ln else 0)
+
+
+class _FusedLSTM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps):
+        B, T, I = x.shape
+        G, H = W_hh.shape
+        ln = g_ih is not None
+        dtype = x.dtype
+        x = x.contiguous()
+        W_hh = W_hh.contiguous()
+        m = torch.ones(B, H, dtype=dtype) if mask is None else mask.detach().contiguous()
+        L = torch.full((B,), T, dtype=torch.int64) if lengths is None else lengths.contiguous()
+        T_run = int(L.max())  # no step past the longest row does any work
+        P = _pack_params(b_ih, b_hh, g_ih, g_hh, g_c, b_c, G, H, dtype)
+
+        XP = (x.view(B * T, I) @ W_ih.detach().t()).view(B, T, G)  # x̂ for all steps
+        HM = torch.empty(B, T, H, dtype=dtype)  # h_{t-1} ⊙ m, the recurrent product's input
+        HM[:, 0] = h0.detach() * m
+        if T_run < T:
+            HM[:, T_run:].zero_()
+        ST = torch.stack([h0.detach(), c0.detach()])  # (2, B, H): running h, c
+        HP = torch.empty(B, G, dtype=dtype)  # ĥ_t
+        Y = torch.empty(B, T, H, dtype=dtype)
+        if T_run < T:
+            Y[:, T_run:].zero_()
+        SV = torch.empty(B, T, _layout(G, H, ln), dtype=dtype)
+        if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
+            XP, _, rstd_x = torch.native_layer_norm(XP, [G], None, None, eps)
+            SV[:, :, -3] = rstd_x.view(B, T)
+        SC = _scalars(eps, G, H, dtype)
+
+        W_hh_t = W_hh.detach().t()
+        hm_steps = HM.unbind(1)
+        XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.detach().numpy() for a in (XP, HP, P, m, L, ST, Y, HM, SV))
+        with torch.no_grad():
+            for t in range(T_run):
+                torch.mm(hm_steps[t], W_hh_t, out=HP)
+                _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln)
+
+        ctx.save_for_backward(x, W_ih, W_hh, m, L, XP, HM, SV)
+        ctx.P = P
+        ctx.shape = (B, T, I, G, H, T_run, ln, eps)
+        return Y, ST[0].clone(), ST[1].clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dY, dhT, dcT):
+        x, W_ih, W_hh, m, L, XP, HM, SV = ctx.saved_tensors
+        B, T, I, G, H, T_run, ln, eps = ctx.shape
+        dtype = x.dtype
+        dY = dY.contiguous()
+        DXP = torch.empty(B, T, G, dtype=dtype)  # dL/d(W_ih x_t), pre-LN
+        DHP = torch.empty(B, T, G, dtype=dtype) if ln else DXP  # dL/d(W_hh (h_{t-1} ⊙ m)), pre-LN
+        if T_run < T:
+            DXP[:, T_run:].zero_()
+            DHP[:, T_run:].zero_()
+        DS = torch.stack([dhT, dcT]).contiguous()  # (2, B, H): dL/dh_t, dL/dc_t carried back in time
+        DHM = torch.empty(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
+        ACC = np.zeros(3 * G + 2 * H, dtype=np.float64)  # [db | dγ_ih | dγ_hh | dγ_c | dβ_c]
+        SC = _scalars(eps, G, H, dtype)
+
+        dhp_steps = DHP.unbind(1)
+        dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (
+            a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
+        P_ = ctx.P.numpy()
+        for t in range(T_run - 1, -1, -1):
+            _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
+            torch.mm(dhp_steps[t], W_hh, out=DHM)
+
+        need = ctx.needs_input_grad
+        dx = (DXP.view(B * T, G) @ W_ih).view(B, T, I) if need[0] else None
+        dh0 = DHM * m if need[1] else None
+        dc0 = DS[1].clone() if need[2] else None
+        dW_ih = DXP.view(B * T, G).t() @ x.view(B * T, I) if need[3] else None
+        dW_hh = DHP.view(B * T, G).t() @ HM.view(B * T, H) if need[4] else None
+        acc = torch.from_numpy(ACC).to(dtype)
+        db = acc[:G]
+        db_ih = db.clone() if need[5] else None
+        db_hh = db.clone() if need[6] else None
+        dg_ih = acc[G:2 * G].clone() if need[7] else None
+        dg_hh = acc[2 * G:3 * G].clone() if need[8] else None
+        dg_c = acc[3 * G:3 * G + H].clone() if need[9] else None
+        db_c = acc[3 * G + H:].clone() if need[10] else None
+        return dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh, dg_ih, dg_hh, dg_c, db_c, None, None, None
+
+
+def _pack_params(b_ih, b_hh, g_ih, g_hh, g_c, b_c, G, H, dtype) -> Tensor:
+    """[b_ih + b_hh (G) | γ_ih (G) | γ_hh (G) | γ_c (H) | β_c (H)] as one flat vector (fewer kernel arguments)."""
+    P = torch.zeros(3 * G + 2 * H, dtype=dtype)
+    with torch.no_grad():
+        for b in (b_ih, b_hh):
+            if b is not None:
+                P[:G] += b
+        if g_ih is not None:
+            P[G:2 * G] = g_ih
+            P[2 * G:3 * G] = g_hh
+            P[3 * G:3 * G + H] = g_c
+            P[3 * G + H:] = b_c
+    return P
+
+
+def _scalars(eps: float, G: int, H: int, dtype) -> np.ndarray:
+    """eps, 1/G, 1/H in the kernels' dtype, so float32 arithmetic stays float32."""
+    return np.array([eps, 1.0 / G, 1.0 / H], dtype=np.float32 if dtype == torch.float32 else np.float64)
+
+
+# ----------------------------------------------------------------------------------------------------
+# numba kernels: one time step of the element-wise work, forward and backward.
+# ----------------------------------------------------------------------------------------------------
+
+_JIT = dict(cache=True, fastmath=True, error_model="numpy", nogil=True)
+
+# Eigen's rational approximation of tanh on [-c, c] (generic_fast_tanh_float), float32 constants.
+_TANH_CLAMP = np.float32(7.90531110763549805)
+_A1, _A3, _A5 = np.float32(4.89352455891786e-03), np.float32(6.37261928875436e-04), np.float32(1.48572235717979e-05)
+_A7, _A9 = np.float32(5.12229709037114e-08), np.float32(-8.60467152213735e-11)
+_A11, _A13 = np.float32(2.00018790482477e-13), np.float32(-2.76076847742355e-16)
+_B0, _B2 = np.float32(4.89352518554385e-03), np.float32(2.26843463243900e-03)
+_B4, _B6 = np.float32(1.18534705686654e-04), np.float32(1.19825839466702e-06)
+_ZERO, _HALF, _ONE = np.float32(0.0), np.float32(0.5), np.float32(1.0)
+
+
+def _tanh(v):
+    return math.tanh(v)
+
+
+@overload(_tanh, inline="always", jit_options=dict(fastmath=True))
+def _tanh_impl(v):
+    if v == numba.types.float32:
+        def fast(v):
+            v = min(max(v, -_TANH_CLAMP), _TANH_CLAMP)
+            v2 = v * v
+            p = ((((((_A13 * v2 + _A11) * v2 + _A9) * v2 + _A7) * v2 + _A5) * v2 + _A3) * v2 + _A1) * v
+            q = ((_B6 * v2 + _B4) * v2 + _B2) * v2 + _B0
+            return p / q
+        return fast
+    return lambda v: math.tanh(v)
+
+
+@numba.njit(inline="always", **_JIT)
+def _sigmoid(v):
+    return _HALF + _HALF * _tanh(_HALF * v)
+
+
+@numba.njit(inline="always", **_JIT)
+def _normalize(v, out, inv_n, eps):
+    """out = (v - mean(v)) * rstd; returns rstd = 1 / sqrt(var(v) + eps). ``out`` may be ``v``."""
+    n = v.shape[0]
+    s = _ZERO * v[0]
+    for k in range(n):
+        s += v[k]
+    mu = s * inv_n
+    s2 = _ZERO * v[0]
+    for k in range(n):
+        d = v[k] - mu
+        s2 += d * d
+    rstd = _ONE / np.sqrt(s2 * inv_n + eps)
+    for k in range(n):
+        out[k] = (v[k] - mu) * rstd
+    return rstd
+
+
+@numba.njit(**_JIT)
+def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln):
+    """Step t for every row b. XP (B, T, G) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths;
+    ST (2, B, H) h, c (updated); Y (B, T, H) and HM (B, T, H) h ⊙ m written at t and t+1; SV (B, T, K) saved.
+    Every inner loop runs over one contiguous gate slice so that it vectorises."""
+    B, T, G = XP.shape
+    H = G // 4
+    eps, inv_g, inv_h = SC[0], SC[1], SC[2]
+    bias, g_ih, g_hh = P[0:G], P[G:2 * G], P[2 * G:3 * G]
+    g_c, b_c = P[3 * G:3 * G + H], P[3 * G + H:3 * G + 2 * H]
+    last = t + 1 == T
+    for b in range(B):
+        y = Y[b, t]
+        hm_next = HM[b, min(t + 1, T - 1)]
+        if t >= L[b]:  # past this row's end: state frozen, output zero
+            y[:] = 0
+            if not last:
+                hm_next[:] = HM[b, t]
+            continue
+        x_hat, h_hat, sv = XP[b, t], HP[b], SV[b, t]
+        a, c_prev, th = sv[0:G], sv[G:G + H], sv[G + H:G + 2 * H]  # a becomes the activated gates
+        h, c, m = ST[0, b], ST[1, b], M[b]
+        if ln:
+            h_n, c_n, rstd = sv[G + 2 * H:2 * G + 2 * H], sv[2 * G + 2 * H:2 * G + 3 * H], sv[2 * G + 3 * H:]
+            rstd[1] = _normalize(h_hat, h_n, inv_g, eps)
+            for k in range(G):
+                a[k] = g_ih[k] * x_hat[k] + g_hh[k] * h_n[k] + bias[k]
+        else:
+            for k in range(G):
+                a[k] = x_hat[k] + h_hat[k] + bias[k]
+        i, f, g, o = a[0:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:G]
+        for k in range(2 * H):
+            a[k] = _sigmoid(a[k])  # i, f
+        for j in range(H):
+            g[j] = _tanh(g[j])
+            o[j] = _sigmoid(o[j])
+        for j in range(H):
+            c_prev[j] = c[j]
+            c[j] = f[j] * c[j] + i[j] * g[j]  # c_t = f c_{t-1} + i g
+        if ln:
+            rstd[2] = _normalize(c, c_n, inv_h, eps)
+            for j in range(H):
+                th[j] = _tanh(c_n[j] * g_c[j] + b_c[j])
+        else:
+            for j in range(H):
+                th[j] = _tanh(c[j])
+        for j in range(H):
+            h[j] = o[j] * th[j]  # h_t = o tanh(ĉ_t)
+            y[j] = h[j]
+        if not last:
+            for j in range(H):
+                hm_next[j] = h[j] * m[j]
+
+
+@numba.njit(inline="always", **_JIT)
+def _layer_norm_backward(da, gain, v_n, rstd, inv_n, out, acc_gain):
+    """out = d/dv of LN(v)·gain given da = dL/d(LN(v)·gain); acc_gain += da ⊙ v_n. ``out`` may be ``da``."""
+    n = da.shape[0]
+    s1 = _ZERO * da[0]
+    s2 = _ZERO * da[0]
+    for k in range(n):
+        dn = da[k] * gain[k]
+        s1 += dn
+        s2 += dn * v_n[k]
+        acc_gain[k] += da[k] * v_n[k]
+    s1 *= inv_n
+    s2 *= inv_n
+    for k in range(n):
+        out[k] = rstd * (da[k] * gain[k] - s1 - v_n[k] * s2)
+
+
+@numba.njit(**_JIT)
+def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
+    """Backward of step t for every row b. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product; DS (2, B, H)
+    dL/dh_t, dL/dc_t carried (updated to t-1); DXP, DHP (B, T, G) written at t; ACC float64 parameter grads."""
+    B, T, G = DXP.shape
+    H = G // 4
+    inv_g, inv_h = SC[1], SC[2]
+    g_ih, g_hh = P[G:2 * G], P[2 * G:3 * G]
+    g_c = P[3 * G:3 * G + H]
+    acc_b, acc_ih, acc_hh = ACC[0:G], ACC[G:2 * G], ACC[2 * G:3 * G]
+    acc_gc, acc_bc = ACC[3 * G:3 * G + H], ACC[3 * G + H:3 * G + 2 * H]
+    for b in range(B):
+        da = DHP[b, t]
+        if t >= L[b]:  # frozen step: the carried grads pass through unchanged
+            DXP[b, t, :] = 0
+            da[:] = 0
+            continue
+        sv = SV[b, t]
+        a, c_prev, th = sv[0:G], sv[G:G + H], sv[G + H:G + 2 * H]
+        i, f, g, o = a[0:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:G]
+        da_i, da_f, da_g, da_o = da[0:H], da[H:2 * H], da[2 * H:3 * H], da[3 * H:G]
+        dh, dc, dy, dhm, m = DS[0, b], DS[1, b], DY[b, t], DHM[b], M[b]
+        if t + 1 < L[b]:
+            for j in range(H):
+                dh[j] = dhm[j] * m[j] + dy[j]
+        else:
+            for j in range(H):
+                dh[j] += dy[j]
+        for j in range(H):  # h = o tanh(ĉ): dh becomes dĉ
+            da_o[j] = dh[j] * th[j] * o[j] * (_ONE - o[j])
+            dh[j] = dh[j] * o[j] * (_ONE - th[j] * th[j])
+        if ln:
+            c_n, rstd = sv[2 * G + 2 * H:2 * G + 3 * H], sv[2 * G + 3 * H:]
+            for j in range(H):
+                acc_bc[j] += dh[j]
+            _layer_norm_backward(dh, g_c, c_n, rstd[2], inv_h, dh, acc_gc)  # dh becomes dc_t (local)
+        for j in range(H):
+            dct = dc[j] + dh[j]
+            da_i[j] = dct * g[j] * i[j] * (_ONE - i[j])
+            da_f[j] = dct * c_prev[j] * f[j] * (_ONE - f[j])
+            da_g[j] = dct * i[j] * (_ONE - g[j] * g[j])
+            dc[j] = dct * f[j]  # dL/dc_{t-1}
+        for k in range(G):
+            acc_b[k] += da[k]
+        if ln:
+            h_n = sv[G + 2 * H:2 * G + 2 * H]
+            _layer_norm_backward(da, g_ih, XN[b, t], rstd[0], inv_g, DXP[b, t], acc_ih)
+            _layer_norm_backward(da, g_hh, h_n, rstd[1], inv_g, da, acc_hh)

@@ -69,10 +69,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per measurement")
     parser.add_argument("--quick", action="store_true", help="two shapes, 5 rounds: a smoke run")
     parser.add_argument("--groups", default="plain,options,min", help="comma-separated: plain, options, min")
+    parser.add_argument("--shapes", default="", help="indices into SHAPES to run, e.g. 0,3 (default: all)")
+    parser.add_argument("--out", default="layers.json", help="file name under benchmarks/results/")
     args = parser.parse_args()
     setup_threads(2)
     torch.manual_seed(0)
     shapes = SHAPES[:1] + SHAPES[-1:] if args.quick else SHAPES
+    if args.shapes:
+        shapes = [SHAPES[int(i)] for i in args.shapes.split(",")]
     rounds = 5 if args.quick else args.rounds
     groups = args.groups.split(",")
     rows: list[dict] = []
@@ -95,7 +99,7 @@ def main() -> None:
             c = {"torch.nn.LSTM": nn.LSTM(I, H, batch_first=True), "MinGRU": MinGRU(I, H), "MinLSTM": MinLSTM(I, H)}
             rows += measure("min", shape, c, "torch.nn.LSTM", rounds, ("train", "infer"))
         print(f"done {shape}", flush=True)
-    path = write_json("layers.json", {"rounds": rounds, "rows": rows})
+    path = write_json(args.out, {"rounds": rounds, "rows": rows})
     print_table(rows, ["group", "shape", "mode", "model", "ms", "torch_ms", "ratio"])
     print(f"\nwritten {path}")
 

@@ -272,3 +272,16 @@ def test_transformer_seq2seq_learns_to_reverse_and_ignores_padding():
     assert _overfit(model, {"x": x, "y": y}, steps=250, lr=3e-3) < 0.05
     assert torch.equal(model.generate(x, max_len=6)[:, :5], y)
     assert torch.equal(model.generate(x, max_len=6, method="beam", beam_width=3)[:, :5], y)
+
+
+def test_seq2seq_without_attention_whole_sequence_equals_steps():
+    model = _s2s("none").eval()
+    x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 10, (4, 5))
+    whole = model({"x": x, "lengths": LENGTHS, "y": y})["logits"]
+    state = model.encode(x, LENGTHS)
+    prev, steps = torch.full((4,), 1), []
+    for t in range(5):
+        logits, state, _ = model.decode_step(prev, state)
+        steps.append(logits)
+        prev = y[:, t]
+    torch.testing.assert_close(whole, torch.stack(steps, 1), atol=1e-5, rtol=1e-5)

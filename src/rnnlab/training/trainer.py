@@ -90,6 +90,7 @@ class Trainer:
                 if c.checkpoint_every and run.step % c.checkpoint_every == 0:
                     logger.flush()  # the log must not lag behind what a resume restores
                     self._checkpoint(module, optimizer, plateau, train, run)
+                    logger.restart_clock()
                 if self._should_stop(run):
                     break
             else:  # the epoch ran to its end
@@ -471,6 +472,11 @@ class _Logger:
         self.pending["valid_loss"] = loss
         if self.tb is not None:
             self.tb.add_scalar("valid/loss", loss, run.step)
+        self.restart_clock()
+
+    def restart_clock(self) -> None:
+        """Throughput counts training steps only: the clock skips evaluations and checkpoints."""
+        self.last_time = time.perf_counter()
 
     def _flush_pending(self) -> None:
         if self.pending is not None and self.writer is not None:

@@ -6,6 +6,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.nn import GRU, LSTM, RNN, LSTMState, Recurrent
+from rnnlab.nn.state import map_state
 
 B, T, I, H = 4, 6, 3, 5
 LENGTHS = torch.tensor([6, 2, 1, 4])
@@ -205,3 +206,33 @@ def test_layer_gradcheck_float64(bidirectional):
     x = torch.randn(3, 4, 2, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([4, 1, 3])
     assert torch.autograd.gradcheck(lambda x: layer(x, lengths=lengths)[0], (x,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("options", [{"layer_norm": True}, {"recurrent_dropout": 0.3}, {"layer_norm": True, "recurrent_dropout": 0.3}])
+def test_fused_lstm_path_equals_the_loop(options, dtype):
+    """The numba sequence kernel and the cell loop: same outputs, states and gradients (same masks by seed).
+
+    float64 shows they compute the same function; float32 differs by rounding only (the kernel's tanh is a
+    rational approximation and its sums run in another order), which layer norm over 4H = 20 units amplifies.
+    """
+    tol = dict(atol=1e-9, rtol=1e-9) if dtype == torch.float64 else dict(atol=2e-4, rtol=1e-3)
+    fused = LSTM(I, H, num_layers=2, bidirectional=True, impl="fused", **options).to(dtype).train()
+    loop = LSTM(I, H, num_layers=2, bidirectional=True, impl="loop", **options).to(dtype).train()
+    loop.load_state_dict(fused.state_dict())
+    x = torch.randn(B, T, I, dtype=dtype)
+    state = map_state(lambda t: t.to(dtype), _state("lstm", 2, 2))
+    results = []
+    for layer in (fused, loop):
+        torch.manual_seed(7)  # the same dropout masks for both
+        y, s = layer(x, state, LENGTHS)
+        w = torch.randn_like(y)
+        ((y * w).sum() + s.h.sum() + 0.5 * s.c.sum()).backward()
+        results.append((y, s, {k: p.grad for k, p in layer.state_dict(keep_vars=True).items()}))
+    (y1, s1, g1), (y2, s2, g2) = results
+    torch.testing.assert_close(y1, y2, **tol)
+    torch.testing.assert_close(s1.h, s2.h, **tol)
+    torch.testing.assert_close(s1.c, s2.c, **tol)
+    for name in g1:  # relative to the gradient's scale: layer norm over few units makes some of them large
+        scale = max(1.0, g2[name].abs().max().item())
+        torch.testing.assert_close(g1[name], g2[name], atol=tol["atol"] * scale, rtol=tol["rtol"], msg=name)

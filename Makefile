@@ -19,7 +19,6 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH)" $(TORCH_PIP_ARGS)
 	$(PIP) install -q -e ".[train,test]"
 	touch $@

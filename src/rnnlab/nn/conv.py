@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.nn._checks import check_dtype_match, check_input, check_lengths, check_tensor
+from rnnlab.nn.masking import lengths_to_mask
 
 __all__ = ["TemporalCNNEncoder", "ConvNet2d"]
 
@@ -111,7 +112,7 @@ class TemporalCNNEncoder(nn.Module):
             valid = None
         else:
             lengths = lengths.to(x.device)
-            valid = (torch.arange(T, device=x.device) < lengths.unsqueeze(1)).unsqueeze(1)  # (B, 1, T)
+            valid = lengths_to_mask(lengths, T).unsqueeze(1)  # (B, 1, T)
 
         h = x.transpose(1, 2)  # (B, I, T): Conv1d wants channels before time
         for l, (conv, d) in enumerate(zip(self.convs, self.dilations)):

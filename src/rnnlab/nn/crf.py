@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.nn._checks import check_dtype_match, check_lengths, check_tensor
+from rnnlab.nn.masking import lengths_to_mask
 
 __all__ = ["LinearChainCRF"]
 
@@ -77,7 +78,7 @@ class LinearChainCRF(nn.Module):
         lengths = check_lengths(lengths, B, T)
         device = emissions.device
         lengths = torch.full((B,), T, dtype=torch.long, device=device) if lengths is None else lengths.to(device)
-        mask = torch.arange(T, device=device) < lengths.unsqueeze(1)  # (B, T)
+        mask = lengths_to_mask(lengths, T)  # (B, T)
         return lengths, mask
 
     def _check_tags(self, tags, emissions: Tensor, mask: Tensor) -> Tensor:

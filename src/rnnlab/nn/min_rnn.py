@@ -32,6 +32,7 @@ from torch.autograd.function import once_differentiable
 
 from rnnlab.nn._checks import check_dtype_match, check_input, check_lengths, check_state_tensor
 from rnnlab.nn.scan import linear_scan, log_space_scan
+from rnnlab.nn.masking import lengths_to_mask
 
 __all__ = ["MinGRU", "MinLSTM", "g", "log_g"]
 
@@ -228,7 +229,7 @@ class _MinRNN(nn.Module):
         # Freezing the state past the length (a = 1, b = 0) and reading h at the last real step
         # give the same numbers and gradients; reading is cheaper than rewriting a and b.
         lengths = lengths.to(x.device)
-        valid = torch.arange(T, device=x.device) < lengths.unsqueeze(1)  # (B, T)
+        valid = lengths_to_mask(lengths, T)  # (B, T)
         last = h[torch.arange(B, device=x.device), lengths - 1]  # (B, H)
         return h * valid.unsqueeze(-1).to(h.dtype), last
 

@@ -21,6 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleaved, median_ms, print_table, ratio, setup_threads, write_json  # noqa: E402
 
+from rnnlab.data.text import load_corpus, split_documents  # noqa: E402
+from rnnlab.data.tokenize import train_tokenizer  # noqa: E402
 from rnnlab.nn.state import detach  # noqa: E402
 from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig  # noqa: E402
 from rnnlab.training import TokenStream, Trainer, TrainerConfig  # noqa: E402
@@ -28,9 +30,17 @@ from rnnlab.training import TokenStream, Trainer, TrainerConfig  # noqa: E402
 V = 64
 
 
-def make_model(hidden: int) -> LanguageModel:
+def make_model(hidden: int, vocab: int = V) -> LanguageModel:
     torch.manual_seed(0)
-    return LanguageModel(LanguageModelConfig(V, embedding_size=hidden, encoder=EncoderConfig(hidden_size=hidden)))
+    return LanguageModel(LanguageModelConfig(vocab, embedding_size=hidden, encoder=EncoderConfig(hidden_size=hidden)))
+
+
+def text_corpus():
+    """The embedded corpus as character ids: (train documents, valid documents, vocabulary size)."""
+    train, valid = split_documents(load_corpus(None), 0.1)
+    tokenizer = train_tokenizer("char", [d.text for d in train])
+    encode = lambda docs: [torch.tensor(tokenizer.encode(d.text)) for d in docs if d.text]  # noqa: E731
+    return encode(train), encode(valid), tokenizer.vocab_size
 
 
 def make_docs(tokens: int) -> list:
@@ -72,6 +82,7 @@ def main() -> None:
     logging.disable(logging.INFO)
     hidden, B, k = (64, 8, 32) if args.quick else (256, 32, 64)
     steps, rounds = (10, 3) if args.quick else (50, 7)
+    quality_steps = 20 if args.quick else 400
     docs = make_docs(B * k * (steps + 2) * 2)
     stream = lambda: TokenStream(docs, batch_size=B, bptt=k)  # noqa: E731
     tokens = bare_loop(make_model(hidden), stream(), steps, 1e-3)
@@ -85,17 +96,19 @@ def main() -> None:
              "time_ratio_vs_bare": ratio(times, n, "bare")} for n, t in times.items()]
     throughput_ratio = 1.0 / ratio(times, "fit", "bare")
 
-    valid_docs = [torch.randint(0, V, (B * k * 4,), generator=torch.Generator().manual_seed(1))]
+    # quality on real text: the embedded corpus (Python's documentation), characters, last 10% held out
+    train_docs, valid_docs, vocab = text_corpus()
     quality = {}
     for precision in ("float32", "bf16"):
         t0 = time.perf_counter()
-        m = fit(make_model(hidden), stream(), steps * 2, 3e-3, precision, TokenStream(valid_docs, batch_size=B, bptt=k))
-        quality[precision] = {"valid_loss": m["valid_loss"], "seconds": time.perf_counter() - t0}
+        m = fit(make_model(hidden, vocab), TokenStream(train_docs, batch_size=B, bptt=k), quality_steps, 3e-3, precision,
+                TokenStream(valid_docs, batch_size=B, bptt=k))
+        quality[precision] = {"steps": quality_steps, "valid_loss": m["valid_loss"], "seconds": time.perf_counter() - t0}
 
     print(f"LSTM LM, H={hidden}, B={B}, k={k}, {steps} steps per run, {rounds} rounds")
     print_table(rows, ["contender", "median_ms", "tokens_per_s", "time_ratio_vs_bare"])
     print(f"fit throughput / bare throughput: {throughput_ratio:.3f} (target >= 0.95)")
-    print_table([{"precision": p, **q} for p, q in quality.items()], ["precision", "valid_loss", "seconds"])
+    print_table([{"precision": p, **q} for p, q in quality.items()], ["precision", "steps", "valid_loss", "seconds"])
     write_json("trainer.json", {"config": {"hidden": hidden, "batch": B, "bptt": k, "steps": steps, "rounds": rounds,
                                            "quick": args.quick},
                                 "speed": rows, "fit_over_bare_throughput": throughput_ratio,

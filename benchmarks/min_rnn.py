@@ -11,19 +11,14 @@ Writes benchmarks/results/min_rnn.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
 import time
-from pathlib import Path
 
 import numba
 import torch
 from torch import nn
 
+from common import interleaved, median_ms, print_table, ratio, setup_threads, write_json
 from rnnlab.nn.min_rnn import MinGRU, MinLSTM
-
-RESULTS = Path(__file__).resolve().parent / "results" / "min_rnn.json"
 
 
 def contenders(input_size: int, hidden_size: int) -> dict[str, nn.Module]:
@@ -47,75 +42,34 @@ def infer(model: nn.Module, x: torch.Tensor) -> None:
     model(x)
 
 
-def timed(fn, *args) -> float:
-    t0 = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15, help="timed rounds per contender and mode")
+    parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds")
     parser.add_argument("--shape", type=int, nargs=4, default=[16, 1024, 128, 256], metavar=("B", "T", "I", "H"))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    setup_threads(args.threads)
     torch.manual_seed(0)
     B, T, I, H = args.shape
-
     models = contenders(I, H)
-    x = torch.randn(B, T, I, requires_grad=False)
+    x = torch.randn(B, T, I)
 
     t0 = time.perf_counter()
     train_step(models["MinGRU fused"], x)  # numba compiles or loads its cache here
     first_call_s = time.perf_counter() - t0
-    for model in models.values():  # warm-up
-        for _ in range(2):
-            train_step(model, x)
-            infer(model, x)
 
-    times: dict[str, dict[str, list[float]]] = {name: {"train": [], "infer": []} for name in models}
-    for _ in range(args.repeats):
-        for name, model in models.items():
-            times[name]["train"].append(timed(train_step, model, x))
-            times[name]["infer"].append(timed(infer, model, x))
-
-    med = {name: {mode: statistics.median(ts) for mode, ts in d.items()} for name, d in times.items()}
-    ref = med["torch.nn.LSTM"]
-    rows = {
-        name: {
-            "train_ms": 1e3 * m["train"],
-            "infer_ms": 1e3 * m["infer"],
-            "train_ratio_vs_lstm": m["train"] / ref["train"],
-            "infer_ratio_vs_lstm": m["infer"] / ref["infer"],
-            "train_ms_min": 1e3 * min(times[name]["train"]),
-            "infer_ms_min": 1e3 * min(times[name]["infer"]),
-        }
-        for name, m in med.items()
-    }
-    result = {
-        "shape": {"B": B, "T": T, "I": I, "H": H},
-        "torch_threads": torch.get_num_threads(),
-        "numba_threads": numba.get_num_threads(),
-        "repeats": args.repeats,
-        "first_fused_train_step_s": first_call_s,
-        "torch": torch.__version__,
-        "numba": numba.__version__,
-        "machine": platform.processor() or platform.machine(),
-        "results": rows,
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-
-    print(f"(B, T, I, H) = {tuple(args.shape)}, {args.threads} threads, median of {args.repeats} interleaved rounds")
+    rows = []
+    for mode, run in (("train", train_step), ("infer", infer)):
+        times = interleaved({name: (lambda m=m: run(m, x)) for name, m in models.items()}, rounds=args.repeats)
+        rows += [{"model": name, "mode": mode, "ms": median_ms(ts), "ratio_vs_lstm": ratio(times, name, "torch.nn.LSTM")}
+                 for name, ts in times.items()]
+    path = write_json("min_rnn.json", {"shape": {"B": B, "T": T, "I": I, "H": H}, "repeats": args.repeats,
+                                       "numba_threads": numba.get_num_threads(), "numba": numba.__version__,
+                                       "first_fused_train_step_s": first_call_s, "rows": rows})
+    print(f"(B, T, I, H) = {tuple(args.shape)}, {args.threads} threads, medians of {args.repeats} interleaved rounds")
     print(f"first fused training step (numba compile or cache load): {first_call_s:.2f} s")
-    print(f"{'model':<16}{'train ms':>10}{'vs LSTM':>9}{'infer ms':>10}{'vs LSTM':>9}")
-    for name, r in rows.items():
-        print(
-            f"{name:<16}{r['train_ms']:>10.1f}{r['train_ratio_vs_lstm']:>9.2f}"
-            f"{r['infer_ms']:>10.1f}{r['infer_ratio_vs_lstm']:>9.2f}"
-        )
-    print(f"wrote {RESULTS}")
+    print_table(rows, ["model", "mode", "ms", "ratio_vs_lstm"])
+    print(f"written {path}")
 
 
 if __name__ == "__main__":

@@ -104,6 +104,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--task", type=Literal["textgen", "adding"], default="textgen", help="which demo to run")
     p.add_argument("--max_time", type=float, default=120.0, help="textgen: seconds of training")
     p.add_argument("--run_dir", type=str, default="runs/demo", help="textgen: where the bundle, log.csv and curves.png go")
+    p.add_argument("--steps", type=int, default=600, help="adding: training steps per model")
+    p.add_argument("--length", type=int, default=50, help="adding: sequence length T")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     commands.add_subcommand("demo", p, help="train and sample a character LSTM in two minutes (or --task adding)")
     return parser
@@ -191,7 +193,7 @@ def cmd_datasets(ns) -> int:
 
 def cmd_demo(ns) -> int:
     if ns.task == "adding":
-        return _adding_demo(seed=ns.seed)
+        return _adding_demo(ns)
     import torch
 
     from rnnlab.tasks import textgen
@@ -216,46 +218,19 @@ def cmd_demo(ns) -> int:
     return 0
 
 
-def _adding_demo(*, seed: int, length: int = 50, steps: int = 600, hidden_size: int = 64) -> int:
+def _adding_demo(ns) -> int:
     """RNN, LSTM, GRU and minGRU on the adding problem: which one remembers two marked values."""
-    import time
-
     import torch
-    from torch import nn
 
-    from rnnlab.data.synthetic import ADDING_BASELINE_MSE, adding_problem
-    from rnnlab.nn import GRU, LSTM, RNN, MinGRU
+    from rnnlab.tasks.adding import ADDING_BASELINE_MSE, compare_on_adding
 
-    torch.manual_seed(seed)
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    H, T = hidden_size, length
-    layers = {"RNN (tanh)": RNN(2, H), "LSTM": LSTM(2, H), "LSTM + layer norm": LSTM(2, H, layer_norm=True),
-              "GRU": GRU(2, H), "minGRU": MinGRU(2, H)}
-    g = torch.Generator().manual_seed(seed + 1)
-    x_test, y_test = adding_problem(1000, T, generator=g)
-    print(f"The adding problem, T={T}: remember two marked values among {T} and output their sum.")
+    print(f"The adding problem, T={ns.length}: remember two marked values among {ns.length} and output their sum.")
     print(f"Predicting the mean scores MSE {ADDING_BASELINE_MSE:.3f}; lower means the network remembers.\n")
-    results = []
-    for name, layer in layers.items():
-        head = nn.Linear(H, 1)
-        params = list(layer.parameters()) + list(head.parameters())
-        predict = lambda x: head(layer(x)[0][:, -1]).squeeze(1)  # noqa: E731  (B,)
-        opt = torch.optim.Adam(params, lr=1e-2)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            x, y = adding_problem(64, T, generator=g)
-            loss = nn.functional.mse_loss(predict(x), y)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-        layer.eval()
-        with torch.no_grad():
-            test = nn.functional.mse_loss(predict(x_test), y_test).item()
-        results.append((name, test))
-        print(f"  {name:<18} test MSE {test:.4f}  ({time.perf_counter() - t0:.1f} s)", flush=True)
-    best = min(results, key=lambda r: r[1])
-    print(f"\nBest: {best[0]} with test MSE {best[1]:.4f} (baseline {ADDING_BASELINE_MSE:.3f}).")
+    show = lambda r: print(f"  {r.name:<18} test MSE {r.test_mse:.4f}  ({r.seconds:.1f} s)", flush=True)  # noqa: E731
+    results = compare_on_adding(length=ns.length, steps=ns.steps, seed=ns.seed, on_result=show)
+    best = min(results, key=lambda r: r.test_mse)
+    print(f"\nBest: {best.name} with test MSE {best.test_mse:.4f} (baseline {ADDING_BASELINE_MSE:.3f}).")
     return 0
 
 

@@ -297,3 +297,20 @@ def test_tiny_encoder_learns_to_count_signs():
     with torch.no_grad():
         acc = (head(enc(x, lengths)[1]).argmax(-1) == y).float().mean().item()
     assert loss.item() < 0.1 * first and acc == 1.0, (first, loss.item(), acc)
+
+
+@pytest.mark.parametrize("norm_position", ["pre", "post"])
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
+def test_decoder_incremental_steps_equal_the_whole_prefix(norm_position, positions):
+    """Cached step-by-step decoding gives, at every position, what forward gives on the whole sequence."""
+    dec = TransformerDecoder(I, H, num_layers=2, num_heads=HEADS, norm_position=norm_position, positions=positions,
+                             norm="rms" if positions == "learned" else "layer").eval()
+    y, memory = torch.randn(3, T, I), torch.randn(3, 4, H)
+    memory_lengths = torch.tensor([4, 2, 1])
+    whole = dec(y, memory, memory_lengths=memory_lengths)  # (B, T, H)
+    memory_mask = torch.arange(4) < memory_lengths.unsqueeze(1)
+    caches = None
+    for t in range(T):
+        h_t, caches = dec.step(y[:, t], memory, caches, memory_mask=memory_mask)
+        torch.testing.assert_close(h_t, whole[:, t], atol=1e-5, rtol=1e-4)
+    assert len(caches) == 2 and caches[0].shape == (3, T, H)

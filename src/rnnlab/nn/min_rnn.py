@@ -141,6 +141,7 @@ class _FusedMinRNNScan(torch.autograd.Function):
     """k (B, T, n·H), h0 (B, H) -> h (B, T, H), gates computed inside the kernels."""
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # bf16 autocast: the kernel runs in float32
     def forward(ctx, k: Tensor, h0: Tensor, kernels) -> Tensor:
         k, h0 = k.contiguous(), h0.contiguous()
         B, T, _ = k.shape
@@ -152,6 +153,7 @@ class _FusedMinRNNScan(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad: Tensor):
         k, h0, h = ctx.saved_tensors
         grad = grad.contiguous()  # e.g. the expanded ones of outputs.sum()

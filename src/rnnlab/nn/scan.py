@@ -114,6 +114,7 @@ def _as_numpy(t: Tensor) -> np.ndarray:
 
 class _NumbaLinearScan(torch.autograd.Function):
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # bf16 autocast: the kernel runs in float32
     def forward(ctx, a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
         a, b, h0 = a.contiguous(), b.contiguous(), h0.contiguous()
         B, T, H = a.shape
@@ -125,6 +126,7 @@ class _NumbaLinearScan(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, g: Tensor):
         a, h0, h = ctx.saved_tensors
         g = g.contiguous()  # e.g. the expanded ones of outputs.sum()

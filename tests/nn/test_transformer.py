@@ -314,3 +314,16 @@ def test_decoder_incremental_steps_equal_the_whole_prefix(norm_position, positio
         h_t, caches = dec.step(y[:, t], memory, caches, memory_mask=memory_mask)
         torch.testing.assert_close(h_t, whole[:, t], atol=1e-5, rtol=1e-4)
     assert len(caches) == 2 and caches[0].shape == (3, T, H)
+
+
+@pytest.mark.parametrize("norm_position", ["pre", "post"])
+def test_causal_encoder_incremental_steps_equal_forward(norm_position):
+    enc = TransformerEncoder(I, H, num_layers=2, num_heads=HEADS, norm_position=norm_position, causal=True).eval()
+    x = torch.randn(3, T, I)
+    whole, _ = enc(x)
+    caches = None
+    for t in range(T):
+        h_t, caches = enc.step(x[:, t], caches)
+        torch.testing.assert_close(h_t, whole[:, t], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="causal"):
+        TransformerEncoder(I, H, num_heads=HEADS).step(x[:, 0])

@@ -306,3 +306,19 @@ def test_bf16_autocast_runs_every_path(encoder):
     loss.backward()
     assert abs(loss.item() - ref.item()) < 0.05
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_transformer_language_model_generates_incrementally_as_by_prefix():
+    """The cached Transformer decoder and re-reading the whole prefix pick the same tokens."""
+    from rnnlab.structures.language_model import _PrefixLMDecoder, _TransformerLMDecoder
+    from rnnlab.structures.decoding import greedy
+
+    model = LanguageModel(LanguageModelConfig(vocab_size=11, embedding_size=16,
+                                              encoder=EncoderConfig(kind="transformer", hidden_size=16, causal=True))).eval()
+    prompt = torch.randint(0, 11, (3, 4))
+    outs = []
+    for cls in (_TransformerLMDecoder, _PrefixLMDecoder):
+        decoder = cls(model)
+        outs.append(greedy(decoder, prompt[:, -1], decoder.prime(prompt[:, :-1]), max_len=8))
+    assert torch.equal(outs[0].tokens, outs[1].tokens)
+    torch.testing.assert_close(outs[0].scores, outs[1].scores, atol=1e-4, rtol=1e-4)

@@ -118,6 +118,18 @@ class TransformerEncoderBlock(nn.Module):
         x = self.norm1(x + self.dropout(self._sa(x, key_padding_mask, causal)))
         return self.norm2(x + self.dropout(self.ff(x)))
 
+    def step(self, x: Tensor, cache: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        """One new position of a causal stack: x (B, 1, H) -> (B, 1, H) and the grown cache of self-attention
+        inputs (B, t + 1, H), as :meth:`TransformerDecoderBlock.step`."""
+        z = self.norm1(x) if self.norm_position == "pre" else x
+        kv = z if cache is None else torch.cat([cache, z], dim=1)
+        a = self.attn(z, kv, kv)
+        if self.norm_position == "pre":
+            x = x + self.dropout(a)
+            return x + self.dropout(self.ff(self.norm2(x))), kv
+        x = self.norm1(x + self.dropout(a))
+        return self.norm2(x + self.dropout(self.ff(x))), kv
+
 
 class TransformerDecoderBlock(nn.Module):
     """Causal self-attention, cross-attention over the encoder's memory, feed-forward (Vaswani et al., 2017, §3.1).
@@ -270,6 +282,11 @@ class _TransformerStack(nn.Module):
     def _embed(self, x: Tensor) -> Tensor:
         return self.dropout(self.positions(self.input_proj(x)))  # (B, T, H)
 
+    def _embed_at(self, x_t: Tensor, t: int) -> Tensor:
+        """One input (B, I) at position t -> (B, 1, H), the same as row t of :meth:`_embed`."""
+        h = self.input_proj(x_t).unsqueeze(1)  # (B, 1, H)
+        return self.dropout(h + self.positions(h.new_zeros(1, t + 1, h.shape[-1]))[:, -1:])
+
 
 class TransformerEncoder(_TransformerStack):
     """A Transformer encoder under the encoder contract: ``encoder(x, lengths=None) -> (outputs, summary)``.
@@ -315,6 +332,21 @@ class TransformerEncoder(_TransformerStack):
             h = h * mask.unsqueeze(-1).to(h.dtype)  # zero past each length
         summary = last_real(h, lengths) if self.causal else masked_mean(h, mask)  # (B, H)
         return h, summary
+
+    def step(self, x_t: Tensor, caches: Optional[list] = None) -> tuple[Tensor, list]:
+        """Incremental encoding for a causal encoder (generation): x_t (B, I) -> (output (B, H), caches).
+
+        ``caches`` (None at the first step) holds each block's self-attention inputs so far; the output equals
+        :meth:`forward`'s at this position.
+        """
+        if not self.causal:
+            raise ValueError("step() needs a causal encoder (causal=True): a bidirectional one reads the future")
+        h = self._embed_at(x_t, 0 if caches is None else caches[0].shape[1])  # (B, 1, H)
+        new = []
+        for l, block in enumerate(self.blocks):
+            h, cache = block.step(h, None if caches is None else caches[l])
+            new.append(cache)
+        return self.final_norm(h)[:, 0], new  # (B, H)
 
 
 class TransformerDecoder(_TransformerStack):
@@ -374,9 +406,7 @@ class TransformerDecoder(_TransformerStack):
         ``caches`` is None at the first step; position t is the length of the caches. Equal to :meth:`forward`
         on the whole prefix, at its last position, for the cost of one position per block.
         """
-        t = 0 if caches is None else caches[0].shape[1]
-        h = self.input_proj(y_t).unsqueeze(1)  # (B, 1, H)
-        h = self.dropout(h + self.positions(h.new_zeros(1, t + 1, h.shape[-1]))[:, -1:])  # position t
+        h = self._embed_at(y_t, 0 if caches is None else caches[0].shape[1])  # (B, 1, H)
         new = []
         for l, block in enumerate(self.blocks):
             h, cache = block.step(h, memory, None if caches is None else caches[l], memory_mask=memory_mask)

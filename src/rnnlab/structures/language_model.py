@@ -105,7 +105,12 @@ class LanguageModel(nn.Module):
             raise ValueError(f"prompt must be a (B, P) tensor of token ids with P >= 1, got {getattr(prompt, 'shape', prompt)}")
         self.inputs(prompt, name="prompt")  # validates the ids
         with evaluating(self):
-            decoder = _RecurrentLMDecoder(self) if self.stateful else _PrefixLMDecoder(self)
+            if self.stateful:
+                decoder = _RecurrentLMDecoder(self)
+            elif self.config.encoder.kind == "transformer":
+                decoder = _TransformerLMDecoder(self)
+            else:
+                decoder = _PrefixLMDecoder(self)
             state = decoder.prime(prompt[:, :-1])
             out = run_decoding(decoder, prompt[:, -1], state, method=method, max_len=max_new_tokens, **options)
         return torch.cat([prompt, out.tokens.to(prompt.device)], dim=1)
@@ -131,8 +136,29 @@ class _RecurrentLMDecoder:
         return None if state is None else map_state(lambda t: t.index_select(1, index), state)
 
 
+class _TransformerLMDecoder:
+    """A causal Transformer steps incrementally: the state is each block's cache of self-attention inputs."""
+
+    def __init__(self, model: LanguageModel) -> None:
+        self.model = model
+
+    def prime(self, tokens: Tensor):
+        caches = None
+        for t in range(tokens.shape[1]):
+            _, caches = self.step(tokens[:, t], caches)
+        return caches
+
+    def step(self, tokens: Tensor, caches):
+        m = self.model
+        h, caches = m.encoder.step(m.inputs.embedding(tokens), caches)  # (B, H)
+        return m.head(h), caches  # (B, V)
+
+    def reorder(self, caches, index: Tensor):
+        return None if caches is None else [c.index_select(0, index) for c in caches]
+
+
 class _PrefixLMDecoder:
-    """Encoders without a state re-read the prefix: the state is the tokens so far (B, t)."""
+    """The window and CNN encoders re-read the prefix: the state is the tokens so far (B, t)."""
 
     def __init__(self, model: LanguageModel) -> None:
         self.model = model

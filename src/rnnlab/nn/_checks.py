@@ -6,6 +6,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .state import LSTMState
+
 
 def check_tensor(name: str, value, *, ndim: Optional[int] = None, last: Optional[int] = None) -> Tensor:
     """Check that ``value`` is a floating tensor of rank ``ndim`` whose last dim is ``last``."""
@@ -47,6 +49,14 @@ def check_state_tensor(name: str, t, shape: tuple, ref: Tensor) -> Tensor:
     if t.dtype != ref.dtype:
         raise TypeError(f"{name} must have dtype {ref.dtype}, got {t.dtype}")
     return t
+
+
+def check_lstm_state(state, shape: tuple, ref: Tensor, *, name: str = "state"):
+    """Accept an LSTMState or a plain (h, c) tuple, as torch.nn.LSTM users pass it; h and c of ``shape``."""
+    if not isinstance(state, tuple) or len(state) != 2:
+        raise TypeError(f"{name} must be an LSTMState(h, c) (or a tuple (h, c)) of shape {tuple(shape)} each, "
+                        f"got {type(state).__name__}")
+    return LSTMState(check_state_tensor(f"{name}.h", state[0], shape, ref), check_state_tensor(f"{name}.c", state[1], shape, ref))
 
 
 def check_lengths(lengths, batch_size: int, max_len: int) -> Optional[Tensor]:

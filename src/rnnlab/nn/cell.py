@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_input, check_state_tensor
-from .state import LSTMState, State
+from .state import State
 
 _INITS = ("orthogonal", "uniform")
 
@@ -158,11 +158,3 @@ class RecurrentCell(nn.Module):
             s += f", recurrent_dropout={self.recurrent_dropout}"
         return s
 
-
-def check_lstm_state(state, batch_size: int, hidden_size: int, ref: Tensor, *, name: str = "state") -> LSTMState:
-    """Accept LSTMState or a plain (h, c) tuple, as torch.nn.LSTM users pass it."""
-    if not isinstance(state, tuple) or len(state) != 2:
-        raise TypeError(f"{name} must be an LSTMState(h, c) (or a tuple (h, c)), got {type(state).__name__}")
-    h = check_state_tensor(f"{name}.h", state[0], (batch_size, hidden_size), ref)
-    c = check_state_tensor(f"{name}.c", state[1], (batch_size, hidden_size), ref)
-    return LSTMState(h, c)

@@ -12,7 +12,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .cell import RecurrentCell, check_lstm_state
+from ._checks import check_lstm_state
+from .cell import RecurrentCell
 from .state import LSTMState
 
 
@@ -53,7 +54,7 @@ class LSTMCell(RecurrentCell):
     def _check_state(self, state, batch_size: int, ref: Tensor) -> LSTMState:
         if state is None:
             return self.initial_state(batch_size, device=ref.device, dtype=ref.dtype)
-        return check_lstm_state(state, batch_size, self.hidden_size, ref)
+        return check_lstm_state(state, (batch_size, self.hidden_size), ref)
 
     def _step(self, x_t: Tensor, state: LSTMState, mask: Optional[Tensor]):
         h, c = state

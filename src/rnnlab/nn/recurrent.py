@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from ._checks import check_input, check_lengths, check_state_tensor
+from ._checks import check_input, check_lengths, check_lstm_state, check_state_tensor
 from .cell import RecurrentCell
 from .gru_cell import GRUCell
 from .lstm_cell import LSTMCell
@@ -231,9 +231,7 @@ class Recurrent(nn.Module):
             return self.initial_state(batch_size, device=ref.device, dtype=ref.dtype)
         shape = (self.num_layers * self.num_directions, batch_size, self.hidden_size)
         if self.cell_type == "lstm":
-            if not isinstance(state, tuple) or len(state) != 2:
-                raise TypeError(f"state must be an LSTMState(h, c) (or a tuple (h, c)) of shape {shape} each, got {type(state).__name__}")
-            return LSTMState(check_state_tensor("state.h", state[0], shape, ref), check_state_tensor("state.c", state[1], shape, ref))
+            return check_lstm_state(state, shape, ref)
         return check_state_tensor("state", state, shape, ref)
 
     def _torch_style_names(self) -> dict:

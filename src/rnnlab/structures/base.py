@@ -17,14 +17,15 @@ from rnnlab.nn._checks import check_lengths
 TASKS = ("classification", "regression")
 
 
-def check_input_fields(cfg) -> None:
-    """A config reads tokens (vocab_size > 0) or features (input_size > 0): exactly one."""
-    if (cfg.vocab_size > 0) == (cfg.input_size > 0):
+def check_input_fields(cfg, vocab: str = "vocab_size", features: str = "input_size") -> None:
+    """A config reads tokens (its ``vocab`` field > 0) or features (its ``features`` field > 0): exactly one."""
+    vocab_size, input_size = getattr(cfg, vocab), getattr(cfg, features)
+    if (vocab_size > 0) == (input_size > 0):
         raise ValueError(
-            f"set exactly one of vocab_size (token inputs) and input_size (feature inputs), "
-            f"got vocab_size={cfg.vocab_size}, input_size={cfg.input_size}"
+            f"set exactly one of {vocab} (token inputs) and {features} (feature inputs), "
+            f"got {vocab}={vocab_size}, {features}={input_size}"
         )
-    if cfg.vocab_size > 0 and cfg.embedding_size < 1:
+    if vocab_size > 0 and cfg.embedding_size < 1:
         raise ValueError(f"embedding_size must be positive for token inputs, got {cfg.embedding_size}")
 
 

@@ -67,17 +67,8 @@ class Seq2SeqConfig:
     bos_token: int = 1
     eos_token: int = 2
 
-    # the fields InputLayer checks read
-    @property
-    def vocab_size(self) -> int:
-        return self.src_vocab_size
-
-    @property
-    def input_size(self) -> int:
-        return self.src_input_size
-
     def __post_init__(self) -> None:
-        check_input_fields(self)
+        check_input_fields(self, "src_vocab_size", "src_input_size")
         if self.context not in CONTEXTS:
             raise ValueError(f"context must be one of {CONTEXTS}, got {self.context!r}")
         if self.attention not in ATTENTIONS:

@@ -38,16 +38,8 @@ class TransformerSeq2SeqConfig:
     bos_token: int = 1
     eos_token: int = 2
 
-    @property
-    def vocab_size(self) -> int:
-        return self.src_vocab_size
-
-    @property
-    def input_size(self) -> int:
-        return self.src_input_size
-
     def __post_init__(self) -> None:
-        check_input_fields(self)
+        check_input_fields(self, "src_vocab_size", "src_input_size")
         check_special_tokens(self, self.tgt_vocab_size)
 
 

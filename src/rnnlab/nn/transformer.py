@@ -108,27 +108,20 @@ class TransformerEncoderBlock(nn.Module):
         self.norm2 = make_norm(norm, size)
         self.dropout = nn.Dropout(dropout)
 
-    def _sa(self, x: Tensor, key_padding_mask: Optional[Tensor], causal: bool) -> Tensor:
-        return self.attn(x, x, x, key_padding_mask=key_padding_mask, causal=causal)
-
     def forward(self, x: Tensor, *, key_padding_mask: Optional[Tensor] = None, causal: bool = False) -> Tensor:
-        if self.norm_position == "pre":
-            x = x + self.dropout(self._sa(self.norm1(x), key_padding_mask, causal))
-            return x + self.dropout(self.ff(self.norm2(x)))
-        x = self.norm1(x + self.dropout(self._sa(x, key_padding_mask, causal)))
-        return self.norm2(x + self.dropout(self.ff(x)))
+        def sa(z):
+            return self.attn(z, z, z, key_padding_mask=key_padding_mask, causal=causal)
+
+        return self._sublayers(x, sa)
 
     def step(self, x: Tensor, cache: Optional[Tensor]) -> tuple[Tensor, Tensor]:
         """One new position of a causal stack: x (B, 1, H) -> (B, 1, H) and the grown cache of self-attention
         inputs (B, t + 1, H), as :meth:`TransformerDecoderBlock.step`."""
-        z = self.norm1(x) if self.norm_position == "pre" else x
-        kv = z if cache is None else torch.cat([cache, z], dim=1)
-        a = self.attn(z, kv, kv)
-        if self.norm_position == "pre":
-            x = x + self.dropout(a)
-            return x + self.dropout(self.ff(self.norm2(x))), kv
-        x = self.norm1(x + self.dropout(a))
-        return self.norm2(x + self.dropout(self.ff(x))), kv
+        sa, grown = _cached_self_attention(self.attn, cache)
+        return self._sublayers(x, sa), grown[0]
+
+    def _sublayers(self, x: Tensor, sa) -> Tensor:
+        return _residual_sublayers(x, (sa, self.ff), (self.norm1, self.norm2), self.dropout, self.norm_position)
 
 
 class TransformerDecoderBlock(nn.Module):
@@ -167,39 +160,49 @@ class TransformerDecoderBlock(nn.Module):
         def sa(z):
             return self.self_attn(z, z, z, key_padding_mask=key_padding_mask, causal=True)
 
-        def ca(z):
-            return self.cross_attn(z, memory, memory, key_padding_mask=memory_mask)
-
-        if self.norm_position == "pre":
-            x = x + self.dropout(sa(self.norm1(x)))
-            x = x + self.dropout(ca(self.norm2(x)))
-            return x + self.dropout(self.ff(self.norm3(x)))
-        x = self.norm1(x + self.dropout(sa(x)))
-        x = self.norm2(x + self.dropout(ca(x)))
-        return self.norm3(x + self.dropout(self.ff(x)))
+        return self._sublayers(x, sa, memory, memory_mask)
 
     def step(
         self, x: Tensor, memory: Tensor, cache: Optional[Tensor], *, memory_mask: Optional[Tensor] = None
     ) -> tuple[Tensor, Tensor]:
         """One new position for incremental decoding: x (B, 1, H) -> (B, 1, H), and the grown cache.
 
-        ``cache`` (B, t, H) holds the self-attention inputs of the positions before (N₁(x) for pre-norm, x for
-        post-norm), so each step attends over them without re-running the earlier positions. The new position
-        sees every cached one: the causal mask is implicit. The same numbers as :meth:`forward`'s last position.
+        ``cache`` (B, t, H) holds the self-attention inputs of the positions before (see
+        :func:`_cached_self_attention`), so a step does not re-run them. The same numbers as :meth:`forward`'s
+        last position.
         """
+        sa, grown = _cached_self_attention(self.self_attn, cache)
+        return self._sublayers(x, sa, memory, memory_mask), grown[0]
+
+    def _sublayers(self, x: Tensor, sa, memory: Tensor, memory_mask: Optional[Tensor]) -> Tensor:
         def ca(z):
             return self.cross_attn(z, memory, memory, key_padding_mask=memory_mask)
 
-        z = self.norm1(x) if self.norm_position == "pre" else x
-        kv = z if cache is None else torch.cat([cache, z], dim=1)  # (B, t + 1, H)
-        a = self.self_attn(z, kv, kv)
-        if self.norm_position == "pre":
-            x = x + self.dropout(a)
-            x = x + self.dropout(ca(self.norm2(x)))
-            return x + self.dropout(self.ff(self.norm3(x))), kv
-        x = self.norm1(x + self.dropout(a))
-        x = self.norm2(x + self.dropout(ca(x)))
-        return self.norm3(x + self.dropout(self.ff(x))), kv
+        norms = (self.norm1, self.norm2, self.norm3)
+        return _residual_sublayers(x, (sa, ca, self.ff), norms, self.dropout, self.norm_position)
+
+
+def _residual_sublayers(x: Tensor, sublayers, norms, dropout: nn.Module, norm_position: str) -> Tensor:
+    """Each sublayer f with a residual connection and its norm N: x + Drop(f(N(x))) (pre) or N(x + Drop(f(x))) (post)."""
+    for f, norm in zip(sublayers, norms):
+        x = x + dropout(f(norm(x))) if norm_position == "pre" else norm(x + dropout(f(x)))
+    return x
+
+
+def _cached_self_attention(attn: MultiHeadAttention, cache: Optional[Tensor]):
+    """Self-attention for one new position over the cached inputs of the positions before it.
+
+    Returns ``sa`` for :func:`_residual_sublayers` and a list that holds, once ``sa`` has run, the grown cache
+    (B, t + 1, H): the self-attention inputs so far (N₁(x) for pre-norm, x for post-norm). The new position sees
+    every cached one, so the causal mask is implicit.
+    """
+    grown: list = []
+
+    def sa(z):
+        grown.append(z if cache is None else torch.cat([cache, z], dim=1))
+        return attn(z, grown[0], grown[0])
+
+    return sa, grown
 
 
 def sinusoids(length: int, size: int, *, device=None, dtype=None) -> Tensor:

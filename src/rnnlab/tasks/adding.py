@@ -7,7 +7,7 @@ gated cells and minGRU carry it (Hochreiter & Schmidhuber, 1997, §5.4; Feng et 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import torch
@@ -48,7 +48,7 @@ def compare_on_adding(
     for name, encoder in ENCODERS.items():
         torch.manual_seed(seed)
         cfg = ManyToOneConfig(output_size=1, input_size=2, task="regression",
-                              encoder=EncoderConfig(**{**encoder.__dict__, "hidden_size": hidden_size}))
+                              encoder=replace(encoder, hidden_size=hidden_size))
         model = ManyToOne(cfg)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         t0 = time.perf_counter()

@@ -13,11 +13,12 @@ from rnnlab.tasks.textgen import TextgenConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBCOMMANDS = {
-    "train": ["--config", "--print_config", "--data", "--tokenizer", "--model.encoder.hidden_size", "--trainer.max_time",
-              "--bptt", "--sample.prompts"],
-    "evaluate": ["bundle", "--data", "--batch_size"],
+    "train": ["textgen"],
+    "train textgen": ["--config", "--print_config", "--data", "--tokenizer", "--model.encoder.hidden_size",
+                      "--trainer.max_time", "--bptt", "--sample.prompts", "{char,word,bpe}"],
+    "evaluate": ["bundle", "--data"],
     "generate": ["bundle", "--prompt", "--temperature", "--top_k", "--top_p", "--max_new_tokens", "--seed", "--method"],
-    "predict": ["bundle", "--temperature", "--max_new_tokens", "standard input"],
+    "predict": ["bundle", "inputs", "--file", "standard input"],
     "datasets": [],
     "demo": ["--task", "--max_time", "--run_dir"],
 }
@@ -37,22 +38,25 @@ def test_top_level_help_lists_every_subcommand(capsys):
     code, out, _ = run_main(["--help"], capsys)
     assert code == 0
     for name in SUBCOMMANDS:
-        assert name in out
+        assert name.split()[0] in out
 
 
 @pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
 def test_subcommand_help_names_its_options(command, capsys):
-    code, out, _ = run_main([command, "--help"], capsys)
+    code, out, _ = run_main([*command.split(), "--help"], capsys)
     assert code == 0
     for option in SUBCOMMANDS[command]:
         assert option in out, f"{command} --help does not mention {option}"
 
 
 @pytest.mark.parametrize("argv", [
-    ["train", "--bogus", "1"],
-    ["train", "--model.encoder.hidden_size", "big"],
-    ["train", "--tokenizer", "sentencepiece"],
-    ["train", "--data", "/does/not/exist.txt"],
+    ["train", "textgen", "--bogus", "1"],
+    ["train", "textgen", "--model.encoder.hidden_size", "big"],
+    ["train", "textgen", "--tokenizer", "sentencepiece"],
+    ["train", "textgen", "--data", "/does/not/exist.txt"],
+    ["train", "nosuchtask"],
+    ["evaluate", "/does/not/exist"],
+    ["predict", "/does/not/exist", "x"],
     ["generate", "/does/not/exist"],
     ["nosuchcommand"],
     [],
@@ -65,7 +69,7 @@ def test_errors_are_one_line_and_non_zero(argv, capsys):
 
 
 def test_print_config_prints_yaml_of_the_defaults(capsys):
-    code, out, _ = run_main(["train", "--print_config", "--model.encoder.hidden_size", "512"], capsys)
+    code, out, _ = run_main(["train", "textgen", "--print_config", "--model.encoder.hidden_size", "512"], capsys)
     assert code == 0
     config = yaml.safe_load(out)
     assert config["model"]["encoder"]["hidden_size"] == 512
@@ -74,7 +78,7 @@ def test_print_config_prints_yaml_of_the_defaults(capsys):
 
 def _parse_train(*args) -> TextgenConfig:
     parser = build_parser()
-    ns = parser.instantiate(parser.parse_args(["train", *args])).train
+    ns = parser.instantiate(parser.parse_args(["train", "textgen", *args])).train.textgen
     return TextgenConfig(**{k: ns[k] for k in TextgenConfig.__dataclass_fields__})
 
 
@@ -95,7 +99,7 @@ def test_train_generate_predict_evaluate_end_to_end(tmp_path, capsys, monkeypatc
     data.write_text("hello world. " * 300, encoding="utf-8")
     run = tmp_path / "run"
     code, out, err = run_main([
-        "train", "--data", str(data), "--batch_size", "4", "--bptt", "16", "--model.embedding_size", "8",
+        "train", "textgen", "--data", str(data), "--batch_size", "4", "--bptt", "16", "--model.embedding_size", "8",
         "--model.encoder.hidden_size", "16", "--trainer.max_steps", "20", "--trainer.max_time", "0",
         "--trainer.eval_every", "0", "--trainer.device", "cpu", "--trainer.run_dir", str(run),
     ], capsys)
@@ -112,8 +116,17 @@ def test_train_generate_predict_evaluate_end_to_end(tmp_path, capsys, monkeypatc
     assert code == 0 and [r["prompt"] for r in rows] == ["hello", "wor"]
     assert all(r["text"].startswith(r["prompt"]) for r in rows)
 
-    code, out, err = run_main(["evaluate", str(bundle)], capsys)
+    code, out, err = run_main(["predict", str(bundle), "he", "wo", "--max_new_tokens", "3", "--seed", "2"], capsys)
+    assert code == 0 and [json.loads(line)["prompt"] for line in out.splitlines()] == ["he", "wo"]
+
+    code, out, err = run_main(["predict", str(bundle), "--help"], capsys)
+    assert code == 0 and "--temperature" in out and "--max_new_tokens" in out  # the bundle's task's options
+
+    code, out, err = run_main(["evaluate", str(bundle), "--batch_size", "2"], capsys)
     assert code == 0 and json.loads(out)["bits_per_char"] > 0
+
+    code, out, err = run_main(["evaluate", str(bundle), "--batch_size", "0"], capsys)
+    assert code == 2 and "--batch_size" in err
 
 
 def test_console_errors_have_no_traceback():
@@ -136,3 +149,16 @@ def test_adding_demo_runs(capsys):
     code, out, err = run_main(["demo", "--task", "adding", "--steps", "3", "--length", "6"], capsys)
     assert code == 0, err
     assert "test MSE" in out and "baseline 0.167" in out
+
+
+def test_runtime_failures_exit_1_with_one_line_and_debug_shows_the_traceback(capsys, monkeypatch):
+    from rnnlab.tasks import textgen
+
+    def boom(config):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(textgen, "train", boom)
+    code, _, err = run_main(["train", "textgen"], capsys)
+    assert code == 1 and err.strip() == "rnnlab: error: RuntimeError: disk on fire (run with --debug for the traceback)"
+    code, _, err = run_main(["--debug", "train", "textgen"], capsys)
+    assert code == 1 and "Traceback" in err

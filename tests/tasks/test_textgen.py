@@ -58,7 +58,27 @@ def test_generate_continues_the_prompt_reproducibly(bundle):
     with pytest.raises(ValueError, match="prompt must be a non-empty string"):
         textgen.generate(path, "", max_new_tokens=5)
     outputs = list(textgen.predict(path, ["def ", "", "The "], max_new_tokens=5))
-    assert [p for p, _ in outputs] == ["def ", "The "]
+    assert [o["prompt"] for o in outputs] == ["def ", "The "]
+    assert all(o["text"].startswith(o["prompt"]) for o in outputs)
+    # temperature 0 is greedy, as in the sample settings
+    assert textgen.generate(path, "The ", max_new_tokens=10, temperature=0.0) == greedy
+    # options not given come from the bundle's sample settings (seed 0, 200 new tokens at most)
+    assert textgen.generate(path, "def ") == textgen.generate(path, "def ", seed=0, max_new_tokens=200)
+    with pytest.raises(TypeError, match="unknown textgen option"):
+        textgen.generate(path, "def ", max_len=3)
+
+
+def test_a_bundle_of_another_task_is_refused(bundle, tmp_path):
+    import shutil
+
+    path, _ = bundle
+    other = tmp_path / "other"
+    shutil.copytree(path, other)
+    config = json.loads((other / "config.json").read_text())
+    config["task"] = "classify"
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="is a 'classify' bundle, not a 'textgen' one"):
+        textgen.evaluate(other)
 
 
 def test_evaluate_matches_the_training_valid_loss(bundle, tmp_path):
@@ -99,6 +119,6 @@ def test_config_validation_and_round_trip():
     with pytest.raises(ValueError, match="run_dir"):
         TextgenConfig(trainer=TrainerConfig(max_steps=1, run_dir=""))
     with pytest.raises(ValueError, match="temperature"):
-        SampleConfig(temperature=0)
+        SampleConfig(temperature=-1)
     with pytest.raises(ValueError, match="tie_weights"):
         TextModelConfig(tie_weights=True).build(10)

@@ -20,7 +20,9 @@ def _tied():
 def test_round_trip(tmp_path, make):
     model = make()
     save_bundle(tmp_path / "b", model, extra_config={"task": "demo"}, vocab={"a": 0}, metrics={"valid_loss": 1.5})
-    loaded, config, vocab, metrics = load_bundle(tmp_path / "b")
+    bundle = load_bundle(tmp_path / "b")
+    loaded, config, vocab, metrics = bundle.model, bundle.config, bundle.vocab, bundle.metrics
+    assert bundle.task == "demo" and bundle.path == tmp_path / "b" and bundle.assets == {"vocab": {"a": 0}}
     assert type(loaded) is type(model) and loaded.config == model.config
     assert config["task"] == "demo" and vocab == {"a": 0} and metrics == {"valid_loss": 1.5}
     for k, v in model.state_dict().items():
@@ -67,3 +69,19 @@ def test_missing_files(tmp_path):
         load_bundle(tmp_path / "b")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         load(tmp_path / "nowhere")
+
+
+def test_assets_round_trip_and_names_cannot_hold_paths(tmp_path):
+    assets = {"labels": ["neg", "pos"], "tgt_vocab": {"tokens": ["a"]}}
+    save_bundle(tmp_path / "b", _tied(), assets=assets)
+    bundle = load_bundle(tmp_path / "b")
+    assert bundle.assets == assets and bundle.vocab is None and bundle.task is None
+    assert (tmp_path / "b" / "labels.json").is_file()
+    for bad in ("../x", "Labels", "config", "a/b", ""):
+        with pytest.raises(ValueError, match="asset names"):
+            save_bundle(tmp_path / "c", _tied(), assets={bad: 1})
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    config["assets"] = ["../../etc/passwd"]
+    (tmp_path / "b" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="plain names"):
+        load_bundle(tmp_path / "b")

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Union
+from typing import Iterable, Iterator, Literal, Optional, Union
 
 import torch
 
@@ -24,11 +24,15 @@ from rnnlab.data.text import Document, load_corpus, split_documents
 from rnnlab.data.tokenize import KINDS as TOKENIZERS
 from rnnlab.data.tokenize import Tokenizer, tokenizer_from_json, train_tokenizer
 from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig
-from rnnlab.training import Trainer, TrainerConfig, TokenStream, count_tokens, load_bundle, save_bundle
+from rnnlab.training import Trainer, TrainerConfig, TokenStream, count_tokens
+from rnnlab.training.checkpoint import from_dict
+
+from ._common import load_task_bundle, save_task_bundle
 
 log = logging.getLogger(__name__)
 
 TASK = "textgen"
+DESCRIPTION = "language model on a text (char, word or BPE tokens), trained by truncated BPTT; generate from it"
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ class SampleConfig:
     max_new_tokens: int = 200
     """Tokens generated after each prompt."""
     temperature: float = 0.8
-    """Divides the logits: below 1 is more conservative, above 1 more adventurous."""
+    """Divides the logits: below 1 is more conservative, above 1 more adventurous; 0 = greedy."""
     top_k: Optional[int] = None
     """Sample only among the k most likely tokens (None = all)."""
     top_p: Optional[float] = None
@@ -71,8 +75,8 @@ class SampleConfig:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
 
 
 def _default_trainer() -> TrainerConfig:
@@ -91,7 +95,7 @@ class TextgenConfig:
     data: Optional[str] = None
     """A UTF-8 text file, or a folder of .txt files (each one document); None (or 'pydoc') = the embedded
     corpus, Python's documentation from the standard library."""
-    tokenizer: str = "char"
+    tokenizer: Literal["char", "word", "bpe"] = "char"
     """char | word | bpe (byte-level BPE trained on the corpus; needs the tokenizers package)."""
     vocab_size: int = 4096
     """word and bpe: the most token ids (char keeps every character of the training text)."""
@@ -119,14 +123,34 @@ class TextgenConfig:
 
 def config_from_dict(data: dict) -> TextgenConfig:
     """Rebuild a :class:`TextgenConfig` from ``asdict(config)`` (as stored in a bundle's config.json)."""
-    data = dict(data)
-    model = dict(data.pop("model", {}))
-    model["encoder"] = EncoderConfig(**model.get("encoder", {}))
-    sample = dict(data.pop("sample", {}))
-    if "prompts" in sample:
-        sample["prompts"] = tuple(sample["prompts"])
-    trainer = TrainerConfig(**data.pop("trainer", {}))
-    return TextgenConfig(**data, model=TextModelConfig(**model), trainer=trainer, sample=SampleConfig(**sample))
+    return from_dict(TextgenConfig, data)
+
+
+Config = TextgenConfig
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How ``rnnlab predict``/``generate`` sample; every None means the bundle's own ``sample`` settings."""
+
+    max_new_tokens: Optional[int] = None
+    """Tokens to generate after the prompt."""
+    temperature: Optional[float] = None
+    """Divides the logits: below 1 is more conservative; 0 means greedy."""
+    top_k: Optional[int] = None
+    """Sample only among the k most likely tokens."""
+    top_p: Optional[float] = None
+    """Nucleus sampling with this probability mass."""
+    method: Optional[Literal["sample", "greedy", "beam"]] = None
+    """sample from the distribution, or greedy / beam search (default: sample)."""
+    seed: Optional[int] = None
+    """Seeds the sampling: the same bundle, prompt and options give the same text."""
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    batch_size: Optional[int] = None
+    """Parallel streams while scoring (None = the training batch size)."""
 
 
 # --- data ------------------------------------------------------------------------------------------------
@@ -171,10 +195,7 @@ def train(config: TextgenConfig) -> Path:
         metrics.update(_rates(float(metrics["valid_loss"]), sum(d.numel() for d in valid_ids), _chars(valid_docs), "valid_"))
         log.info("valid: %.4f nats/token, %.4f bits/char", metrics["valid_loss"], metrics["valid_bits_per_char"])
 
-    path = Path(config.trainer.run_dir) / "bundle"
-    save_bundle(path, model.cpu(), extra_config={"task": TASK, TASK: asdict(config)}, vocab=tokenizer.to_json(),
-                metrics=metrics)
-    return path
+    return save_task_bundle(TASK, config, model, assets={"vocab": tokenizer.to_json()}, metrics=metrics)
 
 
 def _rates(loss: float, tokens: int, chars: int, prefix: str = "") -> dict:
@@ -189,13 +210,10 @@ def _rates(loss: float, tokens: int, chars: int, prefix: str = "") -> dict:
 
 def load_textgen(bundle_path: Union[str, Path]) -> tuple[LanguageModel, Tokenizer, dict]:
     """(model in eval mode, tokenizer, the bundle's config dict) of a textgen bundle."""
-    path = Path(bundle_path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"bundle not found: {path} (a folder written by 'rnnlab train', e.g. runs/textgen/bundle)")
-    model, config, vocab, _ = load_bundle(path)
-    if not isinstance(model, LanguageModel) or vocab is None:
-        raise ValueError(f"{path} is not a text-generation bundle (it holds a {type(model).__name__})")
-    return model.eval(), tokenizer_from_json(vocab), config
+    bundle = load_task_bundle(bundle_path, TASK)
+    if not isinstance(bundle.model, LanguageModel) or bundle.vocab is None:
+        raise ValueError(f"{bundle.path} is not a text-generation bundle (it holds a {type(bundle.model).__name__})")
+    return bundle.model, tokenizer_from_json(bundle.vocab), bundle.config
 
 
 def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, batch_size: Optional[int] = None) -> dict:
@@ -208,6 +226,8 @@ def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, batch
     """
     model, tokenizer, config = load_textgen(bundle_path)
     textgen = config.get(TASK, {}) if isinstance(config, dict) else {}
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"--batch_size must be a positive integer, got {batch_size!r}")
     if data is None:
         fraction = textgen.get("valid_fraction") or TextgenConfig.valid_fraction  # a run without validation: 10%
         documents = split_documents(load_corpus(textgen.get("data")), fraction)[1]
@@ -216,63 +236,60 @@ def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, batch
     ids = _encode(tokenizer, documents)
     bptt = int(textgen.get("bptt", TextgenConfig.bptt))
     batch_size = int(batch_size or textgen.get("batch_size", TextgenConfig.batch_size))
-    loss, tokens = stream_loss(model, _stream(ids, batch_size=batch_size, bptt=bptt))
+    stream = _stream(ids, batch_size=batch_size, bptt=bptt)
+    tokens = sum(count_tokens(batch) for batch in stream)
+    if tokens == 0:
+        raise ValueError("the text is too short to score: no token has a next token")
+    loss = Trainer(TrainerConfig(device=str(next(model.parameters()).device.type))).evaluate(model, stream)
     chars = _chars(documents)
     return {"loss": loss, **_rates(loss, sum(d.numel() for d in ids), chars), "tokens": tokens, "chars": chars}
 
 
-@torch.no_grad()
-def stream_loss(model: LanguageModel, stream: TokenStream) -> tuple[float, int]:
-    """(mean nats per predicted token, predicted tokens) over one pass of ``stream``, the state carried."""
-    model.eval()
-    device = next(model.parameters()).device
-    total, count, state = 0.0, 0, None
-    for batch in stream:
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        loss, state = model.loss_and_state({**batch, "state": state})
-        n = count_tokens(batch)
-        total, count = total + float(loss) * n, count + n
-    if count == 0:
-        raise ValueError("the text is too short to score: no token has a next token")
-    return total / count, count
-
-
-def generate_text(
-    model: LanguageModel, tokenizer: Tokenizer, prompt: str, *, max_new_tokens: int = 200, temperature: float = 0.8,
-    top_k: Optional[int] = None, top_p: Optional[float] = None, seed: int = 0, method: str = "sample",
-) -> str:
-    """``prompt`` followed by up to ``max_new_tokens`` sampled tokens, as text."""
+def generate_text(model: LanguageModel, tokenizer: Tokenizer, prompt: str, sample: SampleConfig, *, seed: int = 0,
+                  method: str = "sample") -> str:
+    """``prompt`` followed by up to ``sample.max_new_tokens`` sampled tokens, as text."""
     if not isinstance(prompt, str) or not prompt:
         raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     ids = tokenizer.encode(prompt)
     if not ids:
         raise ValueError(f"the prompt {prompt!r} encodes to no tokens")
-    if max_new_tokens == 0:
+    if sample.max_new_tokens == 0:
         return prompt
+    if sample.temperature == 0:
+        method = "greedy"
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     out = model.generate(
-        torch.tensor([ids], dtype=torch.long, device=device), max_new_tokens=max_new_tokens, method=method,
-        temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+        torch.tensor([ids], dtype=torch.long, device=device), max_new_tokens=sample.max_new_tokens, method=method,
+        temperature=sample.temperature or 1.0, top_k=sample.top_k, top_p=sample.top_p, generator=generator,
     )
     return prompt + tokenizer.decode(out[0, len(ids):].tolist())
 
 
-def generate(
-    bundle_path: Union[str, Path], prompt: str, max_new_tokens: int = 200, temperature: float = 0.8,
-    top_k: Optional[int] = None, top_p: Optional[float] = None, seed: int = 0, *, method: str = "sample",
-) -> str:
-    """Load a bundle and continue ``prompt`` (see :func:`generate_text`)."""
-    model, tokenizer, _ = load_textgen(bundle_path)
-    return generate_text(model, tokenizer, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
-                         top_k=top_k, top_p=top_p, seed=seed, method=method)
+def _sampler(config: dict, options: dict) -> tuple[SampleConfig, int, str]:
+    """The bundle's sample settings overridden by the options that are not None -> (sample, seed, method)."""
+    unknown = set(options) - {f.name for f in fields(PredictOptions)}
+    if unknown:
+        raise TypeError(f"unknown textgen option(s) {sorted(unknown)}; known: {[f.name for f in fields(PredictOptions)]}")
+    stored = config.get(TASK, {}).get("sample", {}) if isinstance(config.get(TASK), dict) else {}
+    sample = from_dict(SampleConfig, stored) if stored else SampleConfig()
+    given = {k: v for k, v in options.items() if v is not None and k in {f.name for f in fields(SampleConfig)}}
+    sample = replace(sample, **given)
+    seed = options.get("seed")
+    return sample, sample.seed if seed is None else seed, options.get("method") or "sample"
 
 
-def predict(bundle_path: Union[str, Path], prompts: Iterable[str], **options) -> Iterator[tuple[str, str]]:
-    """(prompt, generated text) for each non-empty prompt; the bundle is loaded once."""
-    model, tokenizer, _ = load_textgen(bundle_path)
-    for prompt in prompts:
+def generate(bundle_path: Union[str, Path], prompt: str, **options) -> str:
+    """Load a bundle and continue ``prompt``; ``options`` are :class:`PredictOptions` fields (None = the bundle's)."""
+    model, tokenizer, config = load_textgen(bundle_path)
+    sample, seed, method = _sampler(config, options)
+    return generate_text(model, tokenizer, prompt, sample, seed=seed, method=method)
+
+
+def predict(bundle_path: Union[str, Path], inputs: Iterable[str], **options) -> Iterator[dict]:
+    """``{"prompt", "text"}`` for each non-empty prompt (text = the prompt and its continuation); loaded once."""
+    model, tokenizer, config = load_textgen(bundle_path)
+    sample, seed, method = _sampler(config, options)
+    for prompt in inputs:
         if prompt:
-            yield prompt, generate_text(model, tokenizer, prompt, **options)
+            yield {"prompt": prompt, "text": generate_text(model, tokenizer, prompt, sample, seed=seed, method=method)}

@@ -2,10 +2,12 @@
 
 A bundle is a directory (DESIGN.md, "Model bundle"):
 
-    config.json        {"rnnlab_version", "model_type", "model_config", "bundle_files", **extra_config}
+    config.json        {"rnnlab_version", "model_type", "model_config", "bundle_files", "assets", **extra_config}
     model.safetensors  the weights; tied weights are stored once (safetensors.torch.save_model)
-    vocab.json         the vocabulary, when given
+    NAME.json          one JSON file per asset: a task's vocabularies, tokenizers, label names (``vocab.json``...)
     metrics.json       the metrics, {} when none
+
+A task's bundle also records ``"task": NAME`` and its config under that name (see :mod:`rnnlab.tasks`).
 
 ``load`` rebuilds the structure from config.json through a registry of the structures in
 ``rnnlab.structures`` and their config dataclasses: nothing is unpickled. Every file is written to a temporary
@@ -17,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 import types
@@ -65,9 +68,47 @@ def _fsync_dir(path: Path) -> None:
 
 # ----- bundles --------------------------------------------------------------------------------------------
 
+_ASSET_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a plain file stem: no path can hide in an asset name
+_RESERVED = {"config", "metrics", "model"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Bundle:
+    """What :func:`load_bundle` returns: the model (eval mode) and everything saved beside it."""
+
+    model: nn.Module
+    config: dict
+    """The whole config.json: ``model_type``, ``model_config``, ``task`` and the task's config under its name."""
+    assets: dict
+    """Asset name -> its parsed JSON (``"vocab"`` for a text model's tokenizer, a task's label names, ...)."""
+    metrics: dict
+    path: Path
+
+    @property
+    def task(self) -> Optional[str]:
+        """The task that wrote the bundle (``"textgen"``, ``"classify"``, ...), None for a bare model."""
+        task = self.config.get("task")
+        return task if isinstance(task, str) else None
+
+    @property
+    def task_config(self) -> dict:
+        """The task's config as stored (``asdict`` of the task's Config), {} when absent."""
+        data = self.config.get(self.task) if self.task else None
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def vocab(self) -> Any:
+        """The ``vocab`` asset, None when the bundle has none."""
+        return self.assets.get("vocab")
+
+
 def save_bundle(path: PathLike, model: nn.Module, *, extra_config: Optional[dict] = None, vocab: Optional[dict] = None,
-                metrics: Optional[dict] = None) -> Path:
-    """Write ``model`` as a bundle directory at ``path`` (replacing an existing bundle atomically)."""
+                assets: Optional[dict] = None, metrics: Optional[dict] = None) -> Path:
+    """Write ``model`` as a bundle directory at ``path`` (replacing an existing bundle atomically).
+
+    ``assets`` maps names (lower-case letters, digits, ``_``) to JSON-ready values, each written to NAME.json;
+    ``vocab`` is the asset ``"vocab"``.
+    """
     from safetensors.torch import save_model
 
     import rnnlab
@@ -75,12 +116,19 @@ def save_bundle(path: PathLike, model: nn.Module, *, extra_config: Optional[dict
     path = Path(path)
     if not dataclasses.is_dataclass(getattr(model, "config", None)):
         raise TypeError(f"model must carry its config dataclass as model.config, got {type(model).__name__} without one")
-    files = [CONFIG, WEIGHTS, METRICS] + ([VOCAB] if vocab is not None else [])
+    assets = dict(assets or {})
+    if vocab is not None:
+        assets["vocab"] = vocab
+    for name in assets:
+        if not isinstance(name, str) or not _ASSET_NAME.fullmatch(name) or name in _RESERVED:
+            raise ValueError(f"asset names must match {_ASSET_NAME.pattern} and not be {sorted(_RESERVED)}, got {name!r}")
+    files = [CONFIG, WEIGHTS, METRICS] + [f"{name}.json" for name in assets]
     config = {
         "rnnlab_version": rnnlab.__version__,
         "model_type": type(model).__name__,
         "model_config": dataclasses.asdict(model.config),
         "bundle_files": files,
+        "assets": sorted(assets),
         **(extra_config or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,8 +137,8 @@ def save_bundle(path: PathLike, model: nn.Module, *, extra_config: Optional[dict
         write_json_atomic(tmp_dir / CONFIG, config)
         write_atomic(tmp_dir / WEIGHTS, lambda tmp: save_model(model, tmp))
         write_json_atomic(tmp_dir / METRICS, metrics or {})
-        if vocab is not None:
-            write_json_atomic(tmp_dir / VOCAB, vocab)
+        for name, value in assets.items():
+            write_json_atomic(tmp_dir / f"{name}.json", value)
         _swap_in(tmp_dir, path)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -112,11 +160,11 @@ def _swap_in(new: Path, path: Path) -> None:
 
 def load(path: PathLike, *, map_location: Union[str, torch.device] = "cpu") -> nn.Module:
     """Rebuild the model of a bundle directory (see :func:`save_bundle`), in eval mode."""
-    return load_bundle(path, map_location=map_location)[0]
+    return load_bundle(path, map_location=map_location).model
 
 
-def load_bundle(path: PathLike, *, map_location: Union[str, torch.device] = "cpu"):
-    """-> (model, config dict, vocab or None, metrics dict). Missing or damaged files raise an error naming them."""
+def load_bundle(path: PathLike, *, map_location: Union[str, torch.device] = "cpu") -> Bundle:
+    """The model and its assets, config and metrics. Missing or damaged files raise an error naming them."""
     from safetensors.torch import load_model
 
     path = _bundle_dir(Path(path))
@@ -138,10 +186,13 @@ def load_bundle(path: PathLike, *, map_location: Union[str, torch.device] = "cpu
         load_model(model, str(weights), strict=True, device=str(map_location))
     except Exception as e:  # safetensors raises its own error type for truncated or corrupted files
         raise ValueError(f"{weights} is corrupted, truncated or does not match the config: {e}") from None
+    names = config.get("assets", ["vocab"] if (path / VOCAB).exists() else [])
+    if not isinstance(names, list) or not all(isinstance(n, str) and _ASSET_NAME.fullmatch(n) for n in names):
+        raise ValueError(f"{path / CONFIG}: 'assets' must be a list of plain names, got {names!r}")
+    assets = {name: _read_json(path / f"{name}.json") for name in names}
     listed = config.get("bundle_files", [])
-    vocab = _read_json(path / VOCAB) if VOCAB in listed or (path / VOCAB).exists() else None
     metrics = _read_json(path / METRICS) if METRICS in listed or (path / METRICS).exists() else {}
-    return model.eval(), config, vocab, metrics
+    return Bundle(model.eval(), config, assets, metrics, path)
 
 
 def _bundle_dir(path: Path) -> Path:

@@ -297,7 +297,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except Exception as e:  # a failure while running: one line, the traceback with --debug
         if debug:
             traceback.print_exc()
-        print(f"rnnlab: error: {type(e).__name__}: {_one_line(e)} (run with --debug for the traceback)", file=sys.stderr)
+        # rnnlab's own errors are written for people; anything else also names its type
+        kind = "" if type(e).__module__.startswith("rnnlab") else f"{type(e).__name__}: "
+        print(f"rnnlab: error: {kind}{_one_line(e)} (run with --debug for the traceback)", file=sys.stderr)
         return 1
 
 

@@ -122,3 +122,22 @@ def test_config_validation_and_round_trip():
         SampleConfig(temperature=-1)
     with pytest.raises(ValueError, match="tie_weights"):
         TextModelConfig(tie_weights=True).build(10)
+
+
+def test_train_refuses_a_run_dir_another_writer_holds(tmp_path):
+    import fcntl
+    import os
+    from pathlib import Path
+
+    from rnnlab.training.lock import LOCK_FILE, RunDirLocked
+
+    config = tiny_config(tmp_path)
+    Path(config.trainer.run_dir).mkdir(parents=True)
+    fd = os.open(Path(config.trainer.run_dir) / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another open file description: another writer, as far as flock knows
+    try:
+        with pytest.raises(RunDirLocked, match="in use by another process"):
+            textgen.train(config)
+    finally:
+        os.close(fd)
+    assert not (Path(config.trainer.run_dir) / "bundle").exists()

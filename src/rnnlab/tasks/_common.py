@@ -3,13 +3,15 @@ a seeded validation split, and the checks of a config that every task repeats.""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 from pathlib import Path
-from typing import Any, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
 from torch import nn
 
 from rnnlab.training import Bundle, load_bundle, save_bundle
+from rnnlab.training.lock import lock_run_dir
 
 T = TypeVar("T")
 
@@ -62,3 +64,16 @@ def check_positive(config: Any, *names: str) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+
+
+def locked(train: Callable[[Any], Path]) -> Callable[[Any], Path]:
+    """Decorate a task's ``train(config)``: it holds ``config.trainer.run_dir``'s lock from start to bundle, so a
+    second run with the same run_dir is refused at once instead of interleaving logs and overwriting the bundle."""
+
+    @functools.wraps(train)
+    def run(config: Any) -> Path:
+        check_run_dir(config)
+        with lock_run_dir(config.trainer.run_dir):
+            return train(config)
+
+    return run

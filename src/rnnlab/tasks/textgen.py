@@ -27,7 +27,7 @@ from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig
 from rnnlab.training import Trainer, TrainerConfig, TokenStream, count_tokens
 from rnnlab.training.checkpoint import from_dict
 
-from ._common import load_task_bundle, save_task_bundle
+from ._common import load_task_bundle, locked, save_task_bundle
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,7 @@ def _chars(documents: Iterable[Document]) -> int:
 
 # --- train, evaluate, generate ---------------------------------------------------------------------------
 
+@locked
 def train(config: TextgenConfig) -> Path:
     """Train a language model as ``config`` says; returns the bundle's path (``<run_dir>/bundle``)."""
     documents = load_corpus(config.data)

@@ -362,10 +362,19 @@ def download_dataset(dataset: Dataset, *, root: Optional[PathLike] = None, force
     from the same archive; ``force`` fetches and unpacks everything again.
     """
     folder = dataset_dir(dataset.name, root)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    state = _read_state(folder)
-    if force:
-        state = {}
+    try:
+        return _download_into(dataset, folder, force=force, timeout=timeout, progress=progress)
+    except BaseException:
+        if created and not any(folder.iterdir()):  # leave no empty folder that looks like a download
+            folder.rmdir()
+        raise
+
+
+def _download_into(dataset: Dataset, folder: Path, *, force: bool, timeout: float,
+                   progress: Optional[bool]) -> Downloaded:
+    state = {} if force else _read_state(folder)
     fetched = []
     for file in dataset.files:
         got = fetch(file.url, folder / file.filename, sha256=file.sha256, size=file.size, timeout=timeout,

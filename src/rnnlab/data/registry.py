@@ -24,6 +24,8 @@ TASK_NAMES: tuple[str, ...] = ("classify", "tag", "translate", "textgen")
 ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar.gz", ".tgz", ".tar", ".zip", ".gz")
 """What :func:`rnnlab.data.download.unpack` unpacks (a plain ``.gz`` is one compressed file)."""
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+"""Hosts that a plain http:// URL may name: a server on this machine (the tests' fixture server)."""
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -50,7 +52,8 @@ class RemoteFile:
     """One file to download."""
 
     url: str
-    """An https:// URL whose path ends in the file's name (the name it is saved under)."""
+    """An https:// URL whose path ends in the file's name (the name it is saved under); http:// only for a
+    server on this machine."""
     sha256: Optional[str]
     """The SHA-256 (64 lowercase hex digits) stated for this file by ``checksum_source``; None = not known, the
     download cannot verify it."""
@@ -63,7 +66,8 @@ class RemoteFile:
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
-        if parts.scheme != "https" or not parts.netloc:
+        loopback = parts.scheme == "http" and parts.hostname in LOOPBACK
+        if not (parts.scheme == "https" or loopback) or not parts.netloc:
             raise ValueError(f"url must be an https:// URL, got {self.url!r}")
         name = url_filename(self.url)
         if not name or "." not in name.strip(".") or name.startswith("."):

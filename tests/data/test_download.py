@@ -265,3 +265,14 @@ def test_cache_dir_comes_from_rnnlab_data_or_defaults_under_home(monkeypatch, tm
     monkeypatch.delenv("RNNLAB_DATA")
     assert download.cache_dir() == Path(os.path.expanduser("~/.cache/rnnlab-data"))
     assert download.display_path(Path.home() / ".cache/rnnlab-data/imdb") == "~/.cache/rnnlab-data/imdb"
+
+
+def test_partial_files_of_a_killed_download_are_removed_but_fresh_ones_kept(http_server, tmp_path):
+    stale = tmp_path / ".notes.txt.abc123.part"
+    fresh = tmp_path / ".notes.txt.def456.part"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"another download in progress")
+    os.utime(stale, (0, 0))
+    url = http_server.serve("/notes.txt", NOTES)
+    fetch(url, tmp_path / "notes.txt", sha256=sha(NOTES), progress=False)
+    assert not stale.exists() and fresh.exists()

@@ -21,6 +21,7 @@ A small state file, ``<cache>/<name>/.rnnlab-download.json``, records what was f
 from __future__ import annotations
 
 import contextlib
+import glob
 import gzip
 import hashlib
 import http.client
@@ -33,6 +34,7 @@ import sys
 import tarfile
 import tempfile
 import textwrap
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -118,7 +120,7 @@ def _progress_bar(label: str, total: Optional[int], show: Optional[bool]) -> Ite
 
 
 def _open(url: str, timeout: float):
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "*/*"})
     try:
         return urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as e:
@@ -184,6 +186,7 @@ def fetch(url: str, dest: PathLike, *, sha256: Optional[str] = None, size: Optio
             return Fetched(dest, actual, verified=True, fetched=False)
         log.warning("%s: checksum %s does not match the expected %s; fetching it again", dest, actual, sha256)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_parts(dest, idle=max(60.0, 2 * timeout))
     if sha256 is None:
         log.warning("%s: no checksum is known for this file; it cannot be verified", url)
 
@@ -207,6 +210,19 @@ def fetch(url: str, dest: PathLike, *, sha256: Optional[str] = None, size: Optio
         raise
     log.info("%s: %s bytes%s", dest, f"{received:,}", ", checksum verified" if sha256 else " (unverified)")
     return Fetched(dest, actual, verified=sha256 is not None, fetched=True)
+
+
+def _remove_stale_parts(dest: Path, idle: float) -> None:
+    """Remove temporary files of ``dest`` left by a download that was killed (not written to for ``idle`` s).
+
+    A download in progress writes its temporary file at least once per ``timeout``, so it is never taken
+    for a stale one."""
+    now = time.time()
+    for part in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
+        with contextlib.suppress(OSError):
+            if now - part.stat().st_mtime > idle:
+                part.unlink()
+                log.info("%s: removed the partial file of an interrupted download", part)
 
 
 # --- unpack ---------------------------------------------------------------------------------------------

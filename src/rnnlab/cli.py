@@ -120,7 +120,8 @@ def build_parser(bundle_task=None) -> ArgumentParser:
                    "writes. 'rnnlab datasets' alone lists them.",
                    epilog="Example: rnnlab datasets download tiny-shakespeare   (cache: $RNNLAB_DATA, default "
                           "~/.cache/rnnlab-data)")
-    commands.add_subcommand("datasets", p, help="list the datasets; download a public one (rnnlab datasets download NAME)")
+    commands.add_subcommand("datasets", p,
+                            help="list the datasets; download a public one (rnnlab datasets download NAME)")
     actions = p.add_subcommands(dest="action", required=False)
     actions.add_subcommand("list", _subparser("List the datasets (the same as 'rnnlab datasets')."),
                            help="list the datasets, downloaded or not, verified or not (the default)")

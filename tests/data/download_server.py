@@ -4,6 +4,8 @@ free port; it runs in a daemon thread and stops when the test ends."""
 from __future__ import annotations
 
 import http.server
+import io
+import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -77,3 +79,18 @@ def http_server():
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=2)
+
+
+def make_tar(members: dict[str, bytes], *, links: dict[str, tuple[str, bytes]] | None = None) -> bytes:
+    """A .tar.gz of files ``{name: bytes}`` and links ``{name: (target, tarfile.SYMTYPE or LNKTYPE)}``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, (target, kind) in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            tar.addfile(info)
+    return buffer.getvalue()

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import hashlib
-import io
-import tarfile
 
 import pytest
-from download_server import http_server  # noqa: F401 (the fixture)
+from download_server import http_server, make_tar  # noqa: F401 (http_server: the fixture)
 
 from rnnlab.cli import main
 from rnnlab.data import registry
@@ -22,16 +20,6 @@ def run(argv, capsys):
     return code, out.out, out.err
 
 
-def tar_gz(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("RNNLAB_DATA", str(tmp_path / "cache"))
@@ -41,7 +29,7 @@ def cache(tmp_path, monkeypatch):
 @pytest.fixture
 def served(http_server, monkeypatch):
     """A registry of one dataset, 'tiny', served by the local server (a verified .tar.gz)."""
-    body = tar_gz({"tiny/input.txt": b"To be, or not to be.\n"})
+    body = make_tar({"tiny/input.txt": b"To be, or not to be.\n"})
     url = http_server.serve("/tiny.tar.gz", body)
     tiny = Dataset(name="tiny", task="textgen", description="a tiny text", licence="public domain",
                    homepage="https://example.org/", unpacks_to=("tiny.tar.gz", "tiny/input.txt"),

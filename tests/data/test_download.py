@@ -12,30 +12,21 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from download_server import http_server  # noqa: F401 (the fixture)
+from download_server import http_server, make_tar  # noqa: F401 (http_server: the fixture)
 
 from rnnlab.data import download
-from rnnlab.data.download import DownloadError, UnsafeArchiveError, download_dataset, fetch, unpack
+from rnnlab.data.download import (
+    DownloadError,
+    UnsafeArchiveError,
+    download_dataset,
+    fetch,
+    unpack,
+)
 from rnnlab.data.registry import Dataset, RemoteFile
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def make_tar(members: dict[str, bytes], *, links: dict[str, tuple[str, bytes]] = None) -> bytes:
-    """A .tar.gz of files ``{name: bytes}`` and links ``{name: (target, tarfile.SYMTYPE or LNKTYPE)}``."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for name, (target, kind) in (links or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = kind, target
-            tar.addfile(info)
-    return buffer.getvalue()
 
 
 def make_zip(members: dict[str, bytes]) -> bytes:

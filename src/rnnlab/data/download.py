@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import sys
 import tarfile
 import tempfile
@@ -110,8 +109,14 @@ def _progress_bar(label: str, total: Optional[int], show: Optional[bool]) -> Ite
         yield lambda n: None
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   TimeRemainingColumn(), console=Console(stderr=True), transient=False) as bar:
@@ -127,7 +132,7 @@ def _open(url: str, timeout: float):
         raise DownloadError(f"{url}: HTTP {e.code} {e.reason}; nothing was downloaded") from None
     except urllib.error.URLError as e:
         raise DownloadError(f"{url}: cannot connect ({e.reason}); nothing was downloaded") from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise DownloadError(f"{url}: no answer within {timeout:g} s; nothing was downloaded") from None
     except (http.client.HTTPException, OSError) as e:
         raise DownloadError(f"{url}: the request failed ({type(e).__name__}: {e}); nothing was downloaded") from None
@@ -145,21 +150,21 @@ def _stream(url: str, response, out, digest, expected: Optional[int], timeout: f
     """Copy the response body into ``out`` and ``digest``; the number of bytes, or a DownloadError."""
     received = 0
     of = f" of {expected:,}" if expected is not None else ""
-    try:
-        while True:
+    while True:
+        try:
             block = response.read(BLOCK)
-            if not block:
-                break
-            out.write(block)
-            digest.update(block)
-            received += len(block)
-            on_bytes(len(block))
-    except (TimeoutError, socket.timeout):
-        raise DownloadError(f"{url}: no data for {timeout:g} s after {received:,}{of} bytes (timed out); "
-                            "the partial file was removed") from None
-    except (http.client.IncompleteRead, http.client.HTTPException, OSError) as e:
-        raise DownloadError(f"{url}: the connection broke after {received:,}{of} bytes ({type(e).__name__}); "
-                            "the partial file was removed") from None
+        except TimeoutError:
+            raise DownloadError(f"{url}: no data for {timeout:g} s after {received:,}{of} bytes (timed out); "
+                                "the partial file was removed") from None
+        except (http.client.HTTPException, OSError) as e:  # IncompleteRead, a reset connection, ...
+            raise DownloadError(f"{url}: the connection broke after {received:,}{of} bytes "
+                                f"({type(e).__name__}); the partial file was removed") from None
+        if not block:
+            break
+        out.write(block)  # a full disk raises OSError here; the caller removes the partial file
+        digest.update(block)
+        received += len(block)
+        on_bytes(len(block))
     if expected is not None and received != expected:
         raise DownloadError(f"{url}: the connection closed after {received:,}{of} bytes; "
                             "the partial file was removed")

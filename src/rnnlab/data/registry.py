@@ -134,7 +134,8 @@ class Dataset:
         for path in (*self.unpacks_to, *self.remove):
             _relative(path, f"{self.name}: unpacks_to/remove entry")
         if not self.train.startswith(f"rnnlab train {self.task} ") or "{dir}" not in self.train:
-            raise ValueError(f"{self.name}: train must be 'rnnlab train {self.task} ... {{dir}}/...', got {self.train!r}")
+            raise ValueError(f"{self.name}: train must be 'rnnlab train {self.task} ... {{dir}}/...', "
+                             f"got {self.train!r}")
 
     @property
     def size(self) -> Optional[int]:
@@ -150,6 +151,11 @@ class Dataset:
     def train_command(self, folder: str) -> str:
         """The train command with the dataset's folder filled in."""
         return self.train.replace("{dir}", folder)
+
+
+def _files(base: str, checksum_source: str, rows: tuple[tuple[str, str, int], ...]) -> tuple[RemoteFile, ...]:
+    """Files ``base + name`` with their (name, sha256, size) rows, all stated in one checksum list."""
+    return tuple(RemoteFile(base + name, sha, size, checksum_source=checksum_source) for name, sha, size in rows)
 
 
 _TFDS = "tensorflow/datasets:tensorflow_datasets"
@@ -179,14 +185,11 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
         description="AG's News topic classification (Zhang et al., 2015): 120,000 training and 7,600 test news "
                     "items in 4 classes (1 World, 2 Sports, 3 Business, 4 Sci/Tech); CSV without a header: "
                     "class index, title, description.",
-        files=(
-            RemoteFile(url="https://raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/ag_news_csv/train.csv",
-                       sha256="76a0a2d2f92b286371fe4d4044640910a04a803fdd2538e0f3f29a5c6f6b672e", size=29470338,
-                       checksum_source=f"{_HF}/ag_news/dataset_infos.json"),
-            RemoteFile(url="https://raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/ag_news_csv/test.csv",
-                       sha256="521465c2428ed7f02f8d6db6ffdd4b5447c1c701962353eb2c40d548c3c85699", size=1857427,
-                       checksum_source=f"{_HF}/ag_news/dataset_infos.json"),
-        ),
+        files=_files("https://raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/ag_news_csv/",
+                     f"{_HF}/ag_news/dataset_infos.json", (
+            ("train.csv", "76a0a2d2f92b286371fe4d4044640910a04a803fdd2538e0f3f29a5c6f6b672e", 29470338),
+            ("test.csv", "521465c2428ed7f02f8d6db6ffdd4b5447c1c701962353eb2c40d548c3c85699", 1857427),
+        )),
         licence="non-commercial research use (the AG corpus terms: 'data mining ... and any other non-commercial "
                 "activity')",
         homepage="http://groups.di.unipi.it/~gulli/AG_corpus_of_news_articles.html",
@@ -200,15 +203,12 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
                     "Reddit, YouTube and Stack Overflow text; 3,394 train, 1,009 dev, 1,287 test sentences; "
                     "token<TAB>BIO tag (person, location, group, creative-work, corporation, product), blank line "
                     "between sentences.",
-        files=tuple(
-            RemoteFile(url=f"https://raw.githubusercontent.com/leondz/emerging_entities_17/master/{name}",
-                       sha256=sha, size=size, checksum_source=f"{_HF}/wnut_17/dataset_infos.json")
-            for name, sha, size in (
-                ("wnut17train.conll", "731820e13f71af324c6b55a1575ec2ce59fbaa2a0806f8f0400b98d56cd6a7a5", 493781),
-                ("emerging.dev.conll", "e053b752b8155113ca66e7db08af5f2f5f43ab993694e4774f1ec5bad42312d8", 114749),
-                ("emerging.test.annotated", "2aa79b764e56ec9264a1b30fdd9b70195bd00ff400b62edd8f399d5f13c178f0",
-                 192425),
-            )),
+        files=_files("https://raw.githubusercontent.com/leondz/emerging_entities_17/master/",
+                     f"{_HF}/wnut_17/dataset_infos.json", (
+            ("wnut17train.conll", "731820e13f71af324c6b55a1575ec2ce59fbaa2a0806f8f0400b98d56cd6a7a5", 493781),
+            ("emerging.dev.conll", "e053b752b8155113ca66e7db08af5f2f5f43ab993694e4774f1ec5bad42312d8", 114749),
+            ("emerging.test.annotated", "2aa79b764e56ec9264a1b30fdd9b70195bd00ff400b62edd8f399d5f13c178f0", 192425),
+        )),
         licence="CC BY 4.0",
         homepage="https://github.com/leondz/emerging_entities_17",
         unpacks_to=("wnut17train.conll", "emerging.dev.conll", "emerging.test.annotated"),
@@ -219,17 +219,12 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
         task="tag",
         description="Universal Dependencies English Web Treebank r2.7: 12,543 train, 2,002 dev, 2,077 test "
                     "sentences of web text in CoNLL-U (word form in column 2, universal POS tag in column 4).",
-        files=tuple(
-            RemoteFile(url=f"https://raw.githubusercontent.com/UniversalDependencies/UD_English-EWT/r2.7/{name}",
-                       sha256=sha, size=size, checksum_source=f"{_HF}/universal_dependencies/dataset_infos.json")
-            for name, sha, size in (
-                ("en_ewt-ud-train.conllu", "4e45f7b6f6d4e8d33e0ba7090fc37f2385a91711edb20d456d3fb5f45ac0fc28",
-                 13469758),
-                ("en_ewt-ud-dev.conllu", "57703dcd3b04c32dda6cb7c2a9d836daf65c2b9141a670163693d230b46559c8",
-                 1711407),
-                ("en_ewt-ud-test.conllu", "25ef2d6fe772b8f05be374e093693f14284ccdd870fc27a9295f7e5a0fc3253a",
-                 1712757),
-            )),
+        files=_files("https://raw.githubusercontent.com/UniversalDependencies/UD_English-EWT/r2.7/",
+                     f"{_HF}/universal_dependencies/dataset_infos.json", (
+            ("en_ewt-ud-train.conllu", "4e45f7b6f6d4e8d33e0ba7090fc37f2385a91711edb20d456d3fb5f45ac0fc28", 13469758),
+            ("en_ewt-ud-dev.conllu", "57703dcd3b04c32dda6cb7c2a9d836daf65c2b9141a670163693d230b46559c8", 1711407),
+            ("en_ewt-ud-test.conllu", "25ef2d6fe772b8f05be374e093693f14284ccdd870fc27a9295f7e5a0fc3253a", 1712757),
+        )),
         licence="CC BY-SA 4.0",
         homepage="https://github.com/UniversalDependencies/UD_English-EWT",
         unpacks_to=("en_ewt-ud-train.conllu", "en_ewt-ud-dev.conllu", "en_ewt-ud-test.conllu"),

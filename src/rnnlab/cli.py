@@ -115,9 +115,24 @@ def build_parser(bundle_task=None) -> ArgumentParser:
     _add_options(p, tasks.get("textgen"), "PredictOptions")
     commands.add_subcommand("generate", p, help="continue a prompt with a trained language model")
 
-    p = _subparser("Describe the datasets rnnlab can use: each task's embedded default and what the shared "
-                   "preparation script writes. Nothing is downloaded.")
-    commands.add_subcommand("datasets", p, help="list the embedded datasets and the prepared ones")
+    p = _subparser("The datasets rnnlab can use: public datasets to download (with their licences, checksums and "
+                   "the train command), each task's embedded default, and what the shared preparation script "
+                   "writes. 'rnnlab datasets' alone lists them.",
+                   epilog="Example: rnnlab datasets download tiny-shakespeare   (cache: $RNNLAB_DATA, default "
+                          "~/.cache/rnnlab-data)")
+    commands.add_subcommand("datasets", p,
+                            help="list the datasets; download a public one (rnnlab datasets download NAME)")
+    actions = p.add_subcommands(dest="action", required=False)
+    actions.add_subcommand("list", _subparser("List the datasets (the same as 'rnnlab datasets')."),
+                           help="list the datasets, downloaded or not, verified or not (the default)")
+    d = _subparser("Download a public dataset into $RNNLAB_DATA/NAME (default ~/.cache/rnnlab-data/NAME), verify "
+                   "its SHA-256 checksums, unpack it, and print where the files are and the train command. Files "
+                   "already downloaded and verified are not fetched again.",
+                   epilog="Example: rnnlab datasets download imdb")
+    d.add_argument("name", type=str, help="the dataset ('rnnlab datasets' lists them)")
+    d.add_argument("--force", action="store_true", help="fetch and unpack again even when already downloaded")
+    d.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server on each read")
+    actions.add_subcommand("download", d, help="download, verify and unpack a public dataset")
 
     p = _subparser(
         "The demo. --task textgen (default): train the default character LSTM on the embedded corpus for about two "
@@ -219,6 +234,27 @@ Only the text task is wired into this CLI so far."""
 
 
 def cmd_datasets(ns) -> int:
+    from rnnlab.data import download, registry
+
+    if ns.get("action") == "download":
+        args = ns.download
+        if args.timeout <= 0:
+            raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+        got = download.download_dataset(registry.get(args.name), force=args.force, timeout=args.timeout)
+        for f in got.files:
+            how = "downloaded" if f.fetched else "already there"
+            check = "SHA-256 verified" if f.verified else "UNVERIFIED: no checksum is known for this file"
+            print(f"{download.display_path(f.path)}  ({how}; {check})")
+        if got.missing:
+            print(f"warning: expected but not found: {', '.join(got.missing)}", file=sys.stderr)
+        print(f"files: {download.display_path(got.folder)}/  ({', '.join(got.dataset.unpacks_to)})")
+        print(f"train: {got.train_command}")
+        return 0
+    print(download.listing())
+    print("\nEmbedded defaults (no --data: every task trains on data that ships with it):")
+    for name in tasks.names():
+        print(f"  rnnlab train {name:<10} {tasks.get(name).DESCRIPTION}")
+    print()
     print(DATASETS)
     return 0
 

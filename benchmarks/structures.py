@@ -59,7 +59,7 @@ def main() -> None:
 
     def decode(name, method):
         def run():
-            ms[name].generate(src, max_len=T, method=method, end_token=None, beam_width=4)
+            ms[name].generate(src, max_new_tokens=T, method=method, end_token=None, beam_width=4)
         return run
 
     rows = []

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from rnnlab.structures.decoders import DecoderConfig
 from rnnlab.structures.encoders import KINDS, EncoderConfig, build_encoder
 from rnnlab.structures.language_model import LanguageModel, LanguageModelConfig
 from rnnlab.structures.many_to_many import ManyToMany, ManyToManyConfig
@@ -47,12 +48,12 @@ def test_every_encoder_keeps_the_contract(kind):
 def test_many_to_one_padding_never_matters(kind, pooling):
     model = ManyToOne(ManyToOneConfig(output_size=3, vocab_size=11, encoder=enc(kind), pooling=pooling)).eval()
     x = torch.randint(1, 11, (4, 7))
-    out = model({"x": x, "lengths": LENGTHS})
+    out = model({"x": x, "lengths": LENGTHS}).logits
     assert out.shape == (4, 3)
-    out_junk = model({"x": pad_with_junk(x, LENGTHS, 10), "lengths": LENGTHS})
+    out_junk = model({"x": pad_with_junk(x, LENGTHS, 10), "lengths": LENGTHS}).logits
     torch.testing.assert_close(out, out_junk)
     for b, n in enumerate(LENGTHS.tolist()):
-        torch.testing.assert_close(out[b], model({"x": x[b : b + 1, :n]})[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out[b], model({"x": x[b : b + 1, :n]}).logits[0], atol=1e-5, rtol=1e-4)
 
 
 def test_many_to_one_learns_a_tiny_batch():
@@ -104,14 +105,14 @@ def test_language_model_state_carries_across_chunks():
     """Two chunks with the carried state give what the whole sequence gives."""
     model = LanguageModel(LanguageModelConfig(vocab_size=7, embedding_size=8, encoder=EncoderConfig(hidden_size=8, num_layers=2))).eval()
     x = torch.randint(0, 7, (3, 10))
-    whole, _ = model({"x": x})
-    first, state = model({"x": x[:, :6]})
-    second, _ = model({"x": x[:, 6:], "state": state})
+    whole = model({"x": x}).logits
+    first, state, _ = model({"x": x[:, :6]})
+    second = model({"x": x[:, 6:], "state": state}).logits
     torch.testing.assert_close(torch.cat([first, second], 1), whole, atol=1e-5, rtol=1e-5)
     # a reset row starts from zeros, as if its chunk began a document
     reset = torch.tensor([True, False, False])
-    second_reset, _ = model({"x": x[:, 6:], "state": state, "reset": reset})
-    fresh, _ = model({"x": x[:1, 6:]})
+    second_reset = model({"x": x[:, 6:], "state": state, "reset": reset}).logits
+    fresh = model({"x": x[:1, 6:]}).logits
     torch.testing.assert_close(second_reset[0], fresh[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(second_reset[1:], second[1:])
 
@@ -138,14 +139,15 @@ def test_language_model_sampling_is_seeded():
 @pytest.mark.parametrize("init_state", [False, True])
 def test_one_to_many_learns_to_caption(condition, init_state):
     """Two feature vectors, two different token sequences: the model must read the vector to tell them apart."""
-    cfg = OneToManyConfig(feature_size=4, vocab_size=8, hidden_size=32, embedding_size=16, condition=condition, init_state=init_state)
+    cfg = OneToManyConfig(feature_size=4, vocab_size=8, decoder=DecoderConfig(hidden_size=32), embedding_size=16,
+                          condition=condition, init_state=init_state)
     model = OneToMany(cfg)
     features = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
     y = torch.tensor([[3, 4, 5, 2], [6, 7, 2, 0]])
     batch = {"features": features, "y": y, "lengths": torch.tensor([4, 3])}
     assert _overfit(model, batch, steps=150, lr=1e-2) < 0.05
     for method in ("greedy", "beam"):
-        out = model.generate(features, max_len=6, method=method)
+        out = model.generate(features, max_new_tokens=6, method=method)
         assert out[0, :4].tolist() == [3, 4, 5, 2] and out[1, :3].tolist() == [6, 7, 2]
 
 
@@ -167,7 +169,7 @@ ATTENTIONS = ["none", "bahdanau", "luong-dot", "luong-general"]
 
 def _s2s(attention, context="linear", **kw):
     kw.setdefault("encoder", EncoderConfig(hidden_size=16, bidirectional=True))
-    return Seq2Seq(Seq2SeqConfig(tgt_vocab_size=10, src_vocab_size=10, embedding_size=16, decoder_hidden_size=32,
+    return Seq2Seq(Seq2SeqConfig(tgt_vocab_size=10, src_vocab_size=10, embedding_size=16, decoder=DecoderConfig(hidden_size=32),
                                  attention=attention, context=context, **kw))
 
 
@@ -177,13 +179,13 @@ def test_seq2seq_padding_and_attention_weights(attention, context):
     model = _s2s(attention, context).eval()
     x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 10, (4, 5))
     out = model({"x": x, "lengths": LENGTHS, "y": y})
-    assert out["logits"].shape == (4, 5, 10)
+    assert out.logits.shape == (4, 5, 10)
     junk = model({"x": pad_with_junk(x, LENGTHS, 9), "lengths": LENGTHS, "y": y})
-    torch.testing.assert_close(out["logits"], junk["logits"])
+    torch.testing.assert_close(out.logits, junk.logits)
     if attention == "none":
-        assert out["attention"] is None
+        assert out.attention is None
         return
-    w = out["attention"]  # (B, T, S)
+    w = out.attention  # (B, T, S)
     torch.testing.assert_close(w.sum(-1), torch.ones(4, 5))
     for b, n in enumerate(LENGTHS.tolist()):
         assert torch.all(w[b, :, n:] == 0), "padding gets no attention"
@@ -196,16 +198,16 @@ def test_seq2seq_learns_to_reverse(attention):
     x = torch.randint(3, 10, (8, 4))
     y = torch.cat([x.flip(1), torch.full((8, 1), 2)], dim=1)  # reversed, then the end token
     assert _overfit(model, {"x": x, "y": y}, steps=300, lr=1e-2) < 0.05
-    assert torch.equal(model.generate(x, max_len=6)[:, :5], y)
-    assert torch.equal(model.generate(x, max_len=6, method="beam", beam_width=3)[:, :5], y)
+    assert torch.equal(model.generate(x, max_new_tokens=6)[:, :5], y)
+    assert torch.equal(model.generate(x, max_new_tokens=6, method="beam", beam_width=3)[:, :5], y)
 
 
 def test_seq2seq_teacher_forcing_ratio_feeds_model_guesses():
     model = _s2s("bahdanau", teacher_forcing=0.0).train()
     x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 10, (4, 5))
-    free = model({"x": x, "y": y})["logits"]
+    free = model({"x": x, "y": y}).logits
     model.eval()  # eval always teacher-forces: the same parameters, a different input history
-    forced = model({"x": x, "y": y})["logits"]
+    forced = model({"x": x, "y": y}).logits
     torch.testing.assert_close(free[:, 0], forced[:, 0])  # the first step sees the begin token either way
     assert not torch.allclose(free[:, 1:], forced[:, 1:])
 
@@ -215,10 +217,10 @@ def test_seq2seq_teacher_forcing_ratio_feeds_model_guesses():
     "make,pattern",
     [
         (lambda: _s2s("bahdanau-ish"), r"attention must be one of .*got 'bahdanau-ish'"),
-        (lambda: Seq2SeqConfig(tgt_vocab_size=10, src_vocab_size=10, encoder=EncoderConfig(hidden_size=16), decoder_hidden_size=32, context="last"),
-         r"encoder output size \(16\) must equal decoder_hidden_size \(32\).*context='linear'"),
-        (lambda: Seq2SeqConfig(tgt_vocab_size=10, src_vocab_size=10, encoder=EncoderConfig(hidden_size=16), attention="luong-dot", decoder_hidden_size=32),
-         r"luong-dot.*\(16\) must equal decoder_hidden_size \(32\)"),
+        (lambda: Seq2SeqConfig(tgt_vocab_size=10, src_vocab_size=10, encoder=EncoderConfig(hidden_size=16), decoder=DecoderConfig(hidden_size=32), context="last"),
+         r"encoder output size \(16\) must equal decoder.hidden_size \(32\).*context='linear'"),
+        (lambda: Seq2SeqConfig(tgt_vocab_size=10, src_vocab_size=10, encoder=EncoderConfig(hidden_size=16), attention="luong-dot", decoder=DecoderConfig(hidden_size=32)),
+         r"luong-dot.*\(16\) must equal decoder.hidden_size \(32\)"),
         (lambda: EncoderConfig(kind="window", window=0), r"window must be at least 1"),
         (lambda: EncoderConfig(kind="rnn2"), r"encoder kind must be one of"),
         (lambda: EncoderConfig(kind="transformer", hidden_size=30, num_heads=4), r"hidden_size \(30\) must be divisible by num_heads \(4\)"),
@@ -266,18 +268,18 @@ def test_transformer_seq2seq_learns_to_reverse_and_ignores_padding():
     y = torch.cat([x.flip(1), torch.full((8, 1), 2)], dim=1)
     model.eval()
     lengths = torch.tensor([4, 3, 2, 1, 4, 3, 2, 1])
-    a = model({"x": x, "y": y, "lengths": lengths})["logits"]
-    b = model({"x": pad_with_junk(x, lengths, 9), "y": y, "lengths": lengths})["logits"]
+    a = model({"x": x, "y": y, "lengths": lengths}).logits
+    b = model({"x": pad_with_junk(x, lengths, 9), "y": y, "lengths": lengths}).logits
     torch.testing.assert_close(a, b)
     assert _overfit(model, {"x": x, "y": y}, steps=250, lr=3e-3) < 0.05
-    assert torch.equal(model.generate(x, max_len=6)[:, :5], y)
-    assert torch.equal(model.generate(x, max_len=6, method="beam", beam_width=3)[:, :5], y)
+    assert torch.equal(model.generate(x, max_new_tokens=6)[:, :5], y)
+    assert torch.equal(model.generate(x, max_new_tokens=6, method="beam", beam_width=3)[:, :5], y)
 
 
 def test_seq2seq_without_attention_whole_sequence_equals_steps():
     model = _s2s("none").eval()
     x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 10, (4, 5))
-    whole = model({"x": x, "lengths": LENGTHS, "y": y})["logits"]
+    whole = model({"x": x, "lengths": LENGTHS, "y": y}).logits
     state = model.encode(x, LENGTHS)
     prev, steps = torch.full((4,), 1), []
     for t in range(5):
@@ -319,6 +321,6 @@ def test_transformer_language_model_generates_incrementally_as_by_prefix():
     outs = []
     for cls in (_TransformerLMDecoder, _PrefixLMDecoder):
         decoder = cls(model)
-        outs.append(greedy(decoder, prompt[:, -1], decoder.prime(prompt[:, :-1]), max_len=8))
+        outs.append(greedy(decoder, prompt[:, -1], decoder.prime(prompt[:, :-1]), max_new_tokens=8))
     assert torch.equal(outs[0].tokens, outs[1].tokens)
     torch.testing.assert_close(outs[0].scores, outs[1].scores, atol=1e-4, rtol=1e-4)

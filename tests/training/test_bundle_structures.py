@@ -4,7 +4,7 @@ import torch
 
 import rnnlab
 from rnnlab.structures import (
-    EncoderConfig, LanguageModel, LanguageModelConfig, ManyToMany, ManyToManyConfig, ManyToOne, ManyToOneConfig,
+    DecoderConfig, EncoderConfig, LanguageModel, LanguageModelConfig, ManyToMany, ManyToManyConfig, ManyToOne, ManyToOneConfig,
     OneToMany, OneToManyConfig, OneToOne, OneToOneConfig, Seq2Seq, Seq2SeqConfig, TransformerSeq2Seq,
     TransformerSeq2SeqConfig,
 )
@@ -20,7 +20,7 @@ MODELS = {
     "language_model": lambda: LanguageModel(LanguageModelConfig(
         vocab_size=9, embedding_size=8, encoder=EncoderConfig(kind="mingru", hidden_size=8), tie_weights=True)),
     "seq2seq": lambda: Seq2Seq(Seq2SeqConfig(
-        tgt_vocab_size=9, src_vocab_size=9, encoder=EncoderConfig(hidden_size=8, layer_norm=True), decoder_hidden_size=8,
+        tgt_vocab_size=9, src_vocab_size=9, encoder=EncoderConfig(hidden_size=8, layer_norm=True), decoder=DecoderConfig(cell="gru", hidden_size=8),
         attention="luong-general")),
     "transformer_seq2seq": lambda: TransformerSeq2Seq(TransformerSeq2SeqConfig(tgt_vocab_size=9, src_vocab_size=9, hidden_size=8, num_heads=2)),
 }

@@ -16,6 +16,7 @@ import statistics
 import torch
 
 from common import interleaved, print_table, setup_threads, write_json
+from rnnlab.structures.decoders import DecoderConfig
 from rnnlab.structures.encoders import EncoderConfig
 from rnnlab.structures.seq2seq import Seq2Seq, Seq2SeqConfig
 from rnnlab.structures.transformer_seq2seq import TransformerSeq2Seq, TransformerSeq2SeqConfig
@@ -27,7 +28,7 @@ def models() -> dict[str, torch.nn.Module]:
     out = {}
     for attention in ("none", "bahdanau", "luong-dot", "luong-general"):
         out[f"seq2seq {attention}"] = Seq2Seq(Seq2SeqConfig(
-            tgt_vocab_size=V, src_vocab_size=V, embedding_size=128, decoder_hidden_size=256,
+            tgt_vocab_size=V, src_vocab_size=V, embedding_size=128, decoder=DecoderConfig(hidden_size=256),
             encoder=EncoderConfig(kind="lstm", hidden_size=128, bidirectional=True), attention=attention,
         ))
     out["transformer"] = TransformerSeq2Seq(TransformerSeq2SeqConfig(

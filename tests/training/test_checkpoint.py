@@ -4,7 +4,9 @@ import json
 import pytest
 import torch
 
-from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig, OneToOne, OneToOneConfig, Seq2Seq, Seq2SeqConfig
+from rnnlab.structures import (
+    DecoderConfig, EncoderConfig, LanguageModel, LanguageModelConfig, OneToOne, OneToOneConfig, Seq2Seq, Seq2SeqConfig,
+)
 from rnnlab.training import load, load_bundle, save_bundle
 
 
@@ -15,7 +17,8 @@ def _tied():
 @pytest.mark.parametrize("make", [
     _tied,
     lambda: OneToOne(OneToOneConfig(3, 2, hidden_sizes=(5, 4))),
-    lambda: Seq2Seq(Seq2SeqConfig(9, src_vocab_size=7, embedding_size=4, decoder_hidden_size=6, encoder=EncoderConfig(hidden_size=6))),
+    lambda: Seq2Seq(Seq2SeqConfig(9, src_vocab_size=7, embedding_size=4, decoder=DecoderConfig(hidden_size=6),
+                                  encoder=EncoderConfig(hidden_size=6))),
 ])
 def test_round_trip(tmp_path, make):
     model = make()

@@ -70,3 +70,30 @@ def test_missing_files(tmp_path):
         load_bundle(tmp_path / "b")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         load(tmp_path / "nowhere")
+
+
+def test_rng_states_come_back():
+    import random
+
+    import numpy as np
+
+    from rnnlab.training.checkpoint import capture_rng, restore_rng
+
+    saved = capture_rng()
+    first = (random.random(), np.random.rand(), torch.rand(3))
+    restore_rng(saved)
+    again = (random.random(), np.random.rand(), torch.rand(3))
+    assert first[0] == again[0] and first[1] == again[1] and torch.equal(first[2], again[2])
+
+
+def test_carried_states_pack_to_plain_tensors_and_back(tmp_path):
+    from rnnlab.nn.state import LSTMState
+    from rnnlab.training.checkpoint import load_resume, pack_state, save_resume, unpack_state
+
+    h, c = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    save_resume(tmp_path, {"lstm": pack_state(LSTMState(h, c)), "gru": pack_state(h), "none": pack_state(None)})
+    saved = load_resume(tmp_path)  # weights_only=True: only plain values load
+    lstm = unpack_state(saved["lstm"], "cpu")
+    assert isinstance(lstm, LSTMState) and torch.equal(lstm.h, h) and torch.equal(lstm.c, c)
+    assert torch.equal(unpack_state(saved["gru"], "cpu"), h) and unpack_state(saved["none"], "cpu") is None
+

@@ -1,4 +1,4 @@
-"""Trainer: clipping, schedules, early stopping, bf16, masked losses, log.csv and curves.png."""
+"""Trainer: clipping, schedules, early stopping, bf16, masked losses (log.csv and curves.png: test_progress.py)."""
 import csv
 import math
 
@@ -115,32 +115,3 @@ def test_padding_never_counts():
     with torch.no_grad():
         expected = (8 * lm.loss(b1) + 2 * lm.loss(b2)) / 10
     assert trainer.evaluate(lm, [b1, b2]) == pytest.approx(expected.item(), rel=1e-6)
-
-
-def test_csv_and_curves_are_written(tmp_path):
-    data = _lm_batches(4)
-    Trainer(_fast(run_dir=str(tmp_path), max_epochs=2)).fit(_lm(), data, data[:2])
-    with open(tmp_path / "log.csv") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-    assert reader.fieldnames == ["step", "epoch", "loss", "grad_norm", "lr", "tokens_per_s", "valid_loss"]
-    assert len(rows) == 8 and [r["step"] for r in rows if r["valid_loss"]] == ["4", "8"]
-    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
-
-
-@pytest.mark.parametrize("field, value", [
-    ("optimizer", "lion"), ("lr", 0.0), ("schedule", "step"), ("precision", "fp16"), ("clip_norm", -1.0),
-    ("device", "tpu"), ("strategy", "fsdp"), ("devices", 0), ("warmup_steps", -1), ("eval_every", 1.5),
-])
-def test_bad_config_names_the_field(field, value):
-    with pytest.raises(ValueError, match=field):
-        TrainerConfig(**{field: value})
-
-
-def test_config_cross_checks():
-    with pytest.raises(ValueError, match="max_steps"):
-        TrainerConfig(schedule="cosine")
-    with pytest.raises(ValueError, match="run_dir"):
-        TrainerConfig(checkpoint_every=5)
-    with pytest.raises(ValueError, match="momentum"):
-        TrainerConfig(momentum=0.9)

@@ -20,7 +20,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleaved, median_ms, print_table, ratio, setup_threads, write_json  # noqa: E402
-
 from rnnlab.data.text import load_corpus, split_documents  # noqa: E402
 from rnnlab.data.tokenize import train_tokenizer  # noqa: E402
 from rnnlab.nn.state import detach  # noqa: E402

@@ -5,9 +5,23 @@ import pytest
 import torch
 
 from rnnlab.structures import (
-    DecoderConfig, EncoderConfig, LanguageModel, LanguageModelConfig, ManyToMany, ManyToManyConfig, ManyToOne,
-    ManyToOneConfig, OneToMany, OneToManyConfig, OneToOne, OneToOneConfig, Output, Seq2Seq, Seq2SeqConfig,
-    TransformerSeq2Seq, TransformerSeq2SeqConfig,
+    DecoderConfig,
+    EncoderConfig,
+    LanguageModel,
+    LanguageModelConfig,
+    ManyToMany,
+    ManyToManyConfig,
+    ManyToOne,
+    ManyToOneConfig,
+    OneToMany,
+    OneToManyConfig,
+    OneToOne,
+    OneToOneConfig,
+    Output,
+    Seq2Seq,
+    Seq2SeqConfig,
+    TransformerSeq2Seq,
+    TransformerSeq2SeqConfig,
 )
 from rnnlab.structures.base import check_choice
 

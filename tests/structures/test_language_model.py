@@ -75,8 +75,8 @@ def test_bf16_autocast_runs_every_path(encoder):
 
 def test_transformer_language_model_generates_incrementally_as_by_prefix():
     """The cached Transformer decoder and re-reading the whole prefix pick the same tokens."""
-    from rnnlab.structures.language_model import _PrefixLMDecoder, _TransformerLMDecoder
     from rnnlab.structures.decoding import greedy
+    from rnnlab.structures.language_model import _PrefixLMDecoder, _TransformerLMDecoder
 
     model = LanguageModel(LanguageModelConfig(vocab_size=11, embedding_size=16,
                                               encoder=EncoderConfig(kind="transformer", hidden_size=16, causal=True))).eval()

@@ -4,8 +4,21 @@ import torch
 
 import rnnlab
 from rnnlab.structures import (
-    DecoderConfig, EncoderConfig, LanguageModel, LanguageModelConfig, ManyToMany, ManyToManyConfig, ManyToOne, ManyToOneConfig,
-    OneToMany, OneToManyConfig, OneToOne, OneToOneConfig, Seq2Seq, Seq2SeqConfig, TransformerSeq2Seq,
+    DecoderConfig,
+    EncoderConfig,
+    LanguageModel,
+    LanguageModelConfig,
+    ManyToMany,
+    ManyToManyConfig,
+    ManyToOne,
+    ManyToOneConfig,
+    OneToMany,
+    OneToManyConfig,
+    OneToOne,
+    OneToOneConfig,
+    Seq2Seq,
+    Seq2SeqConfig,
+    TransformerSeq2Seq,
     TransformerSeq2SeqConfig,
 )
 from rnnlab.training import save_bundle

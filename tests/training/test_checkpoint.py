@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from rnnlab.structures import (
-    DecoderConfig, EncoderConfig, LanguageModel, LanguageModelConfig, OneToOne, OneToOneConfig, Seq2Seq, Seq2SeqConfig,
+    DecoderConfig,
+    EncoderConfig,
+    LanguageModel,
+    LanguageModelConfig,
+    OneToOne,
+    OneToOneConfig,
+    Seq2Seq,
+    Seq2SeqConfig,
 )
 from rnnlab.training import load, load_bundle, save_bundle
 

@@ -32,8 +32,8 @@ sampling (Holtzman et al., 2020, "The Curious Case of Neural Text Degeneration")
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any, Callable, NamedTuple, Optional, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Optional, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor

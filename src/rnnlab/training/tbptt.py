@@ -15,7 +15,8 @@ the longer rows is dropped, as a drop-last loader drops the last batch).
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from collections.abc import Iterator
+from typing import Optional
 
 import torch
 from torch import Tensor

@@ -57,7 +57,7 @@ def test_every_structure_round_trips_through_a_bundle(name, tmp_path):
     save_bundle(tmp_path / name, model, metrics={"note": name})
     loaded = rnnlab.load(tmp_path / name)
     assert type(loaded) is type(model) and loaded.config == model.config
-    for (key, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+    for (key, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), key
     if name == "language_model":  # tied weights stay tied
         assert loaded.head.weight is loaded.inputs.embedding.weight

@@ -26,7 +26,8 @@ class Output(NamedTuple):
 
     logits: Tensor
     """The head's scores: class or token logits, or the predicted values for ``task="regression"``.
-    OneToOne, ManyToOne: (B, O); ManyToMany: (B, T, O); LanguageModel, OneToMany, Seq2Seq, TransformerSeq2Seq: (B, T, V)."""
+    OneToOne, ManyToOne: (B, O); ManyToMany: (B, T, O);
+    LanguageModel, OneToMany, Seq2Seq, TransformerSeq2Seq: (B, T, V)."""
     state: Any = None
     """The state to carry into the next call (``batch["state"]``): LanguageModel with a recurrent encoder; else None."""
     attention: Optional[Tensor] = None
@@ -85,7 +86,8 @@ class InputLayer(nn.Module):
             if x.dim() != 2:
                 raise ValueError(f"{name} must have shape (B, T) of token ids, got shape {tuple(x.shape)}")
             if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.vocab_size):
-                raise ValueError(f"{name} token ids must lie in [0, {self.vocab_size}), got min {int(x.min())} and max {int(x.max())}")
+                low, high = int(x.min()), int(x.max())
+                raise ValueError(f"{name} token ids must lie in [0, {self.vocab_size}), got min {low} and max {high}")
             return self.dropout(self.embedding(x))  # (B, T, E)
         if not x.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor (B, T, I) of features, got dtype {x.dtype}")

@@ -114,7 +114,8 @@ def _reorder(state: Any, index: Tensor, batch_dim: int, path: str) -> Any:
             )
         return state.index_select(batch_dim, index.to(state.device))
     if isinstance(state, tuple) and hasattr(state, "_fields"):  # named tuple, e.g. LSTMState(h, c)
-        return type(state)(*(_reorder(v, index, batch_dim, f"{path}.{f}") for f, v in zip(state._fields, state)))
+        fields = zip(state._fields, state, strict=True)
+        return type(state)(*(_reorder(v, index, batch_dim, f"{path}.{f}") for f, v in fields))
     if isinstance(state, (tuple, list)):
         return type(state)(_reorder(v, index, batch_dim, f"{path}[{i}]") for i, v in enumerate(state))
     if isinstance(state, Mapping):
@@ -491,7 +492,8 @@ def _mark_done_rows(
     (one more token up to ``max_new_tokens``) bounds every continuation of a beam.
     """
     K = beam_scores.size(1)
-    lp_max = max(length_penalty_factor(steps + 1, length_penalty), length_penalty_factor(max_new_tokens, length_penalty))
+    lp_max = max(length_penalty_factor(steps + 1, length_penalty),
+                 length_penalty_factor(max_new_tokens, length_penalty))
     best_alive = beam_scores[:, 0].detach().tolist()
     for b in range(len(done)):
         if not done[b] and len(pools[b]) == K and best_alive[b] / lp_max <= pools[b][-1].rank_score:

@@ -45,7 +45,8 @@ class LanguageModelConfig:
             raise ValueError(f"a language model needs a causal encoder: set encoder.causal=True for kind={e.kind!r}")
         if self.tie_weights and self.embedding_size != e.hidden_size:
             raise ValueError(
-                f"tie_weights needs embedding_size == encoder.hidden_size, got {self.embedding_size} and {e.hidden_size}"
+                "tie_weights needs embedding_size == encoder.hidden_size, "
+                f"got {self.embedding_size} and {e.hidden_size}"
             )
 
 
@@ -64,7 +65,8 @@ class LanguageModel(nn.Module):
     def __init__(self, config: LanguageModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.inputs = InputLayer(vocab_size=config.vocab_size, input_size=0, embedding_size=config.embedding_size, dropout=config.dropout)
+        self.inputs = InputLayer(vocab_size=config.vocab_size, input_size=0, embedding_size=config.embedding_size,
+                                 dropout=config.dropout)
         self.encoder = build_encoder(config.encoder, config.embedding_size)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.encoder.output_size, config.vocab_size)
@@ -123,7 +125,9 @@ class LanguageModel(nn.Module):
         ``max_new_tokens`` tokens; a token id finishes a row there (later positions hold 0).
         """
         if not isinstance(prompt, Tensor) or prompt.dim() != 2 or prompt.shape[1] < 1:
-            raise ValueError(f"prompt must be a (B, P) tensor of token ids with P >= 1, got {getattr(prompt, 'shape', prompt)}")
+            raise ValueError(
+                f"prompt must be a (B, P) tensor of token ids with P >= 1, got {getattr(prompt, 'shape', prompt)}"
+            )
         self.inputs(prompt, name="prompt")  # validates the ids
         with evaluating(self):
             if self.stateful:

@@ -44,7 +44,8 @@ class ManyToMany(nn.Module):
     def __init__(self, config: ManyToManyConfig) -> None:
         super().__init__()
         self.config = config
-        self.inputs = InputLayer(vocab_size=config.vocab_size, input_size=config.input_size, embedding_size=config.embedding_size)
+        self.inputs = InputLayer(vocab_size=config.vocab_size, input_size=config.input_size,
+                                 embedding_size=config.embedding_size)
         self.encoder = build_encoder(config.encoder, self.inputs.output_size)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.encoder.output_size, config.output_size)

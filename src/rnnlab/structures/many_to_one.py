@@ -63,7 +63,8 @@ class ManyToOne(nn.Module):
     def __init__(self, config: ManyToOneConfig) -> None:
         super().__init__()
         self.config = config
-        self.inputs = InputLayer(vocab_size=config.vocab_size, input_size=config.input_size, embedding_size=config.embedding_size)
+        self.inputs = InputLayer(vocab_size=config.vocab_size, input_size=config.input_size,
+                                 embedding_size=config.embedding_size)
         self.encoder = build_encoder(config.encoder, self.inputs.output_size)
         E = self.encoder.output_size
         self.attention = AttentionPooling(E) if config.pooling == "attention" else None

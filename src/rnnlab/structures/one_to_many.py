@@ -54,7 +54,9 @@ class OneToManyConfig:
 
 
 class OneToMany(nn.Module):
-    """features (B, F) -> token logits (B, T, V). Batch keys: ``features``, ``y`` (B, T) tokens ending in eos, ``lengths``.
+    """features (B, F) -> token logits (B, T, V).
+
+    Batch keys: ``features`` (B, F), ``y`` (B, T) tokens ending in the end token, ``lengths`` (optional).
 
     ``forward`` returns :class:`~rnnlab.structures.Output` with ``logits`` (B, T, V) (teacher-forced);
     ``state`` and ``attention`` are None.
@@ -74,7 +76,8 @@ class OneToMany(nn.Module):
     def _features(self, batch: dict) -> Tensor:
         v = require(batch, "features", "the conditioning vectors (B, F)", "OneToMany")
         if not isinstance(v, Tensor) or v.dim() != 2 or v.shape[1] != self.config.feature_size:
-            raise ValueError(f"features must have shape (B, {self.config.feature_size}), got {tuple(getattr(v, 'shape', ()))}")
+            given = tuple(getattr(v, "shape", ()))
+            raise ValueError(f"features must have shape (B, {self.config.feature_size}), got {given}")
         return v
 
     def initial_state(self, batch_size: int, *, device=None, dtype=None) -> State:

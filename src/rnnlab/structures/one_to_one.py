@@ -24,7 +24,9 @@ class OneToOneConfig:
     def __post_init__(self) -> None:
         check_choice("task", self.task, Task)
         if self.input_size < 1 or self.output_size < 1:
-            raise ValueError(f"input_size and output_size must be positive, got {self.input_size} and {self.output_size}")
+            raise ValueError(
+                f"input_size and output_size must be positive, got {self.input_size} and {self.output_size}"
+            )
 
 
 class OneToOne(nn.Module):

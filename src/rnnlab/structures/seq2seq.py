@@ -103,7 +103,8 @@ class Seq2Seq(TargetGenerator, nn.Module):
         super().__init__()
         c = config
         self.config = config
-        self.inputs = InputLayer(vocab_size=c.src_vocab_size, input_size=c.src_input_size, embedding_size=c.embedding_size, dropout=c.dropout)
+        self.inputs = InputLayer(vocab_size=c.src_vocab_size, input_size=c.src_input_size,
+                                 embedding_size=c.embedding_size, dropout=c.dropout)
         self.encoder = build_encoder(c.encoder, self.inputs.output_size)
         E, H = self.encoder.output_size, c.decoder.hidden_size
         self.bridge = nn.Linear(E, H) if c.context != "last" else None  # W_c

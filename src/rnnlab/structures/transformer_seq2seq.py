@@ -72,7 +72,8 @@ class TransformerSeq2Seq(TargetGenerator, nn.Module):
         super().__init__()
         c = config
         self.config = config
-        self.inputs = InputLayer(vocab_size=c.src_vocab_size, input_size=c.src_input_size, embedding_size=c.embedding_size)
+        self.inputs = InputLayer(vocab_size=c.src_vocab_size, input_size=c.src_input_size,
+                                 embedding_size=c.embedding_size)
         options = dict(num_layers=c.num_layers, num_heads=c.num_heads, ff_size=c.ff_size or None, dropout=c.dropout,
                        norm=c.norm, norm_position=c.norm_position, positions=c.positions, max_len=c.max_len)
         self.encoder = TransformerEncoder(self.inputs.output_size, c.hidden_size, **options)

@@ -199,7 +199,7 @@ def _coerce(tp: Any, value: Any) -> Any:
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(args[0], v) for v in value)
-        return tuple(_coerce(a, v) for a, v in zip(args, value)) if args else tuple(value)
+        return tuple(_coerce(a, v) for a, v in zip(args, value, strict=False)) if args else tuple(value)
     if origin is list:
         return [_coerce(args[0], v) for v in value] if args else list(value)
     return value

@@ -37,7 +37,8 @@ class TrainerConfig:
     max_epochs: int = 1
     """Stop after this many passes over the training data (0 = no limit)."""
     max_time: float = 0.0
-    """Stop after this many seconds of training (0 = no limit). Wall time is not reproducible: avoid it when resuming."""
+    """Stop after this many seconds of training (0 = no limit).
+    Wall time is not reproducible: avoid it when resuming."""
     clip_norm: float = 0.0
     """Clip the global gradient norm to this (0 = off). The pre-clip norm is logged every step either way."""
     clip_value: float = 0.0
@@ -97,13 +98,17 @@ class TrainerConfig:
         if not 0 < self.plateau_factor < 1:
             raise ValueError(f"plateau_factor must be in (0, 1), got {self.plateau_factor!r}")
         if self.momentum and self.optimizer != "sgd":
-            raise ValueError(f"momentum applies to optimizer='sgd' only, got optimizer={self.optimizer!r}: set momentum=0")
+            raise ValueError(
+                f"momentum applies to optimizer='sgd' only, got optimizer={self.optimizer!r}: set momentum=0"
+            )
         if not (self.max_steps or self.max_epochs or self.max_time):
             raise ValueError("max_steps, max_epochs and max_time are all 0: set at least one so that training stops")
         if self.schedule == "cosine" and not self.max_steps:
             raise ValueError("schedule='cosine' decays to 0 at max_steps: set max_steps > 0")
         if self.schedule == "cosine" and self.warmup_steps >= self.max_steps:
-            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be < max_steps ({self.max_steps}) with schedule='cosine'")
+            raise ValueError(
+                f"warmup_steps ({self.warmup_steps}) must be < max_steps ({self.max_steps}) with schedule='cosine'"
+            )
         if (self.checkpoint_every or self.resume or self.tensorboard) and not self.run_dir:
             raise ValueError("checkpoint_every, resume and tensorboard write to run_dir: set run_dir")
 

@@ -26,7 +26,9 @@ class RunLogger:
     ``active=False`` (every data-parallel process but the first) logs nothing and writes no files.
     """
 
-    def __init__(self, c: TrainerConfig, *, total_steps: Optional[int], start_step: int, resumed: bool, active: bool) -> None:
+    def __init__(
+        self, c: TrainerConfig, *, total_steps: Optional[int], start_step: int, resumed: bool, active: bool
+    ) -> None:
         self.c, self.active = c, active
         self.run_dir = Path(c.run_dir) if c.run_dir and active else None
         self.pending: Optional[dict] = None
@@ -43,7 +45,8 @@ class RunLogger:
             self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("loss {task.fields[loss]:.4f}  {task.fields[tps]:.0f} tok/s"),
                                      TimeRemainingColumn(), transient=False)
-            self.task = self.progress.add_task("train", total=total_steps, completed=start_step, loss=float("nan"), tps=0.0)
+            self.task = self.progress.add_task("train", total=total_steps, completed=start_step, loss=float("nan"),
+                                               tps=0.0)
             self.progress.start()
 
     def _open_csv(self, keep_until: Optional[int]) -> None:
@@ -69,7 +72,8 @@ class RunLogger:
         if self.progress is not None:
             self.progress.update(self.task, completed=step, loss=loss, tps=tps)
         if step % self.c.log_every == 0 and self.active:
-            log.info("step %d epoch %d loss %.4f grad_norm %.3f lr %.3g %.0f tok/s", step, epoch, loss, grad_norm, lr, tps)
+            log.info("step %d epoch %d loss %.4f grad_norm %.3f lr %.3g %.0f tok/s",
+                     step, epoch, loss, grad_norm, lr, tps)
             if self.tb is not None:
                 for k in ("loss", "grad_norm", "lr", "tokens_per_s"):
                     self.tb.add_scalar(f"train/{k}", self.pending[k], step)
@@ -147,9 +151,9 @@ def plot_curves(csv_path: Path, png_path: Path) -> None:
     FigureCanvasAgg(fig)  # the Agg canvas, without touching matplotlib's global backend
     ax = fig.add_subplot()
     if train:
-        ax.plot(*zip(*train), label="train loss", linewidth=0.8)
+        ax.plot(*zip(*train, strict=True), label="train loss", linewidth=0.8)
     if valid:
-        ax.plot(*zip(*valid), "o-", label="valid loss")
+        ax.plot(*zip(*valid, strict=True), "o-", label="valid loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.legend()

@@ -72,8 +72,8 @@ class _Parts:
 class Trainer:
     """``Trainer(TrainerConfig(...)).fit(model, train, valid) -> dict of final metrics``."""
 
-    def __init__(self, config: TrainerConfig = TrainerConfig()) -> None:
-        self.config = config
+    def __init__(self, config: Optional[TrainerConfig] = None) -> None:
+        self.config = config if config is not None else TrainerConfig()
         self.fabric = None
         self.device: Optional[torch.device] = None  # set by fit; evaluate alone uses the model's device
 
@@ -235,7 +235,8 @@ class Trainer:
             total += loss.double() * n
             weight += n
         if self.fabric is not None:
-            total, weight = self.fabric.all_reduce(total, reduce_op="sum"), self.fabric.all_reduce(weight, reduce_op="sum")
+            total = self.fabric.all_reduce(total, reduce_op="sum")
+            weight = self.fabric.all_reduce(weight, reduce_op="sum")
         model.train(was_training)
         if weight == 0:
             raise ValueError("the validation data yielded no batches")
@@ -342,7 +343,8 @@ def _build_optimizer(c: TrainerConfig, params) -> torch.optim.Optimizer:
 def _build_plateau(c: TrainerConfig, optimizer):
     if c.schedule != "plateau":
         return None
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=c.plateau_factor, patience=c.plateau_patience)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=c.plateau_factor,
+                                                      patience=c.plateau_patience)
 
 
 def _clip_gradients(params, clip_norm: float, clip_value: float) -> float:

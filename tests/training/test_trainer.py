@@ -4,27 +4,13 @@ import math
 
 import pytest
 import torch
+from _trainer_helpers import fast_config as _fast
+from _trainer_helpers import lm_batches as _lm_batches
+from _trainer_helpers import tiny_lm as _lm
 from torch import nn
 
-from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig
 from rnnlab.training import Trainer, TrainerConfig, count_tokens, lr_at
 from rnnlab.training.trainer import _clip_gradients
-
-
-def _fast(**kw):
-    return TrainerConfig(**{"progress": False, "max_epochs": 1, **kw})
-
-
-def _lm():
-    return LanguageModel(LanguageModelConfig(12, embedding_size=8, encoder=EncoderConfig(hidden_size=8)))
-
-
-def _lm_batches(n=8, B=4, T=6):
-    out = []
-    for _ in range(n):
-        t = torch.randint(0, 12, (B, T + 1))
-        out.append({"x": t[:, :-1], "y": t[:, 1:]})
-    return out
 
 
 def test_clip_by_norm_returns_the_pre_clip_norm():

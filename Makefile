@@ -13,7 +13,7 @@ PIP := $(PY) -m pip
 # two cores: one OpenMP thread per core, never more
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test test-fast lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,14 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+# the unit tests only: skips the integration tests marked slow (end-to-end runs, subprocesses)
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow"
+
+lint: venv
+	$(PY) -m ruff --version >/dev/null 2>&1 || $(PIP) install -q ruff
+	$(PY) -m ruff check src tests benchmarks
 
 bench: venv
 	$(PY) benchmarks/layers.py

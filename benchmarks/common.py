@@ -11,8 +11,8 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -42,7 +42,7 @@ def interleaved(fns: dict[str, Callable[[], object]], *, rounds: int, warmup: in
 
 def ratio(times: dict[str, list[float]], name: str, baseline: str) -> float:
     """Median over rounds of time(name) / time(baseline) in the same round."""
-    return statistics.median(a / b for a, b in zip(times[name], times[baseline]))
+    return statistics.median(a / b for a, b in zip(times[name], times[baseline], strict=True))
 
 
 def median_ms(ts: list[float]) -> float:
@@ -74,10 +74,10 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
     """A plain fixed-width table (benchmarks are scripts: printing is their job)."""
     cells = [[_fmt(row.get(c, "")) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for r in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
 
 
 def _fmt(v) -> str:

@@ -47,10 +47,10 @@ def main() -> None:
             ref = ref_cls(I, H, batch_first=True).cuda()
             x = torch.randn(B, T, I, device="cuda", requires_grad=True)
 
-            def train(m):
+            def train(m, x=x):
                 return lambda: m(x)[0].sum().backward()
 
-            def infer(m):
+            def infer(m, x=x):
                 def run():
                     with torch.no_grad():
                         m(x)
@@ -65,12 +65,14 @@ def main() -> None:
                     t_ours += _time(f_ours, 1)
                     t_ref += _time(f_ref, 1)
                 mo, mr = statistics.median(t_ours), statistics.median(t_ref)
-                rows.append(dict(layer=name, mode=mode, B=B, T=T, I=I, H=H, rnnlab_ms=mo, torch_nn_ms=mr, ratio=mo / mr))
+                rows.append(dict(layer=name, mode=mode, B=B, T=T, I=I, H=H, rnnlab_ms=mo, torch_nn_ms=mr,
+                                 ratio=mo / mr))
                 print(f"{name:<16} {mode:<5} B={B:<4} T={T:<4} I={I:<4} H={H:<5} rnnlab {mo:8.2f} ms  "
                       f"torch.nn.{ref_cls.__name__} {mr:8.2f} ms  ratio {mo / mr:5.2f}", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, indent=2))
+    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}
+    out.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ torch.nn.LSTM of the same size, on the CPU with two threads.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/fused_lstm.py [--repeats N] [--quick]
 
-Methods are interleaved (benchmarks/common.py: the machine is shared and noisy); we report medians and the\nmedian of the per-round ratios to torch.nn.LSTM.
+Methods are interleaved (benchmarks/common.py: the machine is shared and noisy); we report medians and the
+median of the per-round ratios to torch.nn.LSTM.
 Writes benchmarks/results/fused_lstm.json and prints a table.
 """
 from __future__ import annotations

@@ -71,13 +71,13 @@ def measure_streaming(rounds: int, steps: int = 200) -> list[dict]:
         ours, cell = ours_cls(64, 256).eval(), torch_cell(64, 256).eval()
         x = torch.randn(1, 64)
 
-        def run_ours():
+        def run_ours(ours=ours, x=x):
             with torch.no_grad():
                 s = None
                 for _ in range(steps):
                     _, s = ours.step(x, s)
 
-        def run_torch():
+        def run_torch(cell=cell, x=x):
             with torch.no_grad():
                 s = None
                 for _ in range(steps):

@@ -60,8 +60,9 @@ def main() -> None:
 
     rows = []
     for mode, run in (("train", train_step), ("infer", infer)):
-        times = interleaved({name: (lambda m=m: run(m, x)) for name, m in models.items()}, rounds=args.repeats)
-        rows += [{"model": name, "mode": mode, "ms": median_ms(ts), "ratio_vs_lstm": ratio(times, name, "torch.nn.LSTM")}
+        times = interleaved({name: (lambda m=m, run=run: run(m, x)) for name, m in models.items()}, rounds=args.repeats)
+        rows += [{"model": name, "mode": mode, "ms": median_ms(ts),
+                  "ratio_vs_lstm": ratio(times, name, "torch.nn.LSTM")}
                  for name, ts in times.items()]
     path = write_json("min_rnn.json", {"shape": {"B": B, "T": T, "I": I, "H": H}, "repeats": args.repeats,
                                        "numba_threads": numba.get_num_threads(), "numba": numba.__version__,

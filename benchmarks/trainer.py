@@ -20,7 +20,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleaved, median_ms, print_table, ratio, setup_threads, write_json  # noqa: E402
-
 from rnnlab.data.text import load_corpus, split_documents  # noqa: E402
 from rnnlab.data.tokenize import train_tokenizer  # noqa: E402
 from rnnlab.nn.state import detach  # noqa: E402
@@ -101,9 +100,10 @@ def main() -> None:
     quality = {}
     for precision in ("float32", "bf16"):
         t0 = time.perf_counter()
-        m = fit(make_model(hidden, vocab), TokenStream(train_docs, batch_size=B, bptt=k), quality_steps, 3e-3, precision,
-                TokenStream(valid_docs, batch_size=B, bptt=k))
-        quality[precision] = {"steps": quality_steps, "valid_loss": m["valid_loss"], "seconds": time.perf_counter() - t0}
+        m = fit(make_model(hidden, vocab), TokenStream(train_docs, batch_size=B, bptt=k), quality_steps, 3e-3,
+                precision, TokenStream(valid_docs, batch_size=B, bptt=k))
+        quality[precision] = {"steps": quality_steps, "valid_loss": m["valid_loss"],
+                              "seconds": time.perf_counter() - t0}
 
     print(f"LSTM LM, H={hidden}, B={B}, k={k}, {steps} steps per run, {rounds} rounds")
     print_table(rows, ["contender", "median_ms", "tokens_per_s", "time_ratio_vs_bare"])

@@ -129,6 +129,7 @@ def test_train_generate_predict_evaluate_end_to_end(tmp_path, capsys, monkeypatc
     assert code == 2 and "--batch_size" in err
 
 
+@pytest.mark.slow
 def test_console_errors_have_no_traceback():
     result = subprocess.run([sys.executable, "-m", "rnnlab.cli", "generate", "/does/not/exist"],
                             capture_output=True, text=True, timeout=120)
@@ -136,6 +137,7 @@ def test_console_errors_have_no_traceback():
     assert result.stderr.strip().startswith("rnnlab: error: bundle not found") and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_on_the_embedded_corpus(tmp_path, capsys):
     """README command one, cut to a few seconds: trains on pydoc's text, saves a bundle, samples, plots."""
     run = tmp_path / "demo"

@@ -11,8 +11,15 @@ import pytest
 import torch
 
 from rnnlab.nn import GRU, LSTM, RNN, MinGRU, MinLSTM
-from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig, ManyToOne, ManyToOneConfig
-from rnnlab.structures import Seq2Seq, Seq2SeqConfig
+from rnnlab.structures import (
+    EncoderConfig,
+    LanguageModel,
+    LanguageModelConfig,
+    ManyToOne,
+    ManyToOneConfig,
+    Seq2Seq,
+    Seq2SeqConfig,
+)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch sees none)")
 
@@ -32,7 +39,7 @@ def _both(make, *args):
 
 def _close(a, b, tol=1e-9):
     if isinstance(a, tuple):
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             _close(x, y, tol)
         return
     assert torch.allclose(a, b.cpu(), atol=tol, rtol=tol), (a - b.cpu()).abs().max()
@@ -58,11 +65,12 @@ def test_layers_on_the_gpu_equal_the_cpu_with_lengths_and_gradients(name):
     out_c, state_c = cpu(xc, lengths=lengths)
     out_g, state_g = gpu(xg, lengths=lengths.cuda() if name.startswith("min") else lengths)
     _close(out_c, out_g)
-    _close(tuple(state_c) if isinstance(state_c, tuple) else state_c, tuple(state_g) if isinstance(state_g, tuple) else state_g)
+    as_tuple = lambda s: tuple(s) if isinstance(s, tuple) else s  # noqa: E731
+    _close(as_tuple(state_c), as_tuple(state_g))
     out_c.square().sum().backward()
     out_g.square().sum().backward()
     _close(xc.grad, xg.grad, 1e-8)
-    for (n, p), q in zip(cpu.named_parameters(), gpu.parameters()):
+    for (n, p), q in zip(cpu.named_parameters(), gpu.parameters(), strict=True):
         assert torch.allclose(p.grad, q.grad.cpu(), atol=1e-8, rtol=1e-8), n
 
 

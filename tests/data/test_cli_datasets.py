@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from download_server import http_server, make_tar  # noqa: F401 (http_server: the fixture)
+from download_server import make_tar
 
 from rnnlab.cli import main
 from rnnlab.data import registry

@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from download_server import http_server, make_tar  # noqa: F401 (http_server: the fixture)
+from download_server import make_tar
 
 from rnnlab.data import download
 from rnnlab.data.download import (

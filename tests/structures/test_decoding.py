@@ -69,13 +69,13 @@ def sequence_log_prob(decoder, start, state, tokens):
     return total
 
 
-def brute_force(decoder, start, state, *, vocab, max_len, alpha=0.0):
-    """Every hypothesis (ended by END at length <= max_len, or max_len tokens without END), best first."""
+def brute_force(decoder, start, state, *, vocab, max_new_tokens, alpha=0.0):
+    """Every hypothesis (ended by END at length <= max_new_tokens, or max_new_tokens tokens without END), best first."""
     words = [v for v in range(vocab) if v != END]
     hyps = []
-    for n in range(max_len):
+    for n in range(max_new_tokens):
         hyps += [list(p) + [END] for p in itertools.product(words, repeat=n)]
-    hyps += [list(p) for p in itertools.product(words, repeat=max_len)]
+    hyps += [list(p) for p in itertools.product(words, repeat=max_new_tokens)]
     scored = [(sequence_log_prob(decoder, start, state, h), h) for h in hyps]
     return sorted(scored, key=lambda s: -s[0] / length_penalty_factor(len(s[1]), alpha))
 
@@ -123,7 +123,7 @@ def test_toy_decoders_speak_the_protocol(gru):
 
 def test_greedy_follows_the_argmax_and_scores_log_probs(gru):
     state = torch.randn(3, 8)
-    out = greedy(gru, torch.tensor([1, 2, 3]), state, max_len=5)
+    out = greedy(gru, torch.tensor([1, 2, 3]), state, max_new_tokens=5)
     assert isinstance(out, Decoded) and out.tokens.shape == (3, 5) and out.lengths.tolist() == [5, 5, 5]
     inputs, h = torch.tensor([1, 2, 3]), state
     for t in range(5):
@@ -139,13 +139,13 @@ def test_greedy_end_token_pads_and_stops_early():
     # token 1 -> 2 -> END; token 3 -> 3 -> 3 ... (never ends)
     table = torch.full((4, 4), -5.0)
     table[1, 2] = table[2, END] = table[3, 3] = table[END, END] = 5.0
-    out = greedy(Bigram(table), torch.tensor([1, 2]), None, max_len=6, end_token=END, pad_token=9)
+    out = greedy(Bigram(table), torch.tensor([1, 2]), None, max_new_tokens=6, end_token=END, pad_token=9)
     assert out.tokens.tolist() == [[2, END], [END, 9]]  # stopped after 2 steps: every row ended
     assert out.lengths.tolist() == [2, 1]
     logp = table.log_softmax(-1)
     assert out.scores.tolist() == pytest.approx([(logp[1, 2] + logp[2, END]).item(), logp[2, END].item()])
 
-    out = greedy(Bigram(table), torch.tensor([1, 3]), None, max_len=4, end_token=END)
+    out = greedy(Bigram(table), torch.tensor([1, 3]), None, max_new_tokens=4, end_token=END)
     assert out.tokens.tolist() == [[2, END, 0, 0], [3, 3, 3, 3]]
     assert out.lengths.tolist() == [2, 4]
 
@@ -196,7 +196,7 @@ def test_sample_is_reproducible_with_a_seeded_generator(gru):
     start, state = torch.tensor([1, 2, 3, 1, 2, 3, 1, 2]), torch.zeros(8, 8)
 
     def draw(seed):
-        return sample(gru, start, state, max_len=10, temperature=1.5, generator=torch.Generator().manual_seed(seed))
+        return sample(gru, start, state, max_new_tokens=10, temperature=1.5, generator=torch.Generator().manual_seed(seed))
 
     a, b, c = draw(123), draw(123), draw(124)
     assert torch.equal(a.tokens, b.tokens) and torch.equal(a.scores, b.scores)
@@ -205,9 +205,9 @@ def test_sample_is_reproducible_with_a_seeded_generator(gru):
 
 def test_top_k_1_and_temperature_0_sample_greedily(gru):
     start, state = torch.tensor([1, 2, 3]), torch.randn(3, 8)
-    ref = greedy(gru, start, state, max_len=6, end_token=END)
+    ref = greedy(gru, start, state, max_new_tokens=6, end_token=END)
     for options in (dict(top_k=1, temperature=3.0), dict(temperature=0), dict(top_p=1e-9)):
-        out = sample(gru, start, state, max_len=6, end_token=END, generator=torch.Generator().manual_seed(5), **options)
+        out = sample(gru, start, state, max_new_tokens=6, end_token=END, generator=torch.Generator().manual_seed(5), **options)
         assert torch.equal(out.tokens, ref.tokens) and torch.equal(out.lengths, ref.lengths)
         assert torch.allclose(out.scores, ref.scores)
 
@@ -217,7 +217,7 @@ def test_sample_histogram_matches_the_softmax(options):
     table = torch.zeros(4, 4)
     table[1] = torch.tensor([0.5, -1.0, 1.5, 0.2])
     n = 20_000
-    out = sample(Bigram(table), torch.full((n,), 1), None, max_len=1, generator=torch.Generator().manual_seed(0), **options)
+    out = sample(Bigram(table), torch.full((n,), 1), None, max_new_tokens=1, generator=torch.Generator().manual_seed(0), **options)
     freq = torch.bincount(out.tokens[:, 0], minlength=4).double() / n
     expected = filter_logits(table[1], **options).softmax(-1).double()
     assert (freq - expected).abs().max().item() < 0.02
@@ -226,11 +226,11 @@ def test_sample_histogram_matches_the_softmax(options):
 
 def test_sample_end_token_and_lengths():
     table = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, -9.0], [9.0, -9.0, -9.0]])  # 1 -> {END, 1}; 2 -> END
-    out = sample(Bigram(table), torch.tensor([1] * 64 + [2]), None, max_len=5, end_token=END, pad_token=7,
+    out = sample(Bigram(table), torch.tensor([1] * 64 + [2]), None, max_new_tokens=5, end_token=END, pad_token=7,
                  generator=torch.Generator().manual_seed(3))
     for b in range(65):
         row = as_list(out, b)
-        assert END not in row[:-1] and (len(row) == 5 or row[-1] == END)  # ends at END or at max_len
+        assert END not in row[:-1] and (len(row) == 5 or row[-1] == END)  # ends at END or at max_new_tokens
         assert out.tokens[b, out.lengths[b] :].eq(7).all()
         assert out.scores[b].item() == pytest.approx(sequence_log_prob(Bigram(table), 1 if b < 64 else 2, None, row), abs=1e-5)
     assert as_list(out, 64) == [END] and out.tokens.size(1) <= 5
@@ -242,19 +242,19 @@ def test_sample_end_token_and_lengths():
 def test_beam_width_1_is_greedy(gru):
     start, state = torch.tensor([1, 2, 3, 1]), torch.randn(4, 8)
     for end in (None, END):
-        ref = greedy(gru, start, state, max_len=7, end_token=end)
-        out = beam_search(gru, start, state, beam_width=1, max_len=7, end_token=end)
+        ref = greedy(gru, start, state, max_new_tokens=7, end_token=end)
+        out = beam_search(gru, start, state, beam_width=1, max_new_tokens=7, end_token=end)
         assert torch.equal(out.tokens, ref.tokens) and torch.equal(out.lengths, ref.lengths)
         assert torch.allclose(out.scores, ref.scores)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0, -0.5])
 def test_wide_beam_finds_the_brute_force_best(gru, alpha):
-    max_len, vocab = 3, 4
+    max_new_tokens, vocab = 3, 4
     for start in (1, 2, 3):
         state = torch.randn(1, 8)
-        ref = brute_force(gru, start, state, vocab=vocab, max_len=max_len, alpha=alpha)
-        out = beam_search(gru, torch.tensor([start]), state, beam_width=(vocab - 1) ** max_len, max_len=max_len,
+        ref = brute_force(gru, start, state, vocab=vocab, max_new_tokens=max_new_tokens, alpha=alpha)
+        out = beam_search(gru, torch.tensor([start]), state, beam_width=(vocab - 1) ** max_new_tokens, max_new_tokens=max_new_tokens,
                           end_token=END, length_penalty=alpha, num_return=5)
         assert [as_list(out, n) for n in range(5)] == [h for _, h in ref[:5]]
         assert out.scores.tolist() == pytest.approx([s for s, _ in ref[:5]], abs=1e-5)
@@ -262,8 +262,8 @@ def test_wide_beam_finds_the_brute_force_best(gru, alpha):
 
 def test_modest_beam_beats_or_ties_greedy_and_scores_are_exact(gru):
     start, state = torch.tensor([1, 2, 3]), torch.randn(3, 8)
-    ref = greedy(gru, start, state, max_len=6, end_token=END)
-    out = beam_search(gru, start, state, beam_width=4, max_len=6, end_token=END)
+    ref = greedy(gru, start, state, max_new_tokens=6, end_token=END)
+    out = beam_search(gru, start, state, beam_width=4, max_new_tokens=6, end_token=END)
     assert torch.all(out.scores >= ref.scores - 1e-6)
     for b in range(3):
         assert out.scores[b].item() == pytest.approx(sequence_log_prob(gru, int(start[b]), state[b : b + 1], as_list(out, b)), abs=1e-5)
@@ -271,9 +271,9 @@ def test_modest_beam_beats_or_ties_greedy_and_scores_are_exact(gru):
 
 def test_beam_rows_are_independent_of_the_batch(gru):
     start, state = torch.tensor([1, 2, 3]), torch.randn(3, 8)
-    batched = beam_search(gru, start, state, beam_width=3, max_len=6, end_token=END, num_return=2)
+    batched = beam_search(gru, start, state, beam_width=3, max_new_tokens=6, end_token=END, num_return=2)
     for b in range(3):
-        alone = beam_search(gru, start[b : b + 1], state[b : b + 1], beam_width=3, max_len=6, end_token=END, num_return=2)
+        alone = beam_search(gru, start[b : b + 1], state[b : b + 1], beam_width=3, max_new_tokens=6, end_token=END, num_return=2)
         for n in range(2):
             assert as_list(batched, 2 * b + n) == as_list(alone, n)
             assert batched.scores[2 * b + n].item() == pytest.approx(alone.scores[n].item(), abs=1e-5)
@@ -281,10 +281,10 @@ def test_beam_rows_are_independent_of_the_batch(gru):
 
 def test_first_step_does_not_duplicate_beams():
     table = torch.tensor([[0.0, 0, 0, 0], [-9.0, 3.0, 2.0, 1.0], [-9.0, 3.0, 2.0, 1.0], [-9.0, 3.0, 2.0, 1.0]])
-    out = beam_search(Bigram(table), torch.tensor([1]), torch.zeros(1), beam_width=3, max_len=1, num_return=3)
+    out = beam_search(Bigram(table), torch.tensor([1]), torch.zeros(1), beam_width=3, max_new_tokens=1, num_return=3)
     assert out.tokens.flatten().tolist() == [1, 2, 3]  # three different tokens, not three copies of the best
     # more beams than the vocabulary can fill at step 0: the -inf beams never come back
-    out = beam_search(Bigram(table), torch.tensor([1]), None, beam_width=4, max_len=1, end_token=END, num_return=4)
+    out = beam_search(Bigram(table), torch.tensor([1]), None, beam_width=4, max_new_tokens=1, end_token=END, num_return=4)
     assert out.tokens.flatten().tolist()[:4] == [1, 2, 3, END]
     assert torch.isfinite(out.scores).all()
 
@@ -295,15 +295,15 @@ def test_length_penalty_changes_the_ranking():
     probs[2] = torch.tensor([0.5, 0.48, 0.02])
     probs[1] = torch.tensor([0.98, 0.01, 0.01])
     decoder = Bigram(probs.log())
-    plain = beam_search(decoder, torch.tensor([2]), None, beam_width=2, max_len=4, end_token=END)
+    plain = beam_search(decoder, torch.tensor([2]), None, beam_width=2, max_new_tokens=4, end_token=END)
     assert as_list(plain, 0) == [END] and plain.scores.item() == pytest.approx(math.log(0.5), abs=1e-6)
     # alpha = 1: lp(1) = 1, lp(2) = 7/6, and -0.754 / (7/6) = -0.646 > -0.693
-    long = beam_search(decoder, torch.tensor([2]), None, beam_width=2, max_len=4, end_token=END, length_penalty=1.0)
+    long = beam_search(decoder, torch.tensor([2]), None, beam_width=2, max_new_tokens=4, end_token=END, length_penalty=1.0)
     assert as_list(long, 0) == [1, END] and long.scores.item() == pytest.approx(math.log(0.48 * 0.98), abs=1e-6)
 
 
 def test_beam_without_end_token_decodes_max_len(gru):
-    out = beam_search(gru, torch.tensor([1, 2]), torch.randn(2, 8), beam_width=3, max_len=5, num_return=3)
+    out = beam_search(gru, torch.tensor([1, 2]), torch.randn(2, 8), beam_width=3, max_new_tokens=5, num_return=3)
     assert out.tokens.shape == (6, 5) and out.lengths.tolist() == [5] * 6
     assert torch.all(out.scores[0::3] >= out.scores[1::3]) and torch.all(out.scores[1::3] >= out.scores[2::3])
 
@@ -322,9 +322,9 @@ def test_beam_search_with_layer_states():
             return reorder_state(state, index, batch_dim=1)
 
     with torch.no_grad():
-        out = beam_search(LSTMDecoder(), torch.tensor([1, 2]), None, beam_width=3, max_len=4, end_token=END)
+        out = beam_search(LSTMDecoder(), torch.tensor([1, 2]), None, beam_width=3, max_new_tokens=4, end_token=END)
         for b, start in enumerate([1, 2]):
-            alone = beam_search(LSTMDecoder(), torch.tensor([start]), None, beam_width=3, max_len=4, end_token=END)
+            alone = beam_search(LSTMDecoder(), torch.tensor([start]), None, beam_width=3, max_new_tokens=4, end_token=END)
             assert as_list(out, b) == as_list(alone, 0)
             assert out.scores[b].item() == pytest.approx(sequence_log_prob(LSTMDecoder(), start, None, as_list(out, b)), abs=1e-5)
 
@@ -341,20 +341,20 @@ def _gru_call(fn, **options):
 @pytest.mark.parametrize(
     "fn,options,error,pattern",
     [
-        (sample, dict(max_len=3, temperature=-1.0), ValueError, r"temperature must be >= 0.*got -1.0"),
-        (sample, dict(max_len=3, temperature=float("nan")), ValueError, r"temperature must be >= 0.*got nan"),
-        (sample, dict(max_len=3, top_k=0), ValueError, r"top_k must be None or an int >= 1, got 0"),
-        (sample, dict(max_len=3, top_k=1.5), TypeError, r"top_k must be None or an int >= 1, got float 1.5"),
-        (sample, dict(max_len=3, top_p=0.0), ValueError, r"top_p must be None or a number in \(0, 1\], got 0.0"),
-        (sample, dict(max_len=3, top_p=1.5), ValueError, r"top_p must be None or a number in \(0, 1\], got 1.5"),
-        (sample, dict(max_len=3, generator=0), TypeError, r"generator must be None or a torch.Generator, got int"),
-        (greedy, dict(max_len=0), ValueError, r"max_len must be >= 1, got 0"),
-        (greedy, dict(max_len=3, end_token=7), ValueError, r"end_token must be < V=4.*got 7"),
-        (greedy, dict(max_len=3, start_tokens=torch.tensor([[1, 2]])), ValueError, r"start_tokens must have shape \(B,\).*got shape \(1, 2\)"),
-        (greedy, dict(max_len=3, start_tokens=torch.tensor([1.0, 2.0])), TypeError, r"start_tokens must be an integer tensor, got dtype torch.float32"),
-        (beam_search, dict(max_len=3, beam_width=0), ValueError, r"beam_width must be >= 1, got 0"),
-        (beam_search, dict(max_len=3, beam_width=2, num_return=3), ValueError, r"num_return must be <= beam_width=2, got 3"),
-        (beam_search, dict(max_len=3, beam_width=2, length_penalty=float("inf")), ValueError, r"length_penalty must be a finite number"),
+        (sample, dict(max_new_tokens=3, temperature=-1.0), ValueError, r"temperature must be >= 0.*got -1.0"),
+        (sample, dict(max_new_tokens=3, temperature=float("nan")), ValueError, r"temperature must be >= 0.*got nan"),
+        (sample, dict(max_new_tokens=3, top_k=0), ValueError, r"top_k must be None or an int >= 1, got 0"),
+        (sample, dict(max_new_tokens=3, top_k=1.5), TypeError, r"top_k must be None or an int >= 1, got float 1.5"),
+        (sample, dict(max_new_tokens=3, top_p=0.0), ValueError, r"top_p must be None or a number in \(0, 1\], got 0.0"),
+        (sample, dict(max_new_tokens=3, top_p=1.5), ValueError, r"top_p must be None or a number in \(0, 1\], got 1.5"),
+        (sample, dict(max_new_tokens=3, generator=0), TypeError, r"generator must be None or a torch.Generator, got int"),
+        (greedy, dict(max_new_tokens=0), ValueError, r"max_new_tokens must be >= 1, got 0"),
+        (greedy, dict(max_new_tokens=3, end_token=7), ValueError, r"end_token must be < V=4.*got 7"),
+        (greedy, dict(max_new_tokens=3, start_tokens=torch.tensor([[1, 2]])), ValueError, r"start_tokens must have shape \(B,\).*got shape \(1, 2\)"),
+        (greedy, dict(max_new_tokens=3, start_tokens=torch.tensor([1.0, 2.0])), TypeError, r"start_tokens must be an integer tensor, got dtype torch.float32"),
+        (beam_search, dict(max_new_tokens=3, beam_width=0), ValueError, r"beam_width must be >= 1, got 0"),
+        (beam_search, dict(max_new_tokens=3, beam_width=2, num_return=3), ValueError, r"num_return must be <= beam_width=2, got 3"),
+        (beam_search, dict(max_new_tokens=3, beam_width=2, length_penalty=float("inf")), ValueError, r"length_penalty must be a finite number"),
     ],
 )
 def test_bad_options_raise(fn, options, error, pattern):
@@ -376,4 +376,4 @@ def test_bad_decoder_output_is_named():
             return state
 
     with pytest.raises(ValueError, match=r"decoder.step must return logits of shape \(B, V\) with B=2, got \(3, 4\)"):
-        greedy(Wrong(), torch.tensor([1, 2]), None, max_len=2)
+        greedy(Wrong(), torch.tensor([1, 2]), None, max_new_tokens=2)

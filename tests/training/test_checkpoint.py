@@ -4,7 +4,16 @@ import json
 import pytest
 import torch
 
-from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig, OneToOne, OneToOneConfig, Seq2Seq, Seq2SeqConfig
+from rnnlab.structures import (
+    DecoderConfig,
+    EncoderConfig,
+    LanguageModel,
+    LanguageModelConfig,
+    OneToOne,
+    OneToOneConfig,
+    Seq2Seq,
+    Seq2SeqConfig,
+)
 from rnnlab.training import load, load_bundle, save_bundle
 
 
@@ -15,7 +24,8 @@ def _tied():
 @pytest.mark.parametrize("make", [
     _tied,
     lambda: OneToOne(OneToOneConfig(3, 2, hidden_sizes=(5, 4))),
-    lambda: Seq2Seq(Seq2SeqConfig(9, src_vocab_size=7, embedding_size=4, decoder_hidden_size=6, encoder=EncoderConfig(hidden_size=6))),
+    lambda: Seq2Seq(Seq2SeqConfig(9, src_vocab_size=7, embedding_size=4, decoder=DecoderConfig(hidden_size=6),
+                                  encoder=EncoderConfig(hidden_size=6))),
 ])
 def test_round_trip(tmp_path, make):
     model = make()
@@ -85,3 +95,30 @@ def test_assets_round_trip_and_names_cannot_hold_paths(tmp_path):
     (tmp_path / "b" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="plain names"):
         load_bundle(tmp_path / "b")
+
+
+def test_rng_states_come_back():
+    import random
+
+    import numpy as np
+
+    from rnnlab.training.checkpoint import capture_rng, restore_rng
+
+    saved = capture_rng()
+    first = (random.random(), np.random.rand(), torch.rand(3))
+    restore_rng(saved)
+    again = (random.random(), np.random.rand(), torch.rand(3))
+    assert first[0] == again[0] and first[1] == again[1] and torch.equal(first[2], again[2])
+
+
+def test_carried_states_pack_to_plain_tensors_and_back(tmp_path):
+    from rnnlab.nn.state import LSTMState
+    from rnnlab.training.checkpoint import load_resume, pack_state, save_resume, unpack_state
+
+    h, c = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    save_resume(tmp_path, {"lstm": pack_state(LSTMState(h, c)), "gru": pack_state(h), "none": pack_state(None)})
+    saved = load_resume(tmp_path)  # weights_only=True: only plain values load
+    lstm = unpack_state(saved["lstm"], "cpu")
+    assert isinstance(lstm, LSTMState) and torch.equal(lstm.h, h) and torch.equal(lstm.c, c)
+    assert torch.equal(unpack_state(saved["gru"], "cpu"), h) and unpack_state(saved["none"], "cpu") is None
+

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 WORKER = Path(__file__).with_name("_worker.py")
@@ -47,6 +48,7 @@ def _assert_same(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.slow
 def test_killed_twice_and_resumed_equals_uninterrupted(tmp_path):
     from _worker import train
 

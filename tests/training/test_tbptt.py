@@ -53,7 +53,7 @@ def test_state_dict_resumes_at_the_next_batch_and_shuffles_per_epoch():
     b = TokenStream(docs, batch_size=2, bptt=4, shuffle_seed=3)
     b.load_state_dict(saved)
     resumed = list(b)
-    assert len(resumed) == len(rest) > 0 and all(torch.equal(u["x"], v["x"]) for u, v in zip(rest, resumed))
+    assert len(resumed) == len(rest) > 0 and all(torch.equal(u["x"], v["x"]) for u, v in zip(rest, resumed, strict=True))
     epoch0, epoch1 = torch.cat([u["x"] for u in first], 1), torch.cat([u["x"] for u in second_start + rest], 1)
     assert epoch0.shape != epoch1.shape or not torch.equal(epoch0, epoch1), "a new document order every epoch"
 
@@ -101,5 +101,5 @@ def test_tbptt_with_k_the_whole_sequence_is_full_bptt():
     tbptt.backward()
     full.backward()
     torch.testing.assert_close(tbptt, full, rtol=0, atol=0)
-    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=0, msg=name)

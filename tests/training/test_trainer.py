@@ -1,30 +1,16 @@
-"""Trainer: clipping, schedules, early stopping, bf16, masked losses, log.csv and curves.png."""
+"""Trainer: clipping, schedules, early stopping, bf16, masked losses (log.csv and curves.png: test_progress.py)."""
 import csv
 import math
 
 import pytest
 import torch
+from _trainer_helpers import fast_config as _fast
+from _trainer_helpers import lm_batches as _lm_batches
+from _trainer_helpers import tiny_lm as _lm
 from torch import nn
 
-from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig, ManyToOne, ManyToOneConfig
 from rnnlab.training import Trainer, TrainerConfig, count_tokens, lr_at
 from rnnlab.training.trainer import _clip_gradients
-
-
-def _fast(**kw):
-    return TrainerConfig(**{"progress": False, "max_epochs": 1, **kw})
-
-
-def _lm():
-    return LanguageModel(LanguageModelConfig(12, embedding_size=8, encoder=EncoderConfig(hidden_size=8)))
-
-
-def _lm_batches(n=8, B=4, T=6):
-    out = []
-    for _ in range(n):
-        t = torch.randint(0, 12, (B, T + 1))
-        out.append({"x": t[:, :-1], "y": t[:, 1:]})
-    return out
 
 
 def test_clip_by_norm_returns_the_pre_clip_norm():
@@ -95,7 +81,6 @@ def test_bf16_runs_and_the_loss_decreases():
 
 
 def test_padding_never_counts():
-    model = ManyToOne(ManyToOneConfig(3, vocab_size=10, embedding_size=4, encoder=EncoderConfig(hidden_size=4)))
     lm = _lm()
     x = torch.randint(1, 12, (2, 5))
     lengths = torch.tensor([5, 3])
@@ -115,32 +100,3 @@ def test_padding_never_counts():
     with torch.no_grad():
         expected = (8 * lm.loss(b1) + 2 * lm.loss(b2)) / 10
     assert trainer.evaluate(lm, [b1, b2]) == pytest.approx(expected.item(), rel=1e-6)
-
-
-def test_csv_and_curves_are_written(tmp_path):
-    data = _lm_batches(4)
-    Trainer(_fast(run_dir=str(tmp_path), max_epochs=2)).fit(_lm(), data, data[:2])
-    with open(tmp_path / "log.csv") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-    assert reader.fieldnames == ["step", "epoch", "loss", "grad_norm", "lr", "tokens_per_s", "valid_loss"]
-    assert len(rows) == 8 and [r["step"] for r in rows if r["valid_loss"]] == ["4", "8"]
-    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
-
-
-@pytest.mark.parametrize("field, value", [
-    ("optimizer", "lion"), ("lr", 0.0), ("schedule", "step"), ("precision", "fp16"), ("clip_norm", -1.0),
-    ("device", "tpu"), ("strategy", "fsdp"), ("devices", 0), ("warmup_steps", -1), ("eval_every", 1.5),
-])
-def test_bad_config_names_the_field(field, value):
-    with pytest.raises(ValueError, match=field):
-        TrainerConfig(**{field: value})
-
-
-def test_config_cross_checks():
-    with pytest.raises(ValueError, match="max_steps"):
-        TrainerConfig(schedule="cosine")
-    with pytest.raises(ValueError, match="run_dir"):
-        TrainerConfig(checkpoint_every=5)
-    with pytest.raises(ValueError, match="momentum"):
-        TrainerConfig(momentum=0.9)

@@ -1,12 +1,13 @@
-"""What the structures share: the input layer (token embedding or raw features) and batch checks.
+"""What the structures share: the output type, the input layer (token embedding or raw features) and checks.
 
 A batch is a dict of tensors with documented keys, e.g. ``{"x": (B, T) or (B, T, I), "lengths": (B,),
 "y": ...}``; each structure's docstring lists the keys its ``loss`` reads. Structures speak one small
-interface (STYLE.md §10): ``forward(batch)``, ``loss(batch) -> scalar``, and ``predict``/``generate``.
+interface (STYLE.md §10): ``forward(batch) -> Output``, ``loss(batch) -> scalar``, and ``predict``/``generate``.
 """
 from __future__ import annotations
 
-from typing import Optional
+import typing
+from typing import Any, Literal, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,31 @@ from torch import Tensor, nn
 
 from rnnlab.nn._checks import check_lengths
 
-TASKS = ("classification", "regression")
+Task = Literal["classification", "regression"]
+
+
+class Output(NamedTuple):
+    """What every structure's ``forward(batch)`` returns: the same three fields, whatever the structure.
+
+    Read the fields by name (``model(batch).logits``); ``logits, state, attention = model(batch)`` works too.
+    """
+
+    logits: Tensor
+    """The head's scores: class or token logits, or the predicted values for ``task="regression"``.
+    OneToOne, ManyToOne: (B, O); ManyToMany: (B, T, O);
+    LanguageModel, OneToMany, Seq2Seq, TransformerSeq2Seq: (B, T, V)."""
+    state: Any = None
+    """The state to carry into the next call (``batch["state"]``): LanguageModel with a recurrent encoder; else None."""
+    attention: Optional[Tensor] = None
+    """Attention weights to look at: Seq2Seq with attention (B, T, S) over the source; ManyToOne with
+    ``pooling="attention"`` (B, T) over the input steps; else None."""
+
+
+def check_choice(name: str, value: Any, choices: Any) -> None:
+    """``value`` is one of the ``Literal[...]`` type ``choices``, or a ValueError that lists them."""
+    allowed = typing.get_args(choices)
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}: set {name} to one of them")
 
 
 def check_input_fields(cfg, vocab: str = "vocab_size", features: str = "input_size") -> None:
@@ -27,11 +52,6 @@ def check_input_fields(cfg, vocab: str = "vocab_size", features: str = "input_si
         )
     if vocab_size > 0 and cfg.embedding_size < 1:
         raise ValueError(f"embedding_size must be positive for token inputs, got {cfg.embedding_size}")
-
-
-def check_task(task: str) -> None:
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
 
 
 def check_special_tokens(cfg, vocab_size: int, names=("bos_token", "eos_token")) -> None:
@@ -66,7 +86,8 @@ class InputLayer(nn.Module):
             if x.dim() != 2:
                 raise ValueError(f"{name} must have shape (B, T) of token ids, got shape {tuple(x.shape)}")
             if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.vocab_size):
-                raise ValueError(f"{name} token ids must lie in [0, {self.vocab_size}), got min {int(x.min())} and max {int(x.max())}")
+                low, high = int(x.min()), int(x.max())
+                raise ValueError(f"{name} token ids must lie in [0, {self.vocab_size}), got min {low} and max {high}")
             return self.dropout(self.embedding(x))  # (B, T, E)
         if not x.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor (B, T, I) of features, got dtype {x.dtype}")

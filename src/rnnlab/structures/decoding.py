@@ -11,7 +11,7 @@ The language model, the one-to-many generator and the seq2seq decoder all expose
 Every function returns a :class:`Decoded` ``(tokens, lengths, scores)``:
 
 - ``tokens`` (B, T) long: the generated tokens, *without* the start token. ``T`` is the longest row
-  (at most ``max_len``; shorter when every row ended early). Positions past a row's length hold ``pad_token``.
+  (at most ``max_new_tokens``; shorter when every row ended early). Positions past a row's length hold ``pad_token``.
 - ``lengths`` (B,) long: generated tokens per row, the end token included when it was emitted.
 - ``scores`` (B,): the sum of the model's log-probabilities ``log softmax(logits)`` of the row's tokens, the
   end token included, at temperature 1 and without filtering, whatever the sampling options were. So scores
@@ -19,7 +19,7 @@ Every function returns a :class:`Decoded` ``(tokens, lengths, scores)``:
 
 End-token semantics: a row that emits ``end_token`` is finished; its later positions hold ``pad_token``
 (default 0) and add nothing to its score, and decoding stops as soon as every row has finished. A row that never
-emits it stops at ``max_len`` tokens. The decoder itself keeps being stepped for finished rows (fed
+emits it stops at ``max_new_tokens`` tokens. The decoder itself keeps being stepped for finished rows (fed
 ``end_token``) so that the batch stays rectangular; their outputs are ignored.
 
 Gradients are left to the caller: wrap the call in ``torch.no_grad()`` for plain inference, or keep the graph
@@ -32,8 +32,8 @@ sampling (Holtzman et al., 2020, "The Curious Case of Neural Text Degeneration")
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any, Callable, NamedTuple, Optional, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Optional, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -114,7 +114,8 @@ def _reorder(state: Any, index: Tensor, batch_dim: int, path: str) -> Any:
             )
         return state.index_select(batch_dim, index.to(state.device))
     if isinstance(state, tuple) and hasattr(state, "_fields"):  # named tuple, e.g. LSTMState(h, c)
-        return type(state)(*(_reorder(v, index, batch_dim, f"{path}.{f}") for f, v in zip(state._fields, state)))
+        fields = zip(state._fields, state, strict=True)
+        return type(state)(*(_reorder(v, index, batch_dim, f"{path}.{f}") for f, v in fields))
     if isinstance(state, (tuple, list)):
         return type(state)(_reorder(v, index, batch_dim, f"{path}[{i}]") for i, v in enumerate(state))
     if isinstance(state, Mapping):
@@ -143,9 +144,9 @@ def _check_start(start_tokens: Any) -> None:
         raise TypeError(f"start_tokens must be an integer tensor, got dtype {start_tokens.dtype}")
 
 
-def _check_common(start_tokens: Any, max_len: Any, end_token: Any, pad_token: Any) -> None:
+def _check_common(start_tokens: Any, max_new_tokens: Any, end_token: Any, pad_token: Any) -> None:
     _check_start(start_tokens)
-    _check_int("max_len", max_len, low=1)
+    _check_int("max_new_tokens", max_new_tokens, low=1)
     if end_token is not None:
         _check_int("end_token", end_token, low=0)
     if isinstance(pad_token, bool) or not isinstance(pad_token, int):
@@ -232,7 +233,7 @@ def greedy(
     start_tokens: Tensor,
     state: Any,
     *,
-    max_len: int,
+    max_new_tokens: int,
     end_token: Optional[int] = None,
     pad_token: int = 0,
 ) -> Decoded:
@@ -242,14 +243,14 @@ def greedy(
         decoder: the model, speaking :class:`Decoder`.
         start_tokens: (B,) long, the first input of each row (e.g. the begin-of-sequence token).
         state: the decoder's state for these B rows (anything its ``step`` accepts, e.g. ``None``).
-        max_len: the most tokens to generate per row.
-        end_token: the token that finishes a row; ``None`` generates ``max_len`` tokens for every row.
+        max_new_tokens: the most tokens to generate per row.
+        end_token: the token that finishes a row; ``None`` generates ``max_new_tokens`` tokens for every row.
         pad_token: fills the positions after a row's end.
     Returns:
         :class:`Decoded` (tokens (B, T), lengths (B,), scores (B,)).
     """
-    _check_common(start_tokens, max_len, end_token, pad_token)
-    return _decode(decoder, start_tokens, state, max_len, end_token, pad_token, lambda logits: logits.argmax(-1))
+    _check_common(start_tokens, max_new_tokens, end_token, pad_token)
+    return _decode(decoder, start_tokens, state, max_new_tokens, end_token, pad_token, lambda logits: logits.argmax(-1))
 
 
 def sample(
@@ -257,7 +258,7 @@ def sample(
     start_tokens: Tensor,
     state: Any,
     *,
-    max_len: int,
+    max_new_tokens: int,
     temperature: float = 1.0,
     top_k: Optional[int] = None,
     top_p: Optional[float] = None,
@@ -272,7 +273,7 @@ def sample(
     (temperature 1, unfiltered), not those of the sampling distribution.
 
     Args:
-        decoder, start_tokens, state, max_len, end_token, pad_token: as in :func:`greedy`.
+        decoder, start_tokens, state, max_new_tokens, end_token, pad_token: as in :func:`greedy`.
         temperature: >= 0; see :func:`filter_logits`.
         top_k: None or >= 1; see :func:`filter_logits`.
         top_p: None or in (0, 1]; see :func:`filter_logits`.
@@ -281,7 +282,7 @@ def sample(
     Returns:
         :class:`Decoded` (tokens (B, T), lengths (B,), scores (B,)).
     """
-    _check_common(start_tokens, max_len, end_token, pad_token)
+    _check_common(start_tokens, max_new_tokens, end_token, pad_token)
     _check_filters(temperature, top_k, top_p, allow_zero_temperature=True)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
@@ -293,14 +294,14 @@ def sample(
         probs = torch.log_softmax(filtered, dim=-1).exp()  # (B, V)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
 
-    return _decode(decoder, start_tokens, state, max_len, end_token, pad_token, choose)
+    return _decode(decoder, start_tokens, state, max_new_tokens, end_token, pad_token, choose)
 
 
 def _decode(
     decoder: Decoder,
     start_tokens: Tensor,
     state: Any,
-    max_len: int,
+    max_new_tokens: int,
     end_token: Optional[int],
     pad_token: int,
     choose: Callable[[Tensor], Tensor],
@@ -312,7 +313,7 @@ def _decode(
     lengths = torch.zeros(B, dtype=torch.long, device=start_tokens.device)
     scores: Optional[Tensor] = None
     out: list[Tensor] = []
-    for _ in range(max_len):
+    for _ in range(max_new_tokens):
         logits, state = decoder.step(inputs, state)
         logp = _log_probs(logits, B, end_token)  # (B, V)
         token = choose(logits)  # (B,)
@@ -357,7 +358,7 @@ def beam_search(
     state: Any,
     *,
     beam_width: int,
-    max_len: int,
+    max_new_tokens: int,
     end_token: Optional[int] = None,
     length_penalty: float = 0.0,
     num_return: int = 1,
@@ -375,7 +376,7 @@ def beam_search(
     favours longer outputs). A row is done once it holds K finished hypotheses and no alive beam can beat the
     worst of them: log-probabilities only fall as a hypothesis grows, so ``log P(beam) / max lp`` over the
     lengths still reachable bounds every continuation. Decoding stops when every row is done or after
-    ``max_len`` tokens, when the beams still alive join the finished ones as they are (without end token).
+    ``max_new_tokens`` tokens, when the beams still alive join the finished ones as they are (without end token).
 
     The first step: all K beams of a row start from the same state and token, so only beam 0 is live
     (the others start at log-probability -inf); otherwise the K copies of the best token would fill the beam.
@@ -386,8 +387,8 @@ def beam_search(
         start_tokens: (B,) long, the first input of each row.
         state: the decoder's state for these B rows.
         beam_width: K >= 1, the alive hypotheses per row.
-        max_len: the most tokens per hypothesis.
-        end_token: the token that finishes a hypothesis; ``None`` decodes exactly ``max_len`` tokens.
+        max_new_tokens: the most tokens per hypothesis.
+        end_token: the token that finishes a hypothesis; ``None`` decodes exactly ``max_new_tokens`` tokens.
         length_penalty: alpha of the GNMT length penalty.
         num_return: N in [1, K], how many of the best hypotheses to return per row.
         pad_token: fills the positions after a hypothesis's end.
@@ -397,7 +398,42 @@ def beam_search(
         ``scores`` are the raw log-probabilities; the ranking used ``log P / lp``. If a row has fewer than N
         hypotheses at all (a tiny vocabulary), the missing ones have length 0 and score -inf.
     """
-    _check_common(start_tokens, max_len, end_token, pad_token)
+    _check_common(start_tokens, max_new_tokens, end_token, pad_token)
+    _check_beam_options(beam_width, num_return, length_penalty)
+
+    B, K = start_tokens.size(0), beam_width
+    rows = torch.arange(B, device=start_tokens.device)
+    state = decoder.reorder(state, rows.repeat_interleave(K))  # (B,) rows -> (B*K,) rows, beam-minor
+    inputs = start_tokens.long().repeat_interleave(K)  # (B*K,)
+    history = inputs.new_empty((B, K, 0))  # (B, K, t) tokens of the alive beams
+    beam_scores: Optional[Tensor] = None  # (B, K)
+    pools: list[list[_Hypothesis]] = [[] for _ in range(B)]  # each row's finished hypotheses, best first
+    done = [False] * B
+
+    for t in range(max_new_tokens):
+        logits, state = decoder.step(inputs, state)
+        logp = _log_probs(logits, B * K, end_token).view(B, K, -1)  # (B, K, V)
+        if beam_scores is None:  # first step: only beam 0 of each row is live
+            beam_scores = torch.full((B, K), -math.inf, dtype=logp.dtype, device=logp.device)
+            beam_scores[:, 0] = 0.0
+        candidates = beam_scores.unsqueeze(-1) + logp  # (B, K, V) log P of every one-token extension
+        if end_token is not None:
+            lp = length_penalty_factor(t + 1, length_penalty)
+            candidates = _set_aside_endings(candidates, history, pools, done, end_token, lp)
+        beam_scores, beam_index, history = _extend_beams(candidates, history)
+        if t == max_new_tokens - 1:
+            break
+        _mark_done_rows(done, pools, beam_scores, t + 1, max_new_tokens, length_penalty)
+        if all(done):
+            break
+        state = decoder.reorder(state, (rows.unsqueeze(1) * K + beam_index).flatten())  # follow the beams
+        inputs = history[:, :, -1].flatten()  # (B*K,) the tokens the beams just took
+
+    _retire_alive_beams(pools, done, history, beam_scores, length_penalty)
+    return _collect(pools, num_return, pad_token, beam_scores)
+
+
+def _check_beam_options(beam_width: Any, num_return: Any, length_penalty: Any) -> None:
     _check_int("beam_width", beam_width, low=1)
     _check_int("num_return", num_return, low=1)
     if num_return > beam_width:
@@ -409,70 +445,74 @@ def beam_search(
     ):
         raise ValueError(f"length_penalty must be a finite number (GNMT's alpha), got {length_penalty!r}")
 
-    B, K = start_tokens.size(0), beam_width
-    device = start_tokens.device
-    rows = torch.arange(B, device=device)
-    state = decoder.reorder(state, rows.repeat_interleave(K))  # (B,) rows -> (B*K,) rows, beam-minor
-    inputs = start_tokens.long().repeat_interleave(K)  # (B*K,)
-    history = inputs.new_empty((B, K, 0))  # (B, K, t) tokens of the alive beams
-    beam_scores: Optional[Tensor] = None  # (B, K)
-    pools: list[list[_Hypothesis]] = [[] for _ in range(B)]
-    done = [False] * B
 
-    for t in range(max_len):
-        logits, state = decoder.step(inputs, state)
-        logp = _log_probs(logits, B * K, end_token)  # (B*K, V)
-        V = logp.size(-1)
-        if beam_scores is None:  # first step: only beam 0 of each row is live
-            beam_scores = torch.full((B, K), -math.inf, dtype=logp.dtype, device=logp.device)
-            beam_scores[:, 0] = 0.0
-        candidates = beam_scores.unsqueeze(-1) + logp.view(B, K, V)  # (B, K, V)
+def _set_aside_endings(
+    candidates: Tensor, history: Tensor, pools: list[list[_Hypothesis]], done: list[bool], end_token: int, lp: float
+) -> Tensor:
+    """Step phase 1: the endings among each row's K best extensions join the row's finished pool.
 
-        if end_token is not None:
-            top_scores, top_flat = candidates.view(B, K * V).topk(K, dim=1)  # (B, K)
-            finishing = (top_flat % V == end_token) & torch.isfinite(top_scores)
-            lp = length_penalty_factor(t + 1, length_penalty)
-            flat_list, score_list = top_flat.tolist(), top_scores.detach().tolist()  # one device sync
-            for b, j in finishing.nonzero().tolist():
-                if done[b]:
-                    continue
-                beam = flat_list[b][j] // V
-                tokens = torch.cat([history[b, beam], history.new_tensor([end_token])])
-                _add(pools[b], _Hypothesis(score_list[b][j] / lp, top_scores[b, j], tokens), K)
-            candidates = candidates.masked_fill(
-                torch.arange(V, device=candidates.device) == end_token, -math.inf
-            )  # the alive beams are the best extensions that do not end
+    candidates (B, K, V) log P of every extension, history (B, K, t) the alive beams' tokens, ``lp`` the
+    length penalty of a hypothesis ending now. Returns the candidates with the end token masked out: the alive
+    beams are the best extensions that do not end.
+    """
+    B, K, V = candidates.shape
+    top_scores, top_flat = candidates.view(B, K * V).topk(K, dim=1)  # (B, K)
+    finishing = (top_flat % V == end_token) & torch.isfinite(top_scores)
+    flat_list, score_list = top_flat.tolist(), top_scores.detach().tolist()  # one device sync
+    for b, j in finishing.nonzero().tolist():
+        if done[b]:
+            continue
+        beam = flat_list[b][j] // V
+        tokens = torch.cat([history[b, beam], history.new_tensor([end_token])])
+        _add(pools[b], _Hypothesis(score_list[b][j] / lp, top_scores[b, j], tokens), K)
+    return candidates.masked_fill(torch.arange(V, device=candidates.device) == end_token, -math.inf)
 
-        beam_scores, flat = candidates.view(B, K * V).topk(K, dim=1)  # (B, K), best first
-        beam_index = flat // V  # (B, K) which old beam each new beam extends
-        token = flat % V  # (B, K)
-        kept = history.gather(1, beam_index.unsqueeze(-1).expand(-1, -1, t))  # (B, K, t) the extended beams
-        history = torch.cat([kept, token.unsqueeze(-1)], dim=-1)  # (B, K, t + 1)
-        if t == max_len - 1:
-            break
 
-        # the longest any continuation can get is max_len; the shortest, one more token
-        lp_max = max(length_penalty_factor(t + 2, length_penalty), length_penalty_factor(max_len, length_penalty))
-        best_alive = beam_scores[:, 0].detach().tolist()
-        for b in range(B):
-            if not done[b] and len(pools[b]) == K and best_alive[b] / lp_max <= pools[b][-1].rank_score:
-                done[b] = True
-        if all(done):
-            break
-        state = decoder.reorder(state, (rows.unsqueeze(1) * K + beam_index).flatten())  # follow the beams
-        inputs = token.flatten()
+def _extend_beams(candidates: Tensor, history: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Step phase 2: each row's K best extensions become its beams.
 
-    # rows still searching at max_len: the alive beams end here, truncated
-    steps = history.size(-1)
-    lp = length_penalty_factor(steps, length_penalty)
+    Returns the new beam scores (B, K) best first, which old beam each new one extends (B, K), and the
+    new beams' tokens (B, K, t + 1).
+    """
+    B, K, V = candidates.shape
+    beam_scores, flat = candidates.reshape(B, K * V).topk(K, dim=1)  # (B, K), best first
+    beam_index = flat // V  # (B, K)
+    token = flat % V  # (B, K)
+    kept = history.gather(1, beam_index.unsqueeze(-1).expand(-1, -1, history.size(-1)))  # (B, K, t)
+    return beam_scores, beam_index, torch.cat([kept, token.unsqueeze(-1)], dim=-1)
+
+
+def _mark_done_rows(
+    done: list[bool], pools: list[list[_Hypothesis]], beam_scores: Tensor, steps: int, max_new_tokens: int,
+    length_penalty: float,
+) -> None:
+    """Step phase 3: a row is done once its pool is full and no alive beam can beat the pool's worst.
+
+    log P only falls as a hypothesis grows, so ``log P(beam) / max lp`` over the lengths still reachable
+    (one more token up to ``max_new_tokens``) bounds every continuation of a beam.
+    """
+    K = beam_scores.size(1)
+    lp_max = max(length_penalty_factor(steps + 1, length_penalty),
+                 length_penalty_factor(max_new_tokens, length_penalty))
+    best_alive = beam_scores[:, 0].detach().tolist()
+    for b in range(len(done)):
+        if not done[b] and len(pools[b]) == K and best_alive[b] / lp_max <= pools[b][-1].rank_score:
+            done[b] = True
+
+
+def _retire_alive_beams(
+    pools: list[list[_Hypothesis]], done: list[bool], history: Tensor, beam_scores: Tensor, length_penalty: float
+) -> None:
+    """The end: in rows still searching, the live beams join the finished pool as they are (truncated)."""
+    K = beam_scores.size(1)
+    lp = length_penalty_factor(history.size(-1), length_penalty)
     alive = beam_scores.detach().tolist()
-    for b in range(B):
+    for b in range(len(pools)):
         if done[b]:
             continue
         for k in range(K):
             if math.isfinite(alive[b][k]):
                 _add(pools[b], _Hypothesis(alive[b][k] / lp, beam_scores[b, k], history[b, k]), K)
-    return _collect(pools, num_return, pad_token, beam_scores)
 
 
 def _collect(pools: list[list[_Hypothesis]], n: int, pad_token: int, like: Tensor) -> Decoded:

@@ -13,15 +13,18 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.nn.masking import masked_cross_entropy
-from rnnlab.nn.state import map_state, reset_rows
+from rnnlab.nn.state import reset_rows
 
-from .base import InputLayer, batch_lengths, require
+from .base import InputLayer, Output, batch_lengths, require
+from .decoding import reorder_state
 from .encoders import RECURRENT_KINDS, EncoderConfig, build_encoder
-from .generation import evaluating, run_decoding
+from .generation import Method, StepDecoder, evaluating, run_decoding
 
 
 @dataclass(frozen=True)
 class LanguageModelConfig:
+    """The language model: vocabulary, embedding, a causal encoder, weight tying."""
+
     vocab_size: int
     """V: tokens in the vocabulary."""
     embedding_size: int = 128
@@ -42,7 +45,8 @@ class LanguageModelConfig:
             raise ValueError(f"a language model needs a causal encoder: set encoder.causal=True for kind={e.kind!r}")
         if self.tie_weights and self.embedding_size != e.hidden_size:
             raise ValueError(
-                f"tie_weights needs embedding_size == encoder.hidden_size, got {self.embedding_size} and {e.hidden_size}"
+                "tie_weights needs embedding_size == encoder.hidden_size, "
+                f"got {self.embedding_size} and {e.hidden_size}"
             )
 
 
@@ -52,12 +56,17 @@ class LanguageModel(nn.Module):
     Batch keys for ``loss``: ``x`` (B, T) tokens, ``y`` (B, T) the next tokens, optional ``lengths`` (B,),
     ``state`` (the carried state of a recurrent encoder) and ``reset`` (B,) bool (rows whose state starts
     from zeros: a document boundary).
+
+    ``forward`` returns :class:`~rnnlab.structures.Output` with ``logits`` (B, T, V) and ``state``, the encoder's
+    state after the last step to pass on as the next batch's ``state`` (None for encoders without one);
+    ``attention`` is None.
     """
 
     def __init__(self, config: LanguageModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.inputs = InputLayer(vocab_size=config.vocab_size, input_size=0, embedding_size=config.embedding_size, dropout=config.dropout)
+        self.inputs = InputLayer(vocab_size=config.vocab_size, input_size=0, embedding_size=config.embedding_size,
+                                 dropout=config.dropout)
         self.encoder = build_encoder(config.encoder, config.embedding_size)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.encoder.output_size, config.vocab_size)
@@ -69,8 +78,8 @@ class LanguageModel(nn.Module):
         """True when the encoder is recurrent: the state can be carried across calls."""
         return self.config.encoder.kind in RECURRENT_KINDS
 
-    def forward(self, batch: dict):
-        """-> (logits (B, T, V), state). The state is None for encoders without one."""
+    def forward(self, batch: dict) -> Output:
+        """-> Output(logits (B, T, V), state). The state is None for encoders without one."""
         x = self.inputs(require(batch, "x", "token ids (B, T)", "LanguageModel"))
         lengths = batch_lengths(batch, x)
         state = batch.get("state")
@@ -81,11 +90,11 @@ class LanguageModel(nn.Module):
         else:
             outputs, _ = self.encoder(x, lengths)
             state = None
-        return self.head(self.dropout(outputs)), state  # (B, T, V)
+        return Output(self.head(self.dropout(outputs)), state)  # (B, T, V)
 
     def loss_and_state(self, batch: dict):
         """The mean cross-entropy (nats per token) over real positions, and the state to carry on."""
-        logits, state = self(batch)
+        logits, state, _ = self(batch)
         y = require(batch, "y", "the next tokens (B, T)", "LanguageModel.loss")
         if tuple(y.shape) != tuple(logits.shape[:2]):
             raise ValueError(f"y must have shape {tuple(logits.shape[:2])} like x, got {tuple(y.shape)}")
@@ -95,14 +104,30 @@ class LanguageModel(nn.Module):
         return self.loss_and_state(batch)[0]
 
     @torch.no_grad()
-    def generate(self, prompt: Tensor, *, max_new_tokens: int, method: str = "sample", **options) -> Tensor:
-        """prompt (B, P) long, P ≥ 1 -> (B, P + N) with the N generated tokens appended.
+    def generate(
+        self,
+        prompt: Tensor,
+        *,
+        max_new_tokens: int,
+        method: Method = "sample",
+        beam_width: int = 4,
+        length_penalty: float = 0.0,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        end_token: Optional[int] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> Tensor:
+        """prompt (B, P) long, P ≥ 1 -> (B, P + N) with the N ≤ max_new_tokens generated tokens appended.
 
-        ``method``: 'greedy' | 'beam' | 'sample'; options: temperature, top_k, top_p, beam_width,
-        length_penalty, end_token, generator (see :mod:`rnnlab.structures.decoding`).
+        ``method``: 'greedy' | 'beam' | 'sample'; the options are those of
+        :func:`~rnnlab.structures.generation.run_decoding`. ``end_token`` None (the default) generates exactly
+        ``max_new_tokens`` tokens; a token id finishes a row there (later positions hold 0).
         """
         if not isinstance(prompt, Tensor) or prompt.dim() != 2 or prompt.shape[1] < 1:
-            raise ValueError(f"prompt must be a (B, P) tensor of token ids with P >= 1, got {getattr(prompt, 'shape', prompt)}")
+            raise ValueError(
+                f"prompt must be a (B, P) tensor of token ids with P >= 1, got {getattr(prompt, 'shape', prompt)}"
+            )
         self.inputs(prompt, name="prompt")  # validates the ids
         with evaluating(self):
             if self.stateful:
@@ -112,20 +137,21 @@ class LanguageModel(nn.Module):
             else:
                 decoder = _PrefixLMDecoder(self)
             state = decoder.prime(prompt[:, :-1])
-            out = run_decoding(decoder, prompt[:, -1], state, method=method, max_len=max_new_tokens, **options)
+            out = run_decoding(
+                decoder, prompt[:, -1], state, method=method, max_new_tokens=max_new_tokens, end_token=end_token,
+                beam_width=beam_width, length_penalty=length_penalty, temperature=temperature, top_k=top_k,
+                top_p=top_p, generator=generator,
+            )
         return torch.cat([prompt, out.tokens.to(prompt.device)], dim=1)
 
 
-class _RecurrentLMDecoder:
+class _RecurrentLMDecoder(StepDecoder):
     """One recurrent step per token; the state is the layer state (batch is its dim 1)."""
-
-    def __init__(self, model: LanguageModel) -> None:
-        self.model = model
 
     def prime(self, tokens: Tensor):
         if tokens.shape[1] == 0:
             return None
-        return self.model({"x": tokens})[1]
+        return self.model({"x": tokens}).state
 
     def step(self, tokens: Tensor, state):
         emb = self.model.inputs.embedding(tokens)  # (B, E)
@@ -133,14 +159,11 @@ class _RecurrentLMDecoder:
         return self.model.head(y), state  # (B, V)
 
     def reorder(self, state, index: Tensor):
-        return None if state is None else map_state(lambda t: t.index_select(1, index), state)
+        return reorder_state(state, index, batch_dim=1)  # (L, B, H)
 
 
-class _TransformerLMDecoder:
+class _TransformerLMDecoder(StepDecoder):
     """A causal Transformer steps incrementally: the state is each block's cache of self-attention inputs."""
-
-    def __init__(self, model: LanguageModel) -> None:
-        self.model = model
 
     def prime(self, tokens: Tensor):
         caches = None
@@ -154,22 +177,19 @@ class _TransformerLMDecoder:
         return m.head(h), caches  # (B, V)
 
     def reorder(self, caches, index: Tensor):
-        return None if caches is None else [c.index_select(0, index) for c in caches]
+        return reorder_state(caches, index, batch_dim=0)  # a list of (B, t, H), or None before the first step
 
 
-class _PrefixLMDecoder:
+class _PrefixLMDecoder(StepDecoder):
     """The window and CNN encoders re-read the prefix: the state is the tokens so far (B, t)."""
-
-    def __init__(self, model: LanguageModel) -> None:
-        self.model = model
 
     def prime(self, tokens: Tensor):
         return tokens
 
     def step(self, tokens: Tensor, prefix: Tensor):
         prefix = torch.cat([prefix, tokens.unsqueeze(1)], dim=1)  # (B, t + 1)
-        logits, _ = self.model({"x": prefix})
+        logits = self.model({"x": prefix}).logits  # (B, t + 1, V)
         return logits[:, -1], prefix
 
     def reorder(self, prefix: Tensor, index: Tensor):
-        return prefix.index_select(0, index)
+        return reorder_state(prefix, index, batch_dim=0)

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from rnnlab.nn.masking import lengths_to_mask, masked_cross_entropy, masked_mse
 
-from .base import InputLayer, batch_lengths, check_input_fields, check_task, require
+from .base import InputLayer, Output, Task, batch_lengths, check_choice, check_input_fields, require
 from .encoders import EncoderConfig, build_encoder
 
 
@@ -24,22 +24,28 @@ class ManyToManyConfig:
     crf: bool = False
     """A linear-chain CRF over the tags (Lample et al., 2016): trained by its log-likelihood, decoded by Viterbi."""
     dropout: float = 0.0
-    task: str = "classification"
+    task: Task = "classification"
+    """classification | regression"""
 
     def __post_init__(self) -> None:
         check_input_fields(self)
-        check_task(self.task)
+        check_choice("task", self.task, Task)
         if self.crf and self.task != "classification":
             raise ValueError("crf=True needs task='classification' (a CRF scores tag sequences)")
 
 
 class ManyToMany(nn.Module):
-    """x (B, T) or (B, T, I) -> per-step scores (B, T, O). Batch keys: ``x``, ``lengths`` (optional), ``y`` (B, T)."""
+    """x (B, T) or (B, T, I) -> per-step scores (B, T, O). Batch keys: ``x``, ``lengths`` (optional), ``y`` (B, T).
+
+    ``forward`` returns :class:`~rnnlab.structures.Output` with ``logits`` (B, T, O) (the CRF's emission scores
+    with ``crf=True``, the values for regression); ``state`` and ``attention`` are None.
+    """
 
     def __init__(self, config: ManyToManyConfig) -> None:
         super().__init__()
         self.config = config
-        self.inputs = InputLayer(vocab_size=config.vocab_size, input_size=config.input_size, embedding_size=config.embedding_size)
+        self.inputs = InputLayer(vocab_size=config.vocab_size, input_size=config.input_size,
+                                 embedding_size=config.embedding_size)
         self.encoder = build_encoder(config.encoder, self.inputs.output_size)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.encoder.output_size, config.output_size)
@@ -50,13 +56,13 @@ class ManyToMany(nn.Module):
         else:
             self.crf = None
 
-    def forward(self, batch: dict) -> Tensor:
+    def forward(self, batch: dict) -> Output:
         x = self.inputs(require(batch, "x", "the input sequences", "ManyToMany"))
         outputs, _ = self.encoder(x, batch_lengths(batch, x))  # (B, T, E)
-        return self.head(self.dropout(outputs))  # (B, T, O)
+        return Output(self.head(self.dropout(outputs)))  # (B, T, O)
 
     def loss(self, batch: dict) -> Tensor:
-        scores = self(batch)
+        scores = self(batch).logits
         y = require(batch, "y", "per-step targets (B, T)", "ManyToMany.loss")
         if tuple(y.shape[:2]) != tuple(scores.shape[:2]):
             raise ValueError(f"y must have shape {tuple(scores.shape[:2])} like x, got {tuple(y.shape)}")
@@ -70,7 +76,7 @@ class ManyToMany(nn.Module):
     @torch.no_grad()
     def predict(self, x: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """Tags (B, T) long (0 past each length; Viterbi with a CRF), or values (B, T, O)."""
-        scores = self({"x": x, "lengths": lengths})
+        scores = self({"x": x, "lengths": lengths}).logits
         if self.config.task == "regression":
             return scores
         if self.crf is not None:

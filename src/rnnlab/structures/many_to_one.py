@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from torch import Tensor, nn
 
 from rnnlab.nn.masking import lengths_to_mask, masked_max, masked_mean
 
-from .base import InputLayer, batch_lengths, check_input_fields, check_task, head_loss, require
+from .base import InputLayer, Output, Task, batch_lengths, check_choice, check_input_fields, head_loss, require
 from .encoders import EncoderConfig, build_encoder
 
-POOLINGS = ("last", "mean", "max", "attention")
+Pooling = Literal["last", "mean", "max", "attention"]
 
 
 @dataclass(frozen=True)
@@ -25,16 +25,16 @@ class ManyToOneConfig:
     """Feature inputs: I (0 for token inputs)."""
     embedding_size: int = 64
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    pooling: str = "last"
+    pooling: Pooling = "last"
     """last (the encoder's summary) | mean | max (over real positions) | attention (a learned query)."""
     dropout: float = 0.0
-    task: str = "classification"
+    task: Task = "classification"
+    """classification | regression"""
 
     def __post_init__(self) -> None:
         check_input_fields(self)
-        check_task(self.task)
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        check_choice("task", self.task, Task)
+        check_choice("pooling", self.pooling, Pooling)
 
 
 class AttentionPooling(nn.Module):
@@ -54,38 +54,43 @@ class AttentionPooling(nn.Module):
 
 
 class ManyToOne(nn.Module):
-    """x (B, T) tokens or (B, T, I) features -> (B, O). Batch keys: ``x``, ``lengths`` (optional), ``y``."""
+    """x (B, T) tokens or (B, T, I) features -> (B, O). Batch keys: ``x``, ``lengths`` (optional), ``y``.
+
+    ``forward`` returns :class:`~rnnlab.structures.Output` with ``logits`` (B, O) and, for
+    ``pooling="attention"``, ``attention`` (B, T): the pooling weights over the input steps (else None).
+    """
 
     def __init__(self, config: ManyToOneConfig) -> None:
         super().__init__()
         self.config = config
-        self.inputs = InputLayer(vocab_size=config.vocab_size, input_size=config.input_size, embedding_size=config.embedding_size)
+        self.inputs = InputLayer(vocab_size=config.vocab_size, input_size=config.input_size,
+                                 embedding_size=config.embedding_size)
         self.encoder = build_encoder(config.encoder, self.inputs.output_size)
         E = self.encoder.output_size
         self.attention = AttentionPooling(E) if config.pooling == "attention" else None
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(E, config.output_size)
 
-    def forward(self, batch: dict) -> Tensor:
+    def forward(self, batch: dict) -> Output:
         x = self.inputs(require(batch, "x", "the input sequences", "ManyToOne"))
         lengths = batch_lengths(batch, x)
         outputs, summary = self.encoder(x, lengths)  # (B, T, E), (B, E)
         mask = lengths_to_mask(lengths, x.shape[1], device=x.device)
-        pooling = self.config.pooling
+        pooling, alpha = self.config.pooling, None
         if pooling == "mean":
             summary = masked_mean(outputs, mask)
         elif pooling == "max":
             summary = masked_max(outputs, mask)
         elif pooling == "attention":
-            summary, _ = self.attention(outputs, mask)
-        return self.head(self.dropout(summary))  # (B, O)
+            summary, alpha = self.attention(outputs, mask)  # (B, E), (B, T)
+        return Output(self.head(self.dropout(summary)), attention=alpha)  # (B, O)
 
     def loss(self, batch: dict) -> Tensor:
-        out = self(batch)
+        out = self(batch).logits
         y = require(batch, "y", "targets: class ids (B,) or values (B, O)", "ManyToOne.loss")
         return head_loss(out, y, self.config.task)
 
     @torch.no_grad()
     def predict(self, x: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
-        out = self({"x": x, "lengths": lengths})
+        out = self({"x": x, "lengths": lengths}).logits
         return out.argmax(-1) if self.config.task == "classification" else out

@@ -12,34 +12,35 @@ y_{-1} is the begin token. Training is teacher-forced; generation is greedy, bea
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Literal, Optional
 
 import torch
 from torch import Tensor, nn
 
-from rnnlab.nn import Recurrent
 from rnnlab.nn.masking import masked_cross_entropy
-from rnnlab.nn.state import LSTMState, map_state
+from rnnlab.nn.state import State
 
-from .base import batch_lengths, check_special_tokens, require
-from .generation import evaluating, run_decoding
+from .base import Output, batch_lengths, check_choice, check_special_tokens, require
+from .decoders import DecoderConfig, build_decoder, state_from_vector
+from .decoding import reorder_state
+from .generation import EndToken, Method, StepDecoder, evaluating, resolve_end_token, run_decoding
 
-CONDITIONS = ("first", "every")
+Condition = Literal["first", "every"]
 
 
 @dataclass(frozen=True)
 class OneToManyConfig:
+    """The generator from a vector: its sizes, decoder, and how the vector conditions the decoder."""
+
     feature_size: int
     """F: the size of the conditioning vector."""
     vocab_size: int
     """V: output tokens, including the begin and end tokens."""
     embedding_size: int = 64
-    hidden_size: int = 128
-    cell: str = "lstm"
-    """lstm | gru | rnn"""
-    num_layers: int = 1
-    condition: str = "first"
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    """The decoder's cell, hidden size H and layers."""
+    condition: Condition = "first"
     """first: the vector is an input at the first step only; every: at every step."""
     init_state: bool = False
     """Also start the decoder from h_0 = tanh(W_s v)."""
@@ -48,15 +49,18 @@ class OneToManyConfig:
     eos_token: int = 2
 
     def __post_init__(self) -> None:
-        if self.condition not in CONDITIONS:
-            raise ValueError(f"condition must be one of {CONDITIONS}, got {self.condition!r}")
-        if self.cell not in ("lstm", "gru", "rnn"):
-            raise ValueError(f"cell must be 'lstm', 'gru' or 'rnn', got {self.cell!r}")
+        check_choice("condition", self.condition, Condition)
         check_special_tokens(self, self.vocab_size)
 
 
 class OneToMany(nn.Module):
-    """features (B, F) -> token logits (B, T, V). Batch keys: ``features``, ``y`` (B, T) tokens ending in eos, ``lengths``."""
+    """features (B, F) -> token logits (B, T, V).
+
+    Batch keys: ``features`` (B, F), ``y`` (B, T) tokens ending in the end token, ``lengths`` (optional).
+
+    ``forward`` returns :class:`~rnnlab.structures.Output` with ``logits`` (B, T, V) (teacher-forced);
+    ``state`` and ``attention`` are None.
+    """
 
     def __init__(self, config: OneToManyConfig) -> None:
         super().__init__()
@@ -64,23 +68,27 @@ class OneToMany(nn.Module):
         self.config = config
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_size)
         self.condition = nn.Linear(c.feature_size, c.embedding_size)  # W_v
-        self.init = nn.Linear(c.feature_size, c.hidden_size) if c.init_state else None  # W_s
-        self.decoder = Recurrent(c.cell, 2 * c.embedding_size, c.hidden_size, num_layers=c.num_layers, dropout=c.dropout)
+        self.init = nn.Linear(c.feature_size, c.decoder.hidden_size) if c.init_state else None  # W_s
+        self.decoder = build_decoder(c.decoder, 2 * c.embedding_size, dropout=c.dropout)
         self.dropout = nn.Dropout(c.dropout)
-        self.head = nn.Linear(c.hidden_size, c.vocab_size)
+        self.head = nn.Linear(c.decoder.hidden_size, c.vocab_size)
 
     def _features(self, batch: dict) -> Tensor:
         v = require(batch, "features", "the conditioning vectors (B, F)", "OneToMany")
         if not isinstance(v, Tensor) or v.dim() != 2 or v.shape[1] != self.config.feature_size:
-            raise ValueError(f"features must have shape (B, {self.config.feature_size}), got {tuple(getattr(v, 'shape', ()))}")
+            given = tuple(getattr(v, "shape", ()))
+            raise ValueError(f"features must have shape (B, {self.config.feature_size}), got {given}")
         return v
 
-    def initial_state(self, v: Tensor):
-        """h_0 from the vector (init_state=True) or zeros."""
+    def initial_state(self, batch_size: int, *, device=None, dtype=None) -> State:
+        """The decoder's zero state: (L, B, H), or an LSTMState of two such tensors."""
+        return self.decoder.initial_state(batch_size, device=device, dtype=dtype)
+
+    def start_state(self, v: Tensor) -> Optional[State]:
+        """The decoder's state before the first token: h_0 = tanh(W_s v) (init_state=True), else None (zeros)."""
         if self.init is None:
             return None
-        h = torch.tanh(self.init(v)).unsqueeze(0).expand(self.config.num_layers, -1, -1).contiguous()  # (L, B, H)
-        return LSTMState(h, torch.zeros_like(h)) if self.config.cell == "lstm" else h
+        return state_from_vector(torch.tanh(self.init(v)), self.config.decoder)  # (L, B, H)
 
     def _inputs(self, tokens: Tensor, u: Tensor, first: bool) -> Tensor:
         """tokens (B, T) of y_{t-1}, u (B, E) -> decoder inputs (B, T, 2E)."""
@@ -93,34 +101,51 @@ class OneToMany(nn.Module):
             cond = cond * keep  # only the first step sees u
         return torch.cat([emb, cond], dim=-1)
 
-    def forward(self, batch: dict) -> Tensor:
+    def forward(self, batch: dict) -> Output:
         v = self._features(batch)
         y = require(batch, "y", "target tokens (B, T)", "OneToMany")
         lengths = batch_lengths(batch, y)
         bos = torch.full_like(y[:, :1], self.config.bos_token)
         inputs = self._inputs(torch.cat([bos, y[:, :-1]], dim=1), self.condition(v), first=True)
-        outputs, _ = self.decoder(inputs, self.initial_state(v), lengths)  # (B, T, H)
-        return self.head(self.dropout(outputs))  # (B, T, V)
+        outputs, _ = self.decoder(inputs, self.start_state(v), lengths)  # (B, T, H)
+        return Output(self.head(self.dropout(outputs)))  # (B, T, V)
 
     def loss(self, batch: dict) -> Tensor:
-        return masked_cross_entropy(self(batch), batch["y"], batch.get("lengths"))
+        return masked_cross_entropy(self(batch).logits, batch["y"], batch.get("lengths"))
 
     @torch.no_grad()
-    def generate(self, features: Tensor, *, max_len: int = 30, method: str = "greedy", **options) -> Tensor:
-        """features (B, F) -> tokens (B, ≤ max_len), ending at the end token (padded with it)."""
+    def generate(
+        self,
+        features: Tensor,
+        *,
+        max_new_tokens: int = 30,
+        method: Method = "greedy",
+        beam_width: int = 4,
+        length_penalty: float = 0.0,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        end_token: EndToken = "eos",
+        generator: Optional[torch.Generator] = None,
+    ) -> Tensor:
+        """features (B, F) -> tokens (B, ≤ max_new_tokens), rows ending at the end token and padded with 0 after it.
+
+        The options are those of :func:`~rnnlab.structures.generation.run_decoding`; ``end_token`` defaults to
+        ``config.eos_token`` (see :data:`~rnnlab.structures.generation.EndToken`).
+        """
         v = self._features({"features": features})
         with evaluating(self):
             start = torch.full((v.shape[0],), self.config.bos_token, dtype=torch.long, device=v.device)
-            state = {"h": self.initial_state(v), "u": self.condition(v), "t": 0}
-            options.setdefault("end_token", self.config.eos_token)
-            return run_decoding(_Decoder(self), start, state, method=method, max_len=max_len, **options).tokens
+            state = {"h": self.start_state(v), "u": self.condition(v), "t": 0}
+            return run_decoding(
+                _Decoder(self), start, state, method=method, max_new_tokens=max_new_tokens,
+                end_token=resolve_end_token(end_token, self.config.eos_token), beam_width=beam_width,
+                length_penalty=length_penalty, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+            ).tokens
 
 
-class _Decoder:
+class _Decoder(StepDecoder):
     """state: {"h": layer state (batch dim 1) or None, "u": (B, E), "t": steps taken}."""
-
-    def __init__(self, model: OneToMany) -> None:
-        self.model = model
 
     def step(self, tokens: Tensor, state: dict):
         m = self.model
@@ -129,9 +154,8 @@ class _Decoder:
         return m.head(y), {"h": h, "u": state["u"], "t": state["t"] + 1}
 
     def reorder(self, state: dict, index: Tensor) -> dict:
-        h = state["h"]
         return {
-            "h": None if h is None else map_state(lambda t: t.index_select(1, index), h),
-            "u": state["u"].index_select(0, index),
+            "h": reorder_state(state["h"], index, batch_dim=1),  # (L, B, H)
+            "u": reorder_state(state["u"], index, batch_dim=0),  # (B, E)
             "t": state["t"],
         }

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .base import check_task, head_loss, require
+from .base import Output, Task, check_choice, head_loss, require
 
 
 @dataclass(frozen=True)
@@ -18,17 +18,22 @@ class OneToOneConfig:
     hidden_sizes: tuple[int, ...] = (128,)
     """Widths of the hidden layers (ReLU)."""
     dropout: float = 0.0
-    task: str = "classification"
+    task: Task = "classification"
     """classification | regression"""
 
     def __post_init__(self) -> None:
-        check_task(self.task)
+        check_choice("task", self.task, Task)
         if self.input_size < 1 or self.output_size < 1:
-            raise ValueError(f"input_size and output_size must be positive, got {self.input_size} and {self.output_size}")
+            raise ValueError(
+                f"input_size and output_size must be positive, got {self.input_size} and {self.output_size}"
+            )
 
 
 class OneToOne(nn.Module):
-    """x (B, F) -> logits or values (B, O). Batch keys: ``x`` (B, F), ``y`` (B,) class ids or (B, O) values."""
+    """x (B, F) -> logits or values (B, O). Batch keys: ``x`` (B, F), ``y`` (B,) class ids or (B, O) values.
+
+    ``forward`` returns :class:`~rnnlab.structures.Output` with ``logits`` (B, O); ``state`` and ``attention`` are None.
+    """
 
     def __init__(self, config: OneToOneConfig) -> None:
         super().__init__()
@@ -41,17 +46,17 @@ class OneToOne(nn.Module):
         layers.append(nn.Linear(size, config.output_size))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, batch: dict) -> Tensor:
+    def forward(self, batch: dict) -> Output:
         x = require(batch, "x", "features (B, F)", "OneToOne")
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != self.config.input_size:
             raise ValueError(f"x must have shape (B, {self.config.input_size}), got {tuple(getattr(x, 'shape', ()))}")
-        return self.net(x)  # (B, O)
+        return Output(self.net(x))  # (B, O)
 
     def loss(self, batch: dict) -> Tensor:
-        out = self(batch)
+        out = self(batch).logits
         return head_loss(out, require(batch, "y", "targets", "OneToOne.loss"), self.config.task)
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
-        out = self({"x": x})
+        out = self({"x": x}).logits
         return out.argmax(-1) if self.config.task == "classification" else out

@@ -23,26 +23,29 @@ For an LSTM decoder, c_0 is zero; h_0 is repeated for every decoder layer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from torch import Tensor, nn
 
-from rnnlab.nn import Recurrent
 from rnnlab.nn.attention import build_attention
 from rnnlab.nn.masking import lengths_to_mask, masked_cross_entropy, masked_mean
-from rnnlab.nn.state import LSTMState, map_state
+from rnnlab.nn.state import LSTMState
 
-from .base import InputLayer, batch_lengths, check_input_fields, check_special_tokens, require
+from .base import InputLayer, Output, batch_lengths, check_choice, check_input_fields, check_special_tokens, require
+from .decoders import DecoderConfig, build_decoder, state_from_vector
+from .decoding import reorder_state
 from .encoders import EncoderConfig, build_encoder
-from .generation import evaluating, run_decoding
+from .generation import StepDecoder, TargetGenerator
 
-CONTEXTS = ("last", "linear", "pool")
-ATTENTIONS = ("none", "bahdanau", "luong-dot", "luong-general")
+Context = Literal["last", "linear", "pool"]
+Attention = Literal["none", "bahdanau", "luong-dot", "luong-general"]
 
 
 @dataclass(frozen=True)
 class Seq2SeqConfig:
+    """The encoder-decoder: its inputs, encoder, decoder, how the context reaches the decoder, and attention."""
+
     tgt_vocab_size: int
     """Target vocabulary, including the begin and end tokens."""
     src_vocab_size: int = 0
@@ -50,17 +53,16 @@ class Seq2SeqConfig:
     src_input_size: int = 0
     """Source features per step (0 for token inputs)."""
     embedding_size: int = 64
+    """The width of the source and target token embeddings."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    decoder_cell: str = "lstm"
-    """lstm | gru | rnn"""
-    decoder_hidden_size: int = 128
-    decoder_layers: int = 1
-    context: str = "linear"
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    """The decoder's cell, hidden size H and layers."""
+    context: Context = "linear"
     """last | linear | pool (see the module docstring)."""
-    attention: str = "bahdanau"
+    attention: Attention = "bahdanau"
     """none | bahdanau | luong-dot | luong-general"""
     attention_size: int = 0
-    """bahdanau: the width inside the score; 0 means decoder_hidden_size."""
+    """bahdanau: the width inside the score; 0 means decoder.hidden_size."""
     teacher_forcing: float = 1.0
     """The probability of feeding the true previous token during training."""
     dropout: float = 0.0
@@ -69,47 +71,47 @@ class Seq2SeqConfig:
 
     def __post_init__(self) -> None:
         check_input_fields(self, "src_vocab_size", "src_input_size")
-        if self.context not in CONTEXTS:
-            raise ValueError(f"context must be one of {CONTEXTS}, got {self.context!r}")
-        if self.attention not in ATTENTIONS:
-            raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
-        if self.decoder_cell not in ("lstm", "gru", "rnn"):
-            raise ValueError(f"decoder_cell must be 'lstm', 'gru' or 'rnn', got {self.decoder_cell!r}")
+        check_choice("context", self.context, Context)
+        check_choice("attention", self.attention, Attention)
         if not 0.0 <= self.teacher_forcing <= 1.0:
             raise ValueError(f"teacher_forcing must be a probability in [0, 1], got {self.teacher_forcing}")
         enc_size = self.encoder.hidden_size * (2 if self.encoder.bidirectional else 1)
-        if self.context == "last" and enc_size != self.decoder_hidden_size:
+        H = self.decoder.hidden_size
+        if self.context == "last" and enc_size != H:
             raise ValueError(
                 f"context='last' passes the encoder's state as it is, so the encoder output size ({enc_size}) must "
-                f"equal decoder_hidden_size ({self.decoder_hidden_size}): change one, or use context='linear'"
+                f"equal decoder.hidden_size ({H}): change one, or use context='linear'"
             )
-        if self.attention == "luong-dot" and enc_size != self.decoder_hidden_size:
+        if self.attention == "luong-dot" and enc_size != H:
             raise ValueError(
                 f"attention='luong-dot' scores h_tᵀ o_s, so the encoder output size ({enc_size}) must equal "
-                f"decoder_hidden_size ({self.decoder_hidden_size}): change one, or use 'luong-general'"
+                f"decoder.hidden_size ({H}): change one, or use 'luong-general'"
             )
         check_special_tokens(self, self.tgt_vocab_size)
 
 
-class Seq2Seq(nn.Module):
+class Seq2Seq(TargetGenerator, nn.Module):
     """source (B, S) or (B, S, I) -> target logits (B, T, V).
 
     Batch keys: ``x`` the source, ``lengths`` its lengths (optional), ``y`` (B, T) target tokens ending in the
-    end token, ``y_lengths`` (optional). ``forward`` returns ``{"logits": (B, T, V), "attention": (B, T, S) or None}``.
+    end token, ``y_lengths`` (optional). ``forward`` returns :class:`~rnnlab.structures.Output` with ``logits``
+    (B, T, V) and ``attention`` (B, T, S), the weights over the source (None with ``attention="none"``).
+    ``generate(src, lengths, *, max_new_tokens=50, method="greedy", ...)``: see :class:`TargetGenerator`.
     """
 
     def __init__(self, config: Seq2SeqConfig) -> None:
         super().__init__()
         c = config
         self.config = config
-        self.inputs = InputLayer(vocab_size=c.src_vocab_size, input_size=c.src_input_size, embedding_size=c.embedding_size, dropout=c.dropout)
+        self.inputs = InputLayer(vocab_size=c.src_vocab_size, input_size=c.src_input_size,
+                                 embedding_size=c.embedding_size, dropout=c.dropout)
         self.encoder = build_encoder(c.encoder, self.inputs.output_size)
-        E, H = self.encoder.output_size, c.decoder_hidden_size
+        E, H = self.encoder.output_size, c.decoder.hidden_size
         self.bridge = nn.Linear(E, H) if c.context != "last" else None  # W_c
         self.embedding = nn.Embedding(c.tgt_vocab_size, c.embedding_size)
         self.attention = None if c.attention == "none" else build_attention(c.attention, H, E, c.attention_size or H)
         extra = {"none": 0, "bahdanau": E}.get(c.attention, H)  # what joins e(y_{t-1}) at the decoder input
-        self.decoder = Recurrent(c.decoder_cell, c.embedding_size + extra, H, num_layers=c.decoder_layers, dropout=c.dropout)
+        self.decoder = build_decoder(c.decoder, c.embedding_size + extra, dropout=c.dropout)
         self.combine = nn.Linear(E + H, H) if c.attention.startswith("luong") else None  # W_h
         out_size = H + E if c.attention == "bahdanau" else H
         self.dropout = nn.Dropout(c.dropout)
@@ -128,11 +130,9 @@ class Seq2Seq(nn.Module):
             h0 = torch.tanh(self.bridge(summary))
         else:
             h0 = torch.tanh(self.bridge(masked_mean(outputs, mask)))
-        h0 = h0.unsqueeze(0).expand(c.decoder_layers, -1, -1).contiguous()  # (L, B, H)
-        state = LSTMState(h0, torch.zeros_like(h0)) if c.decoder_cell == "lstm" else h0
         keys = self.attention.precompute(outputs) if self.attention is not None else None
-        feed = outputs.new_zeros(outputs.shape[0], c.decoder_hidden_size) if self.combine is not None else None
-        return {"h": state, "memory": outputs, "mask": mask, "keys": keys, "feed": feed}
+        feed = outputs.new_zeros(outputs.shape[0], c.decoder.hidden_size) if self.combine is not None else None
+        return {"h": state_from_vector(h0, c.decoder), "memory": outputs, "mask": mask, "keys": keys, "feed": feed}
 
     # -- one decoder step -------------------------------------------------------------------------
     def decode_step(self, tokens: Tensor, state: dict) -> tuple[Tensor, dict, Optional[Tensor]]:
@@ -157,7 +157,7 @@ class Seq2Seq(nn.Module):
         return self.head(self.dropout(out)), new, weights
 
     # -- the interface ----------------------------------------------------------------------------
-    def forward(self, batch: dict) -> dict:
+    def forward(self, batch: dict) -> Output:
         src = require(batch, "x", "the source sequences", "Seq2Seq")
         y = require(batch, "y", "target tokens (B, T) ending in the end token", "Seq2Seq")
         lengths = batch_lengths(batch, src)
@@ -168,7 +168,7 @@ class Seq2Seq(nn.Module):
             # decoder on torch's fused kernel instead of T Python steps (the same numbers, see the tests)
             prev = torch.cat([torch.full_like(y[:, :1], self.config.bos_token), y[:, :-1]], dim=1)  # (B, T)
             outputs, _ = self.decoder(self.dropout(self.embedding(prev)), state["h"])  # (B, T, H)
-            return {"logits": self.head(self.dropout(outputs)), "attention": None}
+            return Output(self.head(self.dropout(outputs)))
         prev = torch.full_like(y[:, 0], self.config.bos_token)  # y_{-1}
         logits, weights = [], []
         for t in range(y.shape[1]):
@@ -180,44 +180,23 @@ class Seq2Seq(nn.Module):
                 coin = torch.rand(y.shape[0], device=y.device) < self.config.teacher_forcing
                 prev = torch.where(coin, y[:, t], step_logits.argmax(-1))
         attention = None if weights[0] is None else torch.stack(weights, dim=1)  # (B, T, S)
-        return {"logits": torch.stack(logits, dim=1), "attention": attention}  # (B, T, V)
+        return Output(torch.stack(logits, dim=1), attention=attention)  # (B, T, V)
 
     def loss(self, batch: dict) -> Tensor:
-        out = self(batch)
-        return masked_cross_entropy(out["logits"], batch["y"], batch.get("y_lengths"))
+        return masked_cross_entropy(self(batch).logits, batch["y"], batch.get("y_lengths"))
 
-    @torch.no_grad()
-    def generate(self, src: Tensor, lengths: Optional[Tensor] = None, *, max_len: int = 50, method: str = "greedy", **options) -> Tensor:
-        """-> target tokens (B, ≤ max_len), each row ending at the end token. Options as in decoding."""
-        return generate_target(self, _Decoder(self), src, lengths, max_len=max_len, method=method, **options)
+    def step_decoder(self) -> _Decoder:
+        """This model as a :class:`~rnnlab.structures.decoding.Decoder` (one target token per step)."""
+        return _Decoder(self)
 
 
-def generate_target(model, decoder, src: Tensor, lengths: Optional[Tensor], *, max_len: int, method: str, **options) -> Tensor:
-    """What every encoder-decoder's ``generate`` does: encode, start from the begin token, decode."""
-    with evaluating(model):
-        lengths = batch_lengths({"lengths": lengths}, model.inputs(src, name="x"))
-        state = model.encode(src, lengths)
-        start = torch.full((src.shape[0],), model.config.bos_token, dtype=torch.long, device=src.device)
-        options.setdefault("end_token", model.config.eos_token)
-        return run_decoding(decoder, start, state, method=method, max_len=max_len, **options).tokens
-
-
-class _Decoder:
-    def __init__(self, model: Seq2Seq) -> None:
-        self.model = model
+class _Decoder(StepDecoder):
+    """state: the dict of :meth:`Seq2Seq.encode`; its layer state "h" has the batch in dim 1, the rest in dim 0."""
 
     def step(self, tokens: Tensor, state: dict):
         logits, state, _ = self.model.decode_step(tokens, state)
         return logits, state
 
     def reorder(self, state: dict, index: Tensor) -> dict:
-        def rows(t):
-            return None if t is None else t.index_select(0, index)
-
-        return {
-            "h": map_state(lambda t: t.index_select(1, index), state["h"]),  # (L, B, H): batch is dim 1
-            "memory": rows(state["memory"]),
-            "mask": rows(state["mask"]),
-            "keys": rows(state["keys"]),
-            "feed": rows(state["feed"]),
-        }
+        rest = reorder_state({k: v for k, v in state.items() if k != "h"}, index, batch_dim=0)
+        return {"h": reorder_state(state["h"], index, batch_dim=1), **rest}  # (L, B, H): batch is dim 1

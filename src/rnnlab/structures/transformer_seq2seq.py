@@ -6,7 +6,7 @@ block caches its self-attention inputs, so a step runs one position through the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from torch import Tensor, nn
@@ -14,15 +14,25 @@ from torch import Tensor, nn
 from rnnlab.nn.masking import lengths_to_mask, masked_cross_entropy
 from rnnlab.nn.transformer import TransformerDecoder, TransformerEncoder
 
-from .base import InputLayer, batch_lengths, check_input_fields, check_special_tokens, require
-from .seq2seq import generate_target
+from .base import InputLayer, Output, batch_lengths, check_choice, check_input_fields, check_special_tokens, require
+from .decoding import reorder_state
+from .generation import StepDecoder, TargetGenerator
+
+Norm = Literal["layer", "rms"]
+NormPosition = Literal["pre", "post"]
+Positions = Literal["sinusoidal", "learned"]
 
 
 @dataclass(frozen=True)
 class TransformerSeq2SeqConfig:
+    """The Transformer encoder-decoder: inputs, sizes and block options (shared by encoder and decoder)."""
+
     tgt_vocab_size: int
+    """Target vocabulary, including the begin and end tokens."""
     src_vocab_size: int = 0
+    """Source tokens (0 for feature inputs)."""
     src_input_size: int = 0
+    """Source features per step (0 for token inputs)."""
     embedding_size: int = 64
     hidden_size: int = 128
     num_layers: int = 2
@@ -31,26 +41,39 @@ class TransformerSeq2SeqConfig:
     ff_size: int = 0
     """0 means 4 * hidden_size."""
     dropout: float = 0.0
-    norm: str = "layer"
-    norm_position: str = "pre"
-    positions: str = "sinusoidal"
+    norm: Norm = "layer"
+    """layer | rms"""
+    norm_position: NormPosition = "pre"
+    """pre | post"""
+    positions: Positions = "sinusoidal"
+    """sinusoidal | learned"""
     max_len: int = 512
+    """The longest source or target sequence the position encoding covers."""
     bos_token: int = 1
     eos_token: int = 2
 
     def __post_init__(self) -> None:
         check_input_fields(self, "src_vocab_size", "src_input_size")
+        check_choice("norm", self.norm, Norm)
+        check_choice("norm_position", self.norm_position, NormPosition)
+        check_choice("positions", self.positions, Positions)
         check_special_tokens(self, self.tgt_vocab_size)
 
 
-class TransformerSeq2Seq(nn.Module):
-    """source (B, S) or (B, S, I) -> target logits (B, T, V); ``forward`` returns {"logits", "attention": None}."""
+class TransformerSeq2Seq(TargetGenerator, nn.Module):
+    """source (B, S) or (B, S, I) -> target logits (B, T, V).
+
+    ``forward`` returns :class:`~rnnlab.structures.Output` with ``logits`` (B, T, V); ``state`` and
+    ``attention`` are None. ``generate(src, lengths, *, max_new_tokens=50, method="greedy", ...)``: see
+    :class:`~rnnlab.structures.generation.TargetGenerator`.
+    """
 
     def __init__(self, config: TransformerSeq2SeqConfig) -> None:
         super().__init__()
         c = config
         self.config = config
-        self.inputs = InputLayer(vocab_size=c.src_vocab_size, input_size=c.src_input_size, embedding_size=c.embedding_size)
+        self.inputs = InputLayer(vocab_size=c.src_vocab_size, input_size=c.src_input_size,
+                                 embedding_size=c.embedding_size)
         options = dict(num_layers=c.num_layers, num_heads=c.num_heads, ff_size=c.ff_size or None, dropout=c.dropout,
                        norm=c.norm, norm_position=c.norm_position, positions=c.positions, max_len=c.max_len)
         self.encoder = TransformerEncoder(self.inputs.output_size, c.hidden_size, **options)
@@ -68,27 +91,26 @@ class TransformerSeq2Seq(nn.Module):
         h = self.decoder(self.embedding(prev), state["memory"], memory_lengths=state["lengths"])
         return self.head(h)
 
-    def forward(self, batch: dict) -> dict:
+    def forward(self, batch: dict) -> Output:
         src = require(batch, "x", "the source sequences", "TransformerSeq2Seq")
         y = require(batch, "y", "target tokens (B, T) ending in the end token", "TransformerSeq2Seq")
         state = self.encode(src, batch_lengths(batch, src))
         prev = torch.cat([torch.full_like(y[:, :1], self.config.bos_token), y[:, :-1]], dim=1)  # shifted right
-        return {"logits": self.decode(prev, state), "attention": None}
+        return Output(self.decode(prev, state))  # (B, T, V)
 
     def loss(self, batch: dict) -> Tensor:
-        return masked_cross_entropy(self(batch)["logits"], batch["y"], batch.get("y_lengths"))
+        return masked_cross_entropy(self(batch).logits, batch["y"], batch.get("y_lengths"))
 
-    @torch.no_grad()
-    def generate(self, src: Tensor, lengths: Optional[Tensor] = None, *, max_len: int = 50, method: str = "greedy", **options) -> Tensor:
-        """-> target tokens (B, ≤ max_len), each row ending at the end token. Options as in decoding."""
-        return generate_target(self, _Decoder(self), src, lengths, max_len=max_len, method=method, **options)
+    def step_decoder(self) -> _Decoder:
+        """This model as a :class:`~rnnlab.structures.decoding.Decoder` (one target token per step)."""
+        return _Decoder(self)
 
 
-class _Decoder:
-    """Incremental decoding with a cache of each block's self-attention inputs (no prefix re-run)."""
+class _Decoder(StepDecoder):
+    """Incremental decoding with a cache of each block's self-attention inputs (no prefix re-run).
 
-    def __init__(self, model: TransformerSeq2Seq) -> None:
-        self.model = model
+    state: the dict of :meth:`TransformerSeq2Seq.encode`, every tensor (the caches included) with the batch in dim 0.
+    """
 
     def step(self, tokens: Tensor, state: dict):
         m = self.model
@@ -96,9 +118,4 @@ class _Decoder:
         return m.head(h), dict(state, caches=caches)  # (B, V)
 
     def reorder(self, state: dict, index: Tensor) -> dict:
-        def rows(t):
-            return None if t is None else t.index_select(0, index.to(t.device))
-
-        caches = state["caches"]
-        return {"memory": rows(state["memory"]), "mask": rows(state["mask"]), "lengths": rows(state["lengths"]),
-                "caches": None if caches is None else [rows(c) for c in caches]}
+        return reorder_state(state, index, batch_dim=0)

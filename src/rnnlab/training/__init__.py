@@ -4,4 +4,6 @@ from .config import TrainerConfig
 from .tbptt import TokenStream
 from .trainer import Trainer, count_tokens, lr_at
 
-__all__ = ["TrainerConfig", "Trainer", "TokenStream", "Bundle", "save_bundle", "load", "load_bundle", "count_tokens", "lr_at"]
+__all__ = [
+    "TrainerConfig", "Trainer", "TokenStream", "Bundle", "save_bundle", "load", "load_bundle", "count_tokens", "lr_at",
+]

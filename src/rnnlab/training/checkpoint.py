@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import re
 import shutil
 import tempfile
@@ -27,8 +28,11 @@ import typing
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+from rnnlab.nn.state import LSTMState, State
 
 PathLike = Union[str, os.PathLike]
 
@@ -246,13 +250,15 @@ def _coerce(tp: Any, value: Any) -> Any:
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(args[0], v) for v in value)
-        return tuple(_coerce(a, v) for a, v in zip(args, value)) if args else tuple(value)
+        return tuple(_coerce(a, v) for a, v in zip(args, value, strict=False)) if args else tuple(value)
     if origin is list:
         return [_coerce(args[0], v) for v in value] if args else list(value)
     return value
 
 
 # ----- the trainer's resume file ----------------------------------------------------------------------------
+# It loads with ``weights_only=True``, so everything in it is a tensor or a plain Python value: the helpers
+# below turn RNG states and carried recurrent states into such values and back.
 
 RESUME_DIR, RESUME_FILE = "resume", "trainer.pt"
 
@@ -273,3 +279,39 @@ def load_resume(run_dir: PathLike) -> Optional[dict]:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(f"{file} is corrupted or truncated: {e}") from None
+
+
+def capture_rng() -> dict:
+    """The states of python's, numpy's and torch's (CPU and CUDA) random generators, as plain values."""
+    np_state = np.random.get_state()  # (name, uint32 keys, pos, has_gauss, cached_gaussian)
+    return {
+        "python": random.getstate(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(rng: dict) -> None:
+    """Put back the generator states of :func:`capture_rng`."""
+    random.setstate(rng["python"])
+    np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32), *rng["numpy"][2:]))
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"]:
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def pack_state(state: Optional[State]) -> Union[None, Tensor, dict]:
+    """A carried recurrent state as plain tensors: a tensor as it is, ``LSTMState(h, c)`` as ``{"h", "c"}``."""
+    if state is None or isinstance(state, Tensor):
+        return state
+    return {"h": state.h, "c": state.c}
+
+
+def unpack_state(packed: Union[None, Tensor, dict], device: Union[str, torch.device, None]) -> Optional[State]:
+    """The state of :func:`pack_state` again, on ``device``."""
+    if packed is None:
+        return None
+    if isinstance(packed, dict):
+        return LSTMState(packed["h"].to(device), packed["c"].to(device))
+    return packed.to(device)

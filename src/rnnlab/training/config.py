@@ -1,20 +1,22 @@
 """The trainer's configuration: one frozen dataclass, validated on construction."""
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
+from typing import Literal
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine", "plateau")
-PRECISIONS = ("float32", "bf16")
-DEVICES = ("auto", "cpu", "cuda")
-STRATEGIES = ("auto", "ddp")
+Optimizer = Literal["adam", "adamw", "sgd"]
+Schedule = Literal["constant", "cosine", "plateau"]
+Precision = Literal["float32", "bf16"]
+Device = Literal["auto", "cpu", "cuda"]
+Strategy = Literal["auto", "ddp"]
 
 
 @dataclass(frozen=True)
 class TrainerConfig:
     """Everything :class:`rnnlab.training.Trainer` needs besides the model and the data."""
 
-    optimizer: str = "adamw"
+    optimizer: Optimizer = "adamw"
     """adam | adamw | sgd."""
     lr: float = 1e-3
     """The peak learning rate (reached at the end of warm-up)."""
@@ -24,7 +26,7 @@ class TrainerConfig:
     """sgd only: momentum."""
     warmup_steps: int = 0
     """Linear warm-up: step s (0-based) uses lr * (s + 1) / warmup_steps until s reaches warmup_steps."""
-    schedule: str = "constant"
+    schedule: Schedule = "constant"
     """After warm-up: constant | cosine (to 0 at max_steps) | plateau (ReduceLROnPlateau on valid_loss)."""
     plateau_factor: float = 0.5
     """plateau: multiply the learning rate by this when valid_loss stops improving."""
@@ -35,12 +37,13 @@ class TrainerConfig:
     max_epochs: int = 1
     """Stop after this many passes over the training data (0 = no limit)."""
     max_time: float = 0.0
-    """Stop after this many seconds of training (0 = no limit). Wall time is not reproducible: avoid it when resuming."""
+    """Stop after this many seconds of training (0 = no limit).
+    Wall time is not reproducible: avoid it when resuming."""
     clip_norm: float = 0.0
     """Clip the global gradient norm to this (0 = off). The pre-clip norm is logged every step either way."""
     clip_value: float = 0.0
     """Clip every gradient element to [-clip_value, clip_value] (0 = off); applied before clip_norm."""
-    precision: str = "float32"
+    precision: Precision = "float32"
     """float32 | bf16 (torch.autocast to bfloat16 on the CPU or CUDA; weights and optimizer stay float32)."""
     eval_every: int = 0
     """Evaluate on the validation data every this many steps (0 = at the end of every epoch)."""
@@ -63,21 +66,21 @@ class TrainerConfig:
     """Write run_dir/resume/ every this many steps (0 = only at the end; needs run_dir)."""
     resume: bool = False
     """Continue from run_dir/resume/ if it exists (else start afresh)."""
-    device: str = "auto"
+    device: Device = "auto"
     """auto (cuda when available) | cpu | cuda."""
     devices: int = 1
     """Data-parallel processes per node (through lightning_fabric when > 1)."""
     num_nodes: int = 1
     """Machines taking part in data-parallel training."""
-    strategy: str = "auto"
+    strategy: Strategy = "auto"
     """auto | ddp: the lightning_fabric strategy when devices * num_nodes > 1."""
 
     def __post_init__(self) -> None:
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("device", self.device, DEVICES)
-        _choice("strategy", self.strategy, STRATEGIES)
+        _choice("optimizer", self.optimizer, Optimizer)
+        _choice("schedule", self.schedule, Schedule)
+        _choice("precision", self.precision, Precision)
+        _choice("device", self.device, Device)
+        _choice("strategy", self.strategy, Strategy)
         if not self.lr > 0:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         for name in ("weight_decay", "momentum", "max_time", "clip_norm", "clip_value"):
@@ -95,17 +98,23 @@ class TrainerConfig:
         if not 0 < self.plateau_factor < 1:
             raise ValueError(f"plateau_factor must be in (0, 1), got {self.plateau_factor!r}")
         if self.momentum and self.optimizer != "sgd":
-            raise ValueError(f"momentum applies to optimizer='sgd' only, got optimizer={self.optimizer!r}: set momentum=0")
+            raise ValueError(
+                f"momentum applies to optimizer='sgd' only, got optimizer={self.optimizer!r}: set momentum=0"
+            )
         if not (self.max_steps or self.max_epochs or self.max_time):
             raise ValueError("max_steps, max_epochs and max_time are all 0: set at least one so that training stops")
         if self.schedule == "cosine" and not self.max_steps:
             raise ValueError("schedule='cosine' decays to 0 at max_steps: set max_steps > 0")
         if self.schedule == "cosine" and self.warmup_steps >= self.max_steps:
-            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be < max_steps ({self.max_steps}) with schedule='cosine'")
+            raise ValueError(
+                f"warmup_steps ({self.warmup_steps}) must be < max_steps ({self.max_steps}) with schedule='cosine'"
+            )
         if (self.checkpoint_every or self.resume or self.tensorboard) and not self.run_dir:
             raise ValueError("checkpoint_every, resume and tensorboard write to run_dir: set run_dir")
 
 
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+def _choice(name: str, value: str, choices: object) -> None:
+    """``value`` is one of the ``Literal[...]`` type ``choices``, or a ValueError that lists them."""
+    allowed = typing.get_args(choices)
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}: set {name} to one of them")

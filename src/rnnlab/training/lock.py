@@ -16,8 +16,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Union
 
 LOCK_FILE = ".lock"
 
@@ -66,7 +67,9 @@ def lock_run_dir(run_dir: Union[str, os.PathLike]) -> Iterator[Path]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ValueError(f"--trainer.run_dir {folder} cannot be created ({e.strerror}): choose a writable folder") from None
+        raise ValueError(
+            f"--trainer.run_dir {folder} cannot be created ({e.strerror}): choose a writable folder"
+        ) from None
     key = str(folder.resolve())
     with _guard:
         if key in _held:

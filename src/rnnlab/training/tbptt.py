@@ -15,7 +15,8 @@ the longer rows is dropped, as a drop-last loader drops the last batch).
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from collections.abc import Iterator
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -32,7 +33,9 @@ class TokenStream:
 
     stateful = True
 
-    def __init__(self, documents: list[Tensor], *, batch_size: int, bptt: int, shuffle_seed: Optional[int] = None) -> None:
+    def __init__(
+        self, documents: list[Tensor], *, batch_size: int, bptt: int, shuffle_seed: Optional[int] = None
+    ) -> None:
         if batch_size < 1 or bptt < 1:
             raise ValueError(f"batch_size and bptt must be >= 1, got batch_size={batch_size}, bptt={bptt}")
         if not documents:

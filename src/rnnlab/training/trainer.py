@@ -1,5 +1,7 @@
 """The trainer: one visible loop over batches, with the mechanics (state carrying, clipping, schedules,
-validation, early stopping, logs, checkpoints, data parallelism) in helpers below it.
+validation, early stopping, checkpoints, data parallelism) in helpers below it. What a run reports (log.csv,
+logging, TensorBoard, the progress bar, curves.png) lives in :mod:`.progress`; the resume file and the
+packing of RNG and recurrent states into it in :mod:`.checkpoint`.
 
 The model needs only ``loss(batch) -> scalar``; for stateful data (``getattr(train, "stateful", False)``, e.g.
 :class:`~rnnlab.training.tbptt.TokenStream`) it needs ``loss_and_state(batch) -> (loss, state)``, and the
@@ -15,29 +17,26 @@ process's share. With one device no Fabric is involved.
 """
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import random
-import sys
 import time
+from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnlab.nn.state import LSTMState, detach, map_state
+from rnnlab.nn.state import detach, map_state
 
-from .checkpoint import load_resume, save_resume
+from .checkpoint import capture_rng, load_resume, pack_state, restore_rng, save_resume, unpack_state
 from .config import TrainerConfig
+from .progress import RunLogger
 
 log = logging.getLogger(__name__)
-
-CSV_COLUMNS = ["step", "epoch", "loss", "grad_norm", "lr", "tokens_per_s", "valid_loss"]
 
 
 @dataclass
@@ -59,37 +58,53 @@ class RunState:
     recent: list = field(default_factory=list)  # the last log_every training losses
 
 
+@dataclass
+class _Parts:
+    """What one ``fit`` trains with."""
+
+    model: nn.Module  # what runs the steps: the model, or Fabric's wrapper of it for data parallelism
+    module: nn.Module  # the model itself: checkpoints and early stopping hold its state_dict
+    optimizer: torch.optim.Optimizer
+    plateau: Any  # ReduceLROnPlateau for schedule="plateau", else None
+    train: Iterable[dict]  # the training data (a DataLoader gets Fabric's distributed sampler)
+
+
 class Trainer:
     """``Trainer(TrainerConfig(...)).fit(model, train, valid) -> dict of final metrics``."""
 
-    def __init__(self, config: TrainerConfig = TrainerConfig()) -> None:
-        self.config = config
+    def __init__(self, config: Optional[TrainerConfig] = None) -> None:
+        self.config = config if config is not None else TrainerConfig()
         self.fabric = None
         self.device: Optional[torch.device] = None  # set by fit; evaluate alone uses the model's device
 
     def fit(self, model: nn.Module, train: Iterable[dict], valid: Optional[Iterable[dict]] = None) -> dict:
+        """Train until max_steps, max_epochs, max_time or early stopping; -> the final metrics.
+
+        Metrics: step, epoch, train_loss (mean of the last log_every steps), elapsed_s, tokens_per_s,
+        stopped_early, and with ``valid`` valid_loss and best_valid_loss.
+        """
         c = self.config
         _seed_everything(c.seed)
-        module = model
         self._stateful = bool(getattr(train, "stateful", False))
-        model, optimizer, plateau, train = self._setup(model, train)
-        run = self._restore(module, optimizer, plateau, train) if c.resume else None
-        run = run or RunState()
-        logger = _Logger(c, total_steps=self._total_steps(train), start_step=run.step, resumed=c.resume, active=self._is_main)
+        p = self._setup(model, train)
+        run = self._restore(p) if c.resume else RunState()
+        logger = RunLogger(c, total_steps=self._total_steps(p.train), start_step=run.step, resumed=c.resume,
+                           active=self._is_main)
         started = time.perf_counter() - run.elapsed
 
         while not self._should_stop(run):
-            for batch in self._batches(train, run):
-                loss, tokens, grad_norm = self._train_step(model, optimizer, batch, run)
+            for batch in self._batches(p.train, run):
+                loss, tokens, grad_norm = self._train_step(p, batch, run)
                 run.step += 1
                 run.batch_in_epoch += 1
                 run.elapsed = time.perf_counter() - started
-                logger.step(run, loss, grad_norm, optimizer.param_groups[0]["lr"], tokens)
+                run.recent = (run.recent + [loss])[-c.log_every:]
+                logger.step(run.step, run.epoch, loss, grad_norm, p.optimizer.param_groups[0]["lr"], tokens)
                 if valid is not None and c.eval_every and run.step % c.eval_every == 0:
-                    self._validate(model, module, valid, run, plateau, logger)
+                    self._validate(p, valid, run, logger)
                 if c.checkpoint_every and run.step % c.checkpoint_every == 0:
                     logger.flush()  # the log must not lag behind what a resume restores
-                    self._checkpoint(module, optimizer, plateau, train, run)
+                    self._checkpoint(p, run)
                     logger.restart_clock()
                 if self._should_stop(run):
                     break
@@ -97,29 +112,29 @@ class Trainer:
                 run.epoch += 1
                 run.batch_in_epoch = 0
                 if valid is not None and not c.eval_every:
-                    self._validate(model, module, valid, run, plateau, logger)
+                    self._validate(p, valid, run, logger)
 
-        if valid is not None and run.last_eval_step != run.step:
-            self._validate(model, module, valid, run, plateau, logger)
+        if valid is not None and run.last_eval_step != run.step:  # the final weights are always evaluated
+            self._validate(p, valid, run, logger)
         if c.run_dir:
-            self._checkpoint(module, optimizer, plateau, train, run)
+            self._checkpoint(p, run)
         if run.best_weights is not None:  # early stopping: end on the best weights seen at an evaluation
-            module.load_state_dict(run.best_weights)
+            p.module.load_state_dict(run.best_weights)
         logger.close()
         return self._final_metrics(run, logger)
 
     # ----- setup -------------------------------------------------------------------------------------------
 
-    def _setup(self, model: nn.Module, train):
+    def _setup(self, model: nn.Module, train) -> _Parts:
         c = self.config
         if c.devices * c.num_nodes > 1:
             return self._setup_fabric(model, train)
         self.device = _resolve_device(c.device)
         model.to(self.device).train()
         optimizer = _build_optimizer(c, model.parameters())
-        return model, optimizer, _build_plateau(c, optimizer), train
+        return _Parts(model, model, optimizer, _build_plateau(c, optimizer), train)
 
-    def _setup_fabric(self, model: nn.Module, train):
+    def _setup_fabric(self, model: nn.Module, train) -> _Parts:
         from lightning_fabric import Fabric
 
         c = self.config
@@ -137,7 +152,7 @@ class Trainer:
             wrapped.mark_forward_method("loss_and_state")
         if isinstance(train, torch.utils.data.DataLoader):
             train = self.fabric.setup_dataloaders(train, move_to_device=False)
-        return wrapped, optimizer, _build_plateau(c, optimizer), train
+        return _Parts(wrapped, model, optimizer, _build_plateau(c, optimizer), train)
 
     @property
     def _is_main(self) -> bool:
@@ -167,25 +182,26 @@ class Trainer:
         torch.set_rng_state(now)
         return batches
 
-    def _train_step(self, model, optimizer, batch: dict, run: RunState) -> tuple[float, int, float]:
+    def _train_step(self, p: _Parts, batch: dict, run: RunState) -> tuple[float, int, float]:
+        """Forward, backward, clip, step: -> (loss, tokens in the batch, gradient norm before clipping)."""
         c = self.config
-        _set_lr(optimizer, c, run.step)
+        _set_lr(p.optimizer, c, run.step)
         batch = _to_device(batch, self.device)
         with self._autocast():
             if self._stateful:
                 if run.carried is not None:
                     batch["state"] = detach(run.carried)  # the chunk boundary: the gradient stops here
-                loss, state = model.loss_and_state(batch)
+                loss, state = p.model.loss_and_state(batch)
                 run.carried = _carryable(state)
             else:
-                loss = model.loss(batch)
-        optimizer.zero_grad(set_to_none=True)
+                loss = p.model.loss(batch)
+        p.optimizer.zero_grad(set_to_none=True)
         if self.fabric is not None:
             self.fabric.backward(loss)
         else:
             loss.backward()
-        grad_norm = _clip_gradients(model.parameters(), c.clip_norm, c.clip_value)
-        optimizer.step()
+        grad_norm = _clip_gradients(p.model.parameters(), c.clip_norm, c.clip_value)
+        p.optimizer.step()
         return float(loss.detach()), count_tokens(batch), grad_norm
 
     def _autocast(self):
@@ -219,33 +235,34 @@ class Trainer:
             total += loss.double() * n
             weight += n
         if self.fabric is not None:
-            total, weight = self.fabric.all_reduce(total, reduce_op="sum"), self.fabric.all_reduce(weight, reduce_op="sum")
+            total = self.fabric.all_reduce(total, reduce_op="sum")
+            weight = self.fabric.all_reduce(weight, reduce_op="sum")
         model.train(was_training)
         if weight == 0:
             raise ValueError("the validation data yielded no batches")
         return float(total / weight)
 
-    def _validate(self, model, module, valid, run: RunState, plateau, logger: "_Logger") -> None:
+    def _validate(self, p: _Parts, valid, run: RunState, logger: RunLogger) -> None:
         c = self.config
-        loss = self.evaluate(model, valid)
+        loss = self.evaluate(p.model, valid)
         run.valid_loss, run.last_eval_step = loss, run.step
         if loss < run.best:
             run.best, run.bad_evals = loss, 0
             if c.early_stopping_patience:
-                run.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+                run.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in p.module.state_dict().items()}
         else:
             run.bad_evals += 1
             run.stopped_early = bool(c.early_stopping_patience) and run.bad_evals >= c.early_stopping_patience
-        if plateau is not None and run.step >= c.warmup_steps:  # warm-up owns the learning rate until it ends
-            plateau.step(loss)
-        logger.valid(run, loss)
+        if p.plateau is not None and run.step >= c.warmup_steps:  # warm-up owns the learning rate until it ends
+            p.plateau.step(loss)
+        logger.valid(run.step, run.epoch, loss)
 
     def _should_stop(self, run: RunState) -> bool:
         c = self.config
         return (run.stopped_early or (c.max_steps and run.step >= c.max_steps)
                 or (c.max_epochs and run.epoch >= c.max_epochs) or (c.max_time and run.elapsed >= c.max_time))
 
-    def _final_metrics(self, run: RunState, logger: "_Logger") -> dict:
+    def _final_metrics(self, run: RunState, logger: RunLogger) -> dict:
         metrics = {"step": run.step, "epoch": run.epoch, "train_loss": _mean(run.recent), "elapsed_s": run.elapsed,
                    "tokens_per_s": logger.mean_throughput(), "stopped_early": run.stopped_early}
         if run.valid_loss is not None:
@@ -255,43 +272,38 @@ class Trainer:
 
     # ----- resume ------------------------------------------------------------------------------------------
 
-    def _checkpoint(self, module, optimizer, plateau, train, run: RunState) -> None:
+    def _checkpoint(self, p: _Parts, run: RunState) -> None:
+        """Write run_dir/resume/: weights, optimizer, scheduler, RNGs, the data's position and the run state."""
         if not self._is_main:
             return
-        np_state = np.random.get_state()
         run_fields = {k: v for k, v in asdict(run).items() if k not in ("carried", "epoch_rng", "best_weights")}
         save_resume(self.config.run_dir, {
-            "model": module.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "plateau": plateau.state_dict() if plateau is not None else None,
-            "rng": {"python": random.getstate(), "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
-                    "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-            "data": train.state_dict() if hasattr(train, "state_dict") else None,
+            "model": p.module.state_dict(),
+            "optimizer": p.optimizer.state_dict(),
+            "plateau": p.plateau.state_dict() if p.plateau is not None else None,
+            "rng": capture_rng(),
+            "data": p.train.state_dict() if hasattr(p.train, "state_dict") else None,
             "run": run_fields,
-            "carried": _pack_state(run.carried),
+            "carried": pack_state(run.carried),
             "epoch_rng": run.epoch_rng,
             "best_weights": run.best_weights,
         })
 
-    def _restore(self, module, optimizer, plateau, train) -> Optional[RunState]:
+    def _restore(self, p: _Parts) -> RunState:
+        """Load run_dir/resume/ into the parts and return the saved run state (a fresh one when there is none)."""
         saved = load_resume(self.config.run_dir)
         if saved is None:
             log.info("resume: no checkpoint in %s, starting afresh", self.config.run_dir)
-            return None
-        module.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        if plateau is not None and saved["plateau"] is not None:
-            plateau.load_state_dict(saved["plateau"])
-        rng = saved["rng"]
-        random.setstate(rng["python"])
-        np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32), *rng["numpy"][2:]))
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"]:
-            torch.cuda.set_rng_state_all(rng["cuda"])
+            return RunState()
+        p.module.load_state_dict(saved["model"])
+        p.optimizer.load_state_dict(saved["optimizer"])
+        if p.plateau is not None and saved["plateau"] is not None:
+            p.plateau.load_state_dict(saved["plateau"])
+        restore_rng(saved["rng"])
         if saved["data"] is not None:
-            train.load_state_dict(saved["data"])
+            p.train.load_state_dict(saved["data"])
         run = RunState(**saved["run"])
-        run.carried = _unpack_state(saved["carried"], self.device)
+        run.carried = unpack_state(saved["carried"], self.device)
         run.epoch_rng, run.best_weights = saved["epoch_rng"], saved["best_weights"]
         log.info("resumed from step %d (epoch %d)", run.step, run.epoch)
         return run
@@ -331,7 +343,8 @@ def _build_optimizer(c: TrainerConfig, params) -> torch.optim.Optimizer:
 def _build_plateau(c: TrainerConfig, optimizer):
     if c.schedule != "plateau":
         return None
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=c.plateau_factor, patience=c.plateau_patience)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=c.plateau_factor,
+                                                      patience=c.plateau_patience)
 
 
 def _clip_gradients(params, clip_norm: float, clip_value: float) -> float:
@@ -388,151 +401,5 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _pack_state(state):
-    """A carried state as plain tensors (the resume file loads with weights_only=True: no named tuples)."""
-    if state is None or isinstance(state, Tensor):
-        return state
-    return {"h": state.h, "c": state.c}
-
-
-def _unpack_state(packed, device):
-    if packed is None:
-        return None
-    if isinstance(packed, dict):
-        return LSTMState(packed["h"].to(device), packed["c"].to(device))
-    return packed.to(device)
-
-
 def _mean(xs: list) -> Optional[float]:
     return sum(xs) / len(xs) if xs else None
-
-
-# ----- logs ------------------------------------------------------------------------------------------------
-
-class _Logger:
-    """log.csv (every step), ``logging`` lines and TensorBoard (every log_every steps), the progress bar, curves.png."""
-
-    def __init__(self, c: TrainerConfig, *, total_steps: Optional[int], start_step: int, resumed: bool, active: bool) -> None:
-        self.c, self.active = c, active
-        self.run_dir = Path(c.run_dir) if c.run_dir and active else None
-        self.pending: Optional[dict] = None
-        self.last_time, self.throughputs = time.perf_counter(), []
-        self.csv_file = self.writer = self.tb = self.progress = None
-        if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._open_csv(keep_until=start_step if resumed else None)
-            if c.tensorboard:
-                self.tb = _tensorboard_writer(self.run_dir / "tensorboard")
-        if active and c.progress and sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("loss {task.fields[loss]:.4f}  {task.fields[tps]:.0f} tok/s"),
-                                     TimeRemainingColumn(), transient=False)
-            self.task = self.progress.add_task("train", total=total_steps, completed=start_step, loss=float("nan"), tps=0.0)
-            self.progress.start()
-
-    def _open_csv(self, keep_until: Optional[int]) -> None:
-        path = self.run_dir / "log.csv"
-        rows = []
-        if keep_until is not None and path.exists():  # drop what the interrupted run logged after its checkpoint
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= keep_until]
-        self.csv_file = open(path, "w", newline="")
-        self.writer = csv.DictWriter(self.csv_file, fieldnames=CSV_COLUMNS)
-        self.writer.writeheader()
-        self.writer.writerows(rows)
-
-    def step(self, run: RunState, loss: float, grad_norm: float, lr: float, tokens: int) -> None:
-        now = time.perf_counter()
-        tps = tokens * (self.c.devices * self.c.num_nodes) / max(now - self.last_time, 1e-9)
-        self.last_time = now
-        self.throughputs.append(tps)
-        run.recent = (run.recent + [loss])[-self.c.log_every:]
-        self._flush_pending()
-        self.pending = {"step": run.step, "epoch": run.epoch, "loss": loss, "grad_norm": grad_norm, "lr": lr,
-                        "tokens_per_s": tps, "valid_loss": ""}
-        if self.progress is not None:
-            self.progress.update(self.task, completed=run.step, loss=loss, tps=tps)
-        if run.step % self.c.log_every == 0 and self.active:
-            log.info("step %d epoch %d loss %.4f grad_norm %.3f lr %.3g %.0f tok/s", run.step, run.epoch, loss, grad_norm, lr, tps)
-            if self.tb is not None:
-                for k in ("loss", "grad_norm", "lr", "tokens_per_s"):
-                    self.tb.add_scalar(f"train/{k}", self.pending[k], run.step)
-            if self.csv_file is not None:
-                self.csv_file.flush()
-
-    def valid(self, run: RunState, loss: float) -> None:
-        if not self.active:
-            return
-        log.info("step %d valid_loss %.4f", run.step, loss)
-        if self.pending is None or self.pending["step"] != run.step:
-            self._flush_pending()
-            self.pending = {k: "" for k in CSV_COLUMNS} | {"step": run.step, "epoch": run.epoch}
-        self.pending["valid_loss"] = loss
-        if self.tb is not None:
-            self.tb.add_scalar("valid/loss", loss, run.step)
-        self.restart_clock()
-
-    def restart_clock(self) -> None:
-        """Throughput counts training steps only: the clock skips evaluations and checkpoints."""
-        self.last_time = time.perf_counter()
-
-    def _flush_pending(self) -> None:
-        if self.pending is not None and self.writer is not None:
-            self.writer.writerow(self.pending)
-        self.pending = None
-
-    def flush(self) -> None:
-        self._flush_pending()
-        if self.csv_file is not None:
-            self.csv_file.flush()
-
-    def mean_throughput(self) -> Optional[float]:
-        ts = sorted(self.throughputs[1:] or self.throughputs)  # the first step pays for warm-up
-        return ts[len(ts) // 2] if ts else None
-
-    def close(self) -> None:
-        self._flush_pending()
-        if self.progress is not None:
-            self.progress.stop()
-        if self.tb is not None:
-            self.tb.close()
-        if self.csv_file is not None:
-            self.csv_file.close()
-            if self.c.curves:
-                _plot_curves(self.run_dir / "log.csv", self.run_dir / "curves.png")
-
-
-def _tensorboard_writer(folder: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ImportError("tensorboard=True needs the tensorboard package: pip install tensorboard, or set tensorboard=False") from None
-    return SummaryWriter(str(folder))
-
-
-def _plot_curves(csv_path: Path, png_path: Path) -> None:
-    """Training and validation loss against step. matplotlib is optional: without it, no plot."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        log.warning("matplotlib is not installed: no %s", png_path)
-        return
-    with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    train = [(int(r["step"]), float(r["loss"])) for r in rows if r["loss"]]
-    valid = [(int(r["step"]), float(r["valid_loss"])) for r in rows if r["valid_loss"]]
-    fig = Figure(figsize=(7, 4))
-    FigureCanvasAgg(fig)  # the Agg canvas, without touching matplotlib's global backend
-    ax = fig.add_subplot()
-    if train:
-        ax.plot(*zip(*train), label="train loss", linewidth=0.8)
-    if valid:
-        ax.plot(*zip(*valid), "o-", label="valid loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)

@@ -12,6 +12,7 @@ import torch
 
 from rnnlab.nn import GRU, LSTM, RNN, MinGRU, MinLSTM
 from rnnlab.structures import (
+    DecoderConfig,
     EncoderConfig,
     LanguageModel,
     LanguageModelConfig,
@@ -97,7 +98,7 @@ def test_structures_train_and_decode_on_the_gpu():
     out = lm.generate(torch.tensor([[1, 2]], device="cuda"), max_new_tokens=5, method="greedy")
     assert out.shape == (1, 7) and out.device.type == "cuda"
 
-    s2s = Seq2Seq(Seq2SeqConfig(9, src_vocab_size=7, embedding_size=4, decoder_hidden_size=6,
+    s2s = Seq2Seq(Seq2SeqConfig(9, src_vocab_size=7, embedding_size=4, decoder=DecoderConfig(hidden_size=6),
                                 encoder=EncoderConfig(hidden_size=6))).cuda()
     src = torch.randint(3, 7, (2, 5), device="cuda")
     y = torch.randint(3, 9, (2, 4), device="cuda")

@@ -10,7 +10,6 @@ import torch
 
 from rnnlab import cli
 from rnnlab.data.dates import date_pairs
-from rnnlab.data.errors import DataError
 from rnnlab.data.tokenize import train_tokenizer
 from rnnlab.structures import EncoderConfig, Seq2Seq, TransformerSeq2Seq
 from rnnlab.tasks import translate
@@ -196,8 +195,8 @@ def test_cli_train_evaluate_predict(tmp_path, capsys):
     (b"a\tb\nc\t\n", "train.tsv:2: the target (column 1) is empty"),
     (b"a\tb\n\xff\tb\n", "train.tsv:2: not UTF-8 text (byte 0xff"),
     ("".join(f"{'x' * 30}\ty{i}\n" for i in range(5)).encode(),
-     "train.tsv: all 4 pairs are filtered out by length: the longest source has 30 char units "
-     "(--max_source_length 10)"),
+     ("train.tsv: all 4 pairs are filtered out by length: the longest source has 30 char units "
+      "(--max_source_length 10)")),
 ])
 def test_cli_bad_data_is_one_line_naming_the_file_and_line(tmp_path, capsys, content, message):
     (tmp_path / "train.tsv").write_bytes(content)

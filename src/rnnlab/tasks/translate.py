@@ -492,7 +492,7 @@ def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, **option
         raise ValueError(f"--batch_size must be a positive integer, got {batch_size!r}")
     decode = _decoding(t.config, options, EvaluateOptions)
     if data is None:
-        train_side, valid_side, test_side = load_data(t.config)
+        _, valid_side, test_side = load_data(t.config)
         side = test_side or _Side([p for p in valid_side.pairs if _within(p, t.source, t.target, t.config)],
                                   valid_side.name)
     else:

@@ -119,6 +119,10 @@ def test_options_build_the_seq2seq_they_name():
     assert isinstance(model, Seq2Seq)
     assert (model.config.context, model.config.attention, model.config.decoder_cell) == ("pool", "luong-general", "gru")
     assert (model.config.bos_token, model.config.eos_token, model.config.tgt_vocab_size) == (1, 2, 7)
+    forced = replace(TINY_MODEL, teacher_forcing=0.5).build(10, 7, 64).train()
+    batch = {"x": torch.randint(0, 10, (2, 5)), "lengths": torch.tensor([5, 3]), "y": torch.randint(3, 7, (2, 4))}
+    forced.loss(batch).backward()  # half the steps feed the model's own guess
+    assert forced.config.teacher_forcing == 0.5 and forced.embedding.weight.grad is not None
 
 
 def test_targets_encode_after_the_specials_and_decode_up_to_the_end():
@@ -215,8 +219,10 @@ def test_cli_refuses_a_bundle_of_another_task(bundle, tmp_path, capsys):
     (other / "config.json").write_text(json.dumps(stored))
     with pytest.raises(ValueError, match="is a 'textgen' bundle, not a 'translate' one"):
         translate.evaluate(other)
-    code, _, err = run_cli(capsys, "predict", other, "x", "--attention", tmp_path / "a.png")
-    assert code == 2 and len(err.strip().splitlines()) == 1
+    # the CLI dispatches on the recorded task, whose own loader refuses the Seq2Seq inside
+    code, _, err = run_cli(capsys, "evaluate", other)
+    assert code == 2 and "is not a text-generation bundle (it holds a Seq2Seq)" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_cli_evaluate_refuses_a_bad_test_file(bundle, tmp_path, capsys):
@@ -233,3 +239,16 @@ def test_the_embedded_default_needs_no_file():
     assert len(train.pairs) == 50 and len(valid.pairs) == len(test.pairs) == translate.EMBEDDED_HELD_OUT
     assert not {p.target for p in train.pairs} & {p.target for p in test.pairs}
     assert config.model.kind == "rnn" and config.model.attention == "bahdanau"
+
+
+def test_word_and_bpe_units_train_and_decode(tmp_path):
+    pairs = [(f"the {w} cat sat", f"die {w} Katze sass") for w in ("big", "small", "old", "young", "red", "grey")] * 5
+    data = write_pairs(tmp_path / "words.tsv", pairs)
+    config = replace(tiny_config(tmp_path), data=str(data), test_data=None, source_tokenizer="word",
+                     target_tokenizer="bpe", target_vocab_size=300, max_target_length=20,
+                     trainer=replace(tiny_config(tmp_path).trainer, max_steps=2))
+    path = translate.train(config)
+    t = translate.load_translator(path)
+    assert (t.source.kind, t.target.kind) == ("word", "bpe")
+    out = list(translate.predict(path, ["the old cat sat"], max_new_tokens=5))
+    assert out[0]["source"] == "the old cat sat" and isinstance(out[0]["translation"], str)

@@ -177,6 +177,7 @@ def run_cli(capsys, *argv):
     return code, out, err
 
 
+@pytest.mark.slow  # a train run, then evaluate and predict through the CLI: ~3 s on a busy machine
 def test_cli_train_evaluate_predict(tmp_path, capsys):
     data = write_pairs(tmp_path / "pairs.tsv", date_pairs(40, "train"))
     run = tmp_path / "run"

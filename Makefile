@@ -20,7 +20,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q "$(TORCH)" $(TORCH_PIP_ARGS)
-	$(PIP) install -q -e ".[train,test]"
+	$(PIP) install -q -e ".[train,text,test]"
 	touch $@
 
 demo: venv

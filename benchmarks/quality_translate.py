@@ -21,15 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table, setup_threads, write_json  # noqa: E402
-
-from rnnlab.structures import EncoderConfig  # noqa: E402
+from rnnlab.structures import DecoderConfig, EncoderConfig  # noqa: E402
 from rnnlab.tasks import translate  # noqa: E402
 from rnnlab.tasks.translate import TransformerOptions, TranslateConfig, TranslateModelConfig  # noqa: E402
 from rnnlab.training import TrainerConfig, load_bundle  # noqa: E402
 
 DATA = "~/.cache/rnnlab-data/translate/deu_eng"
 RNN = TranslateModelConfig(embedding_size=32, encoder=EncoderConfig(kind="lstm", hidden_size=64, bidirectional=True),
-                           decoder_hidden_size=128)
+                           decoder=DecoderConfig(hidden_size=128))
 VARIANTS = {
     "rnn-attention": replace(RNN, attention="bahdanau"),
     "rnn": replace(RNN, attention="none", context="linear"),

@@ -11,14 +11,21 @@ import torch
 from rnnlab import cli
 from rnnlab.data.dates import date_pairs
 from rnnlab.data.tokenize import train_tokenizer
-from rnnlab.structures import EncoderConfig, Seq2Seq, TransformerSeq2Seq
+from rnnlab.structures import DecoderConfig, EncoderConfig, Seq2Seq, TransformerSeq2Seq
 from rnnlab.tasks import translate
-from rnnlab.tasks.translate import (DecodeConfig, TransformerOptions, TranslateConfig, TranslateModelConfig,
-                                    decode_target, encode_target, score)
+from rnnlab.tasks.translate import (
+    DecodeConfig,
+    TransformerOptions,
+    TranslateConfig,
+    TranslateModelConfig,
+    decode_target,
+    encode_target,
+    score,
+)
 from rnnlab.training import TrainerConfig
 
 TINY_MODEL = TranslateModelConfig(
-    embedding_size=8, encoder=EncoderConfig(kind="lstm", hidden_size=8, bidirectional=True), decoder_hidden_size=16,
+    embedding_size=8, encoder=EncoderConfig(kind="lstm", hidden_size=8, bidirectional=True), decoder=DecoderConfig(hidden_size=16),
     transformer=TransformerOptions(hidden_size=16, num_layers=1, num_heads=2),
 )
 
@@ -115,9 +122,9 @@ def test_the_transformer_baseline_trains_on_the_same_data_and_has_no_alignment(t
 
 
 def test_options_build_the_seq2seq_they_name():
-    model = replace(TINY_MODEL, context="pool", attention="luong-general", decoder_cell="gru").build(10, 7, 64)
+    model = replace(TINY_MODEL, context="pool", attention="luong-general", decoder=DecoderConfig(cell="gru")).build(10, 7, 64)
     assert isinstance(model, Seq2Seq)
-    assert (model.config.context, model.config.attention, model.config.decoder_cell) == ("pool", "luong-general", "gru")
+    assert (model.config.context, model.config.attention, model.config.decoder.cell) == ("pool", "luong-general", "gru")
     assert (model.config.bos_token, model.config.eos_token, model.config.tgt_vocab_size) == (1, 2, 7)
     forced = replace(TINY_MODEL, teacher_forcing=0.5).build(10, 7, 64).train()
     batch = {"x": torch.randint(0, 10, (2, 5)), "lengths": torch.tensor([5, 3]), "y": torch.randint(3, 7, (2, 4))}
@@ -166,7 +173,7 @@ def test_config_errors_name_the_option(tmp_path):
 
 # --- the CLI and bad input ----------------------------------------------------------------------------------
 
-TINY_ARGS = ["--model.embedding_size", "8", "--model.encoder.hidden_size", "8", "--model.decoder_hidden_size", "16",
+TINY_ARGS = ["--model.embedding_size", "8", "--model.encoder.hidden_size", "8", "--model.decoder.hidden_size", "16",
              "--batch_size", "16", "--max_target_length", "12", "--trainer.max_steps", "2", "--trainer.max_epochs", "0",
              "--trainer.progress", "false", "--trainer.curves", "false", "--trainer.device", "cpu"]
 

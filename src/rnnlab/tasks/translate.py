@@ -31,12 +31,12 @@ from rnnlab.data.dates import date_pairs
 from rnnlab.data.errors import DataError
 from rnnlab.data.pairs import Pair, expand, read_pairs
 from rnnlab.data.tokenize import Tokenizer, tokenizer_from_json, train_tokenizer
-from rnnlab.structures import (EncoderConfig, Seq2Seq, Seq2SeqConfig, TransformerSeq2Seq,
+from rnnlab.structures import (DecoderConfig, EncoderConfig, Seq2Seq, Seq2SeqConfig, TransformerSeq2Seq,
                                TransformerSeq2SeqConfig)
 from rnnlab.training import Trainer, TrainerConfig
 from rnnlab.training.checkpoint import from_dict
 
-from ._common import check_positive, check_run_dir, load_task_bundle, save_task_bundle, split_off
+from ._common import check_positive, check_run_dir, load_task_bundle, save_task_bundle, split_off, locked
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +83,15 @@ class TranslateModelConfig:
     encoder: EncoderConfig = field(
         default_factory=lambda: EncoderConfig(kind="lstm", hidden_size=64, bidirectional=True))
     """rnn: the encoder (any kind; bidirectional reads the source both ways)."""
-    decoder_cell: Literal["lstm", "gru", "rnn"] = "lstm"
-    """rnn: the decoder's cell."""
-    decoder_hidden_size: int = 128
-    """rnn: the decoder's width."""
-    decoder_layers: int = 1
-    """rnn: stacked decoder layers (each starts from the context vector)."""
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    """rnn: the decoder's cell, width (hidden_size) and stacked layers (each starts from the context vector)."""
     context: Literal["last", "linear", "pool"] = "linear"
     """rnn: the decoder's first state: the encoder's last state as it is (needs the encoder output size equal to
-    decoder_hidden_size) | a learned transform of it | a transform of the mean of all encoder states."""
+    decoder.hidden_size) | a learned transform of it | a transform of the mean of all encoder states."""
     attention: Literal["none", "bahdanau", "luong-dot", "luong-general"] = "bahdanau"
     """rnn: attention over the encoder states at every decoder step (none = the context vector only)."""
     attention_size: int = 0
-    """rnn, bahdanau: the width inside the additive score (0 = decoder_hidden_size)."""
+    """rnn, bahdanau: the width inside the additive score (0 = decoder.hidden_size)."""
     teacher_forcing: float = 1.0
     """rnn: the probability of feeding the true previous token while training (else the model's own guess)."""
     dropout: float = 0.0
@@ -114,8 +110,7 @@ class TranslateModelConfig:
             ))
         return Seq2Seq(Seq2SeqConfig(
             tgt_vocab_size=tgt_vocab_size, src_vocab_size=src_vocab_size, embedding_size=self.embedding_size,
-            encoder=self.encoder, decoder_cell=self.decoder_cell, decoder_hidden_size=self.decoder_hidden_size,
-            decoder_layers=self.decoder_layers, context=self.context, attention=self.attention,
+            encoder=self.encoder, decoder=self.decoder, context=self.context, attention=self.attention,
             attention_size=self.attention_size, teacher_forcing=self.teacher_forcing, dropout=self.dropout,
             bos_token=BOS, eos_token=EOS,
         ))
@@ -340,9 +335,9 @@ def _loader(examples: list[dict], batch_size: int, *, shuffle: bool):
 
 def _generate(model: nn.Module, src: Tensor, lengths: Tensor, *, max_new_tokens: int, beam_size: int,
               length_penalty: float) -> Tensor:
-    """The one call of the structures' generate (its length argument is being renamed to max_new_tokens)."""
+    """The one call of the structures' generate."""
     method = "beam" if beam_size > 1 else "greedy"
-    return model.generate(src, lengths, max_len=max_new_tokens, method=method, beam_width=beam_size,
+    return model.generate(src, lengths, max_new_tokens=max_new_tokens, method=method, beam_width=beam_size,
                           length_penalty=length_penalty)
 
 
@@ -385,7 +380,7 @@ def score(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
     if len(hypotheses) != len(references) or not references:
         raise ValueError(f"score needs as many hypotheses as references (at least one), got "
                          f"{len(hypotheses)} and {len(references)}")
-    exact = sum(h.strip() == r.strip() for h, r in zip(hypotheses, references))
+    exact = sum(h.strip() == r.strip() for h, r in zip(hypotheses, references, strict=True))
     return {
         "bleu": sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score,
         "chrf": sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score,
@@ -410,6 +405,7 @@ def _max_positions(config: TranslateConfig) -> int:
     return max(1024, config.max_source_length + 1, config.max_target_length + 2)
 
 
+@locked
 def train(config: TranslateConfig) -> Path:
     """Train an encoder-decoder as ``config`` says; returns the bundle's path (``<run_dir>/bundle``)."""
     train_side, valid_side, test_side = load_data(config)
@@ -553,7 +549,7 @@ def attention_weights(model: Seq2Seq, source: list[int], target: list[int]) -> T
         out = model({"x": src, "lengths": torch.tensor([len(source)], device=src.device), "y": y})
     finally:
         model.train(was_training)
-    return out["attention"][0]  # (T, S)
+    return out.attention[0]  # (T, S)
 
 
 

@@ -60,7 +60,7 @@ def read_conll(path: Union[str, os.PathLike], *, token_column: int = 0, tag_colu
     text = read_text(path, what="CoNLL file")
     lines = text.splitlines()
     needed = max(token_column if token_column >= 0 else -token_column - 1,
-                 tag_column if tag_column >= 0 else -tag_column - 1) + 1
+                 tag_column if tag_column >= 0 else -tag_column - 1, 1) + 1  # a token and a tag: 2 at least
     width = Counter(len(_fields(l)) for l in lines if l.strip() and not l.startswith("#"))
     columns = width.most_common(1)[0][0] if width else 0  # the usual number of columns of a token line
     sentences: list[Sentence] = []
@@ -86,9 +86,10 @@ def read_conll(path: Union[str, os.PathLike], *, token_column: int = 0, tag_colu
             continue
         if len(fields) == 10 and _CONLLU_SKIP.fullmatch(fields[0]):
             continue
-        if len(fields) < needed:
+        if len(fields) < needed or (token_column % len(fields)) == (tag_column % len(fields)):
             raise DataError(path, f"this line has {len(fields)} column(s); --token_column {token_column} and "
-                                  f"--tag_column {tag_column} need at least {needed} (a blank line separates sentences)",
+                                  f"--tag_column {tag_column} need at least {needed}, with the token and the tag in different "
+                                  "columns (a blank line separates sentences)",
                             line=number)
         token, tag = fields[token_column], fields[tag_column]
         if not token or not tag:

@@ -81,7 +81,7 @@ class TagModelConfig:
 
 def _default_trainer() -> TrainerConfig:
     # The embedded recipe: under two minutes on two CPU cores.
-    return TrainerConfig(optimizer="adam", lr=2e-3, max_epochs=6, max_time=80.0, clip_norm=5.0, eval_every=0,
+    return TrainerConfig(optimizer="adam", lr=2e-3, max_epochs=4, max_time=100.0, clip_norm=5.0, eval_every=0,
                          log_every=50, run_dir="runs/tag")
 
 

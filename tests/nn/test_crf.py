@@ -200,3 +200,98 @@ def test_crf_tagger_learns_a_rule_that_needs_transitions():
     assert torch.equal(best, test_tags)
     O, B, I = 0, 1, 2
     assert crf.transitions[O, I] < crf.transitions[O, B] and crf.transitions[B, B] < crf.transitions[B, I]
+
+
+# -- constraints (allowed transitions) ---------------------------------------------------------------------------
+
+from rnnlab.nn.crf import FORBIDDEN, allowed_transitions  # noqa: E402
+
+BIO = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def _valid_bio(y, tags=BIO):
+    names = [tags[i] for i in y]
+    return all(not n.startswith("I-") or (i and names[i - 1][2:] == n[2:] and names[i - 1] != "O")
+               for i, n in enumerate(names))
+
+
+def test_allowed_transitions_for_bio_and_bioes():
+    start, trans, end = allowed_transitions(BIO, "bio")
+    assert start.tolist() == [True, True, False, True, False] and end.all()
+    assert trans[0, 2].item() is False and trans[1, 2].item() and trans[2, 2].item() and not trans[1, 4].item()
+    assert trans[:, 0].all() and trans[:, 1].all()  # O and B-X may follow anything
+    tags = ["O", "B-X", "I-X", "E-X", "S-X"]
+    start, trans, end = allowed_transitions(tags, "bioes")
+    assert start.tolist() == [True, True, False, False, True] and end.tolist() == [True, False, False, True, True]
+    allowed = {(tags[i], tags[j]) for i in range(5) for j in range(5) if trans[i, j]}
+    assert allowed == {("O", "O"), ("O", "B-X"), ("O", "S-X"), ("B-X", "I-X"), ("B-X", "E-X"), ("I-X", "I-X"),
+                       ("I-X", "E-X"), ("E-X", "O"), ("E-X", "B-X"), ("E-X", "S-X"), ("S-X", "O"), ("S-X", "B-X"),
+                       ("S-X", "S-X")}
+    with pytest.raises(ValueError, match="scheme must be one of"):
+        allowed_transitions(BIO, "iob1")
+
+
+def constrained_crf():
+    c = LinearChainCRF(len(BIO)).double()
+    with torch.no_grad():
+        for p in c.parameters():
+            p.normal_()
+    start, trans, end = allowed_transitions(BIO, "bio")
+    c.constrain(trans, start=start, end=end)
+    return c
+
+
+def test_viterbi_never_outputs_a_forbidden_sequence_even_when_emissions_prefer_one():
+    torch.manual_seed(0)
+    crf = constrained_crf()
+    emissions = torch.randn(6, 5, 5, dtype=torch.float64) * 3
+    emissions[:, :, 2] += 50.0  # I-PER everywhere is by far the best by emissions alone
+    lengths = torch.tensor([5, 4, 3, 2, 1, 5])
+    best, scores = crf.viterbi(emissions, lengths)
+    for b, L in enumerate(lengths.tolist()):
+        y = tuple(best[b, :L].tolist())
+        assert _valid_bio(y) and y[0] != 2
+        # the best among the valid sequences, by brute force
+        valid = {s: v for s, v in all_scores(crf, emissions[b, :L]).items() if _valid_bio(s)}
+        assert y == max(valid, key=lambda s: valid[s])
+
+
+def test_constrained_likelihood_equals_brute_force_over_sequences_with_forbidden_scores():
+    torch.manual_seed(1)
+    crf = constrained_crf()
+    emissions = torch.randn(3, 3, 5, dtype=torch.float64)
+    lengths = torch.tensor([3, 2, 1])
+    tags = torch.tensor([[1, 2, 0], [3, 4, 0], [0, 0, 0]])  # valid BIO
+    ll = crf.log_likelihood(emissions, tags, lengths)
+    start, trans, end = crf._scores()
+    for b, L in enumerate(lengths.tolist()):
+        e = emissions[b, :L]
+
+        def s(y):
+            return start[y[0]] + end[y[-1]] + sum(e[t, j] + (trans[y[t - 1], j] if t else 0) for t, j in enumerate(y))
+
+        seqs = list(itertools.product(range(5), repeat=L))
+        log_z = torch.logsumexp(torch.stack([s(y) for y in seqs]), 0)
+        assert torch.allclose(ll[b], s(tuple(tags[b, :L].tolist())) - log_z)
+        # the forbidden sequences hold (almost) no probability
+        p_valid = sum(torch.exp(s(y) - log_z) for y in seqs if _valid_bio(y)).detach()
+        assert p_valid.item() == pytest.approx(1.0, abs=1e-9)
+    assert FORBIDDEN < -1e3
+    grads = torch.autograd.grad(ll.sum(), [crf.transitions, crf.start_transitions])
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert grads[0][0, 2] == 0 and grads[1][2] == 0  # forbidden scores get no gradient
+
+
+def test_constraints_travel_with_the_state_dict_and_old_state_dicts_load_unconstrained():
+    crf = constrained_crf()
+    other = LinearChainCRF(5).double()
+    other.load_state_dict(crf.state_dict())
+    assert torch.equal(other.allowed_transitions, crf.allowed_transitions) and not other.allowed_start.all()
+    old = {k: v for k, v in crf.state_dict().items() if not k.startswith("allowed_")}
+    fresh = LinearChainCRF(5).double()
+    fresh.load_state_dict(old)  # strict: a state dict from before the constraints existed
+    assert fresh.allowed_transitions.all() and "constrained" not in repr(fresh) and "constrained" in repr(crf)
+    with pytest.raises(ValueError, match="bool tensor of shape"):
+        fresh.constrain(torch.ones(4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="no first tag"):
+        fresh.constrain(torch.ones(5, 5, dtype=torch.bool), start=torch.zeros(5, dtype=torch.bool))

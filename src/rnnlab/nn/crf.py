@@ -5,6 +5,12 @@ Labeling Sequence Data", ICML, §3-4; in the neural form of Lample et al. (2016)
 Named Entity Recognition", NAACL, §2.2, where a network gives the emission scores and the CRF adds
 transition scores between neighbouring tags. Both recursions run in log space (logsumexp, max) over all
 rows and tags at once; the only Python loop is over time.
+
+Constraints (:meth:`LinearChainCRF.constrain`, :func:`allowed_transitions`): a tag scheme such as BIO forbids
+some transitions (``O -> I-PER``, a start on ``I-PER``). Forbidden transitions score :data:`FORBIDDEN`, in the
+likelihood and in Viterbi alike, so the model never spends probability on them and Viterbi never outputs
+them (as AllenNLP's ``ConditionalRandomField(constraints=...)`` does). The masks are buffers of the module,
+saved with its weights.
 """
 from __future__ import annotations
 
@@ -16,7 +22,11 @@ from torch import Tensor, nn
 from rnnlab.nn._checks import check_dtype_match, check_lengths, check_tensor
 from rnnlab.nn.masking import lengths_to_mask
 
-__all__ = ["LinearChainCRF"]
+__all__ = ["LinearChainCRF", "allowed_transitions", "FORBIDDEN"]
+
+FORBIDDEN = -1e4
+"""The score of a forbidden transition: finite, so that log Z and its gradients stay finite even for a tag no
+path may reach, and far below any sum of emission scores a network produces, so no best path takes it."""
 
 
 class LinearChainCRF(nn.Module):
@@ -42,6 +52,9 @@ class LinearChainCRF(nn.Module):
 
     Past a row's length α and δ are carried unchanged (and ψ is the identity), so padding changes nothing.
     The scores start uniform in [−0.1, 0.1].
+
+    Constraints: the boolean buffers ``allowed_start`` (K,), ``allowed_transitions`` (K, K) and ``allowed_end``
+    (K,) (all True unless :meth:`constrain` sets them) replace π, A and ω by :data:`FORBIDDEN` where False.
     """
 
     def __init__(self, num_tags: int) -> None:
@@ -52,6 +65,9 @@ class LinearChainCRF(nn.Module):
         self.transitions = nn.Parameter(torch.empty(num_tags, num_tags))  # A[i, j]: from i to j
         self.start_transitions = nn.Parameter(torch.empty(num_tags))  # π
         self.end_transitions = nn.Parameter(torch.empty(num_tags))  # ω
+        self.register_buffer("allowed_start", torch.ones(num_tags, dtype=torch.bool))
+        self.register_buffer("allowed_transitions", torch.ones(num_tags, num_tags, dtype=torch.bool))
+        self.register_buffer("allowed_end", torch.ones(num_tags, dtype=torch.bool))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -59,7 +75,40 @@ class LinearChainCRF(nn.Module):
             nn.init.uniform_(p, -0.1, 0.1)
 
     def extra_repr(self) -> str:
-        return f"num_tags={self.num_tags}"
+        constrained = not bool(self.allowed_transitions.all() and self.allowed_start.all() and self.allowed_end.all())
+        return f"num_tags={self.num_tags}" + (", constrained" if constrained else "")
+
+    def constrain(self, transitions: Tensor, *, start: Optional[Tensor] = None, end: Optional[Tensor] = None) -> None:
+        """Allow only the transitions where ``transitions`` (K, K) bool is True (from i to j at [i, j]), only
+        first tags where ``start`` (K,) is True and last tags where ``end`` (K,) is True (None = all)."""
+        K = self.num_tags
+        for name, mask, shape in (("transitions", transitions, (K, K)), ("start", start, (K,)), ("end", end, (K,))):
+            if mask is None:
+                continue
+            if not isinstance(mask, Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != shape:
+                raise ValueError(f"{name} must be a bool tensor of shape {shape}, got "
+                                 f"{tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__}")
+        if start is not None and not bool(start.any()) or end is not None and not bool(end.any()):
+            raise ValueError("the constraints allow no first tag or no last tag: no sequence would be possible")
+        self.allowed_transitions.copy_(transitions)
+        if start is not None:
+            self.allowed_start.copy_(start)
+        if end is not None:
+            self.allowed_end.copy_(end)
+
+    def _scores(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(π, A, ω) with the forbidden entries at FORBIDDEN."""
+        return (
+            self.start_transitions.masked_fill(~self.allowed_start, FORBIDDEN),
+            self.transitions.masked_fill(~self.allowed_transitions, FORBIDDEN),
+            self.end_transitions.masked_fill(~self.allowed_end, FORBIDDEN),
+        )
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights saved before the constraint buffers existed load as unconstrained
+        for name in ("allowed_start", "allowed_transitions", "allowed_end"):
+            state_dict.setdefault(prefix + name, getattr(self, name).clone().fill_(True))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- checks -------------------------------------------------------------------------------------------
 
@@ -108,16 +157,12 @@ class LinearChainCRF(nn.Module):
 
     def _score(self, emissions: Tensor, tags: Tensor, lengths: Tensor, mask: Tensor) -> Tensor:
         B = emissions.shape[0]
+        start, transitions, end = self._scores()
         m = mask.to(emissions.dtype)  # (B, T)
         e = emissions.gather(-1, tags.unsqueeze(-1)).squeeze(-1)  # (B, T): E_t[y_t]
-        a = self.transitions[tags[:, :-1], tags[:, 1:]]  # (B, T-1): A[y_{t-1}, y_t]
+        a = transitions[tags[:, :-1], tags[:, 1:]]  # (B, T-1): A[y_{t-1}, y_t]
         last = tags[torch.arange(B, device=tags.device), lengths - 1]  # (B,): y_L
-        return (
-            self.start_transitions[tags[:, 0]]
-            + (e * m).sum(1)
-            + (a * m[:, 1:]).sum(1)
-            + self.end_transitions[last]
-        )  # (B,)
+        return start[tags[:, 0]] + (e * m).sum(1) + (a * m[:, 1:]).sum(1) + end[last]  # (B,)
 
     def log_partition(self, emissions: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """log Z by the forward algorithm: emissions (B, T, K) -> (B,)."""
@@ -126,12 +171,13 @@ class LinearChainCRF(nn.Module):
 
     def _log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
         T = emissions.shape[1]
-        alpha = self.start_transitions + emissions[:, 0]  # (B, K): α_1
+        start, transitions, end = self._scores()
+        alpha = start + emissions[:, 0]  # (B, K): α_1
         for t in range(1, T):
             # (B, K, 1) + (K, K) -> (B, K, K) over (i, j); logsumexp over i
-            nxt = torch.logsumexp(alpha.unsqueeze(2) + self.transitions, dim=1) + emissions[:, t]  # (B, K)
+            nxt = torch.logsumexp(alpha.unsqueeze(2) + transitions, dim=1) + emissions[:, t]  # (B, K)
             alpha = torch.where(mask[:, t : t + 1], nxt, alpha)  # carried unchanged past the length
-        return torch.logsumexp(alpha + self.end_transitions, dim=1)  # (B,)
+        return torch.logsumexp(alpha + end, dim=1)  # (B,)
 
     def log_likelihood(self, emissions: Tensor, tags: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """log p(y | E) = s(y) − log Z: emissions (B, T, K), tags (B, T) integers, lengths (B,) -> (B,)."""
@@ -152,14 +198,15 @@ class LinearChainCRF(nn.Module):
         lengths, mask = self._check(emissions, lengths)
         B, T, K = emissions.shape
         identity = torch.arange(K, device=emissions.device).expand(B, K)  # ψ past the length: stay on the tag
-        delta = self.start_transitions + emissions[:, 0]  # (B, K): δ_1
+        start, transitions, end = self._scores()
+        delta = start + emissions[:, 0]  # (B, K): δ_1
         backpointers = []  # ψ_2 … ψ_T, each (B, K)
         for t in range(1, T):
-            best, psi = (delta.unsqueeze(2) + self.transitions).max(dim=1)  # (B, K) each: max over i
+            best, psi = (delta.unsqueeze(2) + transitions).max(dim=1)  # (B, K) each: max over i
             real = mask[:, t : t + 1]  # (B, 1)
             delta = torch.where(real, best + emissions[:, t], delta)
             backpointers.append(torch.where(real, psi, identity))
-        best_scores, y = (delta + self.end_transitions).max(dim=1)  # (B,) each: y_T*, which is y_L* by the identity ψ
+        best_scores, y = (delta + end).max(dim=1)  # (B,) each: y_T*, which is y_L* by the identity ψ
         tags = [y]
         for psi in reversed(backpointers):
             y = psi.gather(1, y.unsqueeze(1)).squeeze(1)  # (B,): y_{t-1}* = ψ_t[y_t*]
@@ -172,3 +219,50 @@ class LinearChainCRF(nn.Module):
         best_tags, _ = self.viterbi(emissions, lengths)
         lengths, _ = self._check(emissions, lengths)
         return [row[:n].tolist() for row, n in zip(best_tags.cpu(), lengths.tolist())]
+
+
+# -- tag schemes ---------------------------------------------------------------------------------------------
+
+SCHEMES = ("bio", "bioes")
+
+
+def allowed_transitions(tags: list[str], scheme: str) -> tuple[Tensor, Tensor, Tensor]:
+    """(start (K,), transitions (K, K), end (K,)) bool masks of what ``scheme`` allows for the tag names ``tags``
+    (``O``, ``B-X``, ``I-X`` and, for bioes, ``E-X``, ``S-X``), for :meth:`LinearChainCRF.constrain`.
+
+    bio (IOB2): ``I-X`` only after ``B-X`` or ``I-X`` (so never first). bioes: ``I-X``/``E-X`` only after
+    ``B-X``/``I-X``; after ``B-X``/``I-X`` only ``I-X``/``E-X``; ``B``/``S``/``O`` only after ``E``/``S``/``O``
+    or first; the last tag is ``E``, ``S`` or ``O``. A tag with another prefix (``<unk>``...) is allowed anywhere.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    parts = [_split(t) for t in tags]
+    K = len(tags)
+    start = torch.tensor([_allowed(scheme, None, p) for p in parts], dtype=torch.bool)
+    end = torch.tensor([_allowed(scheme, p, None) for p in parts], dtype=torch.bool)
+    trans = torch.tensor([[_allowed(scheme, a, b) for b in parts] for a in parts], dtype=torch.bool).view(K, K)
+    return start, trans, end
+
+
+def _split(tag: str) -> tuple[str, str]:
+    """'B-PER' -> ('B', 'PER'); 'O' -> ('O', ''); anything else -> ('?', tag)."""
+    if tag == "O":
+        return "O", ""
+    if len(tag) > 2 and tag[1] == "-" and tag[0] in "BIES":
+        return tag[0], tag[2:]
+    return "?", tag
+
+
+def _allowed(scheme: str, prev: Optional[tuple[str, str]], nxt: Optional[tuple[str, str]]) -> bool:
+    """May ``nxt`` follow ``prev``? (None: the start before the first tag, or the end after the last.)"""
+    if prev is not None and prev[0] == "?" or nxt is not None and nxt[0] == "?":
+        return True
+    inside = prev is not None and prev[0] in ("B", "I")  # an entity is open
+    if scheme == "bio":
+        if nxt is None or nxt[0] != "I":
+            return True
+        return inside and prev[1] == nxt[1]
+    # bioes: an open entity (after B or I) must continue with I or E of its type
+    if inside:
+        return nxt is not None and nxt[0] in ("I", "E") and nxt[1] == prev[1]
+    return nxt is None or nxt[0] in ("B", "S", "O")

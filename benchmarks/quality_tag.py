@@ -38,7 +38,8 @@ VARIANTS = {  # name -> (char_encoder, crf)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", nargs="+", default=["cnn+crf", "cnn", "words+crf", "words"], choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["cnn+crf", "cnn", "words+crf", "words"],
+                        choices=list(VARIANTS))
     parser.add_argument("--max_time", type=float, default=240.0, help="training seconds per variant")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data_dir", default="~/.cache/rnnlab-data/pos")
@@ -50,7 +51,8 @@ def main() -> None:
 
     preset = yaml.safe_load((ROOT / "configs" / "tag-oanc.yaml").read_text())
     data = os.path.expanduser(args.data_dir)
-    preset.update(data=f"{data}/oanc.train.conll", valid_data=f"{data}/oanc.valid.conll", test_data=f"{data}/oanc.test.conll")
+    preset.update(data=f"{data}/oanc.train.conll", valid_data=f"{data}/oanc.valid.conll",
+                  test_data=f"{data}/oanc.test.conll")
     base = from_dict(tag.TagConfig, preset)
     results = []
     for name in args.variants:
@@ -72,7 +74,8 @@ def main() -> None:
     out.write_text(json.dumps({"benchmark": "quality_tag", "threads": args.threads, "max_time": args.max_time,
                                "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
                                "results": results}, indent=2))
-    print(f"\n{'variant':<12} {'char':<6} {'crf':<5} {'test acc':>9} {'valid acc':>9} {'steps':>6} {'epochs':>6} {'wall s':>7}")
+    print(f"\n{'variant':<12} {'char':<6} {'crf':<5} {'test acc':>9} {'valid acc':>9} {'steps':>6} {'epochs':>6} "
+          f"{'wall s':>7}")
     for r in results:
         print(f"{r['variant']:<12} {r['char_encoder']:<6} {str(r['crf']):<5} {r['test_accuracy']:>9.4f} "
               f"{r['valid_accuracy']:>9.4f} {r['steps']:>6} {r['epochs']:>6} {r['wall_s']:>7.0f}")

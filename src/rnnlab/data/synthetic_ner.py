@@ -178,7 +178,7 @@ def generate(n: int, split: Literal["train", "valid", "test"] = "train", *, seed
     names = _Names("test" if split == "test" else "train", seed)
     rng = random.Random(f"{seed}/{split}")
     sentences = []
-    for i in range(n):
+    for _ in range(n):
         tokens: list[str] = []
         tags: list[str] = []
         for word in rng.choice(TEMPLATES).split():

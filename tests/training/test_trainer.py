@@ -100,3 +100,85 @@ def test_padding_never_counts():
     with torch.no_grad():
         expected = (8 * lm.loss(b1) + 2 * lm.loss(b2)) / 10
     assert trainer.evaluate(lm, [b1, b2]) == pytest.approx(expected.item(), rel=1e-6)
+
+
+class _Poisoned(torch.nn.Module):
+    """A model whose loss is NaN on the batches marked ``bad`` and a plain MSE otherwise."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(3))
+
+    def loss(self, batch):
+        loss = (self.w * batch["x"]).sum() ** 2
+        return loss * float("nan") if batch["bad"] else loss
+
+
+def _poison_batches(bad_at):
+    return [{"x": torch.ones(3), "bad": i in bad_at} for i in range(6)]
+
+
+def test_a_non_finite_loss_stops_the_run_and_says_what_to_change(tmp_path):
+    from rnnlab.training import TrainingDiverged
+
+    model = _Poisoned()
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 3: loss nan.*lower --trainer.lr.*clip_norm"):
+        Trainer(_fast(lr=1e-3, run_dir=str(tmp_path / "run"), curves=False)).fit(model, _poison_batches({2}))
+    assert torch.isfinite(model.w).all()  # the bad step was never applied
+    assert not (tmp_path / "run" / "resume").exists()  # no checkpoint of a diverged run
+
+
+def test_a_few_bad_steps_can_be_skipped(tmp_path):
+    model = _Poisoned()
+    before = model.w.detach().clone()
+    metrics = Trainer(_fast(lr=1e-3, max_bad_steps=1)).fit(model, _poison_batches({1, 3}))
+    assert metrics["step"] == 6 and torch.isfinite(model.w).all() and not torch.equal(model.w, before)
+    with pytest.raises(RuntimeError, match="diverged at step 3"):  # two in a row is one too many
+        Trainer(_fast(lr=1e-3, max_bad_steps=1)).fit(_Poisoned(), _poison_batches({1, 2}))
+
+
+def test_a_huge_learning_rate_is_caught_not_saved():
+    from rnnlab.training import TrainingDiverged
+
+    model = _lm()
+    with pytest.raises(TrainingDiverged, match="lower --trainer.lr \\(now 1e\\+30\\)"):
+        Trainer(_fast(lr=1e30, max_epochs=0, max_steps=200)).fit(model, _lm_batches(8))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("data", [[], iter([])])
+def test_empty_training_data_is_an_error_not_a_hang(data):
+    with pytest.raises(ValueError, match="yielded no batches"):
+        Trainer(_fast(max_epochs=0, max_steps=10)).fit(_lm(), data)
+
+
+def test_eval_tokens_bounds_each_evaluation():
+    batches = _lm_batches(10)  # 4 rows x 6 steps = 24 tokens each
+    seen = []
+
+    class Counting(list):
+        def __iter__(self):
+            for b in super().__iter__():
+                seen.append(1)
+                yield b
+
+    trainer = Trainer(_fast(eval_tokens=50))
+    trainer.evaluate(_lm(), Counting(batches))
+    assert len(seen) == 3  # 24 + 24 < 50 <= 72: the third batch crosses the bound, then it stops
+    assert Trainer(_fast()).evaluate(_lm(), batches) > 0
+
+
+def test_fit_holds_the_run_dir_lock(tmp_path):
+    import fcntl
+    import os
+
+    from rnnlab.training.lock import LOCK_FILE, RunDirLocked
+
+    (tmp_path / "run").mkdir()
+    fd = os.open(tmp_path / "run" / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another writer
+    try:
+        with pytest.raises(RunDirLocked):
+            Trainer(_fast(run_dir=str(tmp_path / "run"))).fit(_lm(), _lm_batches(2))
+    finally:
+        os.close(fd)

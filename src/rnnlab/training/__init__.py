@@ -2,8 +2,9 @@
 from .checkpoint import Bundle, load, load_bundle, save_bundle
 from .config import TrainerConfig
 from .tbptt import TokenStream
-from .trainer import Trainer, count_tokens, lr_at
+from .trainer import Trainer, TrainingDiverged, count_tokens, lr_at
 
 __all__ = [
-    "TrainerConfig", "Trainer", "TokenStream", "Bundle", "save_bundle", "load", "load_bundle", "count_tokens", "lr_at",
+    "TrainerConfig", "Trainer", "TrainingDiverged", "TokenStream", "Bundle", "save_bundle", "load", "load_bundle",
+    "count_tokens", "lr_at",
 ]

@@ -43,10 +43,19 @@ class TrainerConfig:
     """Clip the global gradient norm to this (0 = off). The pre-clip norm is logged every step either way."""
     clip_value: float = 0.0
     """Clip every gradient element to [-clip_value, clip_value] (0 = off); applied before clip_norm."""
+    max_bad_steps: int = 0
+    """A step whose loss or gradient norm is not finite is skipped (no update); after more than this many such
+    steps in a row the run stops with an error that says what to change (0 = stop at the first)."""
+    divergence_ratio: float = 1e4
+    """Also stop when a training loss exceeds this many times max(1, the mean loss of the first 10 steps): a
+    finite but exploding loss (0 = off)."""
     precision: Precision = "float32"
     """float32 | bf16 (torch.autocast to bfloat16 on the CPU or CUDA; weights and optimizer stay float32)."""
     eval_every: int = 0
     """Evaluate on the validation data every this many steps (0 = at the end of every epoch)."""
+    eval_tokens: int = 0
+    """Score at most this many validation tokens (or examples) per evaluation: the first batches of the
+    validation data, the same ones every time (0 = all of it)."""
     early_stopping_patience: int = 0
     """Stop after this many evaluations without a better valid_loss (0 = off). When on, the best weights are
     kept in memory and restored at the end of fit."""
@@ -83,11 +92,11 @@ class TrainerConfig:
         _choice("strategy", self.strategy, Strategy)
         if not self.lr > 0:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        for name in ("weight_decay", "momentum", "max_time", "clip_norm", "clip_value"):
+        for name in ("weight_decay", "momentum", "max_time", "clip_norm", "clip_value", "divergence_ratio"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)!r}")
         for name in ("warmup_steps", "max_steps", "max_epochs", "eval_every", "early_stopping_patience",
-                     "checkpoint_every", "plateau_patience"):
+                     "checkpoint_every", "plateau_patience", "max_bad_steps", "eval_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")

@@ -34,9 +34,14 @@ from rnnlab.nn.state import detach, map_state
 
 from .checkpoint import capture_rng, load_resume, pack_state, restore_rng, save_resume, unpack_state
 from .config import TrainerConfig
+from .lock import lock_run_dir
 from .progress import RunLogger
 
 log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm stopped being finite: the run stops, its last good checkpoint kept."""
 
 
 @dataclass
@@ -56,6 +61,8 @@ class RunState:
     epoch_rng: Optional[Tensor] = None  # torch's RNG at this epoch's start: replays a DataLoader's shuffle
     best_weights: Optional[dict] = None
     recent: list = field(default_factory=list)  # the last log_every training losses
+    bad_steps: int = 0  # non-finite steps in a row, skipped
+    first_losses: list = field(default_factory=list)  # the first 10 training losses: the scale of divergence
 
 
 @dataclass
@@ -87,13 +94,21 @@ class Trainer:
         _seed_everything(c.seed)
         self._stateful = bool(getattr(train, "stateful", False))
         p = self._setup(model, train)
+        # one writer per run_dir (the main process: data-parallel ranks share it)
+        with lock_run_dir(c.run_dir) if c.run_dir and self._is_main else nullcontext():
+            return self._fit(p, valid)
+
+    def _fit(self, p: _Parts, valid: Optional[Iterable[dict]]) -> dict:
+        c = self.config
         run = self._restore(p) if c.resume else RunState()
         logger = RunLogger(c, total_steps=self._total_steps(p.train), start_step=run.step, resumed=c.resume,
                            active=self._is_main)
         started = time.perf_counter() - run.elapsed
 
         while not self._should_stop(run):
+            seen = run.batch_in_epoch
             for batch in self._batches(p.train, run):
+                seen += 1
                 loss, tokens, grad_norm = self._train_step(p, batch, run)
                 run.step += 1
                 run.batch_in_epoch += 1
@@ -109,6 +124,9 @@ class Trainer:
                 if self._should_stop(run):
                     break
             else:  # the epoch ran to its end
+                if seen == 0:
+                    raise ValueError("the training data yielded no batches: it is empty (or an exhausted iterator, "
+                                     "which cannot be read twice: pass a list or a DataLoader)")
                 run.epoch += 1
                 run.batch_in_epoch = 0
                 if valid is not None and not c.eval_every:
@@ -201,8 +219,44 @@ class Trainer:
         else:
             loss.backward()
         grad_norm = _clip_gradients(p.model.parameters(), c.clip_norm, c.clip_value)
-        p.optimizer.step()
-        return float(loss.detach()), count_tokens(batch), grad_norm
+        value = float(loss.detach())
+        self._check_exploding(run, value)
+        if math.isfinite(value) and math.isfinite(grad_norm):
+            p.optimizer.step()
+            run.bad_steps = 0
+            if len(run.first_losses) < 10:
+                run.first_losses.append(value)
+        else:  # skip the update: one bad batch must not poison the weights
+            p.optimizer.zero_grad(set_to_none=True)
+            run.carried = None  # a carried state from a diverged step would carry the NaN on
+            run.bad_steps += 1
+            if run.bad_steps > c.max_bad_steps:
+                raise TrainingDiverged(self._divergence_message(run, value, grad_norm))
+            log.warning("step %d: loss %s, gradient norm %s: skipped (%d in a row of %d allowed)",
+                        run.step + 1, value, grad_norm, run.bad_steps, c.max_bad_steps)
+        return value, count_tokens(batch), grad_norm
+
+    def _check_exploding(self, run: RunState, loss: float) -> None:
+        """A finite loss far above the run's first losses: the weights are running away (e.g. a huge lr)."""
+        ratio = self.config.divergence_ratio
+        if ratio and run.first_losses and math.isfinite(loss):
+            scale = max(1.0, sum(run.first_losses) / len(run.first_losses))
+            if loss > ratio * scale:
+                raise TrainingDiverged(self._divergence_message(
+                    run, loss, None, why=f"the loss exceeds {ratio:g} times its early level {scale:.4g}"))
+
+    def _divergence_message(self, run: RunState, loss: float, grad_norm: Optional[float], why: str = "") -> str:
+        c = self.config
+        advice = [f"lower --trainer.lr (now {c.lr:g})"]
+        if not c.clip_norm:
+            advice.append("clip gradients (--trainer.clip_norm 1.0)")
+        if c.precision == "bf16":
+            advice.append("train in float32 (--trainer.precision float32)")
+        advice.append(f"or allow a few bad steps (--trainer.max_bad_steps, now {c.max_bad_steps})")
+        kept = (f"; the last checkpoint in {c.run_dir}/resume is from before it" if c.run_dir and c.checkpoint_every
+                else "; no weights of this run were saved")
+        what = why or f"loss {loss}, gradient norm {grad_norm}"
+        return f"training diverged at step {run.step + 1}: {what}. To fix: {', '.join(advice)}{kept}"
 
     def _autocast(self):
         if self.config.precision != "bf16" or self.fabric is not None:  # Fabric applies its own precision
@@ -234,6 +288,8 @@ class Trainer:
             n = count_tokens(batch)
             total += loss.double() * n
             weight += n
+            if self.config.eval_tokens and weight >= self.config.eval_tokens:
+                break  # the bound: the first batches, the same ones at every evaluation
         if self.fabric is not None:
             total = self.fabric.all_reduce(total, reduce_op="sum")
             weight = self.fabric.all_reduce(weight, reduce_op="sum")

@@ -154,13 +154,13 @@ def test_step_refuses_bidirectional():
 
 def test_auto_picks_the_torch_kernel_only_when_it_can():
     assert LSTM(I, H)._resolve_impl() == "torch"
-    assert LSTM(I, H, layer_norm=True)._resolve_impl() == "fused"
-    assert LSTM(I, H, recurrent_dropout=0.1)._resolve_impl() == "fused"
+    assert LSTM(I, H, layer_norm=True)._resolve_impl() == "numba"
+    assert LSTM(I, H, recurrent_dropout=0.1)._resolve_impl() == "numba"
     assert GRU(I, H, layer_norm=True)._resolve_impl() == "loop"
     with pytest.raises(ValueError, match="impl='torch' cannot run layer_norm"):
         LSTM(I, H, layer_norm=True, impl="torch")
     with pytest.raises(ValueError, match="cell='lstm' only"):
-        GRU(I, H, impl="fused")
+        GRU(I, H, impl="numba")
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -222,7 +222,7 @@ def test_fused_lstm_path_equals_the_loop(options, dtype):
     rational approximation and its sums run in another order), which layer norm over 4H = 20 units amplifies.
     """
     tol = dict(atol=1e-9, rtol=1e-9) if dtype == torch.float64 else dict(atol=2e-4, rtol=1e-3)
-    fused = LSTM(I, H, num_layers=2, bidirectional=True, impl="fused", **options).to(dtype).train()
+    fused = LSTM(I, H, num_layers=2, bidirectional=True, impl="numba", **options).to(dtype).train()
     loop = LSTM(I, H, num_layers=2, bidirectional=True, impl="loop", **options).to(dtype).train()
     loop.load_state_dict(fused.state_dict())
     x = torch.randn(B, T, I, dtype=dtype)

@@ -1,5 +1,4 @@
 """Recurrent layers against torch.nn (copied weights), against themselves alone and padded, and across paths."""
-import itertools
 
 import pytest
 import torch

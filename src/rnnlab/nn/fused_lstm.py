@@ -36,7 +36,6 @@ The kernels are compiled on first use per dtype (~10-20 s) and cached on disk (n
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
 
 import numba
 import numpy as np

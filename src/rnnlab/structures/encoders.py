@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from rnnlab.nn import MinGRU, MinLSTM, Recurrent
 from rnnlab.nn.state import LSTMState, State
+from rnnlab.nn.transformer import Norm, NormPosition, Positions
 
 EncoderKind = Literal["lstm", "gru", "rnn", "rnn-relu", "mingru", "minlstm", "window", "cnn", "transformer"]
 KINDS = get_args(EncoderKind)
@@ -55,11 +56,11 @@ class EncoderConfig:
     """transformer: attention heads; hidden_size must be divisible by it."""
     ff_size: int = 0
     """transformer: the feed-forward width; 0 means 4 * hidden_size."""
-    norm: Literal["layer", "rms"] = "layer"
+    norm: Norm = "layer"
     """transformer: layer | rms."""
-    norm_position: Literal["pre", "post"] = "pre"
+    norm_position: NormPosition = "pre"
     """transformer: pre | post."""
-    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
+    positions: Positions = "sinusoidal"
     """transformer: sinusoidal | learned."""
     max_len: int = 1024
     """transformer with learned positions: the longest sequence."""

@@ -161,8 +161,9 @@ class Recurrent(nn.Module):
         return y, stack_layers(new_states)
 
     def initial_state(self, batch_size: int, *, device=None, dtype=None) -> State:
-        """The cells' initial states (zeros), stacked: (L·D, B, H), or an LSTMState of two such tensors."""
-        return stack_layers([cell.initial_state(batch_size, device=device, dtype=dtype) for cell in self.cells])
+        """Zeros shaped as the cells' initial state, stacked: (L·D, B, H), or an LSTMState of two such tensors."""
+        one = self.cells[0].initial_state(batch_size, device=device, dtype=dtype)  # (B, H), zeros by the contract
+        return map_state(lambda t: t.new_zeros((len(self.cells), *t.shape)), one)
 
     # -- paths ------------------------------------------------------------------------------------
     def _resolve_impl(self) -> str:

@@ -24,9 +24,9 @@ from rnnlab.nn.min_rnn import MinGRU, MinLSTM
 def contenders(input_size: int, hidden_size: int) -> dict[str, nn.Module]:
     return {
         "torch.nn.LSTM": nn.LSTM(input_size, hidden_size, batch_first=True),
-        "MinGRU fused": MinGRU(input_size, hidden_size, scan="fused"),
+        "MinGRU numba": MinGRU(input_size, hidden_size, scan="numba"),
         "MinGRU log": MinGRU(input_size, hidden_size, scan="log"),
-        "MinLSTM fused": MinLSTM(input_size, hidden_size, scan="fused"),
+        "MinLSTM numba": MinLSTM(input_size, hidden_size, scan="numba"),
         "MinLSTM log": MinLSTM(input_size, hidden_size, scan="log"),
     }
 
@@ -55,7 +55,7 @@ def main() -> None:
     x = torch.randn(B, T, I)
 
     t0 = time.perf_counter()
-    train_step(models["MinGRU fused"], x)  # numba compiles or loads its cache here
+    train_step(models["MinGRU numba"], x)  # numba compiles or loads its cache here
     first_call_s = time.perf_counter() - t0
 
     rows = []

@@ -1,5 +1,4 @@
 """Recurrent layers against torch.nn (copied weights), against themselves alone and padded, and across paths."""
-import itertools
 
 import pytest
 import torch
@@ -154,13 +153,13 @@ def test_step_refuses_bidirectional():
 
 def test_auto_picks_the_torch_kernel_only_when_it_can():
     assert LSTM(I, H)._resolve_impl() == "torch"
-    assert LSTM(I, H, layer_norm=True)._resolve_impl() == "fused"
-    assert LSTM(I, H, recurrent_dropout=0.1)._resolve_impl() == "fused"
+    assert LSTM(I, H, layer_norm=True)._resolve_impl() == "numba"
+    assert LSTM(I, H, recurrent_dropout=0.1)._resolve_impl() == "numba"
     assert GRU(I, H, layer_norm=True)._resolve_impl() == "loop"
     with pytest.raises(ValueError, match="impl='torch' cannot run layer_norm"):
         LSTM(I, H, layer_norm=True, impl="torch")
     with pytest.raises(ValueError, match="cell='lstm' only"):
-        GRU(I, H, impl="fused")
+        GRU(I, H, impl="numba")
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -215,20 +214,20 @@ def test_layer_gradcheck_float64(bidirectional):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("options", [{"layer_norm": True}, {"recurrent_dropout": 0.3}, {"layer_norm": True, "recurrent_dropout": 0.3}])
-def test_fused_lstm_path_equals_the_loop(options, dtype):
+def test_numba_lstm_path_equals_the_loop(options, dtype):
     """The numba sequence kernel and the cell loop: same outputs, states and gradients (same masks by seed).
 
     float64 shows they compute the same function; float32 differs by rounding only (the kernel's tanh is a
     rational approximation and its sums run in another order), which layer norm over 4H = 20 units amplifies.
     """
     tol = dict(atol=1e-9, rtol=1e-9) if dtype == torch.float64 else dict(atol=2e-4, rtol=1e-3)
-    fused = LSTM(I, H, num_layers=2, bidirectional=True, impl="fused", **options).to(dtype).train()
+    numba = LSTM(I, H, num_layers=2, bidirectional=True, impl="numba", **options).to(dtype).train()
     loop = LSTM(I, H, num_layers=2, bidirectional=True, impl="loop", **options).to(dtype).train()
-    loop.load_state_dict(fused.state_dict())
+    loop.load_state_dict(numba.state_dict())
     x = torch.randn(B, T, I, dtype=dtype)
     state = map_state(lambda t: t.to(dtype), _state("lstm", 2, 2))
     results = []
-    for layer in (fused, loop):
+    for layer in (numba, loop):
         torch.manual_seed(7)  # the same dropout masks for both
         y, s = layer(x, state, LENGTHS)
         w = torch.randn_like(y)
@@ -241,3 +240,86 @@ def test_fused_lstm_path_equals_the_loop(options, dtype):
     for name in g1:  # relative to the gradient's scale: layer norm over few units makes some of them large
         scale = max(1.0, g2[name].abs().max().item())
         torch.testing.assert_close(g1[name], g2[name], atol=tol["atol"] * scale, rtol=tol["rtol"], msg=name)
+
+
+# -- errors: bad input gets a message that names the argument, what was expected and what was given --
+@pytest.fixture
+def lstm():
+    return LSTM(3, 5, num_layers=2)
+
+
+@pytest.mark.parametrize(
+    "x,error,pattern",
+    [
+        (torch.randn(4, 3), ValueError, r"x must have shape \(B, T, I\) with I=3.*got shape \(4, 3\)"),
+        (torch.randn(2, 4, 6, 3), ValueError, r"x must have shape \(B, T, I\).*got shape \(2, 4, 6, 3\)"),
+        (torch.randn(2, 4, 7), ValueError, r"x must have input size I=3.*got shape \(2, 4, 7\)"),
+        (torch.randn(2, 4, 3, dtype=torch.float64), TypeError, r"x must have dtype torch.float32.*got torch.float64"),
+        (torch.ones(2, 4, 3, dtype=torch.long), TypeError, r"x must be a floating-point tensor, got dtype torch.int64"),
+        ([[1.0, 2.0, 3.0]], TypeError, r"x must be a torch.Tensor.*got list"),
+        (torch.randn(2, 0, 3), ValueError, r"x must have at least one time step"),
+    ],
+)
+def test_bad_x(lstm, x, error, pattern):
+    with pytest.raises(error, match=pattern):
+        lstm(x)
+
+
+@pytest.mark.parametrize(
+    "lengths,error,pattern",
+    [
+        (torch.tensor([4, 5]), ValueError, r"lengths must lie in \[1, T=4\], got min 4 and max 5"),
+        (torch.tensor([0, 2]), ValueError, r"lengths must lie in \[1, T=4\], got min 0"),
+        (torch.tensor([[4, 2]]), ValueError, r"lengths must be 1-D of shape \(2,\).*got shape \(1, 2\)"),
+        (torch.tensor([4, 2, 1]), ValueError, r"lengths must be 1-D of shape \(2,\).*got shape \(3,\)"),
+        (torch.tensor([4.0, 2.0]), TypeError, r"lengths must be an integer tensor, got dtype torch.float32"),
+        ("4,2", TypeError, r"lengths must be a 1-D integer tensor.*got str"),
+    ],
+)
+def test_bad_lengths(lstm, lengths, error, pattern):
+    with pytest.raises(error, match=pattern):
+        lstm(torch.randn(2, 4, 3), lengths=lengths)
+
+
+def test_lengths_as_list_is_accepted(lstm):
+    y, _ = lstm(torch.randn(2, 4, 3), lengths=[4, 2])
+    assert torch.all(y[1, 2:] == 0)
+
+
+@pytest.mark.parametrize(
+    "state,error,pattern",
+    [
+        (torch.zeros(2, 2, 5), TypeError, r"state must be an LSTMState\(h, c\).*got Tensor"),
+        (LSTMState(torch.zeros(1, 2, 5), torch.zeros(1, 2, 5)), ValueError, r"state.h must have shape \(2, 2, 5\), got \(1, 2, 5\)"),
+        (LSTMState(torch.zeros(2, 2, 5), torch.zeros(2, 3, 5)), ValueError, r"state.c must have shape \(2, 2, 5\), got \(2, 3, 5\)"),
+        (LSTMState(torch.zeros(2, 2, 5), torch.zeros(2, 2, 5).double()), TypeError, r"state.c must have dtype torch.float32, got torch.float64"),
+    ],
+)
+def test_bad_lstm_state(lstm, state, error, pattern):
+    with pytest.raises(error, match=pattern):
+        lstm(torch.randn(2, 4, 3), state)
+
+
+def test_bad_gru_state():
+    with pytest.raises(ValueError, match=r"state must have shape \(2, 2, 5\), got \(2, 5\)"):
+        GRU(3, 5, bidirectional=True)(torch.randn(2, 4, 3), torch.zeros(2, 5))
+
+
+@pytest.mark.parametrize(
+    "make,pattern",
+    [
+        (lambda: Recurrent("transformer", 3, 5), r"cell must be one of \('rnn', 'lstm', 'gru'\), got 'transformer'"),
+        (lambda: LSTM(3, 0), r"hidden_size must be a positive integer, got 0"),
+        (lambda: LSTM(3, 5, num_layers=0), r"num_layers must be a positive integer, got 0"),
+        (lambda: LSTM(3, 5, dropout=1.0), r"dropout must be in \[0, 1\), got 1.0"),
+        (lambda: LSTM(3, 5, recurrent_dropout=-0.1), r"recurrent_dropout must be in \[0, 1\), got -0.1"),
+        (lambda: LSTM(3, 5, impl="cudnn"), r"impl must be one of \('auto', 'torch', 'numba', 'loop'\), got 'cudnn'"),
+        (lambda: LSTM(3, 5, impl="fused"), r"impl='fused' is now called impl='numba'"),
+        (lambda: LSTM(3, 5, recurrent_init="xavier"), r"recurrent_init must be one of .*got 'xavier'"),
+        (lambda: GRU(3, 5, forget_bias=1.0), r"forget_bias applies to cell='lstm' only"),
+        (lambda: LSTM(3, 5, nonlinearity="relu"), r"nonlinearity applies to cell='rnn' only"),
+    ],
+)
+def test_bad_layer_options(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()

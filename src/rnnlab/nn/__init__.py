@@ -5,7 +5,7 @@ from .conv import ConvNet2d, TemporalCNNEncoder
 from .crf import LinearChainCRF
 from .gru_cell import GRUCell
 from .lstm_cell import LSTMCell
-from .min_rnn import MinGRU, MinLSTM
+from .min_rnn import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
 from .recurrent import GRU, LSTM, RNN, Recurrent
 from .rnn_cell import RNNCell
 from .state import LSTMState
@@ -14,7 +14,7 @@ from .window import WindowEncoder
 
 __all__ = [
     "RecurrentCell", "RNNCell", "LSTMCell", "GRUCell", "Recurrent", "RNN", "LSTM", "GRU", "LSTMState",
-    "MinGRU", "MinLSTM", "WindowEncoder", "TemporalCNNEncoder", "ConvNet2d", "LinearChainCRF",
+    "MinGRU", "MinLSTM", "MinGRUCell", "MinLSTMCell", "WindowEncoder", "TemporalCNNEncoder", "ConvNet2d", "LinearChainCRF",
     "AdditiveAttention", "DotAttention", "GeneralAttention", "MultiHeadAttention", "build_attention",
     "TransformerEncoderBlock", "TransformerDecoderBlock", "TransformerEncoder", "TransformerDecoder",
 ]

@@ -59,6 +59,19 @@ def check_lstm_state(state, shape: tuple, ref: Tensor, *, name: str = "state"):
     return LSTMState(check_state_tensor(f"{name}.h", state[0], shape, ref), check_state_tensor(f"{name}.c", state[1], shape, ref))
 
 
+def check_state(state, state_type: type, shape: tuple, ref: Tensor, *, name: str = "state"):
+    """A state of ``state_type``: a tensor of ``shape``, or a NamedTuple (LSTMState, a user cell's) of such tensors."""
+    if state_type is LSTMState:
+        return check_lstm_state(state, shape, ref, name=name)
+    if issubclass(state_type, tuple):
+        fields = state_type._fields
+        if not isinstance(state, tuple) or len(state) != len(fields):
+            raise TypeError(f"{name} must be a {state_type.__name__}({', '.join(fields)}) of shape {tuple(shape)} each, "
+                            f"got {type(state).__name__}")
+        return state_type(*(check_state_tensor(f"{name}.{f}", t, shape, ref) for f, t in zip(fields, state)))
+    return check_state_tensor(name, state, shape, ref)
+
+
 def check_lengths(lengths, batch_size: int, max_len: int) -> Optional[Tensor]:
     """lengths: None or a 1-D integer tensor (B,) with values in [1, T]. Returned on the CPU as int64."""
     if lengths is None:

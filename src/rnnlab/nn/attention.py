@@ -27,7 +27,7 @@ sequences, on ``torch.nn.functional.scaled_dot_product_attention``.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional, get_args
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +45,8 @@ __all__ = [
     "masked_softmax",
 ]
 
-ATTENTION_NAMES = ("bahdanau", "luong-dot", "luong-general")
+AttentionName = Literal["bahdanau", "luong-dot", "luong-general"]
+ATTENTION_NAMES = get_args(AttentionName)
 
 
 def masked_softmax(scores: Tensor, mask: Optional[Tensor]) -> Tensor:
@@ -182,7 +183,7 @@ class GeneralAttention(_Seq2SeqAttention):
         return torch.bmm(precomputed, query.unsqueeze(-1)).squeeze(-1)  # (B, S)
 
 
-def build_attention(name: str, query_size: int, key_size: int, attention_size: Optional[int] = None) -> nn.Module:
+def build_attention(name: AttentionName, query_size: int, key_size: int, attention_size: Optional[int] = None) -> nn.Module:
     """The seq2seq attention called ``name``: "bahdanau" | "luong-dot" | "luong-general".
 
     ``attention_size`` (A) is for "bahdanau" only; None means A = key_size.

@@ -1,10 +1,28 @@
-"""What every recurrent cell shares: torch.nn's parameter layout, the options, the state contract.
+"""What every recurrent cell shares: the cell contract, torch.nn's parameter layout, the options.
 
-A cell is one time step, ``cell(x_t, state) -> (y_t, state)`` (STYLE.md, as in Flax). Parameters are
-named and laid out as in ``torch.nn`` (``weight_ih`` (G·H, I), ``weight_hh`` (G·H, H), ``bias_ih``,
-``bias_hh`` (G·H,), with G gates stacked in torch's order), so that a state_dict loads both ways.
+The cell contract: what :class:`~rnnlab.nn.recurrent.Recurrent` needs of a cell, built-in or a user's
+(STYLE.md, as in Flax: a cell is one time step). ``Recurrent(MyCell, I, H, ...)`` builds one cell per layer
+and direction with ``MyCell(input_size, hidden_size, **options)`` and then calls only these:
 
-Options, keyword-only, shared by all cells:
+- ``hidden_size``: H, the width of y_t and of every tensor of the state.
+- ``forward(x_t, state=None, *, mask=None) -> (y_t, state)``: one step, checked (shapes, dtypes);
+  x_t (B, I), y_t (B, H); ``state=None`` means zeros.
+- ``step(x_t, state, mask) -> (y_t, state)``: the same step, unchecked: the layer has checked the whole
+  sequence once and calls this T times; ``state`` is never None here.
+- ``initial_state(batch_size, *, device=None, dtype=None) -> state``: zeros; a tensor (B, H), or a NamedTuple
+  of such tensors (the LSTM's ``LSTMState(h, c)``). None means the parameters' device and dtype.
+- ``sample_mask(batch_size, *, device=None, dtype=None) -> mask or None`` (optional): a per-sequence mask
+  (recurrent dropout) that the layer draws once per sequence and direction and passes to every ``step``.
+  Without it the layer passes ``mask=None``.
+- ``sequence(x, state, lengths) -> (outputs, state)`` (optional, unchecked): the whole sequence at once,
+  x (B, T, I) -> outputs (B, T, H) zero past each row's length, and the state at its last real step. The
+  layer uses it instead of stepping ``step`` (minGRU/minLSTM: a parallel scan).
+
+:class:`RecurrentCell` is the base of the built-in cells (Elman, LSTM, GRU). Parameters are named and laid out
+as in ``torch.nn`` (``weight_ih`` (G·H, I), ``weight_hh`` (G·H, H), ``bias_ih``, ``bias_hh`` (G·H,), with
+G = ``num_gates`` gates stacked in torch's order), so that a state_dict loads both ways.
+
+Options, keyword-only, shared by all built-in cells:
 
 - ``layer_norm``: layer normalisation of the input and the recurrent pre-activations (Ba et al., 2016,
   "Layer Normalization", §3.1), each over the whole G·H vector with a gain and no shift (the biases
@@ -19,19 +37,23 @@ Options, keyword-only, shared by all cells:
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Literal, Optional, get_args
 
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_input, check_state_tensor
+from ._checks import check_dtype_match, check_input, check_state_tensor
 from .state import State
 
-_INITS = ("orthogonal", "uniform")
+RecurrentInit = Literal["orthogonal", "uniform"]
+_INITS = get_args(RecurrentInit)
 
 
 class RecurrentCell(nn.Module):
-    """Base class: parameters, options, masks and input checks. Subclasses set ``num_gates`` and ``_step``."""
+    """Base class of the built-in cells: parameters, options, masks and input checks.
+
+    Subclasses set ``num_gates`` and implement ``step`` (the equations); ``forward`` checks and calls it.
+    """
 
     num_gates: int = 1
 
@@ -43,7 +65,7 @@ class RecurrentCell(nn.Module):
         bias: bool = True,
         layer_norm: bool = False,
         recurrent_dropout: float = 0.0,
-        recurrent_init: str = "orthogonal",
+        recurrent_init: RecurrentInit = "orthogonal",
         eps: float = 1e-5,
     ) -> None:
         super().__init__()
@@ -117,22 +139,22 @@ class RecurrentCell(nn.Module):
     def forward(self, x_t: Tensor, state: Optional[State] = None, *, mask: Optional[Tensor] = None):
         """One step: x_t (B, I), state (B, H) or LSTMState, None meaning zeros -> (y_t (B, H), state)."""
         x_t = check_input(x_t, self.input_size, ndim=2, name="x_t")
-        if x_t.dtype != self.weight_ih.dtype:
-            raise TypeError(f"x_t must have dtype {self.weight_ih.dtype} like the cell's parameters, got {x_t.dtype}")
+        check_dtype_match("x_t", x_t, self.weight_ih)
         B = x_t.shape[0]
         state = self._check_state(state, B, x_t)
         if mask is None:
             mask = self.sample_mask(B, device=x_t.device, dtype=x_t.dtype)
         elif tuple(mask.shape) != (B, self.hidden_size):
             raise ValueError(f"mask must have shape ({B}, {self.hidden_size}), got {tuple(mask.shape)}")
-        return self._step(x_t, state, mask)
+        return self.step(x_t, state, mask)
 
     def _check_state(self, state, batch_size: int, ref: Tensor) -> State:
         if state is None:
             return self.initial_state(batch_size, device=ref.device, dtype=ref.dtype)
         return check_state_tensor("state", state, (batch_size, self.hidden_size), ref)
 
-    def _step(self, x_t: Tensor, state: State, mask: Optional[Tensor]):
+    def step(self, x_t: Tensor, state: State, mask: Optional[Tensor]):
+        """One step, unchecked (the layer's inner loop): x_t (B, I), state not None, mask (B, H) or None."""
         raise NotImplementedError
 
     # -- shared pieces of the equations -----------------------------------------------------------

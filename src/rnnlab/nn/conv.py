@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.nn._checks import check_dtype_match, check_input, check_lengths, check_tensor
-from rnnlab.nn.masking import lengths_to_mask
+from rnnlab.nn.masking import last_real, lengths_to_mask
 
 __all__ = ["TemporalCNNEncoder", "ConvNet2d"]
 
@@ -129,7 +129,7 @@ class TemporalCNNEncoder(nn.Module):
             return outputs, summary
         valid = valid.transpose(1, 2)  # (B, T, 1)
         if self.causal:
-            summary = outputs[torch.arange(B, device=x.device), lengths - 1]  # (B, H)
+            summary = last_real(outputs, lengths)  # (B, H)
         else:
             summary = outputs.masked_fill(~valid, float("-inf")).amax(dim=1)  # (B, H)
         return torch.where(valid, outputs, outputs.new_zeros(())), summary

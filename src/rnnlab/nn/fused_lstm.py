@@ -36,7 +36,6 @@ The kernels are compiled on first use per dtype (~10-20 s) and cached on disk (n
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
 
 import numba
 import numpy as np
@@ -45,6 +44,8 @@ from numba.extending import overload
 from torch import Tensor
 
 from ._checks import check_dtype_match, check_input, check_lengths, check_state_tensor, check_tensor
+from ._torch_kernels import native_layer_norm
+from .masking import lengths_to_mask
 
 __all__ = ["lstm_sequence", "lstm_sequence_reference"]
 
@@ -64,7 +65,7 @@ def lstm_sequence_reference(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, *
     x_hat = x @ weight_ih.t()  # (B, T, G)
     if ln_ih is not None:
         x_hat = torch.nn.functional.layer_norm(x_hat, (G,), ln_ih, None, eps)
-    active = None if lengths is None else torch.arange(T).unsqueeze(1).lt(lengths).to(x.device)  # (T, B)
+    active = lengths_to_mask(lengths, T, device=x.device)  # (B, T) or None
     ys = []
     for t in range(T):
         h_hat = (h if mask is None else h * mask) @ weight_hh.t()  # (B, G)
@@ -86,7 +87,7 @@ def lstm_sequence_reference(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, *
         if active is None:
             h, c, y = h_new, c_new, h_new
         else:
-            m_t = active[t].unsqueeze(1)  # (B, 1)
+            m_t = active[:, t].unsqueeze(1)  # (B, 1)
             h, c = torch.where(m_t, h_new, h), torch.where(m_t, c_new, c)
             y = h_new * m_t.to(h_new.dtype)
         ys.append(y)
@@ -192,7 +193,7 @@ class _FusedLSTM(torch.autograd.Function):
             Y[:, T_run:].zero_()
         SV = torch.empty(B, T, _layout(G, H, ln), dtype=dtype)
         if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
-            XP, _, rstd_x = torch.native_layer_norm(XP, [G], None, None, eps)
+            XP, _, rstd_x = native_layer_norm(XP, [G], None, None, eps)
             SV[:, :, -3] = rstd_x.view(B, T)
         SC = _scalars(eps, G, H, dtype)
 

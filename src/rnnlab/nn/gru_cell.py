@@ -32,7 +32,7 @@ class GRUCell(RecurrentCell):
 
     num_gates = 3
 
-    def _step(self, x_t: Tensor, h: Tensor, mask: Optional[Tensor]):
+    def step(self, x_t: Tensor, h: Tensor, mask: Optional[Tensor]):
         x_hat = self._input_preact(x_t)  # (B, 3H)
         h_hat = self._recurrent_preact(h, mask)  # (B, 3H)
         if self.bias_ih is not None:

@@ -56,7 +56,7 @@ class LSTMCell(RecurrentCell):
             return self.initial_state(batch_size, device=ref.device, dtype=ref.dtype)
         return check_lstm_state(state, (batch_size, self.hidden_size), ref)
 
-    def _step(self, x_t: Tensor, state: LSTMState, mask: Optional[Tensor]):
+    def step(self, x_t: Tensor, state: LSTMState, mask: Optional[Tensor]):
         h, c = state
         a = self._input_preact(x_t) + self._recurrent_preact(h, mask)  # (B, 4H)
         if self.bias_ih is not None:

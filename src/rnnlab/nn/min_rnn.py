@@ -15,14 +15,21 @@ Deviations and choices, each as the paper allows:
   scan applies. Both scan modes use the same g, so they give the same numbers.
 * minLSTM uses the normalised, time-independent-scale gates f' = f/(f+i), i' = i/(f+i)
   (§3.2.3), and has no output gate and no separate cell state: the state is h.
-* ``scan="fused"`` (the default on CPU, float32/float64) computes the gates inside numba
-  kernels for the forward and backward passes, in one pass over B·T·H memory each; ``scan="log"`` computes log a_t, log b_t straight from the pre-activations and runs
-  the Heinsen scan (§B, Listings 2 and 4), which is what the paper uses on GPUs.
+* ``scan="numba"`` (the default on CPU, float32/float64) computes the gates inside numba
+  kernels for the forward and backward passes, in one pass over B·T·H memory each; ``scan="log"``
+  computes log a_t, log b_t straight from the pre-activations and runs the Heinsen scan (§B,
+  Listings 2 and 4), which is what the paper uses on GPUs.
+
+Layout: :class:`MinGRUCell` and :class:`MinLSTMCell` keep the cell contract of :mod:`rnnlab.nn.cell`
+(one step, ``step``, ``initial_state``) and add its optional ``sequence``, the parallel scan over the
+whole sequence. :class:`MinGRU` and :class:`MinLSTM` are :class:`~rnnlab.nn.recurrent.Recurrent` layers
+of these cells, so they stack (``num_layers``, ``dropout`` between layers, as the paper stacks them, §4),
+run both ways (``bidirectional``) and stream (``step``) as every other layer does: state (L·D, B, H).
 """
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Literal, Optional, get_args
 
 import numba
 import torch
@@ -30,13 +37,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from rnnlab.nn._checks import check_dtype_match, check_input, check_lengths, check_state_tensor
+from rnnlab.nn._checks import check_dtype_match, check_input, check_state_tensor
+from rnnlab.nn.masking import last_real, lengths_to_mask
+from rnnlab.nn.recurrent import Recurrent
 from rnnlab.nn.scan import linear_scan, log_space_scan
-from rnnlab.nn.masking import lengths_to_mask
 
-__all__ = ["MinGRU", "MinLSTM", "g", "log_g"]
+__all__ = ["MinGRU", "MinLSTM", "MinGRUCell", "MinLSTMCell", "g", "log_g"]
 
-_SCAN_MODES = ("auto", "fused", "log")
+Scan = Literal["auto", "numba", "log"]
+_SCAN_MODES = get_args(Scan)
 
 
 def g(x: Tensor) -> Tensor:
@@ -162,28 +171,30 @@ class _FusedMinRNNScan(torch.autograd.Function):
         return dk, dh0, None
 
 
-class _MinRNN(nn.Module):
-    """What minGRU and minLSTM share: checks, state, lengths and the choice of scan.
+class _MinRNNCell(nn.Module):
+    """What the minGRU and minLSTM cells share: the Linear, checks, state and the choice of scan.
 
-    A subclass sets ``n_gates`` (how many H-wide blocks the Linear produces) and implements
-    ``_coefficients(k) -> (a, b)`` and ``_log_coefficients(k) -> (log a, log b)`` for k: (..., n_gates·H).
+    A subclass sets ``num_gates`` (how many H-wide blocks the Linear produces) and implements
+    ``_coefficients(k) -> (a, b)`` and ``_log_coefficients(k) -> (log a, log b)`` for k: (..., num_gates·H).
     """
 
-    n_gates: int
+    num_gates: int
 
-    def __init__(self, input_size: int, hidden_size: int, *, bias: bool = True, scan: str = "auto") -> None:
+    def __init__(self, input_size: int, hidden_size: int, *, bias: bool = True, scan: Scan = "auto") -> None:
         super().__init__()
         if not isinstance(input_size, int) or input_size < 1:
             raise ValueError(f"input_size must be a positive int, got {input_size!r}")
         if not isinstance(hidden_size, int) or hidden_size < 1:
             raise ValueError(f"hidden_size must be a positive int, got {hidden_size!r}")
+        if scan == "fused":
+            raise ValueError("scan='fused' is now called scan='numba' (the gates and the scan in numba kernels)")
         if scan not in _SCAN_MODES:
             raise ValueError(f"scan must be one of {_SCAN_MODES}, got {scan!r}")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.scan = scan
         # one Linear for every gate, applied to the whole sequence at once (hoisted out of the scan)
-        self.linear = nn.Linear(input_size, self.n_gates * hidden_size, bias=bias)
+        self.linear = nn.Linear(input_size, self.num_gates * hidden_size, bias=bias)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.linear.bias is not None}, scan={self.scan!r}"
@@ -198,54 +209,45 @@ class _MinRNN(nn.Module):
             return not (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64))
         return self.scan == "log"
 
-    def _state(self, state: Optional[Tensor], x: Tensor) -> Tensor:
-        B = x.shape[0]
+    def forward(self, x_t: Tensor, state: Optional[Tensor] = None, *, mask: Optional[Tensor] = None):
+        """One step of the sequential form, checked: x_t (B, I), state (B, H) or None -> (h_t, h_t), both (B, H)."""
+        check_input(x_t, self.input_size, ndim=2, name="x_t")
+        check_dtype_match("x_t", x_t, self.linear.weight)
+        B = x_t.shape[0]
         if state is None:
-            return self.initial_state(B, device=x.device, dtype=x.dtype)
-        return check_state_tensor("state", state, (B, self.hidden_size), x)
+            state = self.initial_state(B, device=x_t.device, dtype=x_t.dtype)
+        else:
+            check_state_tensor("state", state, (B, self.hidden_size), x_t)
+        return self.step(x_t, state, mask)
 
-    def forward(self, x: Tensor, state: Optional[Tensor] = None, lengths=None) -> tuple[Tensor, Tensor]:
-        """x: (B, T, I), state: (B, H) or None, lengths: (B,) ints in [1, T] or None.
+    def step(self, x_t: Tensor, state: Tensor, mask: Optional[Tensor] = None):
+        """One step, unchecked: h_t = a_t ⊙ h_{t-1} + b_t. ``mask`` is unused (no recurrent dropout)."""
+        a, b = self._coefficients(self.linear(x_t))  # (B, H) each
+        h = a * state + b
+        return h, h
 
-        Returns (outputs (B, T, H), state (B, H)). Past a row's length the outputs are zero and
-        its state is h at its last real step — as if a_t = 1 and b_t = 0 there.
+    def sequence(self, x: Tensor, state: Tensor, lengths: Optional[Tensor], mask: Optional[Tensor] = None):
+        """The parallel form, unchecked: x (B, T, I), state (B, H), lengths (B,) CPU int64 or None.
+
+        Returns (outputs (B, T, H), state (B, H)). Past a row's length the outputs are zero and its state
+        is h at its last real step, as if a_t = 1 and b_t = 0 there.
         """
-        check_input(x, self.input_size, ndim=3)
-        check_dtype_match("x", x, self.linear.weight)
-        B, T, _ = x.shape
-        lengths = check_lengths(lengths, B, T)
-        h0 = self._state(state, x)  # (B, H)
-        if T == 0:
-            return x.new_zeros(B, 0, self.hidden_size), h0
-
-        k = self.linear(x)  # (B, T, n_gates·H)
+        k = self.linear(x)  # (B, T, num_gates·H)
         if self._use_log_scan(x):
-            h = log_space_scan(*self._log_coefficients(k), h0)  # (B, T, H)
+            h = log_space_scan(*self._log_coefficients(k), state)  # (B, T, H)
         elif x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
-            h = _FusedMinRNNScan.apply(k, h0, self._kernels)  # (B, T, H)
-        else:  # "fused" asked for off the CPU or in low precision: torch gates, torch scan
-            h = linear_scan(*self._coefficients(k), h0)  # (B, T, H)
-
+            h = _FusedMinRNNScan.apply(k, state, self._kernels)  # (B, T, H)
+        else:  # "numba" asked for off the CPU or in low precision: torch gates, torch scan
+            h = linear_scan(*self._coefficients(k), state)  # (B, T, H)
         if lengths is None:
             return h, h[:, -1]
         # Freezing the state past the length (a = 1, b = 0) and reading h at the last real step
         # give the same numbers and gradients; reading is cheaper than rewriting a and b.
-        lengths = lengths.to(x.device)
-        valid = lengths_to_mask(lengths, T)  # (B, T)
-        last = h[torch.arange(B, device=x.device), lengths - 1]  # (B, H)
-        return h * valid.unsqueeze(-1).to(h.dtype), last
-
-    def step(self, x_t: Tensor, state: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        """One step of the sequential form: x_t (B, I), state (B, H) or None -> (h_t, h_t), both (B, H)."""
-        check_input(x_t, self.input_size, ndim=2, name="x_t")
-        check_dtype_match("x_t", x_t, self.linear.weight)
-        h_prev = self._state(state, x_t)  # (B, H)
-        a, b = self._coefficients(self.linear(x_t))  # (B, H) each
-        h = a * h_prev + b
-        return h, h
+        valid = lengths_to_mask(lengths, x.shape[1], device=x.device)  # (B, T)
+        return h * valid.unsqueeze(-1).to(h.dtype), last_real(h, lengths)
 
 
-class MinGRU(_MinRNN):
+class MinGRUCell(_MinRNNCell):
     r"""minGRU (Feng et al., 2024, §3.1.3, Algorithm 2; log-space form §B, Listing 2).
 
     .. math::
@@ -260,13 +262,12 @@ class MinGRU(_MinRNN):
     Args:
         input_size: I.   hidden_size: H.
         bias: whether the Linear I → 2H has a bias.
-        scan: ``"auto"`` (numba scan on CPU float32/float64, log-space elsewhere), ``"fused"``, ``"log"``.
+        scan: ``"auto"`` (numba scan on CPU float32/float64, log-space elsewhere), ``"numba"``, ``"log"``.
 
-    Shapes: x (B, T, I), state (B, H) or None for zeros, lengths (B,) or None;
-    outputs (B, T, H), final state (B, H). ``step``: x_t (B, I) -> (h_t, h_t), each (B, H).
+    Shapes: one step x_t (B, I), state (B, H) -> (h_t, h_t); ``sequence``: x (B, T, I) -> (B, T, H), (B, H).
     """
 
-    n_gates = 2
+    num_gates = 2
     _kernels = (_min_gru_forward_kernel, _min_gru_backward_kernel)
 
     def _coefficients(self, k: Tensor) -> tuple[Tensor, Tensor]:
@@ -282,7 +283,7 @@ class MinGRU(_MinRNN):
         return log_a, log_z + log_g(k_h)
 
 
-class MinLSTM(_MinRNN):
+class MinLSTMCell(_MinRNNCell):
     r"""minLSTM (Feng et al., 2024, §3.2.3, Algorithm 4; log-space form §B, Listing 4).
 
     .. math::
@@ -294,10 +295,10 @@ class MinLSTM(_MinRNN):
     so a_t = f'_t and b_t = i'_t ⊙ h̃_t. In log space, with d = softplus(−k_f) − softplus(−k_i)
     (= log i − log f): log f'_t = −softplus(d), log i'_t = −softplus(−d).
 
-    Args and shapes as :class:`MinGRU`; the Linear maps I → 3H.
+    Args and shapes as :class:`MinGRUCell`; the Linear maps I → 3H.
     """
 
-    n_gates = 3
+    num_gates = 3
     _kernels = (_min_lstm_forward_kernel, _min_lstm_backward_kernel)
 
     def _coefficients(self, k: Tensor) -> tuple[Tensor, Tensor]:
@@ -314,3 +315,28 @@ class MinLSTM(_MinRNN):
         log_f = -F.softplus(d)  # log f'
         log_i = -F.softplus(-d)  # log i'
         return log_f, log_i + log_g(k_h)
+
+
+class MinGRU(Recurrent):
+    """minGRU layers: ``Recurrent(MinGRUCell, ...)``, each layer one parallel scan over the sequence.
+
+    Args: input_size I, hidden_size H; keyword-only ``num_layers``, ``bidirectional``, ``dropout`` (between
+    layers) as :class:`~rnnlab.nn.recurrent.Recurrent`; ``bias`` and ``scan`` as :class:`MinGRUCell`.
+
+    Shapes: x (B, T, I), state (L·D, B, H) or None, lengths (B,) or None -> outputs (B, T, D·H), state
+    (L·D, B, H). ``step``: x_t (B, I) -> (y_t (B, H), state (L, B, H)).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1, bidirectional: bool = False,
+                 dropout: float = 0.0, bias: bool = True, scan: Scan = "auto") -> None:
+        super().__init__(MinGRUCell, input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+                         dropout=dropout, bias=bias, scan=scan)
+
+
+class MinLSTM(Recurrent):
+    """minLSTM layers: ``Recurrent(MinLSTMCell, ...)``; arguments and shapes as :class:`MinGRU`."""
+
+    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1, bidirectional: bool = False,
+                 dropout: float = 0.0, bias: bool = True, scan: Scan = "auto") -> None:
+        super().__init__(MinLSTMCell, input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+                         dropout=dropout, bias=bias, scan=scan)

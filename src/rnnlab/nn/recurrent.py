@@ -1,14 +1,18 @@
 """Recurrent: any cell run over time, stacked in layers, in one or both directions, over variable lengths.
 
-Three ways to run the same parameters, chosen per call (``impl="auto"``):
+The cell is a name (``"lstm"``, ``"gru"``, ``"rnn"``: the built-in cells), a cell class, or any factory
+``(input_size, hidden_size, **options) -> cell``, as Flax's ``nn.RNN(cell)``: a user's cell that keeps the
+cell contract (:mod:`rnnlab.nn.cell`) gets lengths, both directions, stacking, dropout between layers and
+``step`` like the built-in ones. Three ways to run the same parameters (``impl="auto"`` picks):
 
 - ``"torch"``: torch's fused kernels (``torch.nn.LSTM``/``GRU``/``RNN``: oneDNN on the CPU, cuDNN on a GPU),
-  with packed sequences for ``lengths``. Used whenever the options are ones those kernels support: no layer
-  norm and no recurrent dropout.
-- ``"fused"``: rnnlab's own sequence kernel for the LSTM with layer norm or recurrent dropout
+  with packed sequences for ``lengths``. Only for the built-in cells whose options those kernels support: no
+  layer norm and no recurrent dropout. A user's cell never runs here, even one that subclasses a built-in.
+- ``"numba"``: rnnlab's own sequence kernel for the built-in LSTM with layer norm or recurrent dropout
   (:mod:`rnnlab.nn.fused_lstm`: the input product hoisted out of the loop, a hand-written backward pass
   through time, numba for the per-step element-wise work).
-- ``"loop"``: the cell called step by step under autograd. This is the reference; the tests prove that
+- ``"loop"``: the cell's ``step`` called step by step under autograd (or its ``sequence``, the whole
+  sequence at once, where the cell has one: minGRU/minLSTM). This is the reference; the tests prove that
   the other two give the same outputs, states and gradients.
 
 Contract (DESIGN.md): ``layer(x, state=None, lengths=None) -> (outputs, state)``, x (B, T, I) batch first,
@@ -21,36 +25,46 @@ State dicts use torch.nn's names (``weight_ih_l0``, ``bias_hh_l1_reverse``; laye
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Literal, Optional, Union, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from ._checks import check_input, check_lengths, check_lstm_state, check_state_tensor
+from . import _torch_kernels as kernels
+from ._checks import check_dtype_match, check_input, check_lengths, check_state
 from .cell import RecurrentCell
 from .gru_cell import GRUCell
 from .lstm_cell import LSTMCell
-from .rnn_cell import RNNCell
-from .state import LSTMState, State, select_layer, stack_layers, where_state
+from .masking import lengths_to_mask
+from .rnn_cell import Nonlinearity, RNNCell
+from .state import LSTMState, State, map_state, select_layer, stack_layers, where_state
 
+CellName = Literal["rnn", "lstm", "gru"]
+Impl = Literal["auto", "torch", "numba", "loop"]
 _CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
-_IMPLS = ("auto", "torch", "fused", "loop")
+_IMPLS = get_args(Impl)
+_TORCH_SEQUENCE = {"lstm": kernels.lstm, "gru": kernels.gru, "rnn_tanh": kernels.rnn_tanh, "rnn_relu": kernels.rnn_relu}
+_TORCH_CELL = {"lstm": kernels.lstm_cell, "gru": kernels.gru_cell, "rnn_tanh": kernels.rnn_tanh_cell,
+               "rnn_relu": kernels.rnn_relu_cell}
 
 
 class Recurrent(nn.Module):
     """A stack of recurrent layers over time.
 
     Args:
-        cell: ``"lstm"``, ``"gru"`` or ``"rnn"``.
+        cell: ``"lstm"``, ``"gru"`` or ``"rnn"`` (the built-in cells), or a cell class or factory called as
+            ``cell(input_size, hidden_size, **cell_options)`` once per layer and direction; what it builds must
+            keep the cell contract of :mod:`rnnlab.nn.cell`.
         input_size: I. hidden_size: H.
         num_layers: L, stacked; layer l > 0 reads the D·H outputs of layer l-1.
         bidirectional: D = 2, a forward and a backward direction whose outputs are concatenated.
         dropout: dropout on the outputs of every layer but the last (training only), as torch.nn.
-        impl: ``"auto"`` | ``"torch"`` | ``"fused"`` | ``"loop"`` (see the module docstring).
-        nonlinearity: ``"tanh"`` | ``"relu"`` (``cell="rnn"`` only). forget_bias: LSTM only.
-        bias, layer_norm, recurrent_dropout, recurrent_init: the cell options (:class:`RecurrentCell`).
+        impl: ``"auto"`` | ``"torch"`` | ``"numba"`` | ``"loop"`` (see the module docstring).
+        cell_options: keyword options for the cell. The built-in cells take ``bias``, ``layer_norm``,
+            ``recurrent_dropout``, ``recurrent_init`` (:class:`~rnnlab.nn.cell.RecurrentCell`),
+            ``nonlinearity`` (``"rnn"`` only) and ``forget_bias`` (``"lstm"`` only).
 
     Shapes: x (B, T, I); lengths (B,) integers in [1, T] or None; state (L·D, B, H) or None (zeros)
     -> outputs (B, T, D·H), state (L·D, B, H).
@@ -58,40 +72,27 @@ class Recurrent(nn.Module):
 
     def __init__(
         self,
-        cell: str,
+        cell: Union[CellName, Callable[..., nn.Module]],
         input_size: int,
         hidden_size: int,
         *,
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
-        impl: str = "auto",
-        bias: bool = True,
-        nonlinearity: Optional[str] = None,
-        forget_bias: Optional[float] = None,
-        layer_norm: bool = False,
-        recurrent_dropout: float = 0.0,
-        recurrent_init: str = "orthogonal",
+        impl: Impl = "auto",
+        **cell_options,
     ) -> None:
         super().__init__()
-        if cell not in _CELLS:
-            raise ValueError(f"cell must be one of {tuple(_CELLS)}, got {cell!r}")
+        factory, name = _cell_factory(cell, cell_options)
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if impl == "fused":
+            raise ValueError("impl='fused' is now called impl='numba' (rnnlab's numba LSTM sequence kernel)")
         if impl not in _IMPLS:
             raise ValueError(f"impl must be one of {_IMPLS}, got {impl!r}")
-        options = dict(bias=bias, layer_norm=layer_norm, recurrent_dropout=recurrent_dropout, recurrent_init=recurrent_init)
-        if nonlinearity is not None:
-            if cell != "rnn":
-                raise ValueError(f"nonlinearity applies to cell='rnn' only, got it for cell={cell!r}")
-            options["nonlinearity"] = nonlinearity
-        if forget_bias is not None:
-            if cell != "lstm":
-                raise ValueError(f"forget_bias applies to cell='lstm' only, got it for cell={cell!r}")
-            options["forget_bias"] = forget_bias
-        self.cell_type = cell
+        self.cell_type = name
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -99,19 +100,23 @@ class Recurrent(nn.Module):
         self.num_directions = 2 if bidirectional else 1
         self.dropout = float(dropout)
         self.impl = impl
-        self.layer_norm = bool(layer_norm)
-        self.recurrent_dropout = float(recurrent_dropout)
         D = self.num_directions
         # cells[l * D + d]: layer l, direction d (0 forward, 1 backward), torch.nn's order
         self.cells = nn.ModuleList(
-            _CELLS[cell](input_size if l == 0 else D * hidden_size, hidden_size, **options)
+            _build_cell(factory, name, input_size if l == 0 else D * hidden_size, hidden_size, cell_options)
             for l in range(num_layers)
             for _ in range(D)
         )
-        if impl == "torch" and not self._torch_kernel_supports():
-            raise ValueError("impl='torch' cannot run layer_norm or recurrent_dropout; use impl='auto', 'fused' or 'loop'")
-        if impl == "fused" and cell != "lstm":
-            raise ValueError(f"impl='fused' exists for cell='lstm' only, got cell={cell!r}; use impl='auto' or 'loop'")
+        self._state_type = type(self.cells[0].initial_state(1))
+        self._torch_kind = _torch_kind(self.cells[0])  # "lstm" | "gru" | "rnn_tanh" | "rnn_relu" | None
+        if impl == "torch" and self._torch_kind is None:
+            if name in _CELLS:
+                raise ValueError("impl='torch' cannot run layer_norm or recurrent_dropout; use impl='auto', 'numba' or 'loop'")
+            raise ValueError(f"impl='torch' runs torch's kernels for the built-in cells only, got cell={name!r}; "
+                             "use impl='auto' or 'loop'")
+        if impl == "numba" and type(self.cells[0]) is not LSTMCell:
+            raise ValueError(f"impl='numba' exists for cell='lstm' only, got cell={name!r}; use impl='auto' or 'loop'")
+        self._impl = self._resolve_impl()
         self._names = self._torch_style_names()
         self.register_state_dict_post_hook(_to_torch_names)
         self.register_load_state_dict_pre_hook(_from_torch_names)
@@ -119,18 +124,15 @@ class Recurrent(nn.Module):
     # -- the public calls -------------------------------------------------------------------------
     def forward(self, x: Tensor, state: Optional[State] = None, lengths: Optional[Tensor] = None):
         x = check_input(x, self.input_size, ndim=3)
-        ref = self.cells[0].weight_ih
-        if x.dtype != ref.dtype:
-            raise TypeError(f"x must have dtype {ref.dtype} like the layer's parameters, got {x.dtype}")
+        self._check_dtype("x", x)
         B, T, _ = x.shape
         if T == 0:
             raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
         lengths = check_lengths(lengths, B, T)
         state = self._check_state(state, B, x)
-        impl = self._resolve_impl()
-        if impl == "torch":
+        if self._impl == "torch":
             return self._forward_torch(x, state, lengths)
-        return self._forward_cells(x, state, lengths, fused=impl == "fused")
+        return self._forward_cells(x, state, lengths, numba=self._impl == "numba")
 
     def step(self, x_t: Tensor, state: Optional[State] = None):
         """Advance one time step, for streaming: x_t (B, I) -> (y_t (B, H), state (L, B, H)).
@@ -141,72 +143,58 @@ class Recurrent(nn.Module):
         if self.bidirectional:
             raise ValueError("step() needs a unidirectional layer (bidirectional=False): the backward direction reads the future")
         x_t = check_input(x_t, self.input_size, ndim=2, name="x_t")
-        ref = self.cells[0].weight_ih
-        if x_t.dtype != ref.dtype:
-            raise TypeError(f"x_t must have dtype {ref.dtype} like the layer's parameters, got {x_t.dtype}")
+        self._check_dtype("x_t", x_t)
         state = self._check_state(state, x_t.shape[0], x_t)
-        fused = self._resolve_impl() == "torch"  # torch's fused cell kernels: half the time of the cell's ops
+        # torch's fused cell kernels: half the time of the cell's ops
+        torch_step = _TORCH_CELL[self._torch_kind] if self._impl == "torch" else None
         new_states = []
         y = x_t
         for l, cell in enumerate(self.cells):
             if l > 0:
                 y = F.dropout(y, self.dropout, self.training)
-            if fused:
-                y, s = _torch_cell_step(cell, y, select_layer(state, l))
+            s = select_layer(state, l)
+            if torch_step is not None:
+                y, s = _torch_cell_step(torch_step, cell, y, s)
             else:
-                y, s = cell._step(y, select_layer(state, l), cell.sample_mask(y.shape[0], device=y.device, dtype=y.dtype))
+                y, s = cell.step(y, s, _sample_mask(cell, y))
             new_states.append(s)
         return y, stack_layers(new_states)
 
     def initial_state(self, batch_size: int, *, device=None, dtype=None) -> State:
-        """Zeros: (L·D, B, H), or an LSTMState of two such tensors."""
-        ref = self.cells[0].weight_hh
-        shape = (self.num_layers * self.num_directions, batch_size, self.hidden_size)
-        h = torch.zeros(shape, device=device or ref.device, dtype=dtype or ref.dtype)
-        return LSTMState(h, torch.zeros_like(h)) if self.cell_type == "lstm" else h
+        """Zeros shaped as the cells' initial state, stacked: (L·D, B, H), or an LSTMState of two such tensors."""
+        one = self.cells[0].initial_state(batch_size, device=device, dtype=dtype)  # (B, H), zeros by the contract
+        return map_state(lambda t: t.new_zeros((len(self.cells), *t.shape)), one)
 
     # -- paths ------------------------------------------------------------------------------------
-    def _torch_kernel_supports(self) -> bool:
-        return not self.layer_norm and self.recurrent_dropout == 0.0
-
     def _resolve_impl(self) -> str:
         if self.impl != "auto":
             return self.impl
-        if self._torch_kernel_supports():
+        if self._torch_kind is not None:
             return "torch"
-        return "fused" if self.cell_type == "lstm" else "loop"
+        return "numba" if type(self.cells[0]) is LSTMCell else "loop"
 
     def _forward_torch(self, x: Tensor, state: State, lengths: Optional[Tensor]):
         """torch.nn's fused kernel on this layer's parameters (what torch.nn.LSTM.forward does)."""
+        run = _TORCH_SEQUENCE[self._torch_kind]
         weights = [p for cell in self.cells for p in _cell_weights(cell)]
-        has_bias = self.cells[0].bias_ih is not None
-        args = (weights, has_bias, self.num_layers, self.dropout, self.training, self.bidirectional)
-        run = {
-            "lstm": torch._VF.lstm,
-            "gru": torch._VF.gru,
-            "rnn": torch._VF.rnn_relu if getattr(self.cells[0], "nonlinearity", "tanh") == "relu" else torch._VF.rnn_tanh,
-        }[self.cell_type]
-        hx = tuple(state) if self.cell_type == "lstm" else state
+        options = dict(has_bias=self.cells[0].bias_ih is not None, num_layers=self.num_layers, dropout=self.dropout,
+                       train=self.training, bidirectional=self.bidirectional)
         if lengths is None:
-            result = run(x, hx, *args, True)  # batch_first=True
+            result = run(x, state, weights, **options)
             out, new = result[0], result[1:]
         else:
             packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
             # the packed rows are sorted by length; the states follow them there and back
-            hx = tuple(h.index_select(1, packed.sorted_indices) for h in hx) if self.cell_type == "lstm" \
-                else hx.index_select(1, packed.sorted_indices)
-            result = run(packed.data, packed.batch_sizes, hx, *args)
+            hx = map_state(lambda h: h.index_select(1, packed.sorted_indices), state)
+            result = run(packed.data, hx, weights, packed.batch_sizes, **options)
             out_packed = PackedSequence(result[0], packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
             out, _ = pad_packed_sequence(out_packed, batch_first=True, total_length=x.shape[1])
             new = tuple(h.index_select(1, packed.unsorted_indices) for h in result[1:])
-        if self.cell_type == "lstm":
-            return out, LSTMState(new[0], new[1])
-        return out, new[0]
+        return out, (LSTMState(*new) if self._torch_kind == "lstm" else new[0])
 
-    def _forward_cells(self, x: Tensor, state: State, lengths: Optional[Tensor], *, fused: bool):
-        """Layer by layer, direction by direction: the reference loop, or the fused LSTM kernel."""
+    def _forward_cells(self, x: Tensor, state: State, lengths: Optional[Tensor], *, numba: bool):
+        """Layer by layer, direction by direction: the cells (stepped, or whole sequences), or the numba LSTM."""
         D = self.num_directions
-        B = x.shape[0]
         final = []
         out = x
         for l in range(self.num_layers):
@@ -216,9 +204,14 @@ class Recurrent(nn.Module):
             for d in range(D):
                 k = l * D + d
                 cell = self.cells[k]
-                mask = cell.sample_mask(B, device=x.device, dtype=x.dtype)
+                mask = _sample_mask(cell, x)
                 xin = _reverse_padded(out, lengths) if d == 1 else out
-                run = _run_fused_lstm if fused else _run_cell
+                if numba:
+                    run = _run_numba_lstm
+                elif hasattr(cell, "sequence"):
+                    run = _run_sequence
+                else:
+                    run = _run_cell
                 y, s = run(cell, xin, select_layer(state, k), lengths, mask)
                 ys.append(_reverse_padded(y, lengths) if d == 1 else y)
                 final.append(s)
@@ -226,13 +219,17 @@ class Recurrent(nn.Module):
         return out, stack_layers(final)
 
     # -- checks and names -------------------------------------------------------------------------
+    def _check_dtype(self, name: str, x: Tensor) -> None:
+        cell = self.cells[0]
+        ref = cell.weight_ih if isinstance(cell, RecurrentCell) else next(cell.parameters(), None)
+        if ref is not None:
+            check_dtype_match(name, x, ref)
+
     def _check_state(self, state, batch_size: int, ref: Tensor) -> State:
         if state is None:
             return self.initial_state(batch_size, device=ref.device, dtype=ref.dtype)
         shape = (self.num_layers * self.num_directions, batch_size, self.hidden_size)
-        if self.cell_type == "lstm":
-            return check_lstm_state(state, shape, ref)
-        return check_state_tensor("state", state, shape, ref)
+        return check_state(state, self._state_type, shape, ref)
 
     def _torch_style_names(self) -> dict:
         """{'cells.3.weight_ih': 'weight_ih_l1_reverse', 'cells.0.ln_c.weight': 'ln_c_l0.weight', ...}"""
@@ -276,31 +273,72 @@ class GRU(Recurrent):
 class RNN(Recurrent):
     """``Recurrent("rnn", ...)``: the Elman network; ``nonlinearity="tanh"|"relu"``."""
 
-    def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh", **options) -> None:
+    def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: Nonlinearity = "tanh", **options) -> None:
         super().__init__("rnn", input_size, hidden_size, nonlinearity=nonlinearity, **options)
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def _cell_weights(cell: RecurrentCell) -> list[Tensor]:
+def _cell_factory(cell, options: dict) -> tuple[Callable[..., nn.Module], str]:
+    """The cell argument -> (factory, name): a built-in by name, or a user's class or factory as given."""
+    if isinstance(cell, str):
+        if cell not in _CELLS:
+            raise ValueError(f"cell must be one of {tuple(_CELLS)}, got {cell!r} "
+                             "(or pass a cell class or a factory (input_size, hidden_size) -> cell)")
+        if "nonlinearity" in options and cell != "rnn":
+            raise ValueError(f"nonlinearity applies to cell='rnn' only, got it for cell={cell!r}")
+        if "forget_bias" in options and cell != "lstm":
+            raise ValueError(f"forget_bias applies to cell='lstm' only, got it for cell={cell!r}")
+        return _CELLS[cell], cell
+    if isinstance(cell, nn.Module) or not callable(cell):
+        raise TypeError(
+            f"cell must be 'lstm', 'gru', 'rnn', a cell class or a factory (input_size, hidden_size) -> cell, "
+            f"got {type(cell).__name__} (the layer builds one cell per layer and direction: pass the class)"
+        )
+    return cell, getattr(cell, "__name__", type(cell).__name__)
+
+
+def _build_cell(factory, name: str, input_size: int, hidden_size: int, options: dict) -> nn.Module:
+    """One cell, checked against the parts of the cell contract that the layer calls."""
+    cell = factory(input_size, hidden_size, **options)
+    if not isinstance(cell, nn.Module):
+        raise TypeError(f"cell {name!r} must build a torch.nn.Module, got {type(cell).__name__}")
+    missing = [m for m in ("step", "initial_state") if not callable(getattr(cell, m, None))]
+    if missing:
+        raise TypeError(f"cell {name!r} lacks {' and '.join(missing)} of the cell contract (see rnnlab.nn.cell)")
+    if getattr(cell, "hidden_size", None) != hidden_size:
+        raise ValueError(f"cell {name!r} must have hidden_size={hidden_size}, got {getattr(cell, 'hidden_size', None)!r}")
+    return cell
+
+
+def _torch_kind(cell: nn.Module) -> Optional[str]:
+    """Which torch kernel runs ``cell`` exactly: built-in cells (not subclasses) without LN or recurrent dropout."""
+    kind = {LSTMCell: "lstm", GRUCell: "gru", RNNCell: "rnn"}.get(type(cell))
+    if kind is None or cell.layer_norm or cell.recurrent_dropout:
+        return None
+    if kind == "rnn":
+        return "rnn_relu" if cell.nonlinearity == "relu" else "rnn_tanh"
+    return kind
+
+
+def _cell_weights(cell: nn.Module) -> list[Tensor]:
     ps = [cell.weight_ih, cell.weight_hh]
     if cell.bias_ih is not None:
         ps += [cell.bias_ih, cell.bias_hh]
     return ps
 
 
-def _torch_cell_step(cell: RecurrentCell, x: Tensor, state: State):
+def _sample_mask(cell: nn.Module, ref: Tensor) -> Optional[Tensor]:
+    """The cell's per-sequence mask (recurrent dropout), if it has ``sample_mask``; else None."""
+    sample = getattr(cell, "sample_mask", None)
+    return None if sample is None else sample(ref.shape[0], device=ref.device, dtype=ref.dtype)
+
+
+def _torch_cell_step(kernel, cell: nn.Module, x: Tensor, state: State):
     """One step on torch's fused cell kernel (what torch.nn.LSTMCell & co. call), for cells without options."""
-    weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
-    if isinstance(cell, LSTMCell):
-        h, c = torch._VF.lstm_cell(x, tuple(state), *weights)
-        return h, LSTMState(h, c)
-    if isinstance(cell, GRUCell):
-        h = torch._VF.gru_cell(x, state, *weights)
-    elif cell.nonlinearity == "relu":
-        h = torch._VF.rnn_relu_cell(x, state, *weights)
-    else:
-        h = torch._VF.rnn_tanh_cell(x, state, *weights)
-    return h, h
+    out = kernel(x, state, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    if isinstance(out, tuple):  # the LSTM: (h, c)
+        return out[0], LSTMState(*out)
+    return out, out
 
 
 def _reverse_padded(x: Tensor, lengths: Optional[Tensor]) -> Tensor:
@@ -314,22 +352,27 @@ def _reverse_padded(x: Tensor, lengths: Optional[Tensor]) -> Tensor:
     return x.gather(1, index.view(B, T, *([1] * (x.dim() - 2))).expand_as(x))
 
 
-def _run_cell(cell: RecurrentCell, x: Tensor, state: State, lengths: Optional[Tensor], mask: Optional[Tensor]):
+def _run_cell(cell: nn.Module, x: Tensor, state: State, lengths: Optional[Tensor], mask: Optional[Tensor]):
     """The reference: one cell step at a time. Rows past their length keep their state and output zero."""
     T = x.shape[1]
-    valid = None if lengths is None else torch.arange(T).unsqueeze(1).lt(lengths).to(x.device)  # (T, B)
+    valid = lengths_to_mask(lengths, T, device=x.device)  # (B, T) or None
     ys = []
     for t in range(T):
-        y, new = cell._step(x[:, t], state, mask)
+        y, new = cell.step(x[:, t], state, mask)
         if valid is not None:
-            new = where_state(valid[t], new, state)
-            y = y * valid[t].unsqueeze(1).to(y.dtype)
+            new = where_state(valid[:, t], new, state)
+            y = y * valid[:, t].unsqueeze(1).to(y.dtype)
         state = new
         ys.append(y)
     return torch.stack(ys, dim=1), state  # (B, T, H)
 
 
-def _run_fused_lstm(cell: LSTMCell, x: Tensor, state: LSTMState, lengths: Optional[Tensor], mask: Optional[Tensor]):
+def _run_sequence(cell: nn.Module, x: Tensor, state: State, lengths: Optional[Tensor], mask: Optional[Tensor]):
+    """A cell that runs the whole sequence itself (a parallel scan): the same contract as :func:`_run_cell`."""
+    return cell.sequence(x, state, lengths, mask)
+
+
+def _run_numba_lstm(cell: LSTMCell, x: Tensor, state: LSTMState, lengths: Optional[Tensor], mask: Optional[Tensor]):
     from .fused_lstm import lstm_sequence
 
     ln = {}
@@ -339,8 +382,6 @@ def _run_fused_lstm(cell: LSTMCell, x: Tensor, state: LSTMState, lengths: Option
         x, state.h, state.c, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, mask=mask, lengths=lengths, **ln
     )
     return y, LSTMState(h, c)
-
-
 
 
 def _to_torch_names(module: Recurrent, state_dict, prefix: str, local_metadata) -> None:

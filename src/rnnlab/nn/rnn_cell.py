@@ -1,13 +1,14 @@
 """Elman RNN cell (Elman, 1990, "Finding Structure in Time"), tanh or ReLU, as torch.nn.RNNCell."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from torch import Tensor
 
 from .cell import RecurrentCell
 
+Nonlinearity = Literal["tanh", "relu"]
 _NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 
 
@@ -25,13 +26,13 @@ class RNNCell(RecurrentCell):
 
     num_gates = 1
 
-    def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh", **options) -> None:
+    def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: Nonlinearity = "tanh", **options) -> None:
         if nonlinearity not in _NONLINEARITIES:
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, **options)
 
-    def _step(self, x_t: Tensor, h: Tensor, mask: Optional[Tensor]):
+    def step(self, x_t: Tensor, h: Tensor, mask: Optional[Tensor]):
         a = self._input_preact(x_t) + self._recurrent_preact(h, mask)  # (B, H)
         if self.bias_ih is not None:
             a = a + self.bias_ih + self.bias_hh

@@ -1,7 +1,8 @@
 """Recurrent state types and the small operations every layer needs on them.
 
 A cell's state is a tensor ``h`` of shape (B, H), except the LSTM's, which is
-``LSTMState(h, c)``. A layer's state stacks one cell state per layer and direction
+``LSTMState(h, c)`` (a user's cell may use any NamedTuple of (B, H) tensors; every
+operation here keeps its type). A layer's state stacks one cell state per layer and direction
 along a leading dimension of size L*D, as ``torch.nn`` does, so that ``h[-1]`` is
 the last layer's (last direction's) final hidden state: (L*D, B, H).
 """
@@ -25,9 +26,21 @@ State = Union[Tensor, LSTMState]
 
 def map_state(fn: Callable[[Tensor], Tensor], state: State) -> State:
     """Apply ``fn`` to every tensor of a state, keeping its type."""
-    if isinstance(state, LSTMState):
-        return LSTMState(fn(state.h), fn(state.c))
+    if isinstance(state, tuple):
+        return _rebuild(state, [fn(t) for t in state])
     return fn(state)
+
+
+def zip_states(fn: Callable[..., Tensor], *states: State) -> State:
+    """Apply ``fn`` field by field to states of one type: ``fn(a.h, b.h)``, ``fn(a.c, b.c)``."""
+    if isinstance(states[0], tuple):
+        return _rebuild(states[0], [fn(*fields) for fields in zip(*states)])
+    return fn(*states)
+
+
+def _rebuild(like: tuple, values: list) -> tuple:
+    """A tuple of ``like``'s type (a NamedTuple such as LSTMState, or a plain tuple) holding ``values``."""
+    return type(like)(*values) if hasattr(like, "_fields") else tuple(values)
 
 
 def detach(state: State) -> State:
@@ -42,9 +55,7 @@ def zeros_like_state(state: State) -> State:
 def where_state(mask: Tensor, new: State, old: State) -> State:
     """Per batch row: ``new`` where ``mask`` (B,) is true, else ``old``. Row is the second-to-last dim."""
     m = mask.unsqueeze(-1)  # (B, 1)
-    if isinstance(new, LSTMState):
-        return LSTMState(torch.where(m, new.h, old.h), torch.where(m, new.c, old.c))
-    return torch.where(m, new, old)
+    return zip_states(lambda a, b: torch.where(m, a, b), new, old)
 
 
 def reset_rows(state: State, rows: Tensor) -> State:
@@ -59,6 +70,4 @@ def select_layer(state: State, index: int) -> State:
 
 def stack_layers(states: list[State]) -> State:
     """Stack per-(layer, direction) cell states (B, H) into a layer state (L*D, B, H)."""
-    if isinstance(states[0], LSTMState):
-        return LSTMState(torch.stack([s.h for s in states]), torch.stack([s.c for s in states]))
-    return torch.stack(states)
+    return zip_states(lambda *ts: torch.stack(ts), *states)

@@ -13,7 +13,7 @@ Shapes: B batch, T (target) time, S source time, I input, H hidden (the model wi
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Literal, Optional, get_args
 
 import torch
 from torch import Tensor, nn
@@ -37,9 +37,12 @@ __all__ = [
 ]
 
 RMSNorm = nn.RMSNorm  # y = x / sqrt(mean(x²) + ε) ⊙ g (Zhang & Sennrich, 2019); torch's own
-NORMS = ("layer", "rms")
-NORM_POSITIONS = ("pre", "post")
-POSITIONS = ("sinusoidal", "learned")
+Norm = Literal["layer", "rms"]
+NormPosition = Literal["pre", "post"]
+Positions = Literal["sinusoidal", "learned"]
+NORMS = get_args(Norm)
+NORM_POSITIONS = get_args(NormPosition)
+POSITIONS = get_args(Positions)
 
 
 def _check_choice(name: str, value, allowed: tuple) -> None:
@@ -62,7 +65,7 @@ def _check_block_options(size, num_heads, ff_size, dropout, norm, norm_position)
     _check_choice("norm_position", norm_position, NORM_POSITIONS)
 
 
-def make_norm(norm: str, size: int) -> nn.Module:
+def make_norm(norm: Norm, size: int) -> nn.Module:
     """``"layer"`` -> ``torch.nn.LayerNorm(size)``; ``"rms"`` -> ``torch.nn.RMSNorm(size)``."""
     _check_choice("norm", norm, NORMS)
     return nn.LayerNorm(size) if norm == "layer" else RMSNorm(size)
@@ -96,8 +99,8 @@ class TransformerEncoderBlock(nn.Module):
     """
 
     def __init__(
-        self, size: int, num_heads: int, ff_size: int, *, dropout: float = 0.0, norm: str = "layer",
-        norm_position: str = "pre",
+        self, size: int, num_heads: int, ff_size: int, *, dropout: float = 0.0, norm: Norm = "layer",
+        norm_position: NormPosition = "pre",
     ) -> None:
         super().__init__()
         _check_block_options(size, num_heads, ff_size, dropout, norm, norm_position)
@@ -139,8 +142,8 @@ class TransformerDecoderBlock(nn.Module):
     """
 
     def __init__(
-        self, size: int, num_heads: int, ff_size: int, *, dropout: float = 0.0, norm: str = "layer",
-        norm_position: str = "pre",
+        self, size: int, num_heads: int, ff_size: int, *, dropout: float = 0.0, norm: Norm = "layer",
+        norm_position: NormPosition = "pre",
     ) -> None:
         super().__init__()
         _check_block_options(size, num_heads, ff_size, dropout, norm, norm_position)
@@ -182,7 +185,7 @@ class TransformerDecoderBlock(nn.Module):
         return _residual_sublayers(x, (sa, ca, self.ff), norms, self.dropout, self.norm_position)
 
 
-def _residual_sublayers(x: Tensor, sublayers, norms, dropout: nn.Module, norm_position: str) -> Tensor:
+def _residual_sublayers(x: Tensor, sublayers, norms, dropout: nn.Module, norm_position: NormPosition) -> Tensor:
     """Each sublayer f with a residual connection and its norm N: x + Drop(f(N(x))) (pre) or N(x + Drop(f(x))) (post)."""
     for f, norm in zip(sublayers, norms):
         x = x + dropout(f(norm(x))) if norm_position == "pre" else norm(x + dropout(f(x)))
@@ -250,7 +253,7 @@ class LearnedPositions(nn.Module):
         return x + self.embedding.weight[:T]  # (B, T, H)
 
 
-def _make_positions(positions: str, size: int, max_len: int) -> nn.Module:
+def _make_positions(positions: Positions, size: int, max_len: int) -> nn.Module:
     _check_choice("positions", positions, POSITIONS)
     if not isinstance(max_len, int) or max_len < 1:
         raise ValueError(f"max_len must be a positive integer, got {max_len!r}")
@@ -262,7 +265,7 @@ class _TransformerStack(nn.Module):
 
     def __init__(
         self, block_cls, input_size: int, hidden_size: int, *, num_layers: int, num_heads: int,
-        ff_size: Optional[int], dropout: float, norm: str, norm_position: str, positions: str, max_len: int,
+        ff_size: Optional[int], dropout: float, norm: Norm, norm_position: NormPosition, positions: Positions, max_len: int,
     ) -> None:
         super().__init__()
         if not isinstance(input_size, int) or input_size < 1:
@@ -312,8 +315,8 @@ class TransformerEncoder(_TransformerStack):
 
     def __init__(
         self, input_size: int, hidden_size: int, *, num_layers: int = 2, num_heads: int = 4,
-        ff_size: Optional[int] = None, dropout: float = 0.0, norm: str = "layer", norm_position: str = "pre",
-        positions: str = "sinusoidal", max_len: int = 1024, causal: bool = False,
+        ff_size: Optional[int] = None, dropout: float = 0.0, norm: Norm = "layer", norm_position: NormPosition = "pre",
+        positions: Positions = "sinusoidal", max_len: int = 1024, causal: bool = False,
     ) -> None:
         super().__init__(
             TransformerEncoderBlock, input_size, hidden_size, num_layers=num_layers, num_heads=num_heads,
@@ -368,8 +371,8 @@ class TransformerDecoder(_TransformerStack):
 
     def __init__(
         self, input_size: int, hidden_size: int, *, num_layers: int = 2, num_heads: int = 4,
-        ff_size: Optional[int] = None, dropout: float = 0.0, norm: str = "layer", norm_position: str = "pre",
-        positions: str = "sinusoidal", max_len: int = 1024,
+        ff_size: Optional[int] = None, dropout: float = 0.0, norm: Norm = "layer", norm_position: NormPosition = "pre",
+        positions: Positions = "sinusoidal", max_len: int = 1024,
     ) -> None:
         super().__init__(
             TransformerDecoderBlock, input_size, hidden_size, num_layers=num_layers, num_heads=num_heads,

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.nn._checks import check_dtype_match, check_input, check_lengths
-from rnnlab.nn.masking import lengths_to_mask
+from rnnlab.nn.masking import last_real, lengths_to_mask
 
 __all__ = ["WindowEncoder"]
 
@@ -91,6 +91,6 @@ class WindowEncoder(nn.Module):
             return h, h[:, -1]
         lengths = lengths.to(x.device)
         valid = lengths_to_mask(lengths, T)  # (B, T)
-        summary = h[torch.arange(B, device=x.device), lengths - 1]  # (B, H)
+        summary = last_real(h, lengths)  # (B, H)
         # where, not a product, so that inf or nan in the padding cannot turn into nan
         return torch.where(valid.unsqueeze(-1), h, h.new_zeros(())), summary

@@ -4,27 +4,33 @@ The encoder contract (DESIGN.md): ``encoder(x, lengths=None) -> (outputs, summar
 outputs (B, T, E) and summary (B, E), where E = ``encoder.output_size``. Positions past a row's length
 are zero in ``outputs`` and never reach ``summary``. The structures take any encoder through
 :class:`EncoderConfig`, so one experiment can compare an LSTM with the window model, a CNN and a Transformer.
+
+An encoder with a state (:class:`RecurrentEncoder`) also offers what a stateful model needs (a language
+model carrying its state across chunks, a server streaming): ``initial_state(B)``,
+``forward_with_state(x, state=None, lengths=None) -> (outputs, state)`` and ``step(x_t, state) -> (y_t, state)``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional, get_args
 
 import torch
 from torch import Tensor, nn
 
 from rnnlab.nn import MinGRU, MinLSTM, Recurrent
-from rnnlab.nn.state import LSTMState
+from rnnlab.nn.state import LSTMState, State
+from rnnlab.nn.transformer import Norm, NormPosition, Positions
 
-RECURRENT_KINDS = ("lstm", "gru", "rnn", "rnn-relu", "mingru", "minlstm")
-KINDS = RECURRENT_KINDS + ("window", "cnn", "transformer")
+EncoderKind = Literal["lstm", "gru", "rnn", "rnn-relu", "mingru", "minlstm", "window", "cnn", "transformer"]
+KINDS = get_args(EncoderKind)
+RECURRENT_KINDS = KINDS[:6]
 
 
 @dataclass(frozen=True)
 class EncoderConfig:
     """Which encoder, and its sizes. Fields a kind does not use are ignored by it."""
 
-    kind: str = "lstm"
+    kind: EncoderKind = "lstm"
     """lstm | gru | rnn | rnn-relu | mingru | minlstm | window | cnn | transformer"""
     hidden_size: int = 128
     """H: the width of each layer (the output is D·H for a bidirectional recurrent encoder)."""
@@ -50,11 +56,11 @@ class EncoderConfig:
     """transformer: attention heads; hidden_size must be divisible by it."""
     ff_size: int = 0
     """transformer: the feed-forward width; 0 means 4 * hidden_size."""
-    norm: str = "layer"
+    norm: Norm = "layer"
     """transformer: layer | rms."""
-    norm_position: str = "pre"
+    norm_position: NormPosition = "pre"
     """transformer: pre | post."""
-    positions: str = "sinusoidal"
+    positions: Positions = "sinusoidal"
     """transformer: sinusoidal | learned."""
     max_len: int = 1024
     """transformer with learned positions: the longest sequence."""
@@ -76,10 +82,12 @@ class EncoderConfig:
 
 
 class RecurrentEncoder(nn.Module):
-    """A recurrent layer under the encoder contract.
+    """A recurrent layer (:class:`~rnnlab.nn.Recurrent`, minGRU/minLSTM included) under the encoder contract.
 
     summary: the last layer's final hidden state at each row's last real step; for a bidirectional
     encoder the forward direction's (at the real end) and the backward direction's (at t = 0), concatenated.
+
+    The state, for models that carry it: (L·D, B, H), an ``LSTMState`` of two for the LSTM, as the layer's.
     """
 
     def __init__(self, layer: nn.Module, output_size: int, num_directions: int) -> None:
@@ -94,32 +102,17 @@ class RecurrentEncoder(nn.Module):
         last = h[-self.num_directions :]  # (D, B, H): the last layer's directions
         return outputs, torch.cat(list(last), dim=-1)  # (B, D·H)
 
+    def forward_with_state(self, x: Tensor, state: Optional[State] = None, lengths: Optional[Tensor] = None):
+        """x (B, T, I) from ``state`` (None: zeros) -> (outputs (B, T, D·H), the final state)."""
+        return self.layer(x, state, lengths)
 
-class StackedMinRNN(nn.Module):
-    """minGRU/minLSTM layers stacked (the paper stacks them, §4), dropout between.
+    def step(self, x_t: Tensor, state: Optional[State] = None):
+        """One time step, for streaming and generation: x_t (B, I) -> (y_t (B, H), state). Unidirectional only."""
+        return self.layer.step(x_t, state)
 
-    The same call as :class:`~rnnlab.nn.Recurrent`: ``(x, state=None, lengths=None) -> (outputs, state)``
-    with state (L, B, H), and ``step(x_t, state)`` for streaming.
-    """
-
-    def __init__(self, cls, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(cls(input_size if l == 0 else hidden_size, hidden_size) for l in range(num_layers))
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor, state: Optional[Tensor] = None, lengths: Optional[Tensor] = None):
-        finals = []
-        for l, layer in enumerate(self.layers):
-            x, h = layer(self.dropout(x) if l else x, None if state is None else state[l], lengths=lengths)
-            finals.append(h)
-        return x, torch.stack(finals)  # (B, T, H), (L, B, H)
-
-    def step(self, x_t: Tensor, state: Optional[Tensor] = None):
-        finals = []
-        for l, layer in enumerate(self.layers):
-            x_t, h = layer.step(self.dropout(x_t) if l else x_t, None if state is None else state[l])
-            finals.append(h)
-        return x_t, torch.stack(finals)
+    def initial_state(self, batch_size: int, *, device=None, dtype=None) -> State:
+        """Zeros of the state's shape: (L·D, B, H), or an LSTMState of two."""
+        return self.layer.initial_state(batch_size, device=device, dtype=dtype)
 
 
 def build_encoder(config: EncoderConfig, input_size: int) -> nn.Module:
@@ -136,7 +129,7 @@ def build_encoder(config: EncoderConfig, input_size: int) -> nn.Module:
         return RecurrentEncoder(layer, D * c.hidden_size, D)
     if c.kind in ("mingru", "minlstm"):
         cls = MinGRU if c.kind == "mingru" else MinLSTM
-        return RecurrentEncoder(StackedMinRNN(cls, input_size, c.hidden_size, c.num_layers, c.dropout), c.hidden_size, 1)
+        return RecurrentEncoder(cls(input_size, c.hidden_size, num_layers=c.num_layers, dropout=c.dropout), c.hidden_size, 1)
     if c.kind == "window":
         from rnnlab.nn.window import WindowEncoder
 

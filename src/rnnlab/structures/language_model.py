@@ -86,7 +86,7 @@ class LanguageModel(nn.Module):
         if self.stateful:
             if state is not None and batch.get("reset") is not None:
                 state = reset_rows(state, batch["reset"].to(x.device))
-            outputs, state = self.encoder.layer(x, state, lengths)  # (B, T, H)
+            outputs, state = self.encoder.forward_with_state(x, state, lengths)  # (B, T, H)
         else:
             outputs, _ = self.encoder(x, lengths)
             state = None
@@ -155,7 +155,7 @@ class _RecurrentLMDecoder(StepDecoder):
 
     def step(self, tokens: Tensor, state):
         emb = self.model.inputs.embedding(tokens)  # (B, E)
-        y, state = self.model.encoder.layer.step(emb, state)  # (B, H)
+        y, state = self.model.encoder.step(emb, state)  # (B, H)
         return self.model.head(y), state  # (B, V)
 
     def reorder(self, state, index: Tensor):

@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+from rnnlab.nn import LSTMState
+
+
+def _assert_cell_matches_torch(ours, theirs) -> None:
+    """One step of ``ours`` and of the torch.nn cell ``theirs`` with the same weights: outputs and gradients."""
+    theirs.load_state_dict(ours.state_dict())
+    H = ours.hidden_size
+    x = torch.randn(4, ours.input_size)
+    h0 = torch.randn(4, H)
+    lstm = isinstance(theirs, torch.nn.LSTMCell)
+    state = LSTMState(h0, torch.randn(4, H)) if lstm else h0
+    y, new = ours(x, state)
+    ref = theirs(x, tuple(state) if lstm else state)
+    ref_h = ref[0] if lstm else ref
+    torch.testing.assert_close(y, ref_h, atol=1e-6, rtol=1e-5)
+    if lstm:
+        torch.testing.assert_close(new.c, ref[1], atol=1e-6, rtol=1e-5)
+    # gradients of every parameter
+    (y * torch.arange(float(H))).sum().backward()
+    (ref_h * torch.arange(float(H))).sum().backward()
+    for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.fixture
+def assert_cell_matches_torch():
+    """A cell against its torch.nn counterpart with copied weights (tests of lstm_cell, gru_cell, rnn_cell)."""
+    return _assert_cell_matches_torch

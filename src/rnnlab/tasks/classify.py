@@ -485,9 +485,10 @@ def load_classifier(bundle_path: Union[str, Path]) -> tuple[ManyToOne, TextPipel
 def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, text_column: Optional[str] = None,
              label_column: Optional[str] = None, format: Optional[str] = None, plot: Optional[str] = None,
              batch_size: int = 64) -> dict:
-    """Metrics of a bundle on ``data`` (a file or folder in a format :func:`read_labelled` reads), or on the
-    validation data of its training run when ``data`` is None (the same seeded split, so the figures equal
-    the bundle's ``valid`` metrics). ``plot``: also write the confusion matrix PNG there."""
+    """Metrics of a bundle on ``data`` (a file or folder in a format :func:`read_labelled` reads; 'pydoc-chapters'
+    = the embedded set's test split), or on the validation data of its training run when ``data`` is None (the
+    same seeded split, so the figures equal the bundle's ``valid`` metrics). ``plot``: also write the confusion
+    matrix PNG there."""
     model, pipeline, labels, config = load_classifier(bundle_path)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"--batch_size must be a positive integer, got {batch_size!r}")
@@ -495,6 +496,8 @@ def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, text_
         examples = load_splits(config)[1]
         if not examples:
             raise ValueError(f"{bundle_path} was trained without validation data: give --data FILE to score")
+    elif is_embedded(data):
+        examples = pydoc_chapters()[1]  # the embedded set's test split
     else:
         examples = _read(data, config, text_column=text_column, label_column=label_column, format=format)
     encoded = encode_examples(pipeline, examples, {label: i for i, label in enumerate(labels)}, str(data or "valid"))

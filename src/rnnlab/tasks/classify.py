@@ -178,6 +178,8 @@ class EvaluateOptions:
 
 @dataclass(frozen=True)
 class PredictOptions:
+    """How ``rnnlab predict`` runs a classify bundle."""
+
     batch_size: int = 64
     """Texts per batch."""
 

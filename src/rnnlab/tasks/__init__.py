@@ -27,6 +27,7 @@ from typing import Union
 # name -> module. The order is the order of `rnnlab train --help`.
 TASKS: dict[str, str] = {
     "textgen": "rnnlab.tasks.textgen",
+    "classify": "rnnlab.tasks.classify",
     "tag": "rnnlab.tasks.tag",
     "translate": "rnnlab.tasks.translate",
 }

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# where every benchmark writes its JSON; RNNLAB_BENCH_RESULTS moves it (parallel jobs each get their own)
+RESULTS = Path(os.environ.get("RNNLAB_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def setup_threads(n: int = 2) -> None:

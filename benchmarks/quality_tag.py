@@ -23,7 +23,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from common import RESULTS  # noqa: E402
 from rnnlab.tasks import tag  # noqa: E402
 from rnnlab.training.checkpoint import from_dict  # noqa: E402
 
@@ -44,7 +46,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data_dir", default="~/.cache/rnnlab-data/pos")
     parser.add_argument("--run_root", default="runs/quality_tag")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality_tag.json"))
+    parser.add_argument("--out", default=str(RESULTS / "quality_tag.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

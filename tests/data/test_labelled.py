@@ -93,3 +93,22 @@ def test_embedded_set_is_labelled_by_chapter_deduplicated_and_split_stably():
     texts = [e.text for e in train + test]
     assert len(texts) == len(set(texts))  # no paragraph in two splits or twice
     assert pydoc_chapters() == (train, test)
+
+
+def test_a_csv_without_header_by_column_indices_joins_text_columns(tmp_path):
+    """AG News's layout: class index, title, description; no header row."""
+    f = tmp_path / "train.csv"
+    f.write_text('"3","Wall St. Bears","Short-sellers are back."\n"4","New Chip","Faster, cooler."\n', encoding="utf-8")
+    rows = read_labelled(f, text_column="1,2", label_column="0")
+    assert [(r.text, r.label, r.line) for r in rows] == [
+        ("Wall St. Bears Short-sellers are back.", "3", 1), ("New Chip Faster, cooler.", "4", 2)]
+    with pytest.raises(DataError, match=r"train.csv:1: 3 fields, but the columns asked for reach index 5"):
+        read_labelled(f, text_column="5", label_column="0")
+
+
+def test_several_named_text_columns(tmp_path):
+    f = tmp_path / "a.csv"
+    f.write_text("title,body,label\nHi,there,pos\n", encoding="utf-8")
+    assert read_labelled(f, text_column="title,body")[0].text == "Hi there"
+    with pytest.raises(DataError, match="no column 'summary'"):
+        read_labelled(f, text_column="title,summary")

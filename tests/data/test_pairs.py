@@ -83,3 +83,13 @@ def test_date_pairs_are_seeded_and_the_test_dates_are_never_trained_on():
         assert datetime.date.fromisoformat(target) and source
     with pytest.raises(ValueError, match="split must be one of"):
         date_pairs(3, "dev")
+
+
+def test_pairs_with_an_empty_side_can_be_skipped(tmp_path, caplog):
+    f = tmp_path / "p.tsv"
+    f.write_text("Haus\thouse\n\tempty source\nBaum\t\nKatze\tcat\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"p.tsv:2: the source \(column 0\) is empty.*--empty_pairs skip"):
+        read_pairs(f)
+    pairs = read_pairs(f, empty="skip")
+    assert [(p.source, p.target, p.line) for p in pairs] == [("Haus", "house", 1), ("Katze", "cat", 4)]
+    assert "skipped 2 pair(s) with an empty side (lines 2, 3)" in caplog.text

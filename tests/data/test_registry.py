@@ -101,3 +101,18 @@ DATASET = dict(name="x", task="tag", description="d", licence="l", homepage="htt
 def test_bad_datasets_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
         Dataset(**{**DATASET, **change})
+
+
+def test_every_train_command_parses_with_the_real_cli_options():
+    """The registry's commands name options that exist, with values of their types (no drift from the tasks)."""
+    import shlex
+
+    from rnnlab.cli import build_parser
+    from rnnlab.data import registry as reg
+
+    parser = build_parser()
+    for dataset in reg.DATASETS.values():
+        argv = shlex.split(dataset.train_command("/data/x"))
+        assert argv[:2] == ["rnnlab", "train"], dataset.name
+        cfg = parser.parse_args(argv[1:])
+        assert cfg.train.task == dataset.task, dataset.name

@@ -7,6 +7,8 @@ Formats, chosen by ``format`` or, with ``format="auto"``, by the file's suffix:
 
 - ``csv`` (``.csv``): a header row naming the columns, then one row per example, read by Python's ``csv``
   module (quoted fields, doubled quotes and newlines inside quotes work). Line numbers are the file's lines.
+  Columns are named, or given as 0-based indices for a file without a header row (AG News:
+  ``--text_column 1,2 --label_column 0``). Several text columns (a comma-separated list) are joined by a space.
 - ``tsv`` (``.tsv``, ``.tab``): the same with tabs (quotes are honoured as in CSV, as pandas writes them).
 - ``jsonl`` (``.jsonl``, ``.ndjson``): one JSON object per line; labels that are numbers become strings.
 - ``folder`` (a directory): the aclImdb layout, ``DIR/<label>/*.txt``; each sub-folder that holds ``.txt``
@@ -105,28 +107,52 @@ def _format_of(path: Path) -> str:
     return kind
 
 
+def _columns(path: Path, option: str, spec: str, names: Optional[list[str]]) -> list[int]:
+    """The 0-based indices that ``spec`` (names or indices, comma-separated) names in the header ``names``."""
+    parts = [part.strip() for part in str(spec).split(",")]
+    if not all(parts):
+        raise ValueError(f"--{option} must name columns (comma-separated names or 0-based indices), got {spec!r}")
+    if names is None:
+        return [int(part) for part in parts]
+    missing = [part for part in parts if part not in names]
+    if missing:
+        raise DataError(path, f"no column {missing[0]!r} (columns found: {', '.join(names)}); set --{option}", line=1)
+    return [names.index(part) for part in parts]
+
+
 def _read_delimited(path: Path, text: str, delimiter: str, text_column: str, label_column: str) -> Iterator[tuple]:
-    """(text, label, path, line) per row; the line is where the row starts (rows may span lines inside quotes)."""
+    """(text, label, path, line) per row; the line is where the row starts (rows may span lines inside quotes).
+
+    When every column is given as an index the file has no header: its first line is data.
+    """
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    headerless = all(part.strip().lstrip("-").isdigit() for spec in (text_column, label_column)
+                     for part in str(spec).split(","))
     try:
-        header = next(reader, None)
-        if not header or not any(h.strip() for h in header):
-            raise DataError(path, "the first line must be a header naming the columns", line=1)
-        names = [h.strip() for h in header]
-        columns = []
-        for option, name in (("text_column", text_column), ("label_column", label_column)):
-            if name not in names:
-                raise DataError(path, f"no column {name!r} (columns found: {', '.join(names)}); set --{option}", line=1)
-            columns.append(names.index(name))
+        names = None
+        if not headerless:
+            header = next(reader, None)
+            if not header or not any(h.strip() for h in header):
+                raise DataError(path, "the first line must be a header naming the columns (or give --text_column "
+                                      "and --label_column as 0-based indices for a file without one)", line=1)
+            names = [h.strip() for h in header]
+        text_at = _columns(path, "text_column", text_column, names)
+        label_at = _columns(path, "label_column", label_column, names)
+        if len(label_at) != 1:
+            raise ValueError(f"--label_column must name one column, got {label_column!r}")
+        width = len(names) if names is not None else None
         line = reader.line_num + 1
         for row in reader:
             start, line = line, reader.line_num + 1
             if not row:  # a blank line
                 continue
-            if len(row) != len(names):
-                raise DataError(path, f"{len(row)} fields where the header has {len(names)} "
+            if width is not None and len(row) != width:
+                raise DataError(path, f"{len(row)} fields where the header has {width} "
                                       f"(a stray {'comma' if delimiter == ',' else 'tab'} or quote?)", line=start)
-            yield row[columns[0]], row[columns[1]], path, start
+            needed = max(text_at + label_at)
+            if needed >= len(row) or min(text_at + label_at) < -len(row):
+                raise DataError(path, f"{len(row)} fields, but the columns asked for reach index {needed}", line=start)
+            yield " ".join(row[i] for i in text_at), row[label_at[0]], path, start
     except csv.Error as e:
         raise DataError(path, f"malformed {'CSV' if delimiter == ',' else 'TSV'}: {e}", line=reader.line_num) from None
 

@@ -177,7 +177,7 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
         unpacks_to=("aclImdb_v1.tar.gz", "aclImdb/train/pos", "aclImdb/train/neg", "aclImdb/test/pos",
                     "aclImdb/test/neg", "aclImdb/imdb.vocab", "aclImdb/README"),
         remove=("aclImdb/train/unsup", "aclImdb/train/urls_unsup.txt", "aclImdb/train/unsupBow.feat"),
-        train="rnnlab train classify --data {dir}/aclImdb/train",
+        train="rnnlab train classify --data {dir}/aclImdb/train --test_data {dir}/aclImdb/test",
     ),
     Dataset(
         name="ag-news",
@@ -194,7 +194,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
                 "activity')",
         homepage="http://groups.di.unipi.it/~gulli/AG_corpus_of_news_articles.html",
         unpacks_to=("train.csv", "test.csv"),
-        train="rnnlab train classify --data {dir}/train.csv",
+        train="rnnlab train classify --data {dir}/train.csv --test_data {dir}/test.csv --text_column 1,2 "
+              "--label_column 0",
     ),
     Dataset(
         name="wnut17",
@@ -212,7 +213,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
         licence="CC BY 4.0",
         homepage="https://github.com/leondz/emerging_entities_17",
         unpacks_to=("wnut17train.conll", "emerging.dev.conll", "emerging.test.annotated"),
-        train="rnnlab train tag --data {dir}/wnut17train.conll",
+        train="rnnlab train tag --data {dir}/wnut17train.conll --valid_data {dir}/emerging.dev.conll "
+              "--test_data {dir}/emerging.test.annotated",
     ),
     Dataset(
         name="ud-english-ewt",
@@ -228,7 +230,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
         licence="CC BY-SA 4.0",
         homepage="https://github.com/UniversalDependencies/UD_English-EWT",
         unpacks_to=("en_ewt-ud-train.conllu", "en_ewt-ud-dev.conllu", "en_ewt-ud-test.conllu"),
-        train="rnnlab train tag --data {dir}/en_ewt-ud-train.conllu",
+        train="rnnlab train tag --data {dir}/en_ewt-ud-train.conllu --valid_data {dir}/en_ewt-ud-dev.conllu "
+              "--test_data {dir}/en_ewt-ud-test.conllu --token_column 1 --tag_column 3",
     ),
     Dataset(
         name="tatoeba-deu-eng",
@@ -240,7 +243,7 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
         licence="CC BY 2.0 FR (Tatoeba sentences; the third column names each sentence's authors)",
         homepage="https://www.manythings.org/anki/",
         unpacks_to=("deu-eng.zip", "deu.txt", "_about.txt"),
-        train="rnnlab train translate --data {dir}/deu.txt",
+        train="rnnlab train translate --data {dir}/deu.txt --reverse true",
     ),
     Dataset(
         name="news-commentary-de-en",
@@ -254,7 +257,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
         licence="no licence file; distributed by WMT (statmt.org) as training data for research",
         homepage="https://www.statmt.org/wmt19/translation-task.html",
         unpacks_to=("news-commentary-v14.de-en.tsv.gz", "news-commentary-v14.de-en.tsv"),
-        train="rnnlab train translate --data {dir}/news-commentary-v14.de-en.tsv",
+        train="rnnlab train translate --data {dir}/news-commentary-v14.de-en.tsv --empty_pairs skip "
+              "--source_tokenizer bpe --target_tokenizer bpe",
     ),
     Dataset(
         name="tiny-shakespeare",

@@ -108,9 +108,11 @@ class ClassifyConfig:
     format: Literal["auto", "csv", "tsv", "jsonl", "folder"] = "auto"
     """auto = by the suffix (.csv, .tsv/.tab, .jsonl/.ndjson) or folder for a directory."""
     text_column: str = "text"
-    """The column (CSV/TSV header) or JSON field holding the text."""
+    """The column (CSV/TSV header name) or JSON field holding the text; several comma-separated columns are joined
+    by a space; 0-based indices (e.g. 1,2) for a CSV/TSV without a header row."""
     label_column: str = "label"
-    """The column or JSON field holding the label (any string; numbers are read as their text)."""
+    """The column or JSON field holding the label (any string; numbers are read as their text); a 0-based index
+    for a CSV/TSV without a header row."""
     empty_rows: Literal["error", "skip"] = "error"
     """A row with an empty text or label: error (naming the line) or skip (with a warning listing the lines)."""
     valid_fraction: float = 0.1

@@ -162,6 +162,8 @@ class TranslateConfig:
     """The 0-based column of the target side."""
     reverse: bool = False
     """Swap the sides after reading: translate from the target column into the source column."""
+    empty_pairs: Literal["error", "skip"] = "error"
+    """A pair with an empty side: error (naming the line), or skip it with a warning (real corpora have a few)."""
     valid_fraction: float = 0.1
     """Without --valid_data: the fraction of --data held out for validation (seeded by trainer.seed)."""
     embedded_size: int = 20000
@@ -251,7 +253,7 @@ class _Side:
 
 def _read(path: str, config: TranslateConfig) -> _Side:
     pairs = read_pairs(path, source_column=config.source_column, target_column=config.target_column,
-                       reverse=config.reverse)
+                       reverse=config.reverse, empty=config.empty_pairs)
     return _Side(pairs, str(expand(path)))
 
 

@@ -1,17 +1,22 @@
 # Two commands set everything up on a fresh machine:  `make demo`  and  `make test`.
 # Both create the virtual environment and install what they need.
 #
-# torch is installed first, on its own, so that nothing else pulls a different build.
-# Default: the CPU build 2.13.0. For a GPU, pick a CUDA build, e.g.
+# torch is installed first, on its own, so that nothing else pulls a different build:
+# - Linux without an NVIDIA GPU (no nvidia-smi): the CPU build, from PyTorch's CPU index (the default index
+#   serves Linux the CUDA build, several GB); where that index cannot be reached, from the default index.
+# - Linux with an NVIDIA GPU: the default index's build, which is the CUDA one.
+# - macOS and Windows: the default index (its builds there are the CPU/MPS ones).
+# TORCH_PIP_ARGS overrides all of this, e.g. a chosen CUDA build:
 #   make test TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cu128"
+# Threads: OMP_NUM_THREADS when set, else torch's default (one per core).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# two cores: one OpenMP thread per core, never more
-export OMP_NUM_THREADS ?= 2
+CPU_ONLY_LINUX := $(shell [ "$$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1 && echo yes)
 
 .PHONY: venv demo test test-fast lint bench clean
 
@@ -19,7 +24,14 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+ifneq ($(TORCH_PIP_ARGS),)
 	$(PIP) install -q "$(TORCH)" $(TORCH_PIP_ARGS)
+else ifeq ($(CPU_ONLY_LINUX),yes)
+	$(PIP) install -q "$(TORCH)" --index-url "$(TORCH_CPU_INDEX)" --timeout 15 --retries 1 \
+		|| $(PIP) install -q "$(TORCH)"
+else
+	$(PIP) install -q "$(TORCH)"
+endif
 	$(PIP) install -q -e ".[train,text,test]"
 	touch $@
 

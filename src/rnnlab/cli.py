@@ -262,7 +262,6 @@ def cmd_demo(ns) -> int:
     from rnnlab.tasks import textgen
     from rnnlab.training import load_bundle
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     base = textgen.TextgenConfig()
     config = replace(base, trainer=replace(base.trainer, max_time=ns.max_time, run_dir=ns.run_dir, seed=ns.seed))
     print(f"Training a character LSTM (H={config.model.encoder.hidden_size}) on Python's documentation "
@@ -285,7 +284,6 @@ def _adding_demo(ns) -> int:
 
     from rnnlab.tasks.adding import ADDING_BASELINE_MSE, compare_on_adding
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     print(f"The adding problem, T={ns.length}: remember two marked values among {ns.length} and output their sum.")
     print(f"Predicting the mean scores MSE {ADDING_BASELINE_MSE:.3f}; lower means the network remembers.\n")
     show = lambda r: print(f"  {r.name:<18} test MSE {r.test_mse:.4f}  ({r.seconds:.1f} s)", flush=True)  # noqa: E731

@@ -257,7 +257,6 @@ def cmd_datasets(ns) -> int:
 def cmd_demo(ns) -> int:
     if ns.task == "adding":
         return _adding_demo(ns)
-    import torch
 
     from rnnlab.tasks import textgen
     from rnnlab.training import load_bundle
@@ -280,7 +279,6 @@ def cmd_demo(ns) -> int:
 
 def _adding_demo(ns) -> int:
     """RNN, LSTM, GRU and minGRU on the adding problem: which one remembers two marked values."""
-    import torch
 
     from rnnlab.tasks.adding import ADDING_BASELINE_MSE, compare_on_adding
 

@@ -164,3 +164,37 @@ def test_runtime_failures_exit_1_with_one_line_and_debug_shows_the_traceback(cap
     assert code == 1 and err.strip() == "rnnlab: error: RuntimeError: disk on fire (run with --debug for the traceback)"
     code, _, err = run_main(["--debug", "train", "textgen"], capsys)
     assert code == 1 and "Traceback" in err
+
+
+def test_sigterm_saves_the_bundle_and_says_how_to_resume_and_config_yaml_replays(tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+
+    from rnnlab.training import trainer as trainer_module
+
+    data = tmp_path / "tiny.txt"
+    data.write_text("hello world. " * 300, encoding="utf-8")
+    run = tmp_path / "run"
+    args = ["train", "textgen", "--data", str(data), "--batch_size", "4", "--bptt", "16", "--model.embedding_size", "8",
+            "--model.encoder.hidden_size", "16", "--trainer.max_steps", "50", "--trainer.max_time", "0",
+            "--trainer.eval_every", "0", "--trainer.device", "cpu", "--trainer.run_dir", str(run)]
+    real_step = trainer_module.Trainer._train_step
+
+    def step(self, p, batch, state):
+        if state.step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(self, p, batch, state)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_train_step", step)
+    code, out, err = run_main(args, capsys)
+    assert code == 143 and (run / "bundle" / "model.safetensors").is_file() and (run / "resume").is_dir()
+    assert "SIGTERM at step 5" in err and "--trainer.resume true" in err
+    monkeypatch.setattr(trainer_module.Trainer, "_train_step", real_step)
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"] == str(data) and saved["trainer"]["max_steps"] == 50
+    assert _parse_train("--config", str(run / "config.yaml")) == _parse_train(*args[2:])
+    code, out, err = run_main(["train", "textgen", "--config", str(run / "config.yaml"), "--trainer.resume", "true"],
+                              capsys)
+    assert code == 0, err
+    assert json.loads((run / "bundle" / "metrics.json").read_text())["step"] == 50

@@ -171,8 +171,14 @@ def cmd_train(ns) -> int:
 
     module = tasks.get(ns.task)
     path = module.train(_dataclass_from(module.Config, ns[ns.task]))
+    metrics = load_bundle(path).metrics or {}
     print(f"bundle: {path}")
-    _print_metrics(load_bundle(path).metrics or {})
+    _print_metrics(metrics)
+    signal_name = metrics.get("interrupted")
+    if signal_name:  # the trainer stopped early on SIGINT/SIGTERM, saved the checkpoint, the task the bundle
+        print(f"rnnlab: {signal_name} at step {metrics.get('step')}: the bundle holds the weights so far; continue "
+              f"with the same command and --trainer.resume true", file=sys.stderr)
+        return 130 if signal_name == "SIGINT" else 143
     return 0
 
 

@@ -182,3 +182,43 @@ def test_fit_holds_the_run_dir_lock(tmp_path):
             Trainer(_fast(run_dir=str(tmp_path / "run"))).fit(_lm(), _lm_batches(2))
     finally:
         os.close(fd)
+
+
+class _Signalling(list):
+    """Batches that send ``sig`` to this process while the trainer takes batch ``at`` (0-based)."""
+
+    def __init__(self, batches, sig, at):
+        super().__init__(batches)
+        self.sig, self.at = sig, at
+
+    def __iter__(self):
+        import os
+
+        for i, batch in enumerate(super().__iter__()):
+            if i == self.at:
+                os.kill(os.getpid(), self.sig)
+            yield batch
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, sig):
+    import signal
+
+    batches = _lm_batches(6)
+    torch.manual_seed(0)
+    whole = _lm()
+    Trainer(_fast(run_dir=str(tmp_path / "whole"), curves=False)).fit(whole, batches)
+
+    torch.manual_seed(0)
+    model = _lm()
+    before = signal.getsignal(getattr(signal, sig))
+    metrics = Trainer(_fast(run_dir=str(tmp_path / "run"), curves=False)).fit(
+        model, _Signalling(batches, getattr(signal, sig), at=2))
+    assert metrics["interrupted"] == sig and metrics["step"] == 3  # the step in flight finished, then it stopped
+    assert signal.getsignal(getattr(signal, sig)) is before  # the handlers are put back
+    torch.manual_seed(0)
+    resumed = _lm()
+    again = Trainer(_fast(run_dir=str(tmp_path / "run"), curves=False, resume=True)).fit(resumed, batches)
+    assert again["step"] == 6 and "interrupted" not in again
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        torch.testing.assert_close(a, b)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import random
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, TypeVar, Union
@@ -11,6 +12,7 @@ from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 from torch import nn
 
 from rnnlab.training import Bundle, load_bundle, save_bundle
+from rnnlab.training.checkpoint import write_atomic
 from rnnlab.training.lock import lock_run_dir
 
 T = TypeVar("T")
@@ -66,14 +68,25 @@ def check_positive(config: Any, *names: str) -> None:
             raise ValueError(f"--{name} must be a positive integer, got {value!r}")
 
 
+def write_config(path: Path, config: Any) -> None:
+    """The resolved config as YAML (every field, defaults included): ``rnnlab train TASK --config`` replays it."""
+    import yaml
+
+    text = "# the resolved configuration of this run: rnnlab train TASK --config this_file replays it\n"
+    text += yaml.safe_dump(json.loads(json.dumps(dataclasses.asdict(config))), sort_keys=False)
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def locked(train: Callable[[Any], Path]) -> Callable[[Any], Path]:
     """Decorate a task's ``train(config)``: it holds ``config.trainer.run_dir``'s lock from start to bundle, so a
-    second run with the same run_dir is refused at once instead of interleaving logs and overwriting the bundle."""
+    second run with the same run_dir is refused at once instead of interleaving logs and overwriting the bundle,
+    and it writes the resolved config to ``run_dir/config.yaml`` first."""
 
     @functools.wraps(train)
     def run(config: Any) -> Path:
         check_run_dir(config)
-        with lock_run_dir(config.trainer.run_dir):
+        with lock_run_dir(config.trainer.run_dir) as folder:
+            write_config(folder / "config.yaml", config)
             return train(config)
 
     return run

@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Iterable
 from contextlib import nullcontext
@@ -83,6 +85,7 @@ class Trainer:
         self.config = config if config is not None else TrainerConfig()
         self.fabric = None
         self.device: Optional[torch.device] = None  # set by fit; evaluate alone uses the model's device
+        self._signals = _StopOnSignal()  # replaced by fit's own, which listens while it runs
 
     def fit(self, model: nn.Module, train: Iterable[dict], valid: Optional[Iterable[dict]] = None) -> dict:
         """Train until max_steps, max_epochs, max_time or early stopping; -> the final metrics.
@@ -95,7 +98,8 @@ class Trainer:
         self._stateful = bool(getattr(train, "stateful", False))
         p = self._setup(model, train)
         # one writer per run_dir (the main process: data-parallel ranks share it)
-        with lock_run_dir(c.run_dir) if c.run_dir and self._is_main else nullcontext():
+        with lock_run_dir(c.run_dir) if c.run_dir and self._is_main else nullcontext(), _StopOnSignal() as signals:
+            self._signals = signals
             return self._fit(p, valid)
 
     def _fit(self, p: _Parts, valid: Optional[Iterable[dict]]) -> dict:
@@ -132,10 +136,15 @@ class Trainer:
                 if valid is not None and not c.eval_every:
                     self._validate(p, valid, run, logger)
 
-        if valid is not None and run.last_eval_step != run.step:  # the final weights are always evaluated
+        interrupted = self._signals.received
+        if valid is not None and run.last_eval_step != run.step and not interrupted:  # the final weights, evaluated
             self._validate(p, valid, run, logger)
         if c.run_dir:
             self._checkpoint(p, run)
+        if interrupted:
+            where = f"; {c.run_dir}/resume holds step {run.step}" if c.run_dir else ""
+            log.warning("%s at step %d: training stopped%s. Continue with the same options and "
+                        "--trainer.resume true", interrupted, run.step, where)
         if run.best_weights is not None:  # early stopping: end on the best weights seen at an evaluation
             p.module.load_state_dict(run.best_weights)
         logger.close()
@@ -315,12 +324,15 @@ class Trainer:
 
     def _should_stop(self, run: RunState) -> bool:
         c = self.config
-        return (run.stopped_early or (c.max_steps and run.step >= c.max_steps)
+        return (run.stopped_early or self._signals.received is not None
+                or (c.max_steps and run.step >= c.max_steps)
                 or (c.max_epochs and run.epoch >= c.max_epochs) or (c.max_time and run.elapsed >= c.max_time))
 
     def _final_metrics(self, run: RunState, logger: RunLogger) -> dict:
         metrics = {"step": run.step, "epoch": run.epoch, "train_loss": _mean(run.recent), "elapsed_s": run.elapsed,
                    "tokens_per_s": logger.mean_throughput(), "stopped_early": run.stopped_early}
+        if self._signals.received:
+            metrics["interrupted"] = self._signals.received
         if run.valid_loss is not None:
             restored = run.best_weights is not None
             metrics.update(valid_loss=run.best if restored else run.valid_loss, best_valid_loss=run.best)
@@ -366,6 +378,36 @@ class Trainer:
 
 
 # ----- helpers ---------------------------------------------------------------------------------------------
+
+class _StopOnSignal:
+    """SIGINT (Ctrl-C) or SIGTERM during ``fit``: finish the current step, then stop as when the budget runs out:
+    the resume checkpoint is written and the caller saves its bundle. A second signal interrupts at once.
+    Handlers are installed only in the main thread (Python delivers signals there)."""
+
+    def __init__(self) -> None:
+        self.received: Optional[str] = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:  # the second one: the user means it
+            self.__exit__()
+            raise KeyboardInterrupt(name)
+        self.received = name
+        log.warning("%s: finishing this step, then writing the checkpoint and the bundle (%s again to stop at "
+                    "once)", name, name)
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
 
 def lr_at(config: TrainerConfig, step: int) -> float:
     """The learning rate of optimizer step ``step`` (0-based): linear warm-up, then constant or cosine to 0.

@@ -254,7 +254,7 @@ def cmd_datasets(ns) -> int:
     print(download.listing())
     print("\nEmbedded defaults (no --data: every task trains on data that ships with it):")
     for name in tasks.names():
-        print(f"  rnnlab train {name:<10} {tasks.get(name).DESCRIPTION}")
+        print(f"  rnnlab train {name:<10} {tasks.get(name).EMBEDDED_DATA}")
     print()
     print(DATASETS)
     return 0

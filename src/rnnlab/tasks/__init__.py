@@ -3,7 +3,8 @@
 The task contract (every module named in :data:`TASKS` follows it):
 
 - ``TASK``: the task's name, as ``rnnlab train TASK`` spells it and as its bundles record it.
-- ``DESCRIPTION``: one line for ``rnnlab train --help``.
+- ``DESCRIPTION``: one line for ``rnnlab train --help``. ``EMBEDDED_DATA``: one line on the embedded default data
+  (``rnnlab datasets`` lists it).
 - ``Config``: a frozen config dataclass with a docstring per field. ``rnnlab train TASK`` generates its options
   from it (``--a.b value``), a YAML preset (``--config FILE``) sets any of them, and the bundle stores it.
 - ``train(config) -> Path``: trains and writes a bundle (``<config.trainer.run_dir>/bundle``), returns its path.

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 TASK = "tag"
 DESCRIPTION = "sequence tagging (POS, chunking, NER) from CoNLL files: BiLSTM + char features + optional CRF"
 
+EMBEDDED_DATA = "generated NER sentences (PER/LOC/ORG/DATE in BIO tags), names in the test split never seen in training"
 EMBEDDED_SIZES = {"train": 4000, "valid": 400, "test": 800}
 """Sentences of each split of the generated NER task (the test split uses held-out names)."""
 

@@ -35,6 +35,9 @@ TASK = "textgen"
 DESCRIPTION = "language model on a text (char, word or BPE tokens), trained by truncated BPTT; generate from it"
 
 
+EMBEDDED_DATA = "Python's documentation from the standard library (pydoc_data.topics): 79 documents, ~465k characters"
+
+
 @dataclass(frozen=True)
 class TextModelConfig:
     """The language model (the vocabulary size comes from the tokenizer)."""

@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Literal, Optional, Union
 
 import torch
 
-from rnnlab.data.text import Document, load_corpus, split_documents
+from rnnlab.data.text import EMBEDDED, Document, load_corpus, pydoc_corpus, split_documents
 from rnnlab.data.tokenize import KINDS as TOKENIZERS
 from rnnlab.data.tokenize import Tokenizer, tokenizer_from_json, train_tokenizer
 from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig
 from rnnlab.training import Trainer, TrainerConfig, TokenStream, count_tokens
 from rnnlab.training.checkpoint import from_dict
 
-from ._common import load_task_bundle, locked, save_task_bundle
+from ._common import check_data_unchanged, load_task_bundle, locked, save_task_bundle
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,13 @@ def config_from_dict(data: dict) -> TextgenConfig:
 
 
 Config = TextgenConfig
+EMBEDDED_NAMES = (EMBEDDED,)
+"""--data values, besides None, that name the embedded corpus."""
+
+
+def embedded_text(config: TextgenConfig) -> str:
+    """The embedded corpus's text, as the bundle fingerprints it."""
+    return "\n".join(d.text for d in pydoc_corpus())
 
 
 @dataclass(frozen=True)
@@ -230,6 +238,7 @@ def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, batch
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"--batch_size must be a positive integer, got {batch_size!r}")
     if data is None:
+        check_data_unchanged(bundle_path, config_from_dict(textgen), sys.modules[__name__])
         fraction = textgen.get("valid_fraction") or TextgenConfig.valid_fraction  # a run without validation: 10%
         documents = split_documents(load_corpus(textgen.get("data")), fraction)[1]
     else:

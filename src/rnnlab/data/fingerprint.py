@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
+from .errors import DataError
+
 _CHUNK = 1 << 20
 
 
@@ -45,6 +47,8 @@ def fingerprint_path(path: Union[str, os.PathLike]) -> dict:
             if f.is_file() and not any(part.startswith(".") for part in rel.parts):
                 files[rel.as_posix()] = {"size": f.stat().st_size, "sha256": _sha256_file(f)}
         return {"path": str(p), "files": files}
+    if p.exists():  # reading a device or a pipe would never end
+        raise DataError(p, "not a regular file or folder (a device, pipe or socket?): give a data file")
     raise FileNotFoundError(f"data not found: {p}")
 
 

@@ -45,6 +45,7 @@ def write_atomic(path: PathLike, write: typing.Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, fsync it, and rename it over ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.fchmod(fd, _umasked(0o666))  # mkstemp makes 0600: give the file the mode open() would
     os.close(fd)
     try:
         write(tmp)
@@ -60,6 +61,13 @@ def write_atomic(path: PathLike, write: typing.Callable[[str], None]) -> None:
 
 def write_json_atomic(path: PathLike, data: Any) -> None:
     write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2)))
+
+
+def _umasked(mode: int) -> int:
+    """``mode`` less the process's umask: what a plain open() or mkdir() would create."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
 
 
 def _fsync_dir(path: Path) -> None:
@@ -138,6 +146,7 @@ def save_bundle(path: PathLike, model: nn.Module, *, extra_config: Optional[dict
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f"{path.name}.tmp-", dir=path.parent))
     try:
+        os.chmod(tmp_dir, _umasked(0o777))  # mkdtemp makes 0700: the bundle gets the mode mkdir would give
         write_json_atomic(tmp_dir / CONFIG, config)
         write_atomic(tmp_dir / WEIGHTS, lambda tmp: save_model(model, tmp))
         write_json_atomic(tmp_dir / METRICS, metrics or {})

@@ -99,7 +99,7 @@ class LanguageModel(nn.Module):
         y = require(batch, "y", "the next tokens (B, T)", "LanguageModel.loss")
         if tuple(y.shape) != tuple(logits.shape[:2]):
             raise ValueError(f"y must have shape {tuple(logits.shape[:2])} like x, got {tuple(y.shape)}")
-        _check_targets(y, batch.get("lengths"), logits.shape[-1])
+        y = _real_targets(y, batch.get("lengths"), logits.shape[-1])
         return masked_cross_entropy(logits, y, batch.get("lengths")), state
 
     def loss(self, batch: dict) -> Tensor:
@@ -219,9 +219,10 @@ class _PrefixLMDecoder(StepDecoder):
         return reorder_state(prefix, index, batch_dim=0)
 
 
-def _check_targets(y: Tensor, lengths: Optional[Tensor], V: int) -> None:
-    """Targets at real positions are token ids in [0, V): cross-entropy would fail with an index error (or a
-    device assert on CUDA) that names neither y nor the vocabulary."""
+def _real_targets(y: Tensor, lengths: Optional[Tensor], V: int) -> Tensor:
+    """``y`` with padding positions set to 0, after checking that the targets at real positions are token ids
+    in [0, V): cross-entropy would fail with an index error (or a device assert on CUDA) that names neither y
+    nor the vocabulary."""
     if y.is_floating_point() or y.dtype == torch.bool:
         raise TypeError(f"y must hold token ids (an integer tensor (B, T)), got dtype {y.dtype}")
     mask = lengths_to_mask(lengths, y.shape[1], device=y.device)
@@ -231,3 +232,4 @@ def _check_targets(y: Tensor, lengths: Optional[Tensor], V: int) -> None:
         if low < 0 or high >= V:
             raise ValueError(f"y (the next tokens) must lie in [0, {V}) (vocab_size, the model's vocabulary), "
                              f"got min {low} and max {high}")
+    return real

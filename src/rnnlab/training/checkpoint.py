@@ -45,10 +45,11 @@ def write_atomic(path: PathLike, write: typing.Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, fsync it, and rename it over ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.fchmod(fd, _umasked(0o666))  # mkstemp makes 0600: give the file the mode open() would
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp makes 0600 (and a writer may replace the file): give it the mode a plain open() would
+        os.chmod(tmp, _umasked(0o666))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

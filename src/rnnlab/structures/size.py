@@ -9,8 +9,9 @@ I input width, H hidden width, L layers, D directions, V vocabulary, E embedding
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from .decoders import DecoderConfig
 from .encoders import EncoderConfig
@@ -56,6 +57,14 @@ def encoder_size(config: EncoderConfig, input_size: int, *, time_steps: int) -> 
     return I * H + L * (4 * H * H + 2 * H * ff + ff + 5 * H), L * (T * (8 * H + ff) + max(c.num_heads, 1) * T * T)
 
 
+def memory_bytes() -> Optional[int]:
+    """The machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def _configs(value: Any, kind: type) -> list:
     """Every ``kind`` instance inside the (nested) dataclass ``value``."""
     if isinstance(value, kind):
@@ -63,6 +72,15 @@ def _configs(value: Any, kind: type) -> list:
     if not dataclasses.is_dataclass(value):
         return []
     return [c for f in dataclasses.fields(value) for c in _configs(getattr(value, f.name), kind)]
+
+
+def _blocks(value: Any) -> list:
+    """The dataclasses inside ``value``, other than encoder and decoder configs, with int hidden_size and
+    num_layers fields."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, (EncoderConfig, DecoderConfig)):
+        return []
+    own = [value] if all(isinstance(getattr(value, n, None), int) for n in ("hidden_size", "num_layers")) else []
+    return own + [b for f in dataclasses.fields(value) for b in _blocks(getattr(value, f.name))]
 
 
 def estimate_size(model: Any, *, vocab_size: int, batch_size: int, time_steps: int,
@@ -78,6 +96,9 @@ def estimate_size(model: Any, *, vocab_size: int, batch_size: int, time_steps: i
     for dec in _configs(model, DecoderConfig):
         p, a = _recurrent(dec.cell, E, dec.hidden_size, dec.num_layers, 1)
         params, activations = params + p + vocab_size * (E + dec.hidden_size), activations + a * time_steps
+    for other in _blocks(model):  # e.g. a Transformer seq2seq's own hidden_size / num_layers: 12 H^2 per block
+        H, L = other.hidden_size, other.num_layers
+        params, activations = params + L * 12 * H * H, activations + L * time_steps * 12 * H
     activations *= batch_size
     copies = OPTIMIZER_COPIES.get(optimizer, 4)
     return SizeEstimate(params, activations, (params * copies + activations) * FLOAT_BYTES)

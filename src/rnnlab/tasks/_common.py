@@ -12,7 +12,6 @@ import functools
 import importlib
 import json
 import logging
-import os
 import random
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, TypeVar, Union
@@ -20,7 +19,7 @@ from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 from torch import nn
 
 from rnnlab.data.fingerprint import describe_change, fingerprint_path, fingerprint_text, resolve
-from rnnlab.structures.size import estimate_size
+from rnnlab.structures.size import estimate_size, memory_bytes
 from rnnlab.training import Bundle, load_bundle, save_bundle
 from rnnlab.training.checkpoint import RESUME_DIR, RESUME_FILE, write_json_atomic
 from rnnlab.training.lock import lock_run_dir
@@ -99,14 +98,6 @@ def check_positive(config: Any, *names: str) -> None:
 
 
 # --- the size of the model, before it exists -----------------------------------------------------------------
-
-def memory_bytes() -> Optional[int]:
-    """The machine's physical memory in bytes (None where the OS does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
 
 def _gib(n: float) -> str:
     return f"{n / 2**30:,.1f} GiB"

@@ -80,10 +80,10 @@ def test_float32_training_is_deterministic(tmp_path):
 
 
 def test_resuming_with_another_model_is_a_clear_error_not_a_state_dict_traceback(tmp_path):
+    from _trainer_helpers import fast_config, lm_batches, tiny_lm
+
     from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig
     from rnnlab.training import Trainer
-
-    from _trainer_helpers import fast_config, lm_batches, tiny_lm
 
     Trainer(fast_config(run_dir=str(tmp_path))).fit(tiny_lm(), lm_batches())
     wider = LanguageModel(LanguageModelConfig(12, embedding_size=8, encoder=EncoderConfig(hidden_size=16)))

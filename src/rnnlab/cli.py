@@ -17,11 +17,14 @@ running exits with status 1 (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 import traceback
+import typing
 from dataclasses import fields, replace
+from pathlib import Path
 from typing import Literal, Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
@@ -297,6 +300,48 @@ def _adding_demo(ns) -> int:
     return 0
 
 
+def _config_files(argv: list[str]) -> list[str]:
+    """The files named by ``--config FILE`` or ``--config=FILE`` in argv."""
+    files = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    return files + [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+
+
+def check_config_types(path: str, cls: type) -> None:
+    """A quoted value in a YAML preset where the option takes a number or a boolean (``vocab_size: "28"``) is a
+    ValueError naming the option and the type: jsonargparse would quietly read the string as the number."""
+    import yaml
+
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return  # the parser reports an unreadable file
+    _check_node(root, cls, "", path)
+
+
+def _check_node(node, cls: type, prefix: str, path: str) -> None:
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode) or not dataclasses.is_dataclass(cls):
+        return
+    hints = typing.get_type_hints(cls)
+    for key, value in node.value:
+        tp = hints.get(getattr(key, "value", None))
+        inner = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) is typing.Union else [tp]
+        tp = inner[0] if len(inner) == 1 else None
+        if dataclasses.is_dataclass(tp):
+            _check_node(value, tp, f"{prefix}{key.value}.", path)
+        elif tp in (int, float, bool) and isinstance(value, yaml.ScalarNode) and value.style in ('"', "'"):
+            kind = {int: "an integer", float: "a number", bool: "a boolean (true or false)"}[tp]
+            raise ValueError(f"{path}: {prefix}{key.value} must be {kind} ({tp.__name__}), got the string "
+                             f"{value.value!r}: remove the quotes")
+
+
+def _check_train_configs(argv: list[str]) -> None:
+    if len(argv) >= 2 and argv[0] == "train" and argv[1] in tasks.names():
+        for path in _config_files(argv):
+            check_config_types(path, tasks.get(argv[1]).Config)
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "generate": cmd_generate, "predict": cmd_predict,
             "datasets": cmd_datasets, "demo": cmd_demo}
 
@@ -314,6 +359,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("rnnlab").setLevel(logging.INFO)
     try:
+        _check_train_configs(argv)
         parser = build_parser(_bundle_task(argv))
         cfg = parser.parse_args(argv)
         command = cfg.command

@@ -286,3 +286,19 @@ def test_config_validation_names_the_option():
             ClassifyConfig(**kwargs)
     with pytest.raises(ValueError, match="--model.pooling"):
         ClassifierModelConfig(pooling="sum")
+
+
+def test_the_bundle_fingerprints_its_data_and_evaluate_refuses_changed_data(run):
+    from pathlib import Path
+
+    path, config, _ = run
+    stored = json.loads((path / "config.json").read_text())["data_fingerprint"]
+    assert stored["data"]["path"] == str(Path(config.data).resolve()) and len(stored["data"]["sha256"]) == 64
+    data = Path(config.data)
+    original = data.read_bytes()
+    try:
+        data.write_bytes(original + b"\n")
+        with pytest.raises(ValueError, match="changed since training"):
+            classify.evaluate(path)
+    finally:
+        data.write_bytes(original)

@@ -171,3 +171,19 @@ def test_embedded_task_holds_out_names_and_config_round_trips():
         TagConfig(token_column=1, tag_column=1)
     with pytest.raises(ValueError, match="--batch_size must be a positive integer"):
         TagConfig(batch_size=0)
+
+
+def test_the_bundle_fingerprints_its_data_and_evaluate_refuses_changed_data(bundle):
+    from pathlib import Path
+
+    path, config, _ = bundle
+    stored = json.loads((path / "config.json").read_text())["data_fingerprint"]
+    assert stored["data"]["path"] == str(Path(config.data).resolve()) and len(stored["data"]["sha256"]) == 64
+    data = Path(config.data)
+    original = data.read_bytes()
+    try:
+        data.write_bytes(original + b"\n")
+        with pytest.raises(ValueError, match="changed since training"):
+            tag.evaluate(path)
+    finally:
+        data.write_bytes(original)

@@ -141,3 +141,12 @@ def test_train_refuses_a_run_dir_another_writer_holds(tmp_path):
     finally:
         os.close(fd)
     assert not (Path(config.trainer.run_dir) / "bundle").exists()
+
+
+def test_the_embedded_corpus_is_fingerprinted_by_its_text():
+    from rnnlab.tasks._common import data_fingerprints
+
+    config = TextgenConfig()
+    fp = data_fingerprints(config, textgen)["data"]
+    assert fp["embedded"] == "default" and fp["size"] > 400_000 and len(fp["sha256"]) == 64
+    assert data_fingerprints(replace(config, data="pydoc"), textgen)["data"]["sha256"] == fp["sha256"]

@@ -260,3 +260,19 @@ def test_word_and_bpe_units_train_and_decode(tmp_path):
     assert (t.source.kind, t.target.kind) == ("word", "bpe")
     out = list(translate.predict(path, ["the old cat sat"], max_new_tokens=5))
     assert out[0]["source"] == "the old cat sat" and isinstance(out[0]["translation"], str)
+
+
+def test_the_bundle_fingerprints_its_data_and_evaluate_refuses_changed_data(bundle):
+    from pathlib import Path
+
+    path, config = bundle
+    stored = json.loads((path / "config.json").read_text())["data_fingerprint"]
+    assert stored["data"]["path"] == str(Path(config.data).resolve()) and len(stored["data"]["sha256"]) == 64
+    data = Path(config.data)
+    original = data.read_bytes()
+    try:
+        data.write_bytes(original + b"\n")
+        with pytest.raises(ValueError, match="changed since training"):
+            translate.evaluate(path)
+    finally:
+        data.write_bytes(original)

@@ -122,3 +122,40 @@ def test_carried_states_pack_to_plain_tensors_and_back(tmp_path):
     assert isinstance(lstm, LSTMState) and torch.equal(lstm.h, h) and torch.equal(lstm.c, c)
     assert torch.equal(unpack_state(saved["gru"], "cpu"), h) and unpack_state(saved["none"], "cpu") is None
 
+
+
+def test_a_save_that_fails_midway_leaves_the_old_bundle_whole(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    first = _tied()
+    save_bundle(tmp_path / "b", first, metrics={"run": 1})
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_model", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_bundle(tmp_path / "b", _tied(), metrics={"run": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no half-written directory left
+    bundle = load_bundle(tmp_path / "b")
+    assert bundle.metrics == {"run": 1} and torch.equal(bundle.model.head.bias, first.head.bias)
+
+
+def test_a_crash_between_the_two_renames_still_loads_the_previous_bundle(tmp_path, monkeypatch):
+    import os
+
+    save_bundle(tmp_path / "b", _tied(), metrics={"run": 1})
+    real_rename, calls = os.rename, []
+
+    def rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the old bundle is aside, the new one not yet in place: the process dies here
+            raise KeyboardInterrupt
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        save_bundle(tmp_path / "b", _tied(), metrics={"run": 2})
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert not (tmp_path / "b").exists()
+    assert load_bundle(tmp_path / "b").metrics == {"run": 1}

@@ -77,3 +77,15 @@ def test_float32_training_is_deterministic(tmp_path):
             model, TokenStream(documents(), batch_size=3, bptt=8, shuffle_seed=5))
         finals.append(model.state_dict())
     _assert_same(*finals)
+
+
+def test_resuming_with_another_model_is_a_clear_error_not_a_state_dict_traceback(tmp_path):
+    from _trainer_helpers import fast_config, lm_batches, tiny_lm
+
+    from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig
+    from rnnlab.training import Trainer
+
+    Trainer(fast_config(run_dir=str(tmp_path))).fit(tiny_lm(), lm_batches())
+    wider = LanguageModel(LanguageModelConfig(12, embedding_size=8, encoder=EncoderConfig(hidden_size=16)))
+    with pytest.raises(ValueError, match="cannot resume from .*another model"):
+        Trainer(fast_config(run_dir=str(tmp_path), resume=True, max_epochs=2)).fit(wider, lm_batches())

@@ -35,6 +35,8 @@ def pydoc_corpus() -> list[Document]:
 def read_text_file(path: Union[str, Path]) -> Document:
     """One UTF-8 text file as a document. Missing, empty and binary files raise errors that name the file."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a device or a pipe: reading it would never end
+        raise ValueError(f"{path} is not a regular file (a device, pipe or socket?): give a UTF-8 text file")
     if not path.is_file():
         raise FileNotFoundError(f"text file not found: {path}")
     raw = path.read_bytes()

@@ -159,7 +159,13 @@ class BPETokenizer:
 
     @classmethod
     def from_json(cls, data: Mapping) -> "BPETokenizer":
-        return cls(_tokenizers().Tokenizer.from_str(json.dumps(data["tokenizer"])))
+        tk = _tokenizers()
+        if not isinstance(data.get("tokenizer"), dict):
+            raise ValueError("a bpe tokenizer JSON needs a 'tokenizer' object (the tokenizers package's JSON)")
+        try:
+            return cls(tk.Tokenizer.from_str(json.dumps(data["tokenizer"])))
+        except Exception as e:  # the tokenizers package raises its own exception type
+            raise ValueError(f"the bpe tokenizer JSON is malformed: {e}") from None
 
 
 def train_tokenizer(kind: str, texts: Iterable[str], *, vocab_size: Optional[int] = None) -> Tokenizer:
@@ -179,10 +185,10 @@ def train_tokenizer(kind: str, texts: Iterable[str], *, vocab_size: Optional[int
 def tokenizer_from_json(data: Mapping) -> Tokenizer:
     """Rebuild a tokenizer from its :meth:`to_json` dict (a bundle's ``vocab.json``)."""
     kind = data.get("kind") if isinstance(data, Mapping) else None
-    if kind == "char":
-        return CharTokenizer(Vocab.from_json(data["vocab"]))
-    if kind == "word":
-        return WordTokenizer(Vocab.from_json(data["vocab"]))
+    if kind in ("char", "word"):
+        if "vocab" not in data:
+            raise ValueError(f"a {kind} tokenizer JSON needs a 'vocab' object, got keys {sorted(data)}")
+        return (CharTokenizer if kind == "char" else WordTokenizer)(Vocab.from_json(data["vocab"]))
     if kind == "bpe":
         return BPETokenizer.from_json(data)
     raise ValueError(f"tokenizer JSON must have 'kind' in {KINDS}, got {kind!r}")

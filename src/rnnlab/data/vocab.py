@@ -98,6 +98,10 @@ class Vocab:
 
     @classmethod
     def from_json(cls, data: Mapping) -> "Vocab":
-        if not isinstance(data, Mapping) or "tokens" not in data:
-            raise ValueError(f"a vocabulary JSON must be an object with a 'tokens' list, got {type(data).__name__}")
-        return cls(data["tokens"], unk=data.get("unk", "<unk>"), specials=data.get("specials", ()))
+        if not isinstance(data, Mapping) or not isinstance(data.get("tokens"), list):
+            given = f"'tokens' of type {type(data.get('tokens')).__name__}" if isinstance(data, Mapping) else type(data).__name__
+            raise ValueError(f"a vocabulary JSON must be an object with a 'tokens' list, got {given}")
+        specials = data.get("specials", [])
+        if not isinstance(specials, list):
+            raise ValueError(f"a vocabulary JSON's 'specials' must be a list, got {type(specials).__name__}")
+        return cls(data["tokens"], unk=data.get("unk", "<unk>"), specials=specials)

@@ -130,6 +130,8 @@ class Recurrent(nn.Module):
             raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
         lengths = check_lengths(lengths, B, T)
         state = self._check_state(state, B, x)
+        if B == 0:  # an empty batch gives empty outputs, as torch.nn's layers do (packing rejects nothing to pack)
+            return x.new_zeros((0, T, self.num_directions * self.hidden_size)), state
         if self._impl == "torch":
             return self._forward_torch(x, state, lengths)
         return self._forward_cells(x, state, lengths, numba=self._impl == "numba")

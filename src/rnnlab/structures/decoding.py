@@ -182,6 +182,10 @@ def _log_probs(logits: Any, rows: int, end_token: Optional[int]) -> Tensor:
         raise ValueError(f"decoder.step must return logits of shape (B, V) with B={rows}, got {tuple(logits.shape)}")
     if end_token is not None and end_token >= logits.size(1):
         raise ValueError(f"end_token must be < V={logits.size(1)} (the logits' width), got {end_token}")
+    if bool((logits.isnan() | logits.isposinf()).any()):  # -inf is a masked token; NaN or +inf is a broken model
+        raise ValueError("the model's next-token logits are not finite (NaN or +inf): its weights are broken, "
+                         "e.g. saved from a diverged training run; retrain it (lower --trainer.lr, "
+                         "--trainer.clip_norm 1.0)")
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # a softmax over V in half precision loses the tail
     return torch.log_softmax(logits, dim=-1)

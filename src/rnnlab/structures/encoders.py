@@ -68,9 +68,10 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"encoder kind must be one of {KINDS}, got {self.kind!r}")
-        for name in ("hidden_size", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"encoder {name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("hidden_size", "num_layers", "num_heads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"encoder {name} must be a positive integer, got {value!r}")
         if self.kind == "window" and self.window < 1:
             raise ValueError(f"encoder window must be at least 1 (the model sees the last n inputs), got {self.window}")
         if self.bidirectional and self.kind not in ("lstm", "gru", "rnn", "rnn-relu"):

@@ -6,13 +6,14 @@ Weight tying (Press & Wolf, 2017; Inan et al., 2017) shares the embedding with t
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
-from rnnlab.nn.masking import masked_cross_entropy
+from rnnlab.nn.masking import lengths_to_mask, masked_cross_entropy
 from rnnlab.nn.state import reset_rows
 
 from .base import InputLayer, Output, batch_lengths, require
@@ -98,6 +99,7 @@ class LanguageModel(nn.Module):
         y = require(batch, "y", "the next tokens (B, T)", "LanguageModel.loss")
         if tuple(y.shape) != tuple(logits.shape[:2]):
             raise ValueError(f"y must have shape {tuple(logits.shape[:2])} like x, got {tuple(y.shape)}")
+        y = _real_targets(y, batch.get("lengths"), logits.shape[-1])
         return masked_cross_entropy(logits, y, batch.get("lengths")), state
 
     def loss(self, batch: dict) -> Tensor:
@@ -117,12 +119,14 @@ class LanguageModel(nn.Module):
         top_p: Optional[float] = None,
         end_token: Optional[int] = None,
         generator: Optional[torch.Generator] = None,
+        banned_tokens: Sequence[int] = (),
     ) -> Tensor:
         """prompt (B, P) long, P ≥ 1 -> (B, P + N) with the N ≤ max_new_tokens generated tokens appended.
 
         ``method``: 'greedy' | 'beam' | 'sample'; the options are those of
         :func:`~rnnlab.structures.generation.run_decoding`. ``end_token`` None (the default) generates exactly
-        ``max_new_tokens`` tokens; a token id finishes a row there (later positions hold 0).
+        ``max_new_tokens`` tokens; a token id finishes a row there (later positions hold 0). ``banned_tokens``
+        are never generated (their logits are set to -inf): e.g. ``<unk>``, which is no text.
         """
         if not isinstance(prompt, Tensor) or prompt.dim() != 2 or prompt.shape[1] < 1:
             raise ValueError(
@@ -137,12 +141,32 @@ class LanguageModel(nn.Module):
             else:
                 decoder = _PrefixLMDecoder(self)
             state = decoder.prime(prompt[:, :-1])
+            if banned_tokens:
+                decoder = _Banning(decoder, banned_tokens, self.config.vocab_size)
             out = run_decoding(
                 decoder, prompt[:, -1], state, method=method, max_new_tokens=max_new_tokens, end_token=end_token,
                 beam_width=beam_width, length_penalty=length_penalty, temperature=temperature, top_k=top_k,
                 top_p=top_p, generator=generator,
             )
         return torch.cat([prompt, out.tokens.to(prompt.device)], dim=1)
+
+
+class _Banning:
+    """A decoder whose ``banned`` tokens have logits -inf: no decoding method can choose them."""
+
+    def __init__(self, decoder, banned: Sequence[int], vocab_size: int) -> None:
+        ids = sorted({int(i) for i in banned})
+        if any(not 0 <= i < vocab_size for i in ids) or len(ids) >= vocab_size:
+            raise ValueError(f"banned_tokens must be ids in [0, {vocab_size}) leaving at least one allowed, got {ids}")
+        self.decoder, self.ids = decoder, ids
+
+    def step(self, tokens: Tensor, state):
+        logits, state = self.decoder.step(tokens, state)
+        index = torch.tensor(self.ids, device=logits.device)
+        return logits.index_fill(1, index, float("-inf")), state  # (B, V)
+
+    def reorder(self, state, index: Tensor):
+        return self.decoder.reorder(state, index)
 
 
 class _RecurrentLMDecoder(StepDecoder):
@@ -193,3 +217,19 @@ class _PrefixLMDecoder(StepDecoder):
 
     def reorder(self, prefix: Tensor, index: Tensor):
         return reorder_state(prefix, index, batch_dim=0)
+
+
+def _real_targets(y: Tensor, lengths: Optional[Tensor], V: int) -> Tensor:
+    """``y`` with padding positions set to 0, after checking that the targets at real positions are token ids
+    in [0, V): cross-entropy would fail with an index error (or a device assert on CUDA) that names neither y
+    nor the vocabulary."""
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise TypeError(f"y must hold token ids (an integer tensor (B, T)), got dtype {y.dtype}")
+    mask = lengths_to_mask(lengths, y.shape[1], device=y.device)
+    real = y if mask is None else y.masked_fill(~mask, 0)
+    if real.numel():
+        low, high = int(real.min()), int(real.max())
+        if low < 0 or high >= V:
+            raise ValueError(f"y (the next tokens) must lie in [0, {V}) (vocab_size, the model's vocabulary), "
+                             f"got min {low} and max {high}")
+    return real

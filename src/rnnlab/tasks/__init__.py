@@ -13,6 +13,10 @@ The task contract (every module named in :data:`TASKS` follows it):
 - ``predict(bundle, inputs, **options) -> Iterator[dict]``: one JSON-ready dict per input string.
 - ``PredictOptions`` and ``EvaluateOptions`` (optional): frozen dataclasses whose fields are the keyword
   options of ``predict`` and ``evaluate``; the CLI makes them ``rnnlab predict BUNDLE --option value``.
+- ``embedded_text(config) -> str`` and ``EMBEDDED_NAMES`` (optional): the text of the embedded default data and
+  the ``--data`` values besides None that name it. ``train`` is decorated with ``_common.locked`` (size check,
+  absolute data paths, run-dir lock, data fingerprint, resume check); the bundle stores the fingerprint and
+  ``evaluate`` without data calls ``_common.check_data_unchanged`` first.
 
 :data:`TASKS` is the one list of tasks: the CLI, the bundle loader and every command that takes a bundle find a
 task through :func:`get`, so adding a task means writing its module and naming it here.

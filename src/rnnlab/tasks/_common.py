@@ -1,29 +1,58 @@
-"""What every task shares: its bundle (saved with the task's name and config, loaded with a check of the task),
-a seeded validation split, and the checks of a config that every task repeats."""
+"""What every task shares: its bundle (saved with the task's name, config and data fingerprint, loaded with a
+check of the task), a seeded validation split, the checks of a config that every task repeats, and the guard
+around ``train`` (:func:`locked`): size check, resolved data paths, run-dir lock, resume check.
+
+A task module may define ``embedded_text(config) -> str`` (the text of its embedded default data, fingerprinted
+like a file) and ``EMBEDDED_NAMES`` (the ``--data`` values, besides None, that name the embedded data)."""
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
+import importlib
 import json
+import logging
 import random
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
 from torch import nn
 
+from rnnlab.data.fingerprint import describe_change, fingerprint_path, fingerprint_text, resolve
+from rnnlab.structures.size import estimate_size, memory_bytes
 from rnnlab.training import Bundle, load_bundle, save_bundle
-from rnnlab.training.checkpoint import write_atomic
+from rnnlab.training.checkpoint import RESUME_DIR, RESUME_FILE, write_atomic, write_json_atomic
 from rnnlab.training.lock import lock_run_dir
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
+
+DATA_FIELDS = ("data", "valid_data", "test_data")
+"""The config fields that name data files: stored resolved (absolute) and fingerprinted."""
+RUN_RECORD = "task.json"
+"""``<run_dir>/resume/task.json``: the task config and data fingerprint a resumable run started with."""
+RESUMABLE = ("trainer.resume", "trainer.max_steps", "trainer.max_epochs", "trainer.max_time",
+             "trainer.checkpoint_every", "trainer.log_every", "trainer.progress", "trainer.curves",
+             "trainer.tensorboard", "trainer.eval_every", "trainer.eval_tokens", "trainer.device",
+             "trainer.early_stopping_patience", "trainer.max_memory_fraction", "trainer.max_bad_steps",
+             "trainer.divergence_ratio", "sample.", "decode.", "test_data")
+"""Options a resumed run may change (how long, how often, what to report); any other change breaks exact
+resume and is refused. A name ending in '.' covers its whole group."""
+
+_fingerprint: contextvars.ContextVar[Optional[dict]] = contextvars.ContextVar("rnnlab_data_fingerprint", default=None)
 
 
 def save_task_bundle(task: str, config: Any, model: nn.Module, *, assets: Optional[dict] = None,
                      metrics: Optional[dict] = None) -> Path:
-    """Write ``<config.trainer.run_dir>/bundle`` recording the task and its whole config; returns its path."""
+    """Write ``<config.trainer.run_dir>/bundle`` recording the task, its whole config and the fingerprint of
+    its data (taken when training started); returns its path."""
     path = Path(config.trainer.run_dir) / "bundle"
-    save_bundle(path, model.cpu(), extra_config={"task": task, task: dataclasses.asdict(config)}, assets=assets,
-                metrics=metrics)
+    extra = {"task": task, task: dataclasses.asdict(config)}
+    fingerprint = _fingerprint.get()
+    if fingerprint is not None:
+        extra["data_fingerprint"] = fingerprint
+    save_bundle(path, model.cpu(), extra_config=extra, assets=assets, metrics=metrics)
     return path
 
 
@@ -77,16 +106,155 @@ def write_config(path: Path, config: Any) -> None:
     write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+# --- the size of the model, before it exists -----------------------------------------------------------------
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def check_model_size(config: Any) -> None:
+    """Refuse, before anything is allocated, a model whose estimated training memory exceeds
+    ``trainer.max_memory_fraction`` of the machine's RAM. The vocabulary is taken at its bound ``vocab_size``
+    (10,000 for tasks without one) and the time steps at ``bptt`` or ``max_length`` (or 128)."""
+    fraction = config.trainer.max_memory_fraction
+    total = memory_bytes()
+    if not fraction or not total or getattr(config, "model", None) is None:
+        return
+    vocab = getattr(config, "vocab_size", None) or 10_000
+    steps = next((getattr(config, n) for n in ("bptt", "max_length", "max_source_length") if hasattr(config, n)), 128)
+    batch = getattr(config, "batch_size", 32)
+    est = estimate_size(config.model, vocab_size=vocab, batch_size=batch, time_steps=steps,
+                        optimizer=config.trainer.optimizer)
+    if est.training_bytes > fraction * total:
+        raise ValueError(
+            f"the model is too big for this machine: about {est.parameters:,} parameters and {est.activations:,} "
+            f"activations per batch (B={batch}, T={steps}) need about {_gib(est.training_bytes)} to train, more than "
+            f"{fraction:g} of the {_gib(total)} of memory (--trainer.max_memory_fraction): make the model smaller "
+            "(--model.encoder.hidden_size, num_layers, window, --model.embedding_size, --batch_size) or raise "
+            "--trainer.max_memory_fraction (0 = no check)")
+
+
+# --- data: resolved paths and fingerprints -------------------------------------------------------------------
+
+def resolve_data_paths(config: Any) -> Any:
+    """``config`` with each data path that exists made absolute, so a bundle finds its data from any folder."""
+    changes = {}
+    for name in DATA_FIELDS:
+        value = getattr(config, name, None)
+        if isinstance(value, str) and value and Path(value).expanduser().exists():
+            changes[name] = str(resolve(value))
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def data_fingerprints(config: Any, module: Any) -> dict:
+    """``{field: fingerprint}`` of each data field of ``config`` that names data: a file or folder by its
+    contents, the embedded default (None, or one of ``module.EMBEDDED_NAMES``) by ``module.embedded_text``."""
+    out = {}
+    embedded_text = getattr(module, "embedded_text", None)
+    for name in DATA_FIELDS:
+        if not hasattr(config, name):
+            continue
+        value = getattr(config, name)
+        if value is None or value in getattr(module, "EMBEDDED_NAMES", ()):
+            if name == "data" and embedded_text is not None:
+                out[name] = fingerprint_text(value or "default", embedded_text(config))
+        elif Path(value).expanduser().exists():
+            out[name] = fingerprint_path(value)
+    return out
+
+
+def check_data_unchanged(bundle_path: Union[str, Path], config: Any, module: Any, *,
+                         fields: Sequence[str] = DATA_FIELDS) -> None:
+    """Before scoring a bundle on its own held-out data: a ValueError naming the file and what changed when the
+    data at the stored paths is not what it was trained on (bundles without a fingerprint are not checked)."""
+    stored = _read_json(Path(bundle_path) / "config.json").get("data_fingerprint")
+    if not isinstance(stored, dict):
+        log.info("%s records no data fingerprint: the held-out data is not checked", bundle_path)
+        return
+    current = data_fingerprints(config, module)
+    for name in fields:
+        if name not in stored:
+            continue
+        if name not in current:
+            raise ValueError(f"the bundle's --{name} {stored[name].get('path', '')} is gone: evaluate scores the "
+                             f"held-out part of it; give --data FILE to score another file")
+        change = describe_change(stored[name], current[name])
+        if change:
+            raise ValueError(f"the bundle's --{name}: {change}; evaluate without --data would score other data "
+                             "than the held-out part of the training data: restore it, or give --data FILE")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+# --- resume: the same run, or a refusal that says what differs ----------------------------------------------
+
+def _flatten(data: Any, prefix: str = "") -> dict:
+    if not isinstance(data, dict):
+        return {prefix[:-1]: data}
+    out = {}
+    for key, value in data.items():
+        out.update(_flatten(value, f"{prefix}{key}."))
+    return out
+
+
+def _may_change(name: str) -> bool:
+    return any(name == r or (r.endswith(".") and name.startswith(r)) for r in RESUMABLE)
+
+
+def check_resume(config: Any, fingerprint: dict) -> None:
+    """With ``--trainer.resume true`` and a checkpoint in run_dir: a ValueError listing every option and data
+    file that differs from the run that wrote the checkpoint (exact resume needs the same model and data)."""
+    folder = Path(config.trainer.run_dir) / RESUME_DIR
+    if not (config.trainer.resume and (folder / RESUME_FILE).exists()):
+        return
+    record = _read_json(folder / RUN_RECORD)
+    if not record:
+        return  # a checkpoint from before run records: the trainer checks the weights' shapes
+    old, new = _flatten(record.get("config", {})), _flatten(dataclasses.asdict(config))
+    diffs = [f"{k} {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
+             for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k) and not _may_change(k)]
+    stored = record.get("data_fingerprint", {})
+    for name in sorted(stored.keys() | fingerprint.keys()):
+        if name in stored and name in fingerprint:
+            change = describe_change(stored[name], fingerprint[name])
+            if change and not _may_change(name):
+                diffs.append(f"{name}: {change}")
+    if diffs:
+        raise ValueError(
+            f"cannot resume {config.trainer.run_dir}: its checkpoint was written with other settings: "
+            f"{'; '.join(diffs)}. Set them back, or start afresh (a new --trainer.run_dir, or --trainer.resume false)")
+
+
 def locked(train: Callable[[Any], Path]) -> Callable[[Any], Path]:
-    """Decorate a task's ``train(config)``: it holds ``config.trainer.run_dir``'s lock from start to bundle, so a
-    second run with the same run_dir is refused at once instead of interleaving logs and overwriting the bundle,
-    and it writes the resolved config to ``run_dir/config.yaml`` first."""
+    """Decorate a task's ``train(config)``: check the model's size before any data is read; make the data paths
+    absolute; hold ``config.trainer.run_dir``'s lock from start to bundle (a second run with the same run_dir
+    is refused at once instead of interleaving logs and overwriting the bundle); fingerprint the data; refuse a
+    resume whose settings or data differ from the checkpoint's; record them for the next resume, and write the
+    resolved config to ``run_dir/config.yaml`` (``rnnlab train TASK --config`` replays it)."""
+    module = importlib.import_module(train.__module__)
 
     @functools.wraps(train)
     def run(config: Any) -> Path:
         check_run_dir(config)
+        check_model_size(config)
+        config = resolve_data_paths(config)
         with lock_run_dir(config.trainer.run_dir) as folder:
+            fingerprint = data_fingerprints(config, module)
+            check_resume(config, fingerprint)
+            (folder / RESUME_DIR).mkdir(exist_ok=True)
             write_config(folder / "config.yaml", config)
-            return train(config)
+            write_json_atomic(folder / RESUME_DIR / RUN_RECORD,
+                              {"config": dataclasses.asdict(config), "data_fingerprint": fingerprint})
+            token = _fingerprint.set(fingerprint)
+            try:
+                return train(config)
+            finally:
+                _fingerprint.reset(token)
 
     return run

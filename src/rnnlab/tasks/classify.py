@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,7 @@ from rnnlab.training import Trainer, TrainerConfig
 from rnnlab.training.checkpoint import from_dict
 from rnnlab.training.classification_metrics import classification_metrics, confusion_matrix, plot_confusion
 
-from ._common import check_run_dir, load_task_bundle, locked, save_task_bundle, split_off
+from ._common import check_data_unchanged, check_run_dir, load_task_bundle, locked, save_task_bundle, split_off
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +322,16 @@ def load_splits(config: ClassifyConfig) -> tuple[list[Example], list[Example], l
     return train, valid, test
 
 
+EMBEDDED_NAMES = (EMBEDDED,)
+"""--data values, besides None, that name the embedded data set."""
+
+
+def embedded_text(config: ClassifyConfig) -> str:
+    """The embedded data set's labelled texts (train and test), as the bundle fingerprints them."""
+    train, test = pydoc_chapters()
+    return "\n".join(f"{e.label}\t{e.text}" for e in (*train, *test))
+
+
 def label_names(examples: Iterable[Example]) -> list[str]:
     """The labels of the training examples in a stable order: sorted as strings."""
     return sorted({e.label for e in examples})
@@ -501,6 +512,7 @@ def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, text_
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"--batch_size must be a positive integer, got {batch_size!r}")
     if data is None:
+        check_data_unchanged(bundle_path, config, sys.modules[__name__])
         examples = load_splits(config)[1]
         if not examples:
             raise ValueError(f"{bundle_path} was trained without validation data: give --data FILE to score")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,8 @@ from rnnlab.data.vocab import Vocab
 from rnnlab.structures import EncoderConfig, ManyToMany, ManyToManyConfig
 from rnnlab.training import Trainer, TrainerConfig
 
-from ._common import check_positive, check_run_dir, load_task_bundle, save_task_bundle, split_off, locked
+from ._common import (check_data_unchanged, check_positive, check_run_dir, load_task_bundle, locked,
+                      save_task_bundle, split_off)
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,15 @@ class EvaluateOptions:
 
 def _read(path: str, config: TagConfig, scheme: str) -> tuple[list[Sentence], Scheme]:
     return read_tagged(path, token_column=config.token_column, tag_column=config.tag_column, scheme=scheme)
+
+
+def embedded_text(config: TagConfig) -> str:
+    """The embedded task's sentences (every split, for the run's seed), as the bundle fingerprints them."""
+    from rnnlab.data import synthetic_ner
+
+    return "\n".join(" ".join(f"{w}/{t}" for w, t in zip(s.tokens, s.tags, strict=True))
+                     for split in ("train", "valid", "test")
+                     for s in synthetic_ner.generate(EMBEDDED_SIZES[split], split, seed=config.trainer.seed))
 
 
 def load_splits(config: TagConfig) -> tuple[list[Sentence], list[Sentence], list[Sentence], Scheme, dict]:
@@ -343,6 +354,7 @@ def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, token
         sentences, _ = read_tagged(path, scheme=scheme, **columns)
         source = data
     else:
+        check_data_unchanged(bundle_path, config, sys.modules[__name__])
         train_set, valid_set, test_set, _, sources = load_splits(config)
         sentences, source = (test_set, sources.get("test")) if test_set else (valid_set, sources["valid"])
         if not sentences:

@@ -14,20 +14,22 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Literal, Optional, Union
 
 import torch
 
-from rnnlab.data.text import Document, load_corpus, split_documents
+from rnnlab.data.text import EMBEDDED, Document, load_corpus, pydoc_corpus, split_documents
 from rnnlab.data.tokenize import KINDS as TOKENIZERS
 from rnnlab.data.tokenize import Tokenizer, tokenizer_from_json, train_tokenizer
 from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig
 from rnnlab.training import Trainer, TrainerConfig, TokenStream, count_tokens
 from rnnlab.training.checkpoint import from_dict
+from rnnlab.training.config import MAX_SEED
 
-from ._common import load_task_bundle, locked, save_task_bundle
+from ._common import check_data_unchanged, load_task_bundle, locked, save_task_bundle
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,13 @@ class TextModelConfig:
     """Share the embedding with the output layer (needs embedding_size == encoder.hidden_size)."""
     dropout: float = 0.0
     """Dropout on the embeddings and on the encoder's outputs."""
+
+    def __post_init__(self) -> None:
+        value = self.embedding_size
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"--model.embedding_size must be a positive integer, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"--model.dropout must be in [0, 1), got {self.dropout!r}")
 
     def build(self, vocab_size: int) -> LanguageModelConfig:
         return LanguageModelConfig(
@@ -130,6 +139,13 @@ def config_from_dict(data: dict) -> TextgenConfig:
 
 
 Config = TextgenConfig
+EMBEDDED_NAMES = (EMBEDDED,)
+"""--data values, besides None, that name the embedded corpus."""
+
+
+def embedded_text(config: TextgenConfig) -> str:
+    """The embedded corpus's text, as the bundle fingerprints it."""
+    return "\n".join(d.text for d in pydoc_corpus())
 
 
 @dataclass(frozen=True)
@@ -217,7 +233,15 @@ def load_textgen(bundle_path: Union[str, Path]) -> tuple[LanguageModel, Tokenize
     bundle = load_task_bundle(bundle_path, TASK)
     if not isinstance(bundle.model, LanguageModel) or bundle.vocab is None:
         raise ValueError(f"{bundle.path} is not a text-generation bundle (it holds a {type(bundle.model).__name__})")
-    return bundle.model, tokenizer_from_json(bundle.vocab), bundle.config
+    where = bundle.path / "vocab.json"
+    try:
+        tokenizer = tokenizer_from_json(bundle.vocab)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{where} is not a valid tokenizer: {e}") from None
+    if tokenizer.vocab_size != bundle.model.config.vocab_size:
+        raise ValueError(f"{where} holds {tokenizer.vocab_size} tokens but the model was built for "
+                         f"{bundle.model.config.vocab_size}: the bundle's files do not belong together")
+    return bundle.model, tokenizer, bundle.config
 
 
 def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, batch_size: Optional[int] = None) -> dict:
@@ -233,6 +257,7 @@ def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, batch
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"--batch_size must be a positive integer, got {batch_size!r}")
     if data is None:
+        check_data_unchanged(bundle_path, config_from_dict(textgen), sys.modules[__name__])
         fraction = textgen.get("valid_fraction") or TextgenConfig.valid_fraction  # a run without validation: 10%
         documents = split_documents(load_corpus(textgen.get("data")), fraction)[1]
     else:
@@ -249,11 +274,37 @@ def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, batch
     return {"loss": loss, **_rates(loss, sum(d.numel() for d in ids), chars), "tokens": tokens, "chars": chars}
 
 
+def special_ids(tokenizer: Tokenizer) -> list[int]:
+    """The ids of the tokens that are no text (``<unk>`` and any specials): generation never emits them."""
+    vocab = getattr(tokenizer, "vocab", None)
+    return [] if vocab is None else sorted({vocab.unk_id, *(vocab.id(s) for s in vocab.specials)})
+
+
+def warn_unknown(tokenizer: Tokenizer, prompt: str, warned: Optional[set] = None) -> None:
+    """Log a warning naming the characters (or words) of ``prompt`` never seen in training: the model reads them
+    as ``<unk>``. ``warned`` collects the ones already named, so each is named once."""
+    vocab = getattr(tokenizer, "vocab", None)
+    if vocab is None:  # byte-level BPE: nothing is unknown
+        return
+    pieces = prompt if tokenizer.kind == "char" else tokenizer.split(prompt)
+    unseen = sorted({p for p in pieces if p not in vocab} - (warned if warned is not None else set()))
+    if unseen:
+        log.warning("the prompt holds %s never seen in training, read as %s: %s",
+                    "characters" if tokenizer.kind == "char" else "words", vocab.unk,
+                    ", ".join(repr(p) for p in unseen))
+        if warned is not None:
+            warned.update(unseen)
+
+
 def generate_text(model: LanguageModel, tokenizer: Tokenizer, prompt: str, sample: SampleConfig, *, seed: int = 0,
-                  method: str = "sample") -> str:
-    """``prompt`` followed by up to ``sample.max_new_tokens`` sampled tokens, as text."""
+                  method: str = "sample", warned: Optional[set] = None) -> str:
+    """``prompt`` followed by up to ``sample.max_new_tokens`` sampled tokens, as text (never ``<unk>``).
+    Characters of the prompt never seen in training are named in a warning (once each, with ``warned``)."""
     if not isinstance(prompt, str) or not prompt:
         raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"--seed must be an integer in [0, {MAX_SEED}], got {seed!r}")
+    warn_unknown(tokenizer, prompt, warned)
     ids = tokenizer.encode(prompt)
     if not ids:
         raise ValueError(f"the prompt {prompt!r} encodes to no tokens")
@@ -266,6 +317,7 @@ def generate_text(model: LanguageModel, tokenizer: Tokenizer, prompt: str, sampl
     out = model.generate(
         torch.tensor([ids], dtype=torch.long, device=device), max_new_tokens=sample.max_new_tokens, method=method,
         temperature=sample.temperature or 1.0, top_k=sample.top_k, top_p=sample.top_p, generator=generator,
+        banned_tokens=special_ids(tokenizer),
     )
     return prompt + tokenizer.decode(out[0, len(ids):].tolist())
 
@@ -294,6 +346,8 @@ def predict(bundle_path: Union[str, Path], inputs: Iterable[str], **options) -> 
     """``{"prompt", "text"}`` for each non-empty prompt (text = the prompt and its continuation); loaded once."""
     model, tokenizer, config = load_textgen(bundle_path)
     sample, seed, method = _sampler(config, options)
+    warned: set = set()
     for prompt in inputs:
         if prompt:
-            yield {"prompt": prompt, "text": generate_text(model, tokenizer, prompt, sample, seed=seed, method=method)}
+            text = generate_text(model, tokenizer, prompt, sample, seed=seed, method=method, warned=warned)
+            yield {"prompt": prompt, "text": text}

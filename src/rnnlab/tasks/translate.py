@@ -19,6 +19,7 @@ source tokenizer's own (padding is masked by the lengths).
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Iterable, Iterator, Literal, Optional, Sequence, Union
@@ -36,7 +37,8 @@ from rnnlab.structures import (DecoderConfig, EncoderConfig, Seq2Seq, Seq2SeqCon
 from rnnlab.training import Trainer, TrainerConfig
 from rnnlab.training.checkpoint import from_dict
 
-from ._common import check_positive, check_run_dir, load_task_bundle, save_task_bundle, split_off, locked
+from ._common import (check_data_unchanged, check_positive, check_run_dir, load_task_bundle, locked,
+                      save_task_bundle, split_off)
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +262,12 @@ def _read(path: str, config: TranslateConfig) -> _Side:
 
 def _embedded(split: str, n: int, seed: int) -> _Side:
     return _Side([Pair(s, t, 0) for s, t in date_pairs(n, split, seed=seed)], f"{EMBEDDED} ({split})")
+
+
+def embedded_text(config: TranslateConfig) -> str:
+    """The embedded task's pairs (every split, for the run's seed and size), as the bundle fingerprints them."""
+    sides = load_data(config)  # called only when config.data is None
+    return "\n".join(f"{p.source}\t{p.target}" for side in sides if side for p in side.pairs)
 
 
 def load_data(config: TranslateConfig) -> tuple[_Side, _Side, Optional[_Side]]:
@@ -491,6 +499,7 @@ def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, **option
         raise ValueError(f"--batch_size must be a positive integer, got {batch_size!r}")
     decode = _decoding(t.config, options, EvaluateOptions)
     if data is None:
+        check_data_unchanged(bundle_path, t.config, sys.modules[__name__])
         _, valid_side, test_side = load_data(t.config)
         side = test_side or _Side([p for p in valid_side.pairs if _within(p, t.source, t.target, t.config)],
                                   valid_side.name)

@@ -48,6 +48,8 @@ def write_atomic(path: PathLike, write: typing.Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp makes 0600 (and a writer may replace the file): give it the mode a plain open() would
+        os.chmod(tmp, _umasked(0o666))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -60,6 +62,13 @@ def write_atomic(path: PathLike, write: typing.Callable[[str], None]) -> None:
 
 def write_json_atomic(path: PathLike, data: Any) -> None:
     write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2)))
+
+
+def _umasked(mode: int) -> int:
+    """``mode`` less the process's umask: what a plain open() or mkdir() would create."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
 
 
 def _fsync_dir(path: Path) -> None:
@@ -138,6 +147,7 @@ def save_bundle(path: PathLike, model: nn.Module, *, extra_config: Optional[dict
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f"{path.name}.tmp-", dir=path.parent))
     try:
+        os.chmod(tmp_dir, _umasked(0o777))  # mkdtemp makes 0700: the bundle gets the mode mkdir would give
         write_json_atomic(tmp_dir / CONFIG, config)
         write_atomic(tmp_dir / WEIGHTS, lambda tmp: save_model(model, tmp))
         write_json_atomic(tmp_dir / METRICS, metrics or {})
@@ -180,12 +190,17 @@ def load_bundle(path: PathLike, *, map_location: Union[str, torch.device] = "cpu
     if model_cls is None:
         raise ValueError(f"{path / CONFIG}: unknown model_type {config['model_type']!r}; known: {sorted(_registry())}")
     try:
-        model = model_cls(from_dict(config_cls, config["model_config"]))
+        model_config = from_dict(config_cls, config["model_config"])
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path / CONFIG}: model_config does not build a {config['model_type']}: {e}") from None
     weights = path / WEIGHTS
     if not weights.is_file():
         raise FileNotFoundError(f"bundle file missing: {weights}")
+    _check_size(path / CONFIG, model_config, weights.stat().st_size)
+    try:
+        model = model_cls(model_config)
+    except (TypeError, ValueError, RuntimeError, ArithmeticError) as e:  # sizes torch refuses (negative, ...)
+        raise ValueError(f"{path / CONFIG}: model_config does not build a {config['model_type']}: {e}") from None
     try:
         load_model(model, str(weights), strict=True, device=str(map_location))
     except Exception as e:  # safetensors raises its own error type for truncated or corrupted files
@@ -197,6 +212,22 @@ def load_bundle(path: PathLike, *, map_location: Union[str, torch.device] = "cpu
     listed = config.get("bundle_files", [])
     metrics = _read_json(path / METRICS) if METRICS in listed or (path / METRICS).exists() else {}
     return Bundle(model.eval(), config, assets, metrics, path)
+
+
+def _check_size(where: Path, model_config: Any, weights_bytes: int) -> None:
+    """Refuse, before allocating, a model_config that describes far more weights than the weights file holds or
+    than this machine's memory: a damaged or hostile config.json must not hang the loader or exhaust memory."""
+    from rnnlab.structures.size import FLOAT_BYTES, estimate_size, memory_bytes
+
+    sizes = [v for k, v in vars(model_config).items() if isinstance(v, int) and not isinstance(v, bool)
+             and (k.endswith("vocab_size") or k == "output_size")]
+    estimate = estimate_size(model_config, vocab_size=max(sizes, default=1), batch_size=1, time_steps=1)
+    need = estimate.parameters * FLOAT_BYTES
+    memory = memory_bytes()
+    if need > 16 * weights_bytes + 2**20 or (memory and need > memory):
+        raise ValueError(f"{where}: model_config describes about {estimate.parameters:,} parameters "
+                         f"({need / 2**20:,.0f} MiB), far more than the {weights_bytes / 2**20:,.1f} MiB weights "
+                         "file holds: the config is corrupted")
 
 
 def _bundle_dir(path: Path) -> Path:
@@ -226,33 +257,52 @@ def _registry() -> dict[str, tuple[type, type]]:
     return {n: (getattr(structures, n), getattr(structures, n + "Config")) for n in names if n + "Config" in names}
 
 
-def from_dict(cls: type, data: dict) -> Any:
-    """Rebuild a (frozen, possibly nested) config dataclass from ``dataclasses.asdict`` output, by its field types."""
+def from_dict(cls: type, data: dict, *, where: str = "") -> Any:
+    """Rebuild a (frozen, possibly nested) config dataclass from ``dataclasses.asdict`` output, by its field types.
+    A value of the wrong JSON type (a string for an int, null for a nested config) is a ValueError naming the
+    field, so a damaged config.json never reaches a constructor as something it cannot handle."""
+    where = where or cls.__name__
     if not isinstance(data, dict):
-        raise ValueError(f"{cls.__name__} must be given as a JSON object, got {type(data).__name__}")
+        raise ValueError(f"{where} must be given as a JSON object, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ValueError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
-    return cls(**{k: _coerce(hints[k], v) for k, v in data.items()})
+        raise ValueError(f"{where} has no field(s) {sorted(unknown)}")
+    return cls(**{k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()})
 
 
-def _coerce(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
+_SCALARS = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if value is None:
+        if tp is Any or tp is type(None) or (origin in (typing.Union, types.UnionType) and type(None) in args):
+            return None
+        raise ValueError(f"{where} must not be null")
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value)
+        return from_dict(tp, value, where=where)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value) if len(inner) == 1 else value
-    if origin is tuple:
+        return _coerce(inner[0], value, where) if len(inner) == 1 else value
+    if origin is typing.Literal:
+        if value not in args:
+            raise ValueError(f"{where} must be one of {args}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where} must be a JSON list, got {type(value).__name__}")
+        if origin is list:
+            return [_coerce(args[0], v, where) for v in value] if args else list(value)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(args[0], v) for v in value)
-        return tuple(_coerce(a, v) for a, v in zip(args, value, strict=False)) if args else tuple(value)
-    if origin is list:
-        return [_coerce(args[0], v) for v in value] if args else list(value)
+            return tuple(_coerce(args[0], v, where) for v in value)
+        return tuple(_coerce(a, v, where) for a, v in zip(args, value, strict=False)) if args else tuple(value)
+    if tp in _SCALARS:
+        ok = isinstance(value, _SCALARS[tp]) and (tp is bool or not isinstance(value, bool))
+        if not ok:
+            raise ValueError(f"{where} must be a {tp.__name__}, got {value!r} ({type(value).__name__})")
+        return float(value) if tp is float else value
     return value
 
 

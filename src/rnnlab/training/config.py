@@ -10,6 +10,8 @@ Schedule = Literal["constant", "cosine", "plateau"]
 Precision = Literal["float32", "bf16"]
 Device = Literal["auto", "cpu", "cuda"]
 Strategy = Literal["auto", "ddp"]
+MAX_SEED = 2**32 - 1
+"""The largest seed that python, numpy and torch all take."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,10 @@ class TrainerConfig:
     """Machines taking part in data-parallel training."""
     strategy: Strategy = "auto"
     """auto | ddp: the lightning_fabric strategy when devices * num_nodes > 1."""
+    max_memory_fraction: float = 0.8
+    """Refuse to start when the model's estimated training memory (weights, gradients, optimizer state and
+    activations, from the config before anything is allocated) exceeds this fraction of the machine's RAM
+    (0 = no check; above 1 allows swapping)."""
 
     def __post_init__(self) -> None:
         _choice("optimizer", self.optimizer, Optimizer)
@@ -92,7 +98,8 @@ class TrainerConfig:
         _choice("strategy", self.strategy, Strategy)
         if not self.lr > 0:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        for name in ("weight_decay", "momentum", "max_time", "clip_norm", "clip_value", "divergence_ratio"):
+        for name in ("weight_decay", "momentum", "max_time", "clip_norm", "clip_value", "divergence_ratio",
+                     "max_memory_fraction"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)!r}")
         for name in ("warmup_steps", "max_steps", "max_epochs", "eval_every", "early_stopping_patience",
@@ -100,6 +107,8 @@ class TrainerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, {MAX_SEED}] (numpy's seed range), got {self.seed!r}")
         for name in ("log_every", "devices", "num_nodes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

@@ -363,8 +363,14 @@ class Trainer:
         if saved is None:
             log.info("resume: no checkpoint in %s, starting afresh", self.config.run_dir)
             return RunState()
-        p.module.load_state_dict(saved["model"])
-        p.optimizer.load_state_dict(saved["optimizer"])
+        try:
+            p.module.load_state_dict(saved["model"])
+            p.optimizer.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            first = " ".join(str(e).split())[:300]
+            raise ValueError(
+                f"cannot resume from {self.config.run_dir}/resume: the checkpoint was written for another model or "
+                f"optimizer ({first}); start afresh (a new --trainer.run_dir, or --trainer.resume false)") from None
         if p.plateau is not None and saved["plateau"] is not None:
             p.plateau.load_state_dict(saved["plateau"])
         restore_rng(saved["rng"])

@@ -4,7 +4,12 @@ import json
 import pytest
 
 from rnnlab.data.tokenize import (
-    BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer, tokenizer_from_json, train_tokenizer,
+    BPETokenizer,
+    CharTokenizer,
+    Tokenizer,
+    WordTokenizer,
+    tokenizer_from_json,
+    train_tokenizer,
 )
 from rnnlab.data.vocab import Vocab
 

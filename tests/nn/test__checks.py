@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from rnnlab.nn._checks import (
-    check_dtype_match, check_input, check_lengths, check_lstm_state, check_state, check_state_tensor, check_tensor,
+    check_dtype_match,
+    check_input,
+    check_lengths,
+    check_lstm_state,
+    check_state,
+    check_state_tensor,
+    check_tensor,
 )
 from rnnlab.nn.state import LSTMState
 

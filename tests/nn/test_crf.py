@@ -267,7 +267,7 @@ def test_constrained_likelihood_equals_brute_force_over_sequences_with_forbidden
     for b, L in enumerate(lengths.tolist()):
         e = emissions[b, :L]
 
-        def s(y):
+        def s(y, e=e):
             return start[y[0]] + end[y[-1]] + sum(e[t, j] + (trans[y[t - 1], j] if t else 0) for t, j in enumerate(y))
 
         seqs = list(itertools.product(range(5), repeat=L))

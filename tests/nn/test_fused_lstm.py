@@ -54,7 +54,7 @@ def test_fused_matches_reference(dtype, ln, mask, lengths):
     ref = outputs_and_grads(lstm_sequence_reference, args, kw)
     names = ["y", "hT", "cT"] + [f"grad {i}" for i in range(len(fused) - 3)]
     for name, a, b in zip(names, fused, ref):
-        torch.testing.assert_close(a, b, **TOL[dtype], msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(a, b, **TOL[dtype], msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("ln", [False, True], ids=["plain", "ln"])

@@ -4,7 +4,13 @@ import torch
 import torch.nn.functional as F
 
 from rnnlab.nn.masking import (
-    last_real, lengths_to_mask, masked_cross_entropy, masked_gaussian_nll, masked_max, masked_mean, masked_mse,
+    last_real,
+    lengths_to_mask,
+    masked_cross_entropy,
+    masked_gaussian_nll,
+    masked_max,
+    masked_mean,
+    masked_mse,
 )
 
 LENGTHS = torch.tensor([5, 2, 1])

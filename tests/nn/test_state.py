@@ -4,7 +4,14 @@ from typing import NamedTuple
 import torch
 
 from rnnlab.nn.state import (
-    LSTMState, detach, map_state, reset_rows, select_layer, stack_layers, where_state, zeros_like_state,
+    LSTMState,
+    detach,
+    map_state,
+    reset_rows,
+    select_layer,
+    stack_layers,
+    where_state,
+    zeros_like_state,
 )
 
 

@@ -26,9 +26,10 @@ import logging
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence, Union
+from typing import Literal, Union
 
 from .errors import DataError, read_text
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import datetime
 import functools
 import random
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December")

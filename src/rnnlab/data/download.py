@@ -37,9 +37,10 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Callable, Iterator, Optional, Union
+from typing import Optional, Union
 
 from rnnlab import __version__
 from rnnlab.data.registry import Dataset, RemoteFile, archive_suffix

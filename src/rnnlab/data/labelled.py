@@ -31,9 +31,10 @@ import os
 import re
 import zlib
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal, Optional, Union
+from typing import Literal, Optional, Union
 
 from .errors import DataError, read_text
 

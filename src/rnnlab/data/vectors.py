@@ -9,8 +9,9 @@ is everything before the last D values, so words that contain spaces (as in some
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Union
 
 import torch
 

@@ -6,7 +6,8 @@ training (a new character in the validation text, a rare word) still has an id.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Mapping, Optional, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Optional
 
 
 class Vocab:
@@ -35,7 +36,7 @@ class Vocab:
     def from_counts(
         cls, counts: Mapping[str, int], *, max_size: Optional[int] = None, min_count: int = 1, unk: str = "<unk>",
         specials: Sequence[str] = (),
-    ) -> "Vocab":
+    ) -> Vocab:
         """The most frequent tokens (ties broken by the token, so the order is deterministic).
 
         ``max_size`` counts every id, ``unk`` and the specials included.
@@ -49,7 +50,7 @@ class Vocab:
         return cls(ranked, unk=unk, specials=specials)
 
     @classmethod
-    def from_tokens(cls, tokens: Iterable[str], **options) -> "Vocab":
+    def from_tokens(cls, tokens: Iterable[str], **options) -> Vocab:
         """Count ``tokens`` and keep them by frequency (see :meth:`from_counts`)."""
         return cls.from_counts(Counter(tokens), **options)
 
@@ -97,7 +98,7 @@ class Vocab:
         return {"unk": self.unk, "specials": list(self.specials), "tokens": self._itos[1 + len(self.specials):]}
 
     @classmethod
-    def from_json(cls, data: Mapping) -> "Vocab":
+    def from_json(cls, data: Mapping) -> Vocab:
         if not isinstance(data, Mapping) or not isinstance(data.get("tokens"), list):
             given = f"'tokens' of type {type(data.get('tokens')).__name__}" if isinstance(data, Mapping) else type(data).__name__
             raise ValueError(f"a vocabulary JSON must be an object with a 'tokens' list, got {given}")

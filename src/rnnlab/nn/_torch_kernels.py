@@ -13,7 +13,8 @@ States: ``hx`` is ``(h0, c0)`` for the LSTM, else ``h0``; each (L·D, B, H).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Optional, Union
 
 import torch
 from torch import Tensor

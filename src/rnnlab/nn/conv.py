@@ -12,7 +12,8 @@ used as the feature extractor of image captioning and of action recognition from
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F

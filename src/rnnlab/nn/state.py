@@ -8,7 +8,8 @@ the last layer's (last direction's) final hidden state: (L*D, B, H).
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Union
+from collections.abc import Callable
+from typing import NamedTuple, Union
 
 import torch
 from torch import Tensor

@@ -13,8 +13,9 @@ import importlib
 import json
 import logging
 import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, TypeVar, Union
+from typing import Any, Optional, TypeVar, Union
 
 from torch import nn
 

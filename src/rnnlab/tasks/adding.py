@@ -7,8 +7,9 @@ gated cells and minGRU carry it (Hochreiter & Schmidhuber, 1997, §5.4; Feng et 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import nn

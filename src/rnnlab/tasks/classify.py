@@ -21,15 +21,15 @@ import logging
 import re
 import sys
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Optional, Sequence, Union
+from typing import Literal, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
 from torch.utils.data import DataLoader, Sampler
 
 from rnnlab.data.batching import pad_collate

@@ -19,9 +19,10 @@ import logging
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Optional, Sequence, Union
+from typing import Literal, Optional, Union
 
 import torch
 
@@ -32,8 +33,15 @@ from rnnlab.data.vocab import Vocab
 from rnnlab.structures import EncoderConfig, ManyToMany, ManyToManyConfig
 from rnnlab.training import Trainer, TrainerConfig
 
-from ._common import (check_data_unchanged, check_positive, check_run_dir, load_task_bundle, locked,
-                      save_task_bundle, split_off)
+from ._common import (
+    check_data_unchanged,
+    check_positive,
+    check_run_dir,
+    load_task_bundle,
+    locked,
+    save_task_bundle,
+    split_off,
+)
 
 log = logging.getLogger(__name__)
 

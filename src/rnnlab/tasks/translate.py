@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Optional, Sequence, Union
+from typing import Literal, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -32,13 +33,26 @@ from rnnlab.data.dates import date_pairs
 from rnnlab.data.errors import DataError
 from rnnlab.data.pairs import Pair, expand, read_pairs
 from rnnlab.data.tokenize import Tokenizer, tokenizer_from_json, train_tokenizer
-from rnnlab.structures import (DecoderConfig, EncoderConfig, Seq2Seq, Seq2SeqConfig, TransformerSeq2Seq,
-                               TransformerSeq2SeqConfig)
+from rnnlab.structures import (
+    DecoderConfig,
+    EncoderConfig,
+    Seq2Seq,
+    Seq2SeqConfig,
+    TransformerSeq2Seq,
+    TransformerSeq2SeqConfig,
+)
 from rnnlab.training import Trainer, TrainerConfig
 from rnnlab.training.checkpoint import from_dict
 
-from ._common import (check_data_unchanged, check_positive, check_run_dir, load_task_bundle, locked,
-                      save_task_bundle, split_off)
+from ._common import (
+    check_data_unchanged,
+    check_positive,
+    check_run_dir,
+    load_task_bundle,
+    locked,
+    save_task_bundle,
+    split_off,
+)
 
 log = logging.getLogger(__name__)
 

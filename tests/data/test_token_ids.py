@@ -69,4 +69,5 @@ def test_cache_is_reused_and_rebuilt(tmp_path):
     other = cache_key(data={"sha256": "b"}, tokenizer=tokenizer.to_json())
     assert other != key
     cached_ids(tmp_path, "train", other, tokenizer, documents)
-    assert len(calls) == 2  # a changed corpus builds a new entry
+    assert len(calls) == 2  # a changed corpus builds a new entry and removes the old one
+    assert sorted(p.name.split(".")[1] for p in tmp_path.iterdir()) == [other] * 3

@@ -5,7 +5,7 @@ A cache entry is three files in ``cache_dir``: ``<name>.<key>.ids.<u8|u16|u32>``
 after another), ``<name>.<key>.docs.npy`` ((D, 2) int64: each document's start and length in the ids) and
 ``<name>.<key>.json`` (characters, tokens, dtype), written last, so an entry without it is rebuilt. ``key``
 hashes what the ids depend on (the data's fingerprint, the tokenizer, the split), so a resume or a second run
-reuses the entry and a changed corpus or tokenizer builds a new one.
+reuses the entry and a changed corpus or tokenizer builds a new one (and deletes the old).
 
 Chunks are cut where no token can straddle the cut: anywhere for characters; for words and byte-level BPE just
 before a whitespace character that follows a non-whitespace one (both tokenizers attach a space to the word
@@ -95,6 +95,7 @@ def cached_ids(cache_dir: Path, name: str, key: str, tokenizer: Tokenizer,
                                       Path(f"{stem}.json"))
     if not meta_path.is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale(cache_dir, name, key)
         log.info("tokenising %s into %s (%s)", name, ids_path, dtype.name)
         lengths, chars = _write_ids(tokenizer, documents(), ids_path, dtype)
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
@@ -106,6 +107,14 @@ def cached_ids(cache_dir: Path, name: str, key: str, tokenizer: Tokenizer,
     docs = np.load(docs_path)
     ids = (np.memmap(ids_path, dtype=dtype, mode="r") if meta["tokens"] else np.zeros(0, dtype))
     return TokenIds(ids, docs[:, 0].copy(), docs[:, 1].copy(), int(meta["chars"]))
+
+
+def _remove_stale(cache_dir: Path, name: str, key: str) -> None:
+    """Delete ``name``'s entries for other keys (a corpus or tokenizer since changed): ids files are large."""
+    for path in cache_dir.glob(f"{name}.*"):
+        if path.name.split(".")[1] != key:
+            log.info("removing the stale cache file %s", path)
+            path.unlink(missing_ok=True)
 
 
 def _write_ids(tokenizer: Tokenizer, documents: Iterable[Iterable[str]], path: Path,

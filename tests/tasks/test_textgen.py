@@ -150,3 +150,18 @@ def test_the_embedded_corpus_is_fingerprinted_by_its_text():
     fp = data_fingerprints(config, textgen)["data"]
     assert fp["embedded"] == "default" and fp["size"] > 400_000 and len(fp["sha256"]) == 64
     assert data_fingerprints(replace(config, data="pydoc"), textgen)["data"]["sha256"] == fp["sha256"]
+
+
+def test_token_ids_are_cached_in_the_run_dir_and_rebuilt_when_the_data_changes(tmp_path):
+    config = tiny_config(tmp_path, trainer=replace(tiny_config(tmp_path).trainer, max_steps=2))
+    textgen.train(config)
+    cache = tmp_path / "run" / "cache"
+    first = sorted(p.name for p in cache.iterdir())
+    assert any(n.startswith("train.") and n.endswith(".ids.u8") for n in first)  # < 256 characters: one byte each
+    assert any(n.startswith("valid.") and n.endswith(".docs.npy") for n in first)
+    textgen.evaluate(tmp_path / "run" / "bundle")  # the held-out ids come from the cache
+    assert sorted(p.name for p in cache.iterdir()) == first
+    (tmp_path / "corpus.txt").write_text(TEXT + "More text.\n", encoding="utf-8")
+    textgen.train(replace(config, trainer=replace(config.trainer, run_dir=str(tmp_path / "run"), resume=False)))
+    again = sorted(p.name for p in cache.iterdir())
+    assert len(again) == len(first) and not set(again) & set(first)  # a changed corpus: new entries, old ones gone

@@ -57,6 +57,11 @@ def save_task_bundle(task: str, config: Any, model: nn.Module, *, assets: Option
     return path
 
 
+def current_fingerprint() -> Optional[dict]:
+    """The data fingerprint of the run in progress (inside a :func:`locked` ``train``), else None."""
+    return _fingerprint.get()
+
+
 def load_task_bundle(path: Union[str, Path], task: str) -> Bundle:
     """Load a bundle written by task ``task``; a ValueError naming both tasks when it was written by another."""
     path = Path(path)

@@ -9,27 +9,38 @@ Losses are in nats per token (the mean cross-entropy, natural log). Bits per cha
 character models, is nats / ln 2 rescaled by tokens per character, so that char, word and BPE models compare:
 ``bpc = loss / ln 2 * tokens / chars`` (for the char tokenizer tokens = chars). With the word tokenizer,
 rare words map to ``<unk>``, which makes its bpc optimistic.
+
+The text is never held whole: files are streamed, the tokenizer is fitted chunk by chunk, and the ids are
+written in the smallest unsigned dtype to ``<run_dir>/cache`` (see :mod:`rnnlab.data.token_ids`), from where a
+:class:`~rnnlab.training.memmap_stream.MemmapTokenStream` slices the batches. A resume reuses the cache.
 """
 from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
+import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Literal, Optional, Union
 
 import torch
 
-from rnnlab.data.text import EMBEDDED, Document, load_corpus, pydoc_corpus, split_documents
+from rnnlab.data.text import EMBEDDED, Piece, TextSource, corpus_sources, pydoc_corpus, split_lengths
+from rnnlab.data.token_ids import TokenIds, cache_key, cached_ids, whole_tokens
 from rnnlab.data.tokenize import KINDS as TOKENIZERS
 from rnnlab.data.tokenize import Tokenizer, tokenizer_from_json, train_tokenizer
 from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig
-from rnnlab.training import Trainer, TrainerConfig, TokenStream, count_tokens
+from rnnlab.training import Trainer, TrainerConfig, count_tokens
 from rnnlab.training.checkpoint import from_dict
 from rnnlab.training.config import MAX_SEED
 
-from ._common import check_data_unchanged, load_task_bundle, locked, save_task_bundle
+from rnnlab.training.memmap_stream import MemmapTokenStream
+
+from ._common import (check_data_unchanged, current_fingerprint, data_fingerprints, load_task_bundle, locked,
+                      save_task_bundle)
 
 log = logging.getLogger(__name__)
 
@@ -174,22 +185,32 @@ class EvaluateOptions:
 
 # --- data ------------------------------------------------------------------------------------------------
 
-def _encode(tokenizer: Tokenizer, documents: list[Document]) -> list[torch.Tensor]:
-    return [torch.tensor(tokenizer.encode(d.text), dtype=torch.long) for d in documents]
+def _texts(sources: list[TextSource], pieces: list[Piece], kind: str) -> Iterator[str]:
+    """The text of ``pieces`` in chunks that no token straddles: what the tokenizer is fitted on."""
+    for i, a, b in pieces:
+        yield from whole_tokens(sources[i].piece(a, b), kind)
 
 
-def _stream(ids: list[torch.Tensor], *, batch_size: int, bptt: int, shuffle_seed: Optional[int] = None) -> TokenStream:
-    """A TokenStream with at most ``batch_size`` rows, fewer when the text is too short for that many."""
-    usable = [d for d in ids if d.numel() >= 2]
-    if not usable:
+def _ids(cache_dir: Path, name: str, sources: list[TextSource], pieces: list[Piece], tokenizer: Tokenizer,
+         **key) -> TokenIds:
+    """The token ids of ``pieces`` (one document each), from the cache or encoded into it."""
+    key = cache_key(name=name, tokenizer=tokenizer.to_json(), **key)
+    return cached_ids(cache_dir, name, key, tokenizer, lambda: (sources[i].piece(a, b) for i, a, b in pieces))
+
+
+def _stream(ids: TokenIds, *, batch_size: int, bptt: int, shuffle_seed: Optional[int] = None) -> MemmapTokenStream:
+    """A stream with at most ``batch_size`` rows, fewer when the text is too short for that many."""
+    usable = ids.lengths >= 2
+    if not usable.any():
         raise ValueError("the text holds too few tokens: every document needs at least 2")
-    total = sum(d.numel() for d in usable)
+    total = int(ids.lengths[usable].sum())
     rows = max(1, min(batch_size, total // (2 * bptt) or 1))
-    return TokenStream(usable, batch_size=rows, bptt=bptt, shuffle_seed=shuffle_seed)
+    return MemmapTokenStream(ids.ids, ids.starts[usable], ids.lengths[usable], batch_size=rows, bptt=bptt,
+                             shuffle_seed=shuffle_seed)
 
 
-def _chars(documents: Iterable[Document]) -> int:
-    return sum(len(d.text) for d in documents)
+def _chars(pieces: Iterable[Piece]) -> int:
+    return sum(b - a for _, a, b in pieces)
 
 
 # --- train, evaluate, generate ---------------------------------------------------------------------------
@@ -197,12 +218,17 @@ def _chars(documents: Iterable[Document]) -> int:
 @locked
 def train(config: TextgenConfig) -> Path:
     """Train a language model as ``config`` says; returns the bundle's path (``<run_dir>/bundle``)."""
-    documents = load_corpus(config.data)
-    train_docs, valid_docs = split_documents(documents, config.valid_fraction)
+    sources = corpus_sources(config.data)
+    train_docs, valid_docs = split_lengths([s.num_chars() for s in sources], config.valid_fraction)
     log.info("corpus: %d documents, %d characters for training, %d for validation",
-             len(documents), _chars(train_docs), _chars(valid_docs))
-    tokenizer = train_tokenizer(config.tokenizer, [d.text for d in train_docs], vocab_size=config.vocab_size)
-    train_ids, valid_ids = _encode(tokenizer, train_docs), _encode(tokenizer, valid_docs)
+             len(sources), _chars(train_docs), _chars(valid_docs))
+    tokenizer = train_tokenizer(config.tokenizer, _texts(sources, train_docs, config.tokenizer),
+                                vocab_size=config.vocab_size)
+    key = {"data": current_fingerprint() or data_fingerprints(config, sys.modules[__name__]),
+           "valid_fraction": config.valid_fraction}
+    cache = Path(config.trainer.run_dir) / "cache"
+    train_ids = _ids(cache, "train", sources, train_docs, tokenizer, **key)
+    valid_ids = _ids(cache, "valid", sources, valid_docs, tokenizer, **key) if valid_docs else None
     train_stream = _stream(train_ids, batch_size=config.batch_size, bptt=config.bptt, shuffle_seed=config.trainer.seed)
     valid_stream = _stream(valid_ids, batch_size=config.batch_size, bptt=config.bptt) if valid_docs else None
 
@@ -212,7 +238,7 @@ def train(config: TextgenConfig) -> Path:
              sum(p.numel() for p in model.parameters()))
     metrics = dict(Trainer(config.trainer).fit(model, train_stream, valid_stream))
     if valid_docs and "valid_loss" in metrics:
-        metrics.update(_rates(float(metrics["valid_loss"]), sum(d.numel() for d in valid_ids), _chars(valid_docs), "valid_"))
+        metrics.update(_rates(float(metrics["valid_loss"]), valid_ids.tokens, valid_ids.chars, "valid_"))
         log.info("valid: %.4f nats/token, %.4f bits/char", metrics["valid_loss"], metrics["valid_bits_per_char"])
 
     return save_task_bundle(TASK, config, model, assets={"vocab": tokenizer.to_json()}, metrics=metrics)
@@ -256,13 +282,36 @@ def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, batch
     textgen = config.get(TASK, {}) if isinstance(config, dict) else {}
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"--batch_size must be a positive integer, got {batch_size!r}")
+    module, stored = sys.modules[__name__], config_from_dict(textgen)
     if data is None:
-        check_data_unchanged(bundle_path, config_from_dict(textgen), sys.modules[__name__])
+        check_data_unchanged(bundle_path, stored, module)
         fraction = textgen.get("valid_fraction") or TextgenConfig.valid_fraction  # a run without validation: 10%
-        documents = split_documents(load_corpus(textgen.get("data")), fraction)[1]
+        sources = corpus_sources(stored.data)
+        name, pieces = "valid", split_lengths([s.num_chars() for s in sources], fraction)[1]
+        key = {"data": data_fingerprints(stored, module), "valid_fraction": fraction}
     else:
-        documents = load_corpus(data)
-    ids = _encode(tokenizer, documents)
+        sources = corpus_sources(data)
+        name, pieces = "all", [(i, 0, s.num_chars()) for i, s in enumerate(sources)]
+        key = {"data": data_fingerprints(replace(stored, data=data), module)}
+    with ExitStack() as stack:
+        ids = _ids(_cache_dir(bundle_path, stack), name, sources, pieces, tokenizer, **key)
+        return _score(model, ids, textgen, batch_size)
+
+
+def _cache_dir(bundle_path: Union[str, Path], stack: ExitStack) -> Path:
+    """``<run_dir>/cache`` beside the bundle (where training left the validation ids), or a temporary folder
+    when that cannot be written."""
+    cache = Path(bundle_path).resolve().parent / "cache"
+    try:
+        cache.mkdir(exist_ok=True)
+        if os.access(cache, os.W_OK):
+            return cache
+    except OSError:
+        pass
+    return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rnnlab-ids-")))
+
+
+def _score(model: LanguageModel, ids: TokenIds, textgen: dict, batch_size: Optional[int]) -> dict:
     bptt = int(textgen.get("bptt", TextgenConfig.bptt))
     batch_size = int(batch_size or textgen.get("batch_size", TextgenConfig.batch_size))
     stream = _stream(ids, batch_size=batch_size, bptt=bptt)
@@ -270,8 +319,7 @@ def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, batch
     if tokens == 0:
         raise ValueError("the text is too short to score: no token has a next token")
     loss = Trainer(TrainerConfig(device=str(next(model.parameters()).device.type))).evaluate(model, stream)
-    chars = _chars(documents)
-    return {"loss": loss, **_rates(loss, sum(d.numel() for d in ids), chars), "tokens": tokens, "chars": chars}
+    return {"loss": loss, **_rates(loss, ids.tokens, ids.chars), "tokens": tokens, "chars": ids.chars}
 
 
 def special_ids(tokenizer: Tokenizer) -> list[int]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from typing import Iterable, Mapping, Optional, Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping
+from typing import Optional, Protocol, runtime_checkable
 
 from .vocab import Vocab
 
@@ -52,7 +53,7 @@ class CharTokenizer:
         self.vocab = vocab
 
     @classmethod
-    def train(cls, texts: Iterable[str]) -> "CharTokenizer":
+    def train(cls, texts: Iterable[str]) -> CharTokenizer:
         chars: set[str] = set()
         for text in texts:
             chars.update(_check_text(text, "CharTokenizer.train"))
@@ -86,7 +87,7 @@ class WordTokenizer:
         return _WORD.findall(_check_text(text, "WordTokenizer"))
 
     @classmethod
-    def train(cls, texts: Iterable[str], *, vocab_size: int) -> "WordTokenizer":
+    def train(cls, texts: Iterable[str], *, vocab_size: int) -> WordTokenizer:
         counts: Counter = Counter()
         for text in texts:
             counts.update(cls.split(text))
@@ -126,7 +127,7 @@ class BPETokenizer:
         self.backend = backend  # a tokenizers.Tokenizer
 
     @classmethod
-    def train(cls, texts: Iterable[str], *, vocab_size: int) -> "BPETokenizer":
+    def train(cls, texts: Iterable[str], *, vocab_size: int) -> BPETokenizer:
         tk = _tokenizers()
         if vocab_size < 257:
             raise ValueError(f"bpe vocab_size must be at least 257 (the 256 bytes and one merge), got {vocab_size}")
@@ -158,7 +159,7 @@ class BPETokenizer:
         return {"kind": self.kind, "tokenizer": json.loads(self.backend.to_str())}
 
     @classmethod
-    def from_json(cls, data: Mapping) -> "BPETokenizer":
+    def from_json(cls, data: Mapping) -> BPETokenizer:
         tk = _tokenizers()
         if not isinstance(data.get("tokenizer"), dict):
             raise ValueError("a bpe tokenizer JSON needs a 'tokenizer' object (the tokenizers package's JSON)")

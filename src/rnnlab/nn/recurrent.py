@@ -25,7 +25,8 @@ State dicts use torch.nn's names (``weight_ih_l0``, ``bias_hh_l1_reverse``; laye
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional, Union, get_args
+from collections.abc import Callable
+from typing import Literal, Optional, Union, get_args
 
 import torch
 import torch.nn.functional as F

@@ -21,10 +21,11 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Optional, Union
+from typing import Literal, Optional, Union
 
 import torch
 
@@ -36,11 +37,16 @@ from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig
 from rnnlab.training import Trainer, TrainerConfig, count_tokens
 from rnnlab.training.checkpoint import from_dict
 from rnnlab.training.config import MAX_SEED
-
 from rnnlab.training.memmap_stream import MemmapTokenStream
 
-from ._common import (check_data_unchanged, current_fingerprint, data_fingerprints, load_task_bundle, locked,
-                      save_task_bundle)
+from ._common import (
+    check_data_unchanged,
+    current_fingerprint,
+    data_fingerprints,
+    load_task_bundle,
+    locked,
+    save_task_bundle,
+)
 
 log = logging.getLogger(__name__)
 

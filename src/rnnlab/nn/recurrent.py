@@ -114,8 +114,9 @@ class Recurrent(nn.Module):
                 raise ValueError("impl='torch' cannot run layer_norm or recurrent_dropout; use impl='auto', 'numba' or 'loop'")
             raise ValueError(f"impl='torch' runs torch's kernels for the built-in cells only, got cell={name!r}; "
                              "use impl='auto' or 'loop'")
-        if impl == "numba" and type(self.cells[0]) is not LSTMCell:
-            raise ValueError(f"impl='numba' exists for cell='lstm' only, got cell={name!r}; use impl='auto' or 'loop'")
+        if impl == "numba" and type(self.cells[0]) not in _NUMBA:
+            raise ValueError(f"impl='numba' exists for cell='lstm' and cell='gru' only, got cell={name!r}; "
+                             "use impl='auto' or 'loop'")
         self._impl = self._resolve_impl()
         self._names = self._torch_style_names()
         self.register_state_dict_post_hook(_to_torch_names)
@@ -171,7 +172,7 @@ class Recurrent(nn.Module):
             return self.impl
         if self._torch_kind is not None:
             return "torch"
-        return "numba" if type(self.cells[0]) is LSTMCell else "loop"
+        return "numba" if type(self.cells[0]) in _NUMBA else "loop"
 
     def _forward_torch(self, x: Tensor, state: State, lengths: Optional[Tensor]):
         """torch.nn's fused kernel on this layer's parameters (what torch.nn.LSTM.forward does)."""
@@ -207,7 +208,7 @@ class Recurrent(nn.Module):
                 mask = _sample_mask(cell, x)
                 xin = _reverse_padded(out, lengths) if d == 1 else out
                 if numba:
-                    run = _run_numba_lstm
+                    run = _NUMBA[type(cell)]
                 elif hasattr(cell, "sequence"):
                     run = _run_sequence
                 else:
@@ -382,6 +383,19 @@ def _run_numba_lstm(cell: LSTMCell, x: Tensor, state: LSTMState, lengths: Option
         x, state.h, state.c, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, mask=mask, lengths=lengths, **ln
     )
     return y, LSTMState(h, c)
+
+
+def _run_numba_gru(cell: GRUCell, x: Tensor, state: Tensor, lengths: Optional[Tensor], mask: Optional[Tensor]):
+    from .fused_gru import gru_sequence
+
+    ln = {}
+    if cell.layer_norm:
+        ln = dict(ln_ih=cell.ln_ih.weight, ln_hh=cell.ln_hh.weight, eps=cell.ln_ih.eps)
+    return gru_sequence(x, state, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, mask=mask,
+                        lengths=lengths, **ln)
+
+
+_NUMBA = {LSTMCell: _run_numba_lstm, GRUCell: _run_numba_gru}  # the built-in cells with a numba sequence kernel
 
 
 def _to_torch_names(module: Recurrent, state_dict, prefix: str, local_metadata) -> None:

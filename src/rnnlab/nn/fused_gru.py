@@ -37,6 +37,7 @@ from torch import Tensor
 
 from ._checks import check_dtype_match, check_input, check_lengths, check_state_tensor, check_tensor
 from ._torch_kernels import native_layer_norm
+from ._workspace import scratch
 from .fused_lstm import _JIT, _ONE, _layer_norm_backward, _normalize, _scalars, _sigmoid, _tanh
 from .masking import lengths_to_mask
 
@@ -108,9 +109,11 @@ def gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *,
                                       ln_ih=ln_ih, ln_hh=ln_hh, eps=eps, mask=mask, lengths=lengths)
     if torch.is_grad_enabled() and any(t.requires_grad for t in present):
         return _FusedGRU.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths, float(eps))
-    with torch.no_grad():  # inference: nothing kept for a backward pass
+    B, T, _ = x.shape
+    G, H = weight_hh.shape
+    with torch.no_grad(), scratch(B * T * (G + H), x.dtype) as work:  # inference: nothing kept for a backward pass
         Y, hT, _ = _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths, float(eps),
-                            save=False)
+                            work=work)
     return Y, hT
 
 
@@ -151,8 +154,11 @@ def _layout(G: int, H: int, ln: bool) -> int:
     return 5 * H + ((G + 2) if ln else 0)
 
 
-def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, save: bool):
-    """The forward pass under no_grad. Returns Y (B, T, H), hT (B, H) and, with ``save``, what the backward needs."""
+def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, work=None):
+    """The forward pass under no_grad. Returns Y (B, T, H), hT (B, H) and what the backward needs.
+
+    ``work``: scratch of B·T·(G + H) elements for x̂ and h ⊙ m when nothing is kept for a backward pass (inference);
+    None: they are allocated and saved, with the per-step values the backward needs."""
     B, T, I = x.shape
     G, H = W_hh.shape
     ln = g_ih is not None
@@ -163,8 +169,13 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, s
     T_run = int(L.max())  # no step past the longest row does any work
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, G, dtype)
 
-    XP = (x.view(B * T, I) @ W_ih.detach().t()).view(B, T, G)  # x̂ for all steps
-    HM = torch.empty(B, T, H, dtype=dtype)  # h_{t-1} ⊙ m, the recurrent product's input
+    save = work is None
+    if save:
+        XP = (x.view(B * T, I) @ W_ih.detach().t()).view(B, T, G)  # x̂ for all steps
+        HM = torch.empty(B, T, H, dtype=dtype)  # h_{t-1} ⊙ m, the recurrent product's input
+    else:
+        XP = torch.mm(x.view(B * T, I), W_ih.detach().t(), out=work[:B * T * G].view(B * T, G)).view(B, T, G)
+        HM = work[B * T * G:].view(B, T, H)
     HM[:, 0] = h0.detach() * m
     if T_run < T:
         HM[:, T_run:].zero_()
@@ -194,7 +205,7 @@ class _FusedGRU(torch.autograd.Function):
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # bf16 autocast: the kernel runs in float32
     def forward(ctx, x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps):
         Y, hT, (x, m, L, P, XP, HM, SV, T_run) = _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths,
-                                                          eps, save=True)
+                                                          eps)
         ctx.save_for_backward(x, W_ih, W_hh, m, L, XP, HM, SV)
         ctx.P = P
         ctx.shape = (T_run, g_ih is not None, eps)
@@ -211,29 +222,30 @@ class _FusedGRU(torch.autograd.Function):
         dtype = x.dtype
         W_hh = W_hh.detach().contiguous()
         dY = dY.contiguous()
-        DXP = torch.empty(B, T, G, dtype=dtype)  # dL/d(W_ih x_t), pre-LN
-        DHP = torch.empty(B, T, G, dtype=dtype)  # dL/d(W_hh (h_{t-1} ⊙ m)), pre-LN
-        if T_run < T:
-            DXP[:, T_run:].zero_()
-            DHP[:, T_run:].zero_()
-        DS = dhT.detach().clone().contiguous()  # (B, H): dL/dh_t carried back in time (the direct path only)
-        DHM = torch.zeros(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
-        ACC = np.zeros(4 * G, dtype=np.float64)  # [db_ih | db_hh | dγ_ih | dγ_hh]
-        SC = _scalars(eps, G, H, dtype)
+        with scratch(2 * B * T * G, dtype) as buf:  # reused between calls: fresh pages cost more than the kernel
+            DXP = buf[:B * T * G].view(B, T, G)  # dL/d(W_ih x_t), pre-LN
+            DHP = buf[B * T * G:].view(B, T, G)  # dL/d(W_hh (h_{t-1} ⊙ m)), pre-LN
+            if T_run < T:
+                DXP[:, T_run:].zero_()
+                DHP[:, T_run:].zero_()
+            DS = dhT.detach().clone().contiguous()  # (B, H): dL/dh_t carried back in time (the direct path only)
+            DHM = torch.zeros(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
+            ACC = np.zeros(4 * G, dtype=np.float64)  # [db_ih | db_hh | dγ_ih | dγ_hh]
+            SC = _scalars(eps, G, H, dtype)
 
-        dhp_steps = DHP.unbind(1)
-        dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
-        P_ = ctx.P.numpy()
-        for t in range(T_run - 1, -1, -1):
-            _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
-            torch.mm(dhp_steps[t], W_hh, out=DHM)
+            dhp_steps = DHP.unbind(1)
+            dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
+            P_ = ctx.P.numpy()
+            for t in range(T_run - 1, -1, -1):
+                _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
+                torch.mm(dhp_steps[t], W_hh, out=DHM)
 
-        need = ctx.needs_input_grad
-        W_ih = W_ih.detach()
-        dx = (DXP.view(B * T, G) @ W_ih).view(B, T, I) if need[0] else None
-        dh0 = DS + DHM * m if need[1] else None
-        dW_ih = DXP.view(B * T, G).t() @ x.view(B * T, I) if need[2] else None
-        dW_hh = DHP.view(B * T, G).t() @ HM.view(B * T, H) if need[3] else None
+            need = ctx.needs_input_grad
+            W_ih = W_ih.detach()
+            dx = (DXP.view(B * T, G) @ W_ih).view(B, T, I) if need[0] else None
+            dh0 = DS + DHM * m if need[1] else None
+            dW_ih = DXP.view(B * T, G).t() @ x.view(B * T, I) if need[2] else None
+            dW_hh = DHP.view(B * T, G).t() @ HM.view(B * T, H) if need[3] else None
         acc = torch.from_numpy(ACC).to(dtype)
         db_ih = acc[:G].clone() if need[4] else None
         db_hh = acc[G:2 * G].clone() if need[5] else None

@@ -40,7 +40,7 @@ def _state(kind, L, D, requires_grad=False):
     return h
 
 
-@pytest.mark.parametrize("impl", ["torch", "loop"])
+@pytest.mark.parametrize("impl", ["torch", "loop", "auto"])
 @pytest.mark.parametrize("use_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
@@ -156,6 +156,15 @@ def test_auto_picks_the_torch_kernel_only_when_it_can():
     assert LSTM(I, H, layer_norm=True)._resolve_impl() == "numba"
     assert LSTM(I, H, recurrent_dropout=0.1)._resolve_impl() == "numba"
     assert GRU(I, H, layer_norm=True)._resolve_impl() == "numba"
+    # the plain GRU: the numba kernel on the CPU in float32/float64 (faster than torch's CPU GRU), else torch's
+    gru = GRU(I, H)
+    assert gru._impl_for(torch.randn(B, T, I)) == "numba"
+    assert gru._impl_for(torch.randn(B, T, I, dtype=torch.float64)) == "numba"
+    assert gru._impl_for(torch.randn(B, T, I, dtype=torch.bfloat16)) == "torch"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert gru._impl_for(torch.randn(B, T, I)) == "torch"
+    assert LSTM(I, H)._impl_for(torch.randn(B, T, I)) == "torch"
+    assert RNN(I, H)._impl_for(torch.randn(B, T, I)) == "torch"
     assert GRU(I, H, recurrent_dropout=0.1)._resolve_impl() == "numba"
     assert RNN(I, H, layer_norm=True)._resolve_impl() == "loop"
     with pytest.raises(ValueError, match="impl='torch' cannot run layer_norm"):

@@ -40,7 +40,7 @@ def _state(kind, L, D, requires_grad=False):
     return h
 
 
-@pytest.mark.parametrize("impl", ["torch", "loop"])
+@pytest.mark.parametrize("impl", ["torch", "loop", "auto"])
 @pytest.mark.parametrize("use_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
@@ -155,11 +155,22 @@ def test_auto_picks_the_torch_kernel_only_when_it_can():
     assert LSTM(I, H)._resolve_impl() == "torch"
     assert LSTM(I, H, layer_norm=True)._resolve_impl() == "numba"
     assert LSTM(I, H, recurrent_dropout=0.1)._resolve_impl() == "numba"
-    assert GRU(I, H, layer_norm=True)._resolve_impl() == "loop"
+    assert GRU(I, H, layer_norm=True)._resolve_impl() == "numba"
+    # the plain GRU: the numba kernel on the CPU in float32/float64 (faster than torch's CPU GRU), else torch's
+    gru = GRU(I, H)
+    assert gru._impl_for(torch.randn(B, T, I)) == "numba"
+    assert gru._impl_for(torch.randn(B, T, I, dtype=torch.float64)) == "numba"
+    assert gru._impl_for(torch.randn(B, T, I, dtype=torch.bfloat16)) == "torch"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert gru._impl_for(torch.randn(B, T, I)) == "torch"
+    assert LSTM(I, H)._impl_for(torch.randn(B, T, I)) == "torch"
+    assert RNN(I, H)._impl_for(torch.randn(B, T, I)) == "torch"
+    assert GRU(I, H, recurrent_dropout=0.1)._resolve_impl() == "numba"
+    assert RNN(I, H, layer_norm=True)._resolve_impl() == "loop"
     with pytest.raises(ValueError, match="impl='torch' cannot run layer_norm"):
         LSTM(I, H, layer_norm=True, impl="torch")
-    with pytest.raises(ValueError, match="cell='lstm' only"):
-        GRU(I, H, impl="numba")
+    with pytest.raises(ValueError, match="cell='lstm' and cell='gru' only"):
+        RNN(I, H, impl="numba")
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -213,30 +224,34 @@ def test_layer_gradcheck_float64(bidirectional):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("options", [{"layer_norm": True}, {"recurrent_dropout": 0.3}, {"layer_norm": True, "recurrent_dropout": 0.3}])
-def test_numba_lstm_path_equals_the_loop(options, dtype):
-    """The numba sequence kernel and the cell loop: same outputs, states and gradients (same masks by seed).
+@pytest.mark.parametrize("options", [{}, {"layer_norm": True}, {"recurrent_dropout": 0.3},
+                                     {"layer_norm": True, "recurrent_dropout": 0.3}])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_numba_path_equals_the_loop(kind, options, dtype):
+    """The numba sequence kernels and the cell loop: same outputs, states and gradients (same masks by seed),
+    2 layers, both directions, lengths.
 
     float64 shows they compute the same function; float32 differs by rounding only (the kernel's tanh is a
     rational approximation and its sums run in another order), which layer norm over 4H = 20 units amplifies.
     """
     tol = dict(atol=1e-9, rtol=1e-9) if dtype == torch.float64 else dict(atol=2e-4, rtol=1e-3)
-    numba = LSTM(I, H, num_layers=2, bidirectional=True, impl="numba", **options).to(dtype).train()
-    loop = LSTM(I, H, num_layers=2, bidirectional=True, impl="loop", **options).to(dtype).train()
+    numba = Recurrent(kind, I, H, num_layers=2, bidirectional=True, impl="numba", **options).to(dtype).train()
+    loop = Recurrent(kind, I, H, num_layers=2, bidirectional=True, impl="loop", **options).to(dtype).train()
     loop.load_state_dict(numba.state_dict())
     x = torch.randn(B, T, I, dtype=dtype)
-    state = map_state(lambda t: t.to(dtype), _state("lstm", 2, 2))
+    state = map_state(lambda t: t.to(dtype), _state(kind, 2, 2))
     results = []
     for layer in (numba, loop):
         torch.manual_seed(7)  # the same dropout masks for both
         y, s = layer(x, state, LENGTHS)
         w = torch.randn_like(y)
-        ((y * w).sum() + s.h.sum() + 0.5 * s.c.sum()).backward()
+        extra = s.h.sum() + 0.5 * s.c.sum() if kind == "lstm" else s.sum()
+        ((y * w).sum() + extra).backward()
         results.append((y, s, {k: p.grad for k, p in layer.state_dict(keep_vars=True).items()}))
     (y1, s1, g1), (y2, s2, g2) = results
     torch.testing.assert_close(y1, y2, **tol)
-    torch.testing.assert_close(s1.h, s2.h, **tol)
-    torch.testing.assert_close(s1.c, s2.c, **tol)
+    for a, b in zip(*((tuple(s) if kind == "lstm" else (s,)) for s in (s1, s2))):  # (h, c) or h
+        torch.testing.assert_close(a, b, **tol)
     for name in g1:  # relative to the gradient's scale: layer norm over few units makes some of them large
         scale = max(1.0, g2[name].abs().max().item())
         torch.testing.assert_close(g1[name], g2[name], atol=tol["atol"] * scale, rtol=tol["rtol"], msg=name)

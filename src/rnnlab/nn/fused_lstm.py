@@ -45,6 +45,7 @@ from torch import Tensor
 
 from ._checks import check_dtype_match, check_input, check_lengths, check_state_tensor, check_tensor
 from ._torch_kernels import native_layer_norm
+from ._workspace import scratch
 from .masking import lengths_to_mask
 
 __all__ = ["lstm_sequence", "lstm_sequence_reference"]
@@ -119,8 +120,15 @@ def lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, *,
         return lstm_sequence_reference(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh,
                                        ln_ih=ln_ih, ln_hh=ln_hh, ln_c=ln_c, eps=eps, mask=mask, lengths=lengths)
     g_c, b_c = (None, None) if ln_c is None else ln_c
-    return _FusedLSTM.apply(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, g_c, b_c,
-                            mask, lengths, float(eps))
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return _FusedLSTM.apply(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, g_c, b_c,
+                                mask, lengths, float(eps))
+    B, T, _ = x.shape
+    G, H = weight_hh.shape
+    with torch.no_grad(), scratch(B * T * (G + H), x.dtype) as work:  # inference: nothing kept for a backward pass
+        Y, ST, _ = _forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, g_c, b_c, mask, lengths,
+                            float(eps), work=work)
+    return Y, ST[0].clone(), ST[1].clone()
 
 
 def _check_args(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, ln_c, mask, lengths):
@@ -166,48 +174,65 @@ def _layout(G: int, H: int, ln: bool) -> int:
     return G + 2 * H + ((G + H + 3) if ln else 0)
 
 
+def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps, *, work=None):
+    """The forward pass under no_grad. Returns Y (B, T, H), ST (2, B, H) the final (h, c), and what the backward needs.
+
+    ``work``: scratch of B·T·(G + H) elements for x̂ and h ⊙ m when nothing is kept for a backward pass (inference);
+    None: they are allocated and saved, with the per-step values the backward needs."""
+    B, T, I = x.shape
+    G, H = W_hh.shape
+    ln = g_ih is not None
+    dtype = x.dtype
+    x = x.contiguous()
+    W_hh = W_hh.contiguous()
+    m = torch.ones(B, H, dtype=dtype) if mask is None else mask.detach().contiguous()
+    L = torch.full((B,), T, dtype=torch.int64) if lengths is None else lengths.contiguous()
+    T_run = int(L.max())  # no step past the longest row does any work
+    P = _pack_params(b_ih, b_hh, g_ih, g_hh, g_c, b_c, G, H, dtype)
+
+    save = work is None
+    if save:
+        XP = (x.view(B * T, I) @ W_ih.detach().t()).view(B, T, G)  # x̂ for all steps
+        HM = torch.empty(B, T, H, dtype=dtype)  # h_{t-1} ⊙ m, the recurrent product's input
+    else:
+        XP = torch.mm(x.view(B * T, I), W_ih.detach().t(), out=work[:B * T * G].view(B * T, G)).view(B, T, G)
+        HM = work[B * T * G:].view(B, T, H)
+    HM[:, 0] = h0.detach() * m
+    if T_run < T:
+        HM[:, T_run:].zero_()
+    ST = torch.stack([h0.detach(), c0.detach()])  # (2, B, H): running h, c
+    HP = torch.empty(B, G, dtype=dtype)  # ĥ_t
+    Y = torch.empty(B, T, H, dtype=dtype)
+    if T_run < T:
+        Y[:, T_run:].zero_()
+    SV = torch.empty(B, T if save else 1, _layout(G, H, ln), dtype=dtype)  # inference: one scratch row per b
+    if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
+        XP, _, rstd_x = native_layer_norm(XP, [G], None, None, eps)
+        if save:
+            SV[:, :, -3] = rstd_x.view(B, T)
+    SC = _scalars(eps, G, H, dtype)
+
+    W_hh_t = W_hh.detach().t()
+    hm_steps = HM.unbind(1)
+    XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.detach().numpy() for a in (XP, HP, P, m, L, ST, Y, HM, SV))
+    with torch.no_grad():
+        for t in range(T_run):
+            torch.mm(hm_steps[t], W_hh_t, out=HP)
+            _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, save)
+    return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
+
+
 class _FusedLSTM(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # bf16 autocast: the kernel runs in float32
     def forward(ctx, x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps):
+        Y, ST, (x, m, L, P, XP, HM, SV, T_run) = _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c,
+                                                          mask, lengths, eps)
         B, T, I = x.shape
         G, H = W_hh.shape
-        ln = g_ih is not None
-        dtype = x.dtype
-        x = x.contiguous()
-        W_hh = W_hh.contiguous()
-        m = torch.ones(B, H, dtype=dtype) if mask is None else mask.detach().contiguous()
-        L = torch.full((B,), T, dtype=torch.int64) if lengths is None else lengths.contiguous()
-        T_run = int(L.max())  # no step past the longest row does any work
-        P = _pack_params(b_ih, b_hh, g_ih, g_hh, g_c, b_c, G, H, dtype)
-
-        XP = (x.view(B * T, I) @ W_ih.detach().t()).view(B, T, G)  # x̂ for all steps
-        HM = torch.empty(B, T, H, dtype=dtype)  # h_{t-1} ⊙ m, the recurrent product's input
-        HM[:, 0] = h0.detach() * m
-        if T_run < T:
-            HM[:, T_run:].zero_()
-        ST = torch.stack([h0.detach(), c0.detach()])  # (2, B, H): running h, c
-        HP = torch.empty(B, G, dtype=dtype)  # ĥ_t
-        Y = torch.empty(B, T, H, dtype=dtype)
-        if T_run < T:
-            Y[:, T_run:].zero_()
-        SV = torch.empty(B, T, _layout(G, H, ln), dtype=dtype)
-        if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
-            XP, _, rstd_x = native_layer_norm(XP, [G], None, None, eps)
-            SV[:, :, -3] = rstd_x.view(B, T)
-        SC = _scalars(eps, G, H, dtype)
-
-        W_hh_t = W_hh.detach().t()
-        hm_steps = HM.unbind(1)
-        XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.detach().numpy() for a in (XP, HP, P, m, L, ST, Y, HM, SV))
-        with torch.no_grad():
-            for t in range(T_run):
-                torch.mm(hm_steps[t], W_hh_t, out=HP)
-                _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln)
-
         ctx.save_for_backward(x, W_ih, W_hh, m, L, XP, HM, SV)
         ctx.P = P
-        ctx.shape = (B, T, I, G, H, T_run, ln, eps)
+        ctx.shape = (B, T, I, G, H, T_run, g_ih is not None, eps)
         return Y, ST[0].clone(), ST[1].clone()
 
     @staticmethod
@@ -218,30 +243,31 @@ class _FusedLSTM(torch.autograd.Function):
         B, T, I, G, H, T_run, ln, eps = ctx.shape
         dtype = x.dtype
         dY = dY.contiguous()
-        DXP = torch.empty(B, T, G, dtype=dtype)  # dL/d(W_ih x_t), pre-LN
-        DHP = torch.empty(B, T, G, dtype=dtype) if ln else DXP  # dL/d(W_hh (h_{t-1} ⊙ m)), pre-LN
-        if T_run < T:
-            DXP[:, T_run:].zero_()
-            DHP[:, T_run:].zero_()
-        DS = torch.stack([dhT, dcT]).contiguous()  # (2, B, H): dL/dh_t, dL/dc_t carried back in time
-        DHM = torch.empty(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
-        ACC = np.zeros(3 * G + 2 * H, dtype=np.float64)  # [db | dγ_ih | dγ_hh | dγ_c | dβ_c]
-        SC = _scalars(eps, G, H, dtype)
+        with scratch((2 if ln else 1) * B * T * G, dtype) as buf:  # reused: fresh pages cost more than the kernel
+            DXP = buf[:B * T * G].view(B, T, G)  # dL/d(W_ih x_t), pre-LN
+            DHP = buf[B * T * G:].view(B, T, G) if ln else DXP  # dL/d(W_hh (h_{t-1} ⊙ m)), pre-LN
+            if T_run < T:
+                DXP[:, T_run:].zero_()
+                DHP[:, T_run:].zero_()
+            DS = torch.stack([dhT, dcT]).contiguous()  # (2, B, H): dL/dh_t, dL/dc_t carried back in time
+            DHM = torch.empty(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
+            ACC = np.zeros(3 * G + 2 * H, dtype=np.float64)  # [db | dγ_ih | dγ_hh | dγ_c | dβ_c]
+            SC = _scalars(eps, G, H, dtype)
 
-        dhp_steps = DHP.unbind(1)
-        dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (
-            a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
-        P_ = ctx.P.numpy()
-        for t in range(T_run - 1, -1, -1):
-            _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
-            torch.mm(dhp_steps[t], W_hh, out=DHM)
+            dhp_steps = DHP.unbind(1)
+            dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (
+                a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
+            P_ = ctx.P.numpy()
+            for t in range(T_run - 1, -1, -1):
+                _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
+                torch.mm(dhp_steps[t], W_hh, out=DHM)
 
-        need = ctx.needs_input_grad
-        dx = (DXP.view(B * T, G) @ W_ih).view(B, T, I) if need[0] else None
-        dh0 = DHM * m if need[1] else None
-        dc0 = DS[1].clone() if need[2] else None
-        dW_ih = DXP.view(B * T, G).t() @ x.view(B * T, I) if need[3] else None
-        dW_hh = DHP.view(B * T, G).t() @ HM.view(B * T, H) if need[4] else None
+            need = ctx.needs_input_grad
+            dx = (DXP.view(B * T, G) @ W_ih).view(B, T, I) if need[0] else None
+            dh0 = DHM * m if need[1] else None
+            dc0 = DS[1].clone() if need[2] else None
+            dW_ih = DXP.view(B * T, G).t() @ x.view(B * T, I) if need[3] else None
+            dW_hh = DHP.view(B * T, G).t() @ HM.view(B * T, H) if need[4] else None
         acc = torch.from_numpy(ACC).to(dtype)
         db = acc[:G]
         db_ih = db.clone() if need[5] else None
@@ -330,9 +356,10 @@ def _normalize(v, out, inv_n, eps):
 
 
 @numba.njit(**_JIT)
-def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln):
+def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save):
     """Step t for every row b. XP (B, T, G) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths;
-    ST (2, B, H) h, c (updated); Y (B, T, H) and HM (B, T, H) h ⊙ m written at t and t+1; SV (B, T, K) saved.
+    ST (2, B, H) h, c (updated); Y (B, T, H) and HM (B, T, H) h ⊙ m written at t and t+1; SV (B, T, K) saved,
+    or (B, 1, K) scratch without ``save``.
     Every inner loop runs over one contiguous gate slice so that it vectorises."""
     B, T, G = XP.shape
     H = G // 4
@@ -348,7 +375,7 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln):
             if not last:
                 hm_next[:] = HM[b, t]
             continue
-        x_hat, h_hat, sv = XP[b, t], HP[b], SV[b, t]
+        x_hat, h_hat, sv = XP[b, t], HP[b], SV[b, t if save else 0]
         a, c_prev, th = sv[0:G], sv[G:G + H], sv[G + H:G + 2 * H]  # a becomes the activated gates
         h, c, m = ST[0, b], ST[1, b], M[b]
         if ln:

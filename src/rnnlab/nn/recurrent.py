@@ -8,9 +8,11 @@ cell contract (:mod:`rnnlab.nn.cell`) gets lengths, both directions, stacking, d
 - ``"torch"``: torch's fused kernels (``torch.nn.LSTM``/``GRU``/``RNN``: oneDNN on the CPU, cuDNN on a GPU),
   with packed sequences for ``lengths``. Only for the built-in cells whose options those kernels support: no
   layer norm and no recurrent dropout. A user's cell never runs here, even one that subclasses a built-in.
-- ``"numba"``: rnnlab's own sequence kernel for the built-in LSTM with layer norm or recurrent dropout
-  (:mod:`rnnlab.nn.fused_lstm`: the input product hoisted out of the loop, a hand-written backward pass
-  through time, numba for the per-step element-wise work).
+- ``"numba"``: rnnlab's own sequence kernels for the built-in LSTM and GRU, any options
+  (:mod:`rnnlab.nn.fused_lstm`, :mod:`rnnlab.nn.fused_gru`: the input product hoisted out of the loop, a
+  hand-written backward pass through time, numba for the per-step element-wise work; forward only without grad).
+  ``"auto"`` runs it for the LSTM with layer norm or recurrent dropout, and for every GRU on the CPU in
+  float32/float64, where it is faster than torch's GRU (see ``Recurrent._impl_for``).
 - ``"loop"``: the cell's ``step`` called step by step under autograd (or its ``sequence``, the whole
   sequence at once, where the cell has one: minGRU/minLSTM). This is the reference; the tests prove that
   the other two give the same outputs, states and gradients.
@@ -115,8 +117,9 @@ class Recurrent(nn.Module):
                 raise ValueError("impl='torch' cannot run layer_norm or recurrent_dropout; use impl='auto', 'numba' or 'loop'")
             raise ValueError(f"impl='torch' runs torch's kernels for the built-in cells only, got cell={name!r}; "
                              "use impl='auto' or 'loop'")
-        if impl == "numba" and type(self.cells[0]) is not LSTMCell:
-            raise ValueError(f"impl='numba' exists for cell='lstm' only, got cell={name!r}; use impl='auto' or 'loop'")
+        if impl == "numba" and type(self.cells[0]) not in _NUMBA:
+            raise ValueError(f"impl='numba' exists for cell='lstm' and cell='gru' only, got cell={name!r}; "
+                             "use impl='auto' or 'loop'")
         self._impl = self._resolve_impl()
         self._names = self._torch_style_names()
         self.register_state_dict_post_hook(_to_torch_names)
@@ -133,9 +136,10 @@ class Recurrent(nn.Module):
         state = self._check_state(state, B, x)
         if B == 0:  # an empty batch gives empty outputs, as torch.nn's layers do (packing rejects nothing to pack)
             return x.new_zeros((0, T, self.num_directions * self.hidden_size)), state
-        if self._impl == "torch":
+        impl = self._impl_for(x)
+        if impl == "torch":
             return self._forward_torch(x, state, lengths)
-        return self._forward_cells(x, state, lengths, numba=self._impl == "numba")
+        return self._forward_cells(x, state, lengths, numba=impl == "numba")
 
     def step(self, x_t: Tensor, state: Optional[State] = None):
         """Advance one time step, for streaming: x_t (B, I) -> (y_t (B, H), state (L, B, H)).
@@ -149,7 +153,7 @@ class Recurrent(nn.Module):
         self._check_dtype("x_t", x_t)
         state = self._check_state(state, x_t.shape[0], x_t)
         # torch's fused cell kernels: half the time of the cell's ops
-        torch_step = _TORCH_CELL[self._torch_kind] if self._impl == "torch" else None
+        torch_step = _TORCH_CELL[self._torch_kind] if self._impl in ("torch", "auto_gru") else None
         new_states = []
         y = x_t
         for l, cell in enumerate(self.cells):
@@ -170,11 +174,26 @@ class Recurrent(nn.Module):
 
     # -- paths ------------------------------------------------------------------------------------
     def _resolve_impl(self) -> str:
+        """The path ``impl`` stands for; "auto_gru" (the plain GRU under "auto") is decided per call by :meth:`_impl_for`."""
         if self.impl != "auto":
             return self.impl
+        if self._torch_kind == "gru":
+            return "auto_gru"
         if self._torch_kind is not None:
             return "torch"
-        return "numba" if type(self.cells[0]) is LSTMCell else "loop"
+        return "numba" if type(self.cells[0]) in _NUMBA else "loop"
+
+    def _impl_for(self, x: Tensor) -> str:
+        """The path for this call. The plain GRU under "auto" runs the numba kernel on the CPU in float32/float64
+        (outside autocast), torch's kernel elsewhere (cuDNN on a GPU). Measured with benchmarks/fused_gru.py,
+        two threads, at the five shapes of benchmarks/layers.py: the numba GRU is faster than torch's CPU GRU
+        (which has no fused kernel and runs per-step ops) at every shape, training and inference, from 1.07x
+        (training, (64, 100, 256, 512), matrix products dominate) to 4x (training, (8, 500, 32, 64)).
+        The plain LSTM and RNN stay on torch's fused oneDNN kernels, which are faster than ours there."""
+        if self._impl != "auto_gru":
+            return self._impl
+        cpu_float = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+        return "numba" if cpu_float and not torch.is_autocast_enabled("cpu") else "torch"
 
     def _forward_torch(self, x: Tensor, state: State, lengths: Optional[Tensor]):
         """torch.nn's fused kernel on this layer's parameters (what torch.nn.LSTM.forward does)."""
@@ -210,7 +229,7 @@ class Recurrent(nn.Module):
                 mask = _sample_mask(cell, x)
                 xin = _reverse_padded(out, lengths) if d == 1 else out
                 if numba:
-                    run = _run_numba_lstm
+                    run = _NUMBA[type(cell)]
                 elif hasattr(cell, "sequence"):
                     run = _run_sequence
                 else:
@@ -385,6 +404,19 @@ def _run_numba_lstm(cell: LSTMCell, x: Tensor, state: LSTMState, lengths: Option
         x, state.h, state.c, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, mask=mask, lengths=lengths, **ln
     )
     return y, LSTMState(h, c)
+
+
+def _run_numba_gru(cell: GRUCell, x: Tensor, state: Tensor, lengths: Optional[Tensor], mask: Optional[Tensor]):
+    from .fused_gru import gru_sequence
+
+    ln = {}
+    if cell.layer_norm:
+        ln = dict(ln_ih=cell.ln_ih.weight, ln_hh=cell.ln_hh.weight, eps=cell.ln_ih.eps)
+    return gru_sequence(x, state, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, mask=mask,
+                        lengths=lengths, **ln)
+
+
+_NUMBA = {LSTMCell: _run_numba_lstm, GRUCell: _run_numba_gru}  # the built-in cells with a numba sequence kernel
 
 
 def _to_torch_names(module: Recurrent, state_dict, prefix: str, local_metadata) -> None:

@@ -70,7 +70,8 @@ def _stack(items: list, value: Union[int, float], key: str) -> Tensor:
         out = first.new_full((len(items), T, *first.shape[1:]), value)
         for b, t in enumerate(items):
             if t.shape[1:] != first.shape[1:]:
-                raise ValueError(f"field {key!r}: example {b} has shape {tuple(t.shape)}, expected (T, {tuple(first.shape[1:])})")
+                raise ValueError(f"field {key!r}: example {b} has shape {tuple(t.shape)}, expected (T, "
+                                 f"{tuple(first.shape[1:])})")
             out[b, : t.shape[0]] = t
         return out
     if isinstance(first, (int, float, bool)):

@@ -89,8 +89,8 @@ def read_conll(path: Union[str, os.PathLike], *, token_column: int = 0, tag_colu
             continue
         if len(fields) < needed or (token_column % len(fields)) == (tag_column % len(fields)):
             raise DataError(path, f"this line has {len(fields)} column(s); --token_column {token_column} and "
-                                  f"--tag_column {tag_column} need at least {needed}, with the token and the tag in different "
-                                  "columns (a blank line separates sentences)",
+                                  f"--tag_column {tag_column} need at least {needed}, with the token and the tag in "
+                                  "different columns (a blank line separates sentences)",
                             line=number)
         token, tag = fields[token_column], fields[tag_column]
         if not token or not tag:

@@ -78,7 +78,8 @@ def _corpus_files(path: Union[str, Path]) -> list[Path]:
             raise FileNotFoundError(f"no .txt files in the folder {p}")
         return files
     if not p.exists():
-        raise FileNotFoundError(f"data not found: {p} (give a text file, a folder of .txt files, or omit it for the embedded corpus)")
+        raise FileNotFoundError(f"data not found: {p} (give a text file, a folder of .txt files, or omit it for the "
+                                "embedded corpus)")
     return [p]
 
 

@@ -66,8 +66,8 @@ def check_state(state, state_type: type, shape: tuple, ref: Tensor, *, name: str
     if issubclass(state_type, tuple):
         fields = state_type._fields
         if not isinstance(state, tuple) or len(state) != len(fields):
-            raise TypeError(f"{name} must be a {state_type.__name__}({', '.join(fields)}) of shape {tuple(shape)} each, "
-                            f"got {type(state).__name__}")
+            raise TypeError(f"{name} must be a {state_type.__name__}({', '.join(fields)}) of shape {tuple(shape)} "
+                            f"each, got {type(state).__name__}")
         return state_type(*(check_state_tensor(f"{name}.{f}", t, shape, ref) for f, t in zip(fields, state)))
     return check_state_tensor(name, state, shape, ref)
 
@@ -83,7 +83,8 @@ def check_lengths(lengths, batch_size: int, max_len: int) -> Optional[Tensor]:
     if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
         raise TypeError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
     if lengths.dim() != 1 or lengths.shape[0] != batch_size:
-        raise ValueError(f"lengths must be 1-D of shape ({batch_size},), one length per batch row, got shape {tuple(lengths.shape)}")
+        raise ValueError(f"lengths must be 1-D of shape ({batch_size},), one length per batch row, got shape "
+                         f"{tuple(lengths.shape)}")
     lengths = lengths.to("cpu", torch.int64)
     if batch_size and (int(lengths.min()) < 1 or int(lengths.max()) > max_len):
         raise ValueError(

@@ -119,7 +119,8 @@ class LinearChainCRF(nn.Module):
         if emissions.dim() != 3:
             raise ValueError(f"emissions must have shape (B, T, K) with K={K}, got shape {tuple(emissions.shape)}")
         if emissions.shape[-1] != K:
-            raise ValueError(f"emissions must have K={K} tag scores in its last dimension, got shape {tuple(emissions.shape)}")
+            raise ValueError(f"emissions must have K={K} tag scores in its last dimension, got shape "
+                             f"{tuple(emissions.shape)}")
         check_dtype_match("emissions", emissions, self.transitions)
         B, T, _ = emissions.shape
         if T == 0:

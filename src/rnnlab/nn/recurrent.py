@@ -328,7 +328,8 @@ def _build_cell(factory, name: str, input_size: int, hidden_size: int, options: 
     if missing:
         raise TypeError(f"cell {name!r} lacks {' and '.join(missing)} of the cell contract (see rnnlab.nn.cell)")
     if getattr(cell, "hidden_size", None) != hidden_size:
-        raise ValueError(f"cell {name!r} must have hidden_size={hidden_size}, got {getattr(cell, 'hidden_size', None)!r}")
+        raise ValueError(f"cell {name!r} must have hidden_size={hidden_size}, got "
+                         f"{getattr(cell, 'hidden_size', None)!r}")
     return cell
 
 

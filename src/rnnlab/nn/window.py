@@ -53,7 +53,8 @@ class WindowEncoder(nn.Module):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(window, int) or window < 1:
-            raise ValueError(f"window must be an integer of at least 1 (position t sees x_(t-n+1) … x_t), got {window!r}")
+            raise ValueError("window must be an integer of at least 1 (position t sees x_(t-n+1) … x_t), got "
+                             f"{window!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
         self.input_size = input_size

@@ -66,7 +66,8 @@ def load_task_bundle(path: Union[str, Path], task: str) -> Bundle:
     """Load a bundle written by task ``task``; a ValueError naming both tasks when it was written by another."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"bundle not found: {path} (a folder written by 'rnnlab train {task}', e.g. runs/{task}/bundle)")
+        raise FileNotFoundError(f"bundle not found: {path} (a folder written by 'rnnlab train {task}', e.g. "
+                                f"runs/{task}/bundle)")
     bundle = load_bundle(path)
     if bundle.task != task:
         raise ValueError(f"{path} is a {bundle.task or 'task-less'!r} bundle, not a {task!r} one: "

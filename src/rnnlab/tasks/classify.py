@@ -495,7 +495,8 @@ def load_classifier(bundle_path: Union[str, Path]) -> tuple[ManyToOne, TextPipel
     bundle = load_task_bundle(bundle_path, TASK)
     labels = bundle.assets.get("labels")
     if not isinstance(bundle.model, ManyToOne) or bundle.vocab is None or not isinstance(labels, list):
-        raise ValueError(f"{bundle.path} is not a classify bundle (it lacks a ManyToOne model, vocab.json or labels.json)")
+        raise ValueError(f"{bundle.path} is not a classify bundle (it lacks a ManyToOne model, vocab.json or "
+                         "labels.json)")
     config = config_from_dict(bundle.task_config)
     pipeline = TextPipeline(tokenizer_from_json(bundle.vocab), config.lowercase, config.max_length)
     return bundle.model, pipeline, labels, config
@@ -523,7 +524,8 @@ def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, text_
     encoded = encode_examples(pipeline, examples, {label: i for i, label in enumerate(labels)}, str(data or "valid"))
     metrics = score(model, encoded, labels, batch_size)
     if plot:
-        _plot(metrics, Path(plot).expanduser(), f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
+        _plot(metrics, Path(plot).expanduser(), f"accuracy {metrics['accuracy']:.3f}, macro-F1 "
+                                                f"{metrics['macro_f1']:.3f}")
     return metrics
 
 

@@ -87,7 +87,8 @@ class TagModelConfig:
         if self.char_encoder not in ("none", "cnn", "lstm"):
             raise ValueError(f"--model.char_encoder must be one of none, cnn, lstm, got {self.char_encoder!r}")
         if not 0 <= self.dropout < 1 or not 0 <= self.word_dropout < 1:
-            raise ValueError(f"--model.dropout and --model.word_dropout must be in [0, 1), got {self.dropout}, {self.word_dropout}")
+            raise ValueError(f"--model.dropout and --model.word_dropout must be in [0, 1), got {self.dropout}, "
+                             f"{self.word_dropout}")
 
 
 def _default_trainer() -> TrainerConfig:

@@ -380,7 +380,8 @@ def _sampler(config: dict, options: dict) -> tuple[SampleConfig, int, str]:
     """The bundle's sample settings overridden by the options that are not None -> (sample, seed, method)."""
     unknown = set(options) - {f.name for f in fields(PredictOptions)}
     if unknown:
-        raise TypeError(f"unknown textgen option(s) {sorted(unknown)}; known: {[f.name for f in fields(PredictOptions)]}")
+        raise TypeError(f"unknown textgen option(s) {sorted(unknown)}; known: "
+                        f"{[f.name for f in fields(PredictOptions)]}")
     stored = config.get(TASK, {}).get("sample", {}) if isinstance(config.get(TASK), dict) else {}
     sample = from_dict(SampleConfig, stored) if stored else SampleConfig()
     given = {k: v for k, v in options.items() if v is not None and k in {f.name for f in fields(SampleConfig)}}

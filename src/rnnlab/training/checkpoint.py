@@ -134,7 +134,8 @@ def save_bundle(path: PathLike, model: nn.Module, *, extra_config: Optional[dict
         assets["vocab"] = vocab
     for name in assets:
         if not isinstance(name, str) or not _ASSET_NAME.fullmatch(name) or name in _RESERVED:
-            raise ValueError(f"asset names must match {_ASSET_NAME.pattern} and not be {sorted(_RESERVED)}, got {name!r}")
+            raise ValueError(f"asset names must match {_ASSET_NAME.pattern} and not be {sorted(_RESERVED)}, got "
+                             f"{name!r}")
     files = [CONFIG, WEIGHTS, METRICS] + [f"{name}.json" for name in assets]
     config = {
         "rnnlab_version": rnnlab.__version__,

@@ -198,3 +198,21 @@ def test_sigterm_saves_the_bundle_and_says_how_to_resume_and_config_yaml_replays
                               capsys)
     assert code == 0, err
     assert json.loads((run / "bundle" / "metrics.json").read_text())["step"] == 50
+
+
+def test_log_level_quiets_the_progress_lines(tmp_path, capsys, caplog):
+    data = tmp_path / "tiny.txt"
+    data.write_text("hello world. " * 300, encoding="utf-8")
+    args = ["train", "textgen", "--data", str(data), "--batch_size", "4", "--bptt", "16", "--model.embedding_size", "8",
+            "--model.encoder.hidden_size", "16", "--trainer.max_steps", "3", "--trainer.max_time", "0",
+            "--trainer.eval_every", "0", "--trainer.device", "cpu", "--trainer.run_dir", str(tmp_path / "run")]
+    import logging
+
+    try:
+        code, _, err = run_main(["--log_level", "ERROR", *args], capsys)
+    finally:
+        logging.getLogger("rnnlab").setLevel(logging.INFO)  # main() set it for the whole process
+    assert code == 0, err
+    assert not [r for r in caplog.records if r.name.startswith("rnnlab") and r.levelname == "INFO"]
+    code, _, err = run_main(["--log_level", "LOUD", *args], capsys)
+    assert code == 2 and "log_level" in err

@@ -73,6 +73,8 @@ def build_parser(bundle_task=None) -> ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback when a command fails")
+    parser.add_argument("--log_level", type=Literal["DEBUG", "INFO", "WARNING", "ERROR"], default="INFO",
+                        help="how much rnnlab logs: DEBUG, INFO (progress lines, the default), WARNING or ERROR")
     commands = parser.add_subcommands(dest="command", required=True)
 
     train = _subparser(
@@ -357,7 +359,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("rnnlab").setLevel(logging.INFO)
+    level = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--log_level"), "INFO")
+    logging.getLogger("rnnlab").setLevel(getattr(logging, str(level).upper(), logging.INFO))
     try:
         _check_train_configs(argv)
         parser = build_parser(_bundle_task(argv))

@@ -222,3 +222,19 @@ def test_a_signal_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, si
     assert again["step"] == 6 and "interrupted" not in again
     for a, b in zip(whole.parameters(), resumed.parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_fit_takes_x_y_tuples_as_a_plain_dataloader_yields_them():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from rnnlab.structures import EncoderConfig, ManyToOne, ManyToOneConfig
+    from rnnlab.training.trainer import as_batch
+
+    x, y = torch.randn(32, 5, 3), torch.randint(0, 2, (32,))
+    model = ManyToOne(ManyToOneConfig(2, input_size=3, encoder=EncoderConfig(hidden_size=8)))
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)
+    metrics = Trainer(_fast(max_epochs=2)).fit(model, loader, loader)
+    assert metrics["step"] == 8 and math.isfinite(metrics["valid_loss"])
+    assert set(as_batch((x, y, torch.full((32,), 5)))) == {"x", "y", "lengths"}
+    with pytest.raises(TypeError, match=r"\(x, y\[, lengths\]\) tuple, got tuple of 1 items"):
+        as_batch((x,))

@@ -487,7 +487,22 @@ def _carryable(state):
     return map_state(lambda t: t.detach().float() if t.dtype == torch.bfloat16 else t.detach(), state)
 
 
-def _to_device(batch: dict, device: torch.device) -> dict:
+BATCH_KEYS = ("x", "y", "lengths")
+
+
+def as_batch(batch) -> dict:
+    """A batch dict; an ``(x, y)`` or ``(x, y, lengths)`` tuple or list (what a plain DataLoader over a
+    TensorDataset yields) becomes ``{"x": x, "y": y[, "lengths": lengths]}``."""
+    if isinstance(batch, dict):
+        return batch
+    if isinstance(batch, (tuple, list)) and 2 <= len(batch) <= 3:
+        return dict(zip(BATCH_KEYS, batch))
+    raise TypeError(f"a batch must be a dict of tensors or an (x, y[, lengths]) tuple, got {type(batch).__name__}"
+                    + (f" of {len(batch)} items" if isinstance(batch, (tuple, list)) else ""))
+
+
+def _to_device(batch, device: torch.device) -> dict:
+    batch = as_batch(batch)
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 

@@ -39,7 +39,9 @@ def _subparser(description: str, epilog: Optional[str] = None) -> ArgumentParser
 
 
 def _add_bundle(p: ArgumentParser) -> None:
-    p.add_argument("bundle", type=str, help="the model bundle: a folder written by 'rnnlab train' (e.g. runs/textgen/bundle)")
+    p.add_argument(
+        "bundle", type=str, help="the model bundle: a folder written by 'rnnlab train' (e.g. runs/textgen/bundle)"
+    )
 
 
 def _add_options(p: ArgumentParser, module, name: str) -> None:
@@ -145,7 +147,9 @@ def build_parser(bundle_task=None) -> ArgumentParser:
         "training curves. --task adding: compare RNN, LSTM, GRU and minGRU on the adding problem (a minute).")
     p.add_argument("--task", type=Literal["textgen", "adding"], default="textgen", help="which demo to run")
     p.add_argument("--max_time", type=float, default=120.0, help="textgen: seconds of training")
-    p.add_argument("--run_dir", type=str, default="runs/demo", help="textgen: where the bundle, log.csv and curves.png go")
+    p.add_argument(
+        "--run_dir", type=str, default="runs/demo", help="textgen: where the bundle, log.csv and curves.png go"
+    )
     p.add_argument("--steps", type=int, default=600, help="adding: training steps per model")
     p.add_argument("--length", type=int, default=50, help="adding: sequence length T")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -232,11 +236,14 @@ Your own files, in each task's format:
   Each takes --valid_data/--test_data files where it has them (textgen holds out the end of its text).
 
 Prepared datasets (files under $RNNLAB_DATA, default ~/.cache/rnnlab-data, as the presets expect them):
-  text        text/shakespeare.txt: 6.5M characters        -> rnnlab train textgen --config configs/textgen-shakespeare.yaml
-  sentiment   sentiment/tweets.{train,valid,test}.csv       -> rnnlab train classify --config configs/classify-sentiment.yaml
-  pos         pos/oanc.{train,valid,test}.conll             -> rnnlab train tag --config configs/tag-oanc.yaml
-  translate   translate/deu_eng.{train,valid,test}.tsv      -> rnnlab train translate --config configs/translate-deu_eng.yaml"""
-
+  text        text/shakespeare.txt (6.5M characters)
+              -> rnnlab train textgen --config configs/textgen-shakespeare.yaml
+  sentiment   sentiment/tweets.{train,valid,test}.csv
+              -> rnnlab train classify --config configs/classify-sentiment.yaml
+  pos         pos/oanc.{train,valid,test}.conll
+              -> rnnlab train tag --config configs/tag-oanc.yaml
+  translate   translate/deu_eng.{train,valid,test}.tsv
+              -> rnnlab train translate --config configs/translate-deu_eng.yaml"""
 
 
 def cmd_datasets(ns) -> int:
@@ -328,7 +335,9 @@ def _check_node(node, cls: type, prefix: str, path: str) -> None:
     hints = typing.get_type_hints(cls)
     for key, value in node.value:
         tp = hints.get(getattr(key, "value", None))
-        inner = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) is typing.Union else [tp]
+        inner = (
+            [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) is typing.Union else [tp]
+        )
         tp = inner[0] if len(inner) == 1 else None
         if dataclasses.is_dataclass(tp):
             _check_node(value, tp, f"{prefix}{key.value}.", path)

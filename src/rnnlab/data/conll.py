@@ -154,7 +154,9 @@ def repair_tags(sentences: Sequence[Sentence], scheme: Scheme, path: Union[str, 
                 first = first or s.lines[i]
         out.append(Sentence(s.tokens, tuple(tags), s.lines) if changed else s)
     if changed:
-        log.warning("%s:%d: %d I- tag(s) begin an entity (IOB1, or broken BIO): read as B- (IOB2)", path, first, changed)
+        log.warning(
+            "%s:%d: %d I- tag(s) begin an entity (IOB1, or broken BIO): read as B- (IOB2)", path, first, changed
+        )
     return out
 
 

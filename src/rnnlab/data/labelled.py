@@ -170,7 +170,9 @@ def _read_jsonl(path: Path, text: str, text_column: str, label_column: str) -> I
             raise DataError(path, f"expected a JSON object per line, got {type(record).__name__}", line=number)
         for option, name in (("text_column", text_column), ("label_column", label_column)):
             if name not in record:
-                raise DataError(path, f"no field {name!r} (fields found: {', '.join(record)}); set --{option}", line=number)
+                raise DataError(
+                    path, f"no field {name!r} (fields found: {', '.join(record)}); set --{option}", line=number
+                )
         yield _as_text(record[text_column]), _as_text(record[label_column]), path, number
 
 
@@ -205,7 +207,9 @@ def _drop_empty(rows, empty: str, path: Path) -> list[Example]:
             continue
         examples.append(Example(text, label.strip(), str(file), line))
     if dropped:
-        log.warning("%s: skipped %d rows with an empty text or label (first: %s)", path, len(dropped), ", ".join(dropped[:5]))
+        log.warning(
+            "%s: skipped %d rows with an empty text or label (first: %s)", path, len(dropped), ", ".join(dropped[:5])
+        )
     return examples
 
 

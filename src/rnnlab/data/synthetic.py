@@ -15,7 +15,9 @@ from torch import Tensor
 ADDING_BASELINE_MSE = 1.0 / 6.0  # Var(u_a + u_b) for two independent U(0, 1)
 
 
-def adding_problem(batch_size: int, length: int, *, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
+def adding_problem(
+    batch_size: int, length: int, *, generator: Optional[torch.Generator] = None
+) -> tuple[Tensor, Tensor]:
     """x (B, T, 2): [value, marker]; y (B,): the sum of the two marked values."""
     if length < 2:
         raise ValueError(f"length must be at least 2 (one marker in each half), got {length}")

@@ -3,8 +3,9 @@
 
 Only the vectors of the words asked for are kept, so a 400,000-word GloVe file costs one pass and little
 memory. Every line is checked for its count of values (fewer than the first line's), bytes that are not UTF-8,
-and, for the words kept, values that are not numbers: each raises a :class:`~rnnlab.data.errors.DataError` naming the line. The word
-is everything before the last D values, so words that contain spaces (as in some GloVe files) still read.
+and, for the words kept, values that are not numbers: each raises a :class:`~rnnlab.data.errors.DataError`
+naming the line. The word is everything before the last D values, so words that contain spaces (as in some
+GloVe files) still read.
 """
 from __future__ import annotations
 
@@ -59,7 +60,9 @@ def _values(fields: list[str], path: Path, number: int) -> torch.Tensor:
         return torch.tensor([float(v) for v in fields], dtype=torch.float32)
     except ValueError:
         bad = next(v for v in fields if not _is_number(v))
-        raise DataError(path, f"{bad!r} is not a number (each line: a word, then its vector's values)", line=number) from None
+        raise DataError(
+            path, f"{bad!r} is not a number (each line: a word, then its vector's values)", line=number
+        ) from None
 
 
 def _is_number(text: str) -> bool:

@@ -100,7 +100,11 @@ class Vocab:
     @classmethod
     def from_json(cls, data: Mapping) -> Vocab:
         if not isinstance(data, Mapping) or not isinstance(data.get("tokens"), list):
-            given = f"'tokens' of type {type(data.get('tokens')).__name__}" if isinstance(data, Mapping) else type(data).__name__
+            given = (
+                f"'tokens' of type {type(data.get('tokens')).__name__}"
+                if isinstance(data, Mapping)
+                else type(data).__name__
+            )
             raise ValueError(f"a vocabulary JSON must be an object with a 'tokens' list, got {given}")
         specials = data.get("specials", [])
         if not isinstance(specials, list):

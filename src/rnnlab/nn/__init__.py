@@ -14,7 +14,8 @@ from .window import WindowEncoder
 
 __all__ = [
     "RecurrentCell", "RNNCell", "LSTMCell", "GRUCell", "Recurrent", "RNN", "LSTM", "GRU", "LSTMState",
-    "MinGRU", "MinLSTM", "MinGRUCell", "MinLSTMCell", "WindowEncoder", "TemporalCNNEncoder", "ConvNet2d", "LinearChainCRF",
+    "MinGRU", "MinLSTM", "MinGRUCell", "MinLSTMCell", "WindowEncoder", "TemporalCNNEncoder", "ConvNet2d",
+    "LinearChainCRF",
     "AdditiveAttention", "DotAttention", "GeneralAttention", "MultiHeadAttention", "build_attention",
     "TransformerEncoderBlock", "TransformerDecoderBlock", "TransformerEncoder", "TransformerDecoder",
 ]

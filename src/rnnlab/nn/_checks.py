@@ -30,9 +30,13 @@ def check_input(x, input_size: int, *, ndim: int, name: str = "x") -> Tensor:
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if x.dim() != ndim:
-        raise ValueError(f"{name} must have shape {shape} with I={input_size} (batch first), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have shape {shape} with I={input_size} (batch first), got shape {tuple(x.shape)}"
+        )
     if x.shape[-1] != input_size:
-        raise ValueError(f"{name} must have input size I={input_size} in its last dimension, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have input size I={input_size} in its last dimension, got shape {tuple(x.shape)}"
+        )
     return x
 
 
@@ -56,7 +60,9 @@ def check_lstm_state(state, shape: tuple, ref: Tensor, *, name: str = "state"):
     if not isinstance(state, tuple) or len(state) != 2:
         raise TypeError(f"{name} must be an LSTMState(h, c) (or a tuple (h, c)) of shape {tuple(shape)} each, "
                         f"got {type(state).__name__}")
-    return LSTMState(check_state_tensor(f"{name}.h", state[0], shape, ref), check_state_tensor(f"{name}.c", state[1], shape, ref))
+    return LSTMState(
+        check_state_tensor(f"{name}.h", state[0], shape, ref), check_state_tensor(f"{name}.c", state[1], shape, ref)
+    )
 
 
 def check_state(state, state_type: type, shape: tuple, ref: Tensor, *, name: str = "state"):

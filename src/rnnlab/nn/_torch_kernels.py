@@ -87,17 +87,23 @@ def lstm_cell(x: Tensor, hx: tuple, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[T
     return _CELL["lstm_cell"](x, tuple(hx), w_ih, w_hh, b_ih, b_hh)
 
 
-def gru_cell(x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor]) -> Tensor:
+def gru_cell(
+    x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor]
+) -> Tensor:
     """torch._VF.gru_cell: x (B, I), h (B, H) -> h (B, H)."""
     return _CELL["gru_cell"](x, h, w_ih, w_hh, b_ih, b_hh)
 
 
-def rnn_tanh_cell(x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor]) -> Tensor:
+def rnn_tanh_cell(
+    x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor]
+) -> Tensor:
     """torch._VF.rnn_tanh_cell: x (B, I), h (B, H) -> h (B, H)."""
     return _CELL["rnn_tanh_cell"](x, h, w_ih, w_hh, b_ih, b_hh)
 
 
-def rnn_relu_cell(x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor]) -> Tensor:
+def rnn_relu_cell(
+    x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor]
+) -> Tensor:
     """torch._VF.rnn_relu_cell: x (B, I), h (B, H) -> h (B, H)."""
     return _CELL["rnn_relu_cell"](x, h, w_ih, w_hh, b_ih, b_hh)
 

@@ -183,7 +183,9 @@ class GeneralAttention(_Seq2SeqAttention):
         return torch.bmm(precomputed, query.unsqueeze(-1)).squeeze(-1)  # (B, S)
 
 
-def build_attention(name: AttentionName, query_size: int, key_size: int, attention_size: Optional[int] = None) -> nn.Module:
+def build_attention(
+    name: AttentionName, query_size: int, key_size: int, attention_size: Optional[int] = None
+) -> nn.Module:
     """The seq2seq attention called ``name``: "bahdanau" | "luong-dot" | "luong-general".
 
     ``attention_size`` (A) is for "bahdanau" only; None means A = key_size.
@@ -272,7 +274,9 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(y)
 
     @staticmethod
-    def _allowed(key_padding_mask: Optional[Tensor], causal: bool, B: int, Tq: int, Tk: int, device) -> Optional[Tensor]:
+    def _allowed(
+        key_padding_mask: Optional[Tensor], causal: bool, B: int, Tq: int, Tk: int, device
+    ) -> Optional[Tensor]:
         """One boolean mask for SDPA, True where query i may attend to key j: (B, 1, Tq, Tk), or None for all."""
         allowed = None
         if causal:

@@ -60,7 +60,11 @@ class CharFeatures(nn.Module):
 
     def forward(self, chars: Tensor) -> Tensor:
         if not isinstance(chars, Tensor) or chars.dtype not in (torch.int64, torch.int32) or chars.dim() != 3:
-            got = f"dtype {chars.dtype}, shape {tuple(chars.shape)}" if isinstance(chars, Tensor) else type(chars).__name__
+            got = (
+                f"dtype {chars.dtype}, shape {tuple(chars.shape)}"
+                if isinstance(chars, Tensor)
+                else type(chars).__name__
+            )
             raise ValueError(f"chars must be a (B, T, W) integer tensor of char ids (0 = padding), got {got}")
         if chars.numel() and (int(chars.min()) < 0 or int(chars.max()) >= self.vocab_size):
             raise ValueError(f"char ids must lie in [0, {self.vocab_size}), got min {int(chars.min())} "

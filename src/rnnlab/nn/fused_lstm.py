@@ -111,7 +111,9 @@ def lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, *,
 
     On the CPU in float32/float64 this runs the fused kernels; otherwise the reference loop.
     """
-    x, h0, c0, lengths = _check_args(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, ln_c, mask, lengths)
+    x, h0, c0, lengths = _check_args(
+        x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, ln_c, mask, lengths
+    )
     tensors = [x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask]
     if ln_c is not None:
         tensors += list(ln_c)
@@ -357,9 +359,9 @@ def _normalize(v, out, inv_n, eps):
 
 @numba.njit(**_JIT)
 def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save):
-    """Step t for every row b. XP (B, T, G) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths;
-    ST (2, B, H) h, c (updated); Y (B, T, H) and HM (B, T, H) h ⊙ m written at t and t+1; SV (B, T, K) saved,
-    or (B, 1, K) scratch without ``save``.
+    """Step t for every row b. XP (B, T, G) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, G) ĥ_t;
+    P packed params; M (B, H) mask; L (B,) lengths; ST (2, B, H) h, c (updated); Y (B, T, H) and HM (B, T, H)
+    h ⊙ m written at t and t+1; SV (B, T, K) saved, or (B, 1, K) scratch without ``save``.
     Every inner loop runs over one contiguous gate slice so that it vectorises."""
     B, T, G = XP.shape
     H = G // 4

@@ -39,8 +39,11 @@ def masked_max(x: Tensor, mask: Optional[Tensor]) -> Tensor:
     return x.masked_fill(~mask.unsqueeze(-1), torch.finfo(x.dtype).min).max(dim=1).values
 
 
-def masked_cross_entropy(logits: Tensor, targets: Tensor, lengths: Optional[Tensor] = None, *, reduction: str = "mean") -> Tensor:
-    """logits (B, T, V), targets (B, T) long -> the mean over real positions (or their sum, or (B, T) with 0 on padding)."""
+def masked_cross_entropy(
+    logits: Tensor, targets: Tensor, lengths: Optional[Tensor] = None, *, reduction: str = "mean"
+) -> Tensor:
+    """logits (B, T, V), targets (B, T) long -> the mean over real positions (or their sum, or (B, T) with 0 on
+    padding)."""
     B, T, V = logits.shape
     loss = F.cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T), reduction="none").view(B, T)
     return _reduce(loss, lengths_to_mask(lengths, T, device=logits.device), reduction)
@@ -53,7 +56,15 @@ def masked_mse(pred: Tensor, target: Tensor, lengths: Optional[Tensor] = None, *
     return _reduce(loss, lengths_to_mask(lengths, loss.shape[1], device=pred.device), reduction)
 
 
-def masked_gaussian_nll(mean: Tensor, var: Tensor, target: Tensor, lengths: Optional[Tensor] = None, *, reduction: str = "mean", eps: float = 1e-6) -> Tensor:
+def masked_gaussian_nll(
+    mean: Tensor,
+    var: Tensor,
+    target: Tensor,
+    lengths: Optional[Tensor] = None,
+    *,
+    reduction: str = "mean",
+    eps: float = 1e-6,
+) -> Tensor:
     """Gaussian negative log-likelihood ½(log σ² + (y − μ)²/σ² + log 2π) per position (B, T, ...), masked."""
     var = var.clamp_min(eps)
     loss = 0.5 * (var.log() + (target - mean).pow(2) / var + torch.log(torch.tensor(2 * torch.pi, dtype=mean.dtype)))

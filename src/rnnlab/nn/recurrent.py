@@ -114,7 +114,9 @@ class Recurrent(nn.Module):
         self._torch_kind = _torch_kind(self.cells[0])  # "lstm" | "gru" | "rnn_tanh" | "rnn_relu" | None
         if impl == "torch" and self._torch_kind is None:
             if name in _CELLS:
-                raise ValueError("impl='torch' cannot run layer_norm or recurrent_dropout; use impl='auto', 'numba' or 'loop'")
+                raise ValueError(
+                    "impl='torch' cannot run layer_norm or recurrent_dropout; use impl='auto', 'numba' or 'loop'"
+                )
             raise ValueError(f"impl='torch' runs torch's kernels for the built-in cells only, got cell={name!r}; "
                              "use impl='auto' or 'loop'")
         if impl == "numba" and type(self.cells[0]) not in _NUMBA:
@@ -148,7 +150,9 @@ class Recurrent(nn.Module):
         direction needs the future.
         """
         if self.bidirectional:
-            raise ValueError("step() needs a unidirectional layer (bidirectional=False): the backward direction reads the future")
+            raise ValueError(
+                "step() needs a unidirectional layer (bidirectional=False): the backward direction reads the future"
+            )
         x_t = check_input(x_t, self.input_size, ndim=2, name="x_t")
         self._check_dtype("x_t", x_t)
         state = self._check_state(state, x_t.shape[0], x_t)
@@ -174,7 +178,8 @@ class Recurrent(nn.Module):
 
     # -- paths ------------------------------------------------------------------------------------
     def _resolve_impl(self) -> str:
-        """The path ``impl`` stands for; "auto_gru" (the plain GRU under "auto") is decided per call by :meth:`_impl_for`."""
+        """The path ``impl`` stands for; "auto_gru" (the plain GRU under "auto") is decided per call by
+        :meth:`_impl_for`."""
         if self.impl != "auto":
             return self.impl
         if self._torch_kind == "gru":
@@ -400,9 +405,20 @@ def _run_numba_lstm(cell: LSTMCell, x: Tensor, state: LSTMState, lengths: Option
 
     ln = {}
     if cell.layer_norm:
-        ln = dict(ln_ih=cell.ln_ih.weight, ln_hh=cell.ln_hh.weight, ln_c=(cell.ln_c.weight, cell.ln_c.bias), eps=cell.ln_c.eps)
+        ln = dict(
+            ln_ih=cell.ln_ih.weight, ln_hh=cell.ln_hh.weight, ln_c=(cell.ln_c.weight, cell.ln_c.bias), eps=cell.ln_c.eps
+        )
     y, h, c = lstm_sequence(
-        x, state.h, state.c, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, mask=mask, lengths=lengths, **ln
+        x,
+        state.h,
+        state.c,
+        cell.weight_ih,
+        cell.weight_hh,
+        cell.bias_ih,
+        cell.bias_hh,
+        mask=mask,
+        lengths=lengths,
+        **ln,
     )
     return y, LSTMState(h, c)
 

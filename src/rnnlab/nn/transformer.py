@@ -186,7 +186,8 @@ class TransformerDecoderBlock(nn.Module):
 
 
 def _residual_sublayers(x: Tensor, sublayers, norms, dropout: nn.Module, norm_position: NormPosition) -> Tensor:
-    """Each sublayer f with a residual connection and its norm N: x + Drop(f(N(x))) (pre) or N(x + Drop(f(x))) (post)."""
+    """Each sublayer f with a residual connection and its norm N: x + Drop(f(N(x))) (pre) or N(x + Drop(f(x)))
+    (post)."""
     for f, norm in zip(sublayers, norms):
         x = x + dropout(f(norm(x))) if norm_position == "pre" else norm(x + dropout(f(x)))
     return x
@@ -264,8 +265,19 @@ class _TransformerStack(nn.Module):
     """What the encoder and the decoder share: input Linear I → H, positions, dropout, blocks, final norm."""
 
     def __init__(
-        self, block_cls, input_size: int, hidden_size: int, *, num_layers: int, num_heads: int,
-        ff_size: Optional[int], dropout: float, norm: Norm, norm_position: NormPosition, positions: Positions, max_len: int,
+        self,
+        block_cls,
+        input_size: int,
+        hidden_size: int,
+        *,
+        num_layers: int,
+        num_heads: int,
+        ff_size: Optional[int],
+        dropout: float,
+        norm: Norm,
+        norm_position: NormPosition,
+        positions: Positions,
+        max_len: int,
     ) -> None:
         super().__init__()
         if not isinstance(input_size, int) or input_size < 1:

@@ -47,7 +47,9 @@ class WindowEncoder(nn.Module):
     Because a position never sees the future, padding at the end of a row never reaches a real position.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, *, window: int, num_layers: int = 1, dropout: float = 0.0) -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, *, window: int, num_layers: int = 1, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(value, int) or value < 1:

@@ -130,7 +130,9 @@ def build_encoder(config: EncoderConfig, input_size: int) -> nn.Module:
         return RecurrentEncoder(layer, D * c.hidden_size, D)
     if c.kind in ("mingru", "minlstm"):
         cls = MinGRU if c.kind == "mingru" else MinLSTM
-        return RecurrentEncoder(cls(input_size, c.hidden_size, num_layers=c.num_layers, dropout=c.dropout), c.hidden_size, 1)
+        return RecurrentEncoder(
+            cls(input_size, c.hidden_size, num_layers=c.num_layers, dropout=c.dropout), c.hidden_size, 1
+        )
     if c.kind == "window":
         from rnnlab.nn.window import WindowEncoder
 
@@ -145,7 +147,15 @@ def build_encoder(config: EncoderConfig, input_size: int) -> nn.Module:
     from rnnlab.nn.transformer import TransformerEncoder
 
     return TransformerEncoder(
-        input_size, c.hidden_size, num_layers=c.num_layers, num_heads=c.num_heads, ff_size=c.ff_size or 4 * c.hidden_size,
-        dropout=c.dropout, norm=c.norm, norm_position=c.norm_position, positions=c.positions, max_len=c.max_len,
+        input_size,
+        c.hidden_size,
+        num_layers=c.num_layers,
+        num_heads=c.num_heads,
+        ff_size=c.ff_size or 4 * c.hidden_size,
+        dropout=c.dropout,
+        norm=c.norm,
+        norm_position=c.norm_position,
+        positions=c.positions,
+        max_len=c.max_len,
         causal=c.causal,
     )

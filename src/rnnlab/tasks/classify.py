@@ -54,7 +54,9 @@ TASK = "classify"
 DESCRIPTION = "text classification (sentiment, topics, any labels) from CSV/TSV/JSONL or label folders, any encoder"
 
 
-EMBEDDED_DATA = "paragraphs of Python's documentation (pydoc_data.topics) labelled with their chapter: 9 classes, 1,549 texts"
+EMBEDDED_DATA = (
+    "paragraphs of Python's documentation (pydoc_data.topics) labelled with their chapter: 9 classes, 1,549 texts"
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,9 @@ class ClassifierModelConfig:
     Words not in the file start random; the coverage is logged and saved in the metrics."""
     freeze_embeddings: bool = False
     """Keep the embeddings fixed during training (else they are fine-tuned)."""
-    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(kind="lstm", hidden_size=64, bidirectional=True))
+    encoder: EncoderConfig = field(
+        default_factory=lambda: EncoderConfig(kind="lstm", hidden_size=64, bidirectional=True)
+    )
     """The sequence encoder: lstm | gru | rnn | mingru | minlstm | cnn | transformer | window (bidirectional for
     lstm/gru/rnn)."""
     pooling: Pooling = "max"
@@ -213,7 +217,9 @@ class TextPipeline:
 
     def encode(self, text: str) -> tuple[list[int], bool]:
         """(ids, whether the text was cut to max_length). Never empty: a text with no token gets <unk>."""
-        ids = self.tokenizer.encode(normalise(text, lowercase=self.lowercase, leading_space=self.tokenizer.kind == "word"))
+        ids = self.tokenizer.encode(
+            normalise(text, lowercase=self.lowercase, leading_space=self.tokenizer.kind == "word")
+        )
         return (ids[: self.max_length] or [0]), len(ids) > self.max_length
 
 
@@ -303,8 +309,13 @@ def make_batches(encoded: Sequence[dict], batch_size: int, *, shuffle: bool) -> 
 # --- data --------------------------------------------------------------------------------------------------
 
 def _read(path: str, config: ClassifyConfig, *, text_column=None, label_column=None, format=None) -> list[Example]:
-    return read_labelled(path, text_column=text_column or config.text_column, label_column=label_column or config.label_column,
-                         format=format or config.format, empty=config.empty_rows)
+    return read_labelled(
+        path,
+        text_column=text_column or config.text_column,
+        label_column=label_column or config.label_column,
+        format=format or config.format,
+        empty=config.empty_rows,
+    )
 
 
 def load_splits(config: ClassifyConfig) -> tuple[list[Example], list[Example], list[Example]]:
@@ -358,7 +369,9 @@ def load_embeddings(path: str, tokenizer: Tokenizer, train_ids: Sequence[Sequenc
         vector = found_vectors.get(key, found_vectors.get(key.lower())) if i and key else None
         if vector is not None:
             vectors[i], found[i] = vector, True
-    counts = torch.bincount(torch.tensor([i for ids in train_ids for i in ids], dtype=torch.long), minlength=len(tokens))
+    counts = torch.bincount(
+        torch.tensor([i for ids in train_ids for i in ids], dtype=torch.long), minlength=len(tokens)
+    )
     coverage = {
         "embeddings_dim": dim,
         "embeddings_type_coverage": float(found[1:].float().mean()) if len(tokens) > 1 else 0.0,
@@ -444,8 +457,14 @@ def train(config: ClassifyConfig) -> Path:
     if len(labels) < 2:
         raise DataError(train_ex[0].source, f"classification needs at least 2 labels, the training data has {labels}")
     label_ids = {label: i for i, label in enumerate(labels)}
-    log.info("data: %d training, %d validation, %d test examples; %d labels: %s", len(train_ex), len(valid_ex),
-             len(test_ex), len(labels), ", ".join(f"{l} ({n})" for l, n in sorted(Counter(e.label for e in train_ex).items())))
+    log.info(
+        "data: %d training, %d validation, %d test examples; %d labels: %s",
+        len(train_ex),
+        len(valid_ex),
+        len(test_ex),
+        len(labels),
+        ", ".join(f"{l} ({n})" for l, n in sorted(Counter(e.label for e in train_ex).items())),
+    )
 
     tokenizer = fit_tokenizer(config, [e.text for e in train_ex])
     pipeline = TextPipeline(tokenizer, config.lowercase, config.max_length)
@@ -477,10 +496,14 @@ def train(config: ClassifyConfig) -> Path:
         if encoded:
             result = score(model, encoded, labels)
             metrics.update(_summary(name, result))
-            _plot(result, run_dir / png, f"{name}: accuracy {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}")
+            _plot(
+                result, run_dir / png, f"{name}: accuracy {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}"
+            )
             log.info("%s: accuracy %.4f, macro-F1 %.4f (%d examples)", name, result["accuracy"], result["macro_f1"],
                      result["examples"])
-    return save_task_bundle(TASK, config, model, assets={"vocab": tokenizer.to_json(), "labels": labels}, metrics=metrics)
+    return save_task_bundle(
+        TASK, config, model, assets={"vocab": tokenizer.to_json(), "labels": labels}, metrics=metrics
+    )
 
 
 def _plot(metrics: dict, path: Path, title: str) -> None:

@@ -71,7 +71,9 @@ class TagModelConfig:
     """cnn: filters; lstm: hidden size per direction."""
     max_word_length: int = 20
     """Characters the char features read per word: a longer word keeps its first and last halves (prefix, suffix)."""
-    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(kind="lstm", hidden_size=128, bidirectional=True))
+    encoder: EncoderConfig = field(
+        default_factory=lambda: EncoderConfig(kind="lstm", hidden_size=128, bidirectional=True)
+    )
     """The sequence encoder; any kind works, a bidirectional one sees the right context too."""
     crf: bool = True
     """A linear-chain CRF over the tags (trained by its likelihood, decoded by Viterbi); for BIO/BIOES tags its
@@ -177,7 +179,11 @@ def load_splits(config: TagConfig) -> tuple[list[Sentence], list[Sentence], list
         seed = config.trainer.seed
         splits = [synthetic_ner.generate(EMBEDDED_SIZES[s], s, seed=seed) for s in ("train", "valid", "test")]
         scheme = "bio" if config.tag_scheme == "auto" else config.tag_scheme
-        return (*splits, scheme, {"train": "embedded generated NER", "valid": "embedded", "test": "embedded (unseen names)"})
+        return (
+            *splits,
+            scheme,
+            {"train": "embedded generated NER", "valid": "embedded", "test": "embedded (unseen names)"},
+        )
     train, scheme = _read(config.data, config, config.tag_scheme)
     sources = {"train": config.data}
     if config.valid_data:
@@ -322,8 +328,11 @@ def train(config: TagConfig) -> Path:
     model = build_model(config, words, chars, tags, scheme)
     log.info("model: %d parameters", sum(p.numel() for p in model.parameters()))
     train_loader = make_loader([encoder.example(s.tokens, s.tags) for s in train_set], config.batch_size)
-    valid_loader = (make_loader([encoder.example(s.tokens, s.tags) for s in valid_set], config.batch_size, shuffle=False)
-                    if valid_set else None)
+    valid_loader = (
+        make_loader([encoder.example(s.tokens, s.tags) for s in valid_set], config.batch_size, shuffle=False)
+        if valid_set
+        else None
+    )
     metrics = dict(Trainer(config.trainer).fit(model, train_loader, valid_loader))
     for name, split in (("valid", valid_set), ("test", test_set)):
         if split:

@@ -60,7 +60,9 @@ TASK = "translate"
 DESCRIPTION = ("translation of sentence pairs (source<TAB>target) by a seq2seq RNN with attention or a Transformer; "
                "BLEU, chrF, exact match")
 
-EMBEDDED_DATA = "dates written in words and numbers in seven styles -> ISO dates (1900-2099), test dates never seen in training"
+EMBEDDED_DATA = (
+    "dates written in words and numbers in seven styles -> ISO dates (1900-2099), test dates never seen in training"
+)
 PAD, BOS, EOS = 0, 1, 2
 SPECIALS = 3  # target ids below this are PAD, BOS, EOS; the target tokenizer's id i is i + SPECIALS
 EMBEDDED = "<embedded dates>"  # how errors and logs name the generated data set

@@ -128,7 +128,9 @@ def save_bundle(path: PathLike, model: nn.Module, *, extra_config: Optional[dict
 
     path = Path(path)
     if not dataclasses.is_dataclass(getattr(model, "config", None)):
-        raise TypeError(f"model must carry its config dataclass as model.config, got {type(model).__name__} without one")
+        raise TypeError(
+            f"model must carry its config dataclass as model.config, got {type(model).__name__} without one"
+        )
     assets = dict(assets or {})
     if vocab is not None:
         assets["vocab"] = vocab

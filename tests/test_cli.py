@@ -216,3 +216,19 @@ def test_log_level_quiets_the_progress_lines(tmp_path, capsys, caplog):
     assert not [r for r in caplog.records if r.name.startswith("rnnlab") and r.levelname == "INFO"]
     code, _, err = run_main(["--log_level", "LOUD", *args], capsys)
     assert code == 2 and "log_level" in err
+
+
+@pytest.mark.parametrize("argv", [["train", "textgen"], ["train", "classify"], ["train", "tag"], ["train", "translate"],
+                                  ["generate"], ["evaluate"], ["predict"]])
+def test_help_is_plain_text_without_docstring_markup(argv, capsys):
+    code, out, _ = run_main([*argv, "--help"], capsys)
+    assert code == 0
+    for markup in ("``", ":class:", ":func:", ":meth:", ":mod:"):
+        assert markup not in out, f"{' '.join(argv)} --help shows {markup}"
+
+
+def test_plain_strips_roles_and_literals():
+    from rnnlab.cli import plain
+
+    assert plain("see :class:`~rnnlab.nn.LSTM` and ``max_len``") == "see LSTM and max_len"
+    assert plain(":func:`train` ok") == "train ok"

@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 import sys
 import traceback
 import typing
@@ -154,7 +155,31 @@ def build_parser(bundle_task=None) -> ArgumentParser:
     p.add_argument("--length", type=int, default=50, help="adding: sequence length T")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     commands.add_subcommand("demo", p, help="train and sample a character LSTM in two minutes (or --task adding)")
+    _plain_help(parser)
     return parser
+
+
+_ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|obj):`~?(?:[\w.]+\.)?([\w]+)`")
+
+
+def plain(text: str) -> str:
+    """Docstring markup as plain text for --help: ``x`` -> x, :class:`~a.b.C` -> C."""
+    return _ROLE.sub(r"\1", text).replace("``", "")
+
+
+def _plain_help(parser) -> None:
+    """Field docstrings become --help text: strip their Sphinx markup, in every subcommand too."""
+    for group in getattr(parser, "_action_groups", ()):
+        if isinstance(group.description, str):
+            group.description = plain(group.description)
+        if isinstance(group.title, str):
+            group.title = plain(group.title)
+    for action in parser._actions:
+        if isinstance(action.help, str):
+            action.help = plain(action.help)
+        for sub in (action.choices or {}).values() if isinstance(action.choices, dict) else ():
+            if hasattr(sub, "_actions"):
+                _plain_help(sub)
 
 
 # --- the commands ----------------------------------------------------------------------------------------

@@ -66,3 +66,22 @@ def test_check_lengths():
         check_lengths(torch.tensor([0, 2]), 2, 4)
     with pytest.raises(TypeError, match=r"lengths must be an integer tensor, got dtype torch.bool"):
         check_lengths(torch.tensor([True, False]), 2, 4)
+
+
+def test_check_sequence_args_fills_states_and_names_the_gate_count():
+    import pytest
+    import torch
+
+    from rnnlab.nn._checks import check_sequence_args
+
+    H, I = 4, 3
+    w_ih, w_hh = torch.zeros(3 * H, I), torch.zeros(3 * H, H)
+    x = torch.zeros(2, 5, I)
+    out, (h0,), lengths = check_sequence_args(x, {"h0": None}, w_ih, w_hh, {"bias_ih": None}, None, None, num_gates=3)
+    assert out is x and h0.shape == (2, H) and not h0.any() and lengths is None
+    with pytest.raises(ValueError, match=r"weight_hh must have shape \(4H, H\)"):
+        check_sequence_args(x, {"h0": None}, w_ih, w_hh, {}, None, None, num_gates=4)
+    with pytest.raises(ValueError, match="at least one time step"):
+        check_sequence_args(x[:, :0], {"h0": None}, w_ih, w_hh, {}, None, None, num_gates=3)
+    with pytest.raises(ValueError, match="bias_ih"):
+        check_sequence_args(x, {"h0": None}, w_ih, w_hh, {"bias_ih": torch.zeros(5)}, None, None, num_gates=3)

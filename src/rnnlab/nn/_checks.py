@@ -97,3 +97,34 @@ def check_lengths(lengths, batch_size: int, max_len: int) -> Optional[Tensor]:
             f"lengths must lie in [1, T={max_len}], got min {int(lengths.min())} and max {int(lengths.max())}"
         )
     return lengths
+
+
+def check_sequence_args(x, states: dict, weight_ih, weight_hh, vectors: dict, mask, lengths, *, num_gates: int):
+    """The checks every sequence kernel (fused LSTM, fused GRU) makes of its arguments.
+
+    weight_hh (G·H, H) and weight_ih (G·H, I) with G = ``num_gates``; x (B, T, I), T ≥ 1, of their dtype;
+    ``states`` name -> (B, H) or None (zeros); ``vectors`` name -> (G·H,) or None; mask (B, H) or None.
+    Returns x, the states (zeros filled in) in the order given, and the checked lengths.
+    """
+    check_tensor("weight_hh", weight_hh, ndim=2)
+    GH, H = weight_hh.shape
+    if GH != num_gates * H:
+        raise ValueError(f"weight_hh must have shape ({num_gates}H, H), got {tuple(weight_hh.shape)}")
+    check_tensor("weight_ih", weight_ih, ndim=2)
+    if weight_ih.shape[0] != GH:
+        raise ValueError(f"weight_ih must have shape ({num_gates}H, I) with {num_gates}H={GH} like weight_hh, "
+                         f"got {tuple(weight_ih.shape)}")
+    check_input(x, weight_ih.shape[1], ndim=3)
+    check_dtype_match("x", x, weight_hh)
+    check_dtype_match("weight_ih", weight_ih, weight_hh)
+    B, T, _ = x.shape
+    if T == 0:
+        raise ValueError("x must have at least one time step, got shape (B, 0, I)")
+    filled = [x.new_zeros(B, H) if s is None else check_state_tensor(name, s, (B, H), weight_hh)
+              for name, s in states.items()]
+    for name, v in vectors.items():
+        if v is not None:
+            check_state_tensor(name, v, (GH,), weight_hh)
+    if mask is not None:
+        check_state_tensor("mask", mask, (B, H), weight_hh)
+    return x, filled, check_lengths(lengths, B, T)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_dtype_match, check_input, check_lengths, check_state_tensor, check_tensor
+from ._checks import check_sequence_args
 from ._torch_kernels import native_layer_norm
 from ._workspace import scratch
 from .fused_lstm import _JIT, _ONE, _layer_norm_backward, _normalize, _scalars, _sigmoid, _tanh
@@ -119,28 +119,11 @@ def gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *,
 
 def _check_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths):
     """Validate shapes and dtypes; returns x, h0 (zeros for None) and lengths (CPU int64 or None)."""
-    check_tensor("weight_hh", weight_hh, ndim=2)
-    G, H = weight_hh.shape
-    if G != 3 * H:
-        raise ValueError(f"weight_hh must have shape (3H, H), got {tuple(weight_hh.shape)}")
-    check_tensor("weight_ih", weight_ih, ndim=2)
-    if weight_ih.shape[0] != G:
-        raise ValueError(f"weight_ih must have shape (3H, I) with 3H={G} like weight_hh, got {tuple(weight_ih.shape)}")
-    check_input(x, weight_ih.shape[1], ndim=3)
-    check_dtype_match("x", x, weight_hh)
-    check_dtype_match("weight_ih", weight_ih, weight_hh)
-    B, T, _ = x.shape
-    if T == 0:
-        raise ValueError("x must have at least one time step, got shape (B, 0, I)")
-    h0 = x.new_zeros(B, H) if h0 is None else check_state_tensor("h0", h0, (B, H), weight_hh)
-    for name, b in (("bias_ih", bias_ih), ("bias_hh", bias_hh), ("ln_ih", ln_ih), ("ln_hh", ln_hh)):
-        if b is not None:
-            check_state_tensor(name, b, (G,), weight_hh)
+    x, (h0,), lengths = check_sequence_args(
+        x, {"h0": h0}, weight_ih, weight_hh, {"bias_ih": bias_ih, "bias_hh": bias_hh, "ln_ih": ln_ih, "ln_hh": ln_hh},
+        mask, lengths, num_gates=3)
     if (ln_ih is None) != (ln_hh is None):
         raise ValueError("layer norm needs ln_ih and ln_hh together (or neither)")
-    if mask is not None:
-        check_state_tensor("mask", mask, (B, H), weight_hh)
-    lengths = check_lengths(lengths, B, T)
     return x, h0, lengths
 
 

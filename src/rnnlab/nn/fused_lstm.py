@@ -43,7 +43,7 @@ import torch
 from numba.extending import overload
 from torch import Tensor
 
-from ._checks import check_dtype_match, check_input, check_lengths, check_state_tensor, check_tensor
+from ._checks import check_sequence_args, check_state_tensor
 from ._torch_kernels import native_layer_norm
 from ._workspace import scratch
 from .masking import lengths_to_mask
@@ -135,34 +135,17 @@ def lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, *,
 
 def _check_args(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, ln_c, mask, lengths):
     """Validate shapes and dtypes; returns x, h0, c0 (zeros for None) and lengths (CPU int64 or None)."""
-    check_tensor("weight_hh", weight_hh, ndim=2)
-    G, H = weight_hh.shape
-    if G != 4 * H:
-        raise ValueError(f"weight_hh must have shape (4H, H), got {tuple(weight_hh.shape)}")
-    check_tensor("weight_ih", weight_ih, ndim=2)
-    if weight_ih.shape[0] != G:
-        raise ValueError(f"weight_ih must have shape (4H, I) with 4H={G} like weight_hh, got {tuple(weight_ih.shape)}")
-    check_input(x, weight_ih.shape[1], ndim=3)
-    check_dtype_match("x", x, weight_hh)
-    check_dtype_match("weight_ih", weight_ih, weight_hh)
-    B, T, I = x.shape
-    if T == 0:
-        raise ValueError("x must have at least one time step, got shape (B, 0, I)")
-    h0 = x.new_zeros(B, H) if h0 is None else check_state_tensor("h0", h0, (B, H), weight_hh)
-    c0 = x.new_zeros(B, H) if c0 is None else check_state_tensor("c0", c0, (B, H), weight_hh)
-    for name, b in (("bias_ih", bias_ih), ("bias_hh", bias_hh), ("ln_ih", ln_ih), ("ln_hh", ln_hh)):
-        if b is not None:
-            check_state_tensor(name, b, (G,), weight_hh)
+    x, (h0, c0), lengths = check_sequence_args(
+        x, {"h0": h0, "c0": c0}, weight_ih, weight_hh,
+        {"bias_ih": bias_ih, "bias_hh": bias_hh, "ln_ih": ln_ih, "ln_hh": ln_hh}, mask, lengths, num_gates=4)
     if (ln_ih is None) != (ln_hh is None) or (ln_ih is None) != (ln_c is None):
         raise ValueError("layer norm needs ln_ih, ln_hh and ln_c together (or none of them)")
     if ln_c is not None:
         if not isinstance(ln_c, (tuple, list)) or len(ln_c) != 2:
             raise TypeError("ln_c must be a tuple (gamma_c, beta_c) of two (H,) tensors")
+        H = weight_hh.shape[1]
         check_state_tensor("ln_c[0] (gamma_c)", ln_c[0], (H,), weight_hh)
         check_state_tensor("ln_c[1] (beta_c)", ln_c[1], (H,), weight_hh)
-    if mask is not None:
-        check_state_tensor("mask", mask, (B, H), weight_hh)
-    lengths = check_lengths(lengths, B, T)
     return x, h0, c0, lengths
 
 

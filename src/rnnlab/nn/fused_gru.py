@@ -38,7 +38,16 @@ from torch import Tensor
 from ._checks import check_sequence_args
 from ._torch_kernels import native_layer_norm
 from ._workspace import scratch
-from .fused_lstm import _JIT, _ONE, _layer_norm_backward, _normalize, _scalars, _sigmoid, _tanh
+from .fused_lstm import (
+    _JIT,
+    _ONE,
+    _layer_norm_backward,
+    _normalize,
+    _scalars,
+    _sigmoid,
+    _tanh,
+    sequence_buffers,
+)
 from .masking import lengths_to_mask
 
 __all__ = ["gru_sequence", "gru_sequence_reference"]
@@ -142,31 +151,16 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, w
 
     ``work``: scratch of B·T·(G + H) elements for x̂ and h ⊙ m when nothing is kept for a backward pass (inference);
     None: they are allocated and saved, with the per-step values the backward needs."""
-    B, T, I = x.shape
+    B, T, _ = x.shape
     G, H = W_hh.shape
     ln = g_ih is not None
     dtype = x.dtype
-    x = x.detach().contiguous()
-    m = torch.ones(B, H, dtype=dtype) if mask is None else mask.detach().contiguous()
-    L = torch.full((B,), T, dtype=torch.int64) if lengths is None else lengths.contiguous()
-    T_run = int(L.max())  # no step past the longest row does any work
+    x = x.detach().contiguous()  # saved for the backward pass, which reads it as (B·T, I)
+    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, work)
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, G, dtype)
-
     save = work is None
-    if save:
-        XP = (x.view(B * T, I) @ W_ih.detach().t()).view(B, T, G)  # x̂ for all steps
-        HM = torch.empty(B, T, H, dtype=dtype)  # h_{t-1} ⊙ m, the recurrent product's input
-    else:
-        XP = torch.mm(x.view(B * T, I), W_ih.detach().t(), out=work[:B * T * G].view(B * T, G)).view(B, T, G)
-        HM = work[B * T * G:].view(B, T, H)
-    HM[:, 0] = h0.detach() * m
-    if T_run < T:
-        HM[:, T_run:].zero_()
     ST = h0.detach().clone().contiguous()  # (B, H): the running h
     HP = torch.empty(B, G, dtype=dtype)  # ĥ_t
-    Y = torch.empty(B, T, H, dtype=dtype)
-    if T_run < T:
-        Y[:, T_run:].zero_()
     SV = torch.empty(B, T if save else 1, _layout(G, H, ln), dtype=dtype)  # inference: one scratch row per b
     if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
         XP, _, rstd_x = native_layer_norm(XP, [G], None, None, eps)

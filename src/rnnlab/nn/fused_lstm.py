@@ -159,37 +159,51 @@ def _layout(G: int, H: int, ln: bool) -> int:
     return G + 2 * H + ((G + H + 3) if ln else 0)
 
 
+def sequence_buffers(x, h0, W_ih, H: int, mask, lengths, work):
+    """What the forward pass of every sequence kernel starts from, shared by the LSTM and the GRU.
+
+    -> XP (B, T, G) x̂ = x W_ihᵀ for all steps; HM (B, T, H) h_{t-1} ⊙ m with step 0 filled in; Y (B, T, H) the
+    outputs, zero past the steps that run; m (B, H) the mask (ones without dropout); L (B,) lengths; T_run the
+    steps any row needs (none past the longest row does work). With ``work`` (inference), XP and HM are views of
+    that scratch of B·T·(G + H) elements instead of fresh tensors kept for the backward pass.
+    """
+    B, T, I = x.shape
+    G = W_ih.shape[0]
+    dtype = x.dtype
+    x = x.detach().contiguous()
+    m = torch.ones(B, H, dtype=dtype) if mask is None else mask.detach().contiguous()
+    L = torch.full((B,), T, dtype=torch.int64) if lengths is None else lengths.contiguous()
+    T_run = int(L.max())
+    if work is None:
+        XP = (x.view(B * T, I) @ W_ih.detach().t()).view(B, T, G)
+        HM = torch.empty(B, T, H, dtype=dtype)
+    else:
+        XP = torch.mm(x.view(B * T, I), W_ih.detach().t(), out=work[:B * T * G].view(B * T, G)).view(B, T, G)
+        HM = work[B * T * G:].view(B, T, H)
+    HM[:, 0] = h0.detach() * m
+    Y = torch.empty(B, T, H, dtype=dtype)
+    if T_run < T:
+        HM[:, T_run:].zero_()
+        Y[:, T_run:].zero_()
+    return XP, HM, Y, m, L, T_run
+
+
 def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps, *, work=None):
     """The forward pass under no_grad. Returns Y (B, T, H), ST (2, B, H) the final (h, c), and what the backward needs.
 
     ``work``: scratch of B·T·(G + H) elements for x̂ and h ⊙ m when nothing is kept for a backward pass (inference);
     None: they are allocated and saved, with the per-step values the backward needs."""
-    B, T, I = x.shape
+    B, T, _ = x.shape
     G, H = W_hh.shape
     ln = g_ih is not None
     dtype = x.dtype
-    x = x.contiguous()
     W_hh = W_hh.contiguous()
-    m = torch.ones(B, H, dtype=dtype) if mask is None else mask.detach().contiguous()
-    L = torch.full((B,), T, dtype=torch.int64) if lengths is None else lengths.contiguous()
-    T_run = int(L.max())  # no step past the longest row does any work
+    x = x.contiguous()  # saved for the backward pass, which reads it as (B·T, I)
+    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, work)
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, g_c, b_c, G, H, dtype)
-
     save = work is None
-    if save:
-        XP = (x.view(B * T, I) @ W_ih.detach().t()).view(B, T, G)  # x̂ for all steps
-        HM = torch.empty(B, T, H, dtype=dtype)  # h_{t-1} ⊙ m, the recurrent product's input
-    else:
-        XP = torch.mm(x.view(B * T, I), W_ih.detach().t(), out=work[:B * T * G].view(B * T, G)).view(B, T, G)
-        HM = work[B * T * G:].view(B, T, H)
-    HM[:, 0] = h0.detach() * m
-    if T_run < T:
-        HM[:, T_run:].zero_()
     ST = torch.stack([h0.detach(), c0.detach()])  # (2, B, H): running h, c
     HP = torch.empty(B, G, dtype=dtype)  # ĥ_t
-    Y = torch.empty(B, T, H, dtype=dtype)
-    if T_run < T:
-        Y[:, T_run:].zero_()
     SV = torch.empty(B, T if save else 1, _layout(G, H, ln), dtype=dtype)  # inference: one scratch row per b
     if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
         XP, _, rstd_x = native_layer_norm(XP, [G], None, None, eps)

@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .tbptt import StreamPosition
 
-class MemmapTokenStream:
+
+class MemmapTokenStream(StreamPosition):
     """Batches ``{"x": (B, k), "y": (B, k), "reset": (B,) bool, "num_tokens": int}`` from ``ids[starts[d]:
     starts[d] + lengths[d]]`` for each document d, in that order: the same batches as ``TokenStream`` on those
     documents. ``ids`` is any 1-D integer array (a memmap is read only where a batch needs it)."""
-
-    stateful = True
 
     def __init__(self, ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray, *, batch_size: int, bptt: int,
                  shuffle_seed: Optional[int] = None) -> None:
@@ -37,26 +37,10 @@ class MemmapTokenStream:
         if (starts < 0).any() or (lengths < 0).any() or (starts + lengths > ids.shape[0]).any():
             raise ValueError(f"every document [start, start + length) must lie inside the {ids.shape[0]} ids")
         self.ids, self.starts, self.lengths = ids, starts, lengths
-        self.batch_size = batch_size
-        self.bptt = bptt
-        self.shuffle_seed = shuffle_seed
-        self.epoch = 0
-        self.position = 0
-        self._layout_epoch: Optional[int] = None
-        if len(self) == 0:
-            raise ValueError(
-                f"the documents hold too few tokens for batch_size={batch_size}: every row needs a document piece "
-                "of at least 2 tokens; use fewer rows or more data"
-            )
+        self._start(batch_size, bptt, shuffle_seed)
 
     def __len__(self) -> int:
         return self._layout()[0].shape[0]
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
     def __iter__(self) -> Iterator[dict]:
         starts, lens, resets = self._layout()  # (n, B) each

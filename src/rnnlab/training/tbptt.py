@@ -22,7 +22,33 @@ import torch
 from torch import Tensor
 
 
-class TokenStream:
+class StreamPosition:
+    """What every truncated-BPTT stream shares: its sizes, where it stands (epoch, batches handed out) for exact
+    resume, and the check that the data fills at least one batch. Subclasses define ``__len__`` (batches per epoch)."""
+
+    stateful = True
+
+    def _start(self, batch_size: int, bptt: int, shuffle_seed: Optional[int]) -> None:
+        self.batch_size = batch_size
+        self.bptt = bptt
+        self.shuffle_seed = shuffle_seed
+        self.epoch = 0
+        self.position = 0
+        self._layout_epoch: Optional[int] = None
+        if len(self) == 0:
+            raise ValueError(
+                f"the documents hold too few tokens for batch_size={batch_size}: every row needs a document piece "
+                "of at least 2 tokens; use fewer rows or more data"
+            )
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+class TokenStream(StreamPosition):
     """Batches ``{"x": (B, k), "y": (B, k), "reset": (B,) bool, "num_tokens": int}`` for truncated BPTT.
 
     ``lengths`` (B,) is present only in batches where some row's chunk was cut at a document end.
@@ -31,7 +57,6 @@ class TokenStream:
     ``shuffle_seed`` the document order is shuffled every epoch by a generator seeded with seed + epoch.
     """
 
-    stateful = True
 
     def __init__(
         self, documents: list[Tensor], *, batch_size: int, bptt: int, shuffle_seed: Optional[int] = None
@@ -45,26 +70,10 @@ class TokenStream:
                 given = f"{d.dtype} tensor of shape {tuple(d.shape)}" if isinstance(d, Tensor) else type(d).__name__
                 raise ValueError(f"documents[{i}] must be a 1-D LongTensor of token ids, got {given}")
         self.documents = documents
-        self.batch_size = batch_size
-        self.bptt = bptt
-        self.shuffle_seed = shuffle_seed
-        self.epoch = 0
-        self.position = 0
-        self._layout_epoch: Optional[int] = None
-        if len(self) == 0:
-            raise ValueError(
-                f"the documents hold too few tokens for batch_size={batch_size}: every row needs a document piece "
-                "of at least 2 tokens; use fewer rows or more data"
-            )
+        self._start(batch_size, bptt, shuffle_seed)
 
     def __len__(self) -> int:
         return self._layout()[1].shape[0]
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
     def __iter__(self) -> Iterator[dict]:
         tokens, starts, lens = self._layout()  # starts, lens: (n, B)

@@ -14,11 +14,19 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+# the extras the demo and the tests need (tensorboard is left out: `pip install -e ".[all]"` adds it)
+EXTRAS ?= train,text,forecast,speech,serve,export,test
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CPU_ONLY_LINUX := $(shell [ "$$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1 && echo yes)
 
-.PHONY: venv demo test test-fast lint bench clean
+# System programs the tests use: chromium (the HTML report and web-page tests, driven headless) and espeak-ng
+# (the speech task's embedded spoken digits). `make test` installs the missing ones with apt-get (Debian/Ubuntu;
+# as root, or through sudo); elsewhere it stops and names them.
+SYSTEM_PACKAGES := $(foreach p,chromium espeak-ng,$(if $(shell command -v $(p) 2>/dev/null),,$(p)))
+SUDO := $(if $(shell [ "$$(id -u)" = 0 ] && echo root),,sudo)
+
+.PHONY: venv system-packages demo test test-fast lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -32,17 +40,24 @@ else ifeq ($(CPU_ONLY_LINUX),yes)
 else
 	$(PIP) install -q "$(TORCH)"
 endif
-	$(PIP) install -q -e ".[train,text,test]"
+	$(PIP) install -q -e ".[$(EXTRAS)]"
 	touch $@
 
 demo: venv
 	$(VENV)/bin/rnnlab demo
 
-test: venv
+system-packages:
+ifneq ($(strip $(SYSTEM_PACKAGES)),)
+	@command -v apt-get >/dev/null 2>&1 || { echo "the tests need: $(SYSTEM_PACKAGES); install them with your package manager"; exit 1; }
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES) \
+		|| { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES); }
+endif
+
+test: venv system-packages
 	$(PY) -m pytest -q
 
 # the unit tests only: skips the integration tests marked slow (end-to-end runs, subprocesses)
-test-fast: venv
+test-fast: venv system-packages
 	$(PY) -m pytest -q -m "not slow"
 
 lint: venv

@@ -11,7 +11,6 @@ naming them (``unknown="error"``: a ValueError naming them instead).
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,6 @@ import torch
 from torch import nn
 
 from rnnlab import tasks
-
-log = logging.getLogger(__name__)
 
 Unknown = Literal["unk", "error"]
 
@@ -74,8 +71,6 @@ def load_inspected(bundle: Union[str, Path], text: Optional[str] = None, *, max_
     out = builder(str(bundle), text, max_length, unknown)
     out.model.eval()
     out.bundle = str(bundle)
-    for w in out.warnings:
-        log.warning("%s", w)
     return out
 
 

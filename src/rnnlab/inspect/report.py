@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -25,7 +24,6 @@ from .saliency import saliency
 from .trace import encoder_kind, recurrent_layers, trace
 from .units import unit_search
 
-log = logging.getLogger(__name__)
 
 SECTIONS = ("gradients", "gates", "states", "units", "attention", "saliency")
 DEFAULT_SIGNALS = ("inside_quotes", "line_position", "bracket_depth", "inside_parens")

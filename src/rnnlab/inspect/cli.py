@@ -11,7 +11,7 @@ from typing import Literal, Optional
 from jsonargparse import ArgumentParser
 
 EPILOG = ("Example: rnnlab inspect runs/demo/bundle --input 'print(\"hi\") (x)' --signal inside_quotes "
-          "--signal 're:[0-9]+' --out report/   (open report/report.html)")
+          "'re:[0-9]+' --out report/   (open report/report.html)")
 
 
 def add_parser(commands) -> None:
@@ -29,8 +29,8 @@ def add_parser(commands) -> None:
     p.add_argument("--sections", type=str, default="all",
                    help="all, or a comma-separated list of gradients, gates, states, units, attention, saliency; "
                         "a named section that does not apply to the model is an error")
-    p.add_argument("--signal", type=Optional[list[str]], default=None,
-                   help="signals for the unit search (repeatable): inside_quotes, line_position, bracket_depth, "
+    p.add_argument("--signal", type=str, nargs="+", default=None,
+                   help="signals for the unit search (one or more): inside_quotes, line_position, bracket_depth, "
                         "inside_parens, or re:PATTERN; none = the four built-in ones")
     p.add_argument("--top_units", type=int, default=4, help="how many units to show per signal")
     p.add_argument("--max_length", type=int, default=300,

@@ -32,7 +32,7 @@ def test_jacobian_norm_matches_autograd_functional_jacobian():
     outputs, _ = layer(x)
     cell = layer.cells[0]
     for t in range(6):
-        J = jacobian(lambda h: run_from(cell, x, h, t, 5), outputs[:, t].detach())  # (1, H, 1, H)
+        J = jacobian(lambda h, t=t: run_from(cell, x, h, t, 5), outputs[:, t].detach())  # (1, H, 1, H)
         torch.testing.assert_close(got.norms[0, 0, t], J.reshape(3, 3).norm().double())
 
 

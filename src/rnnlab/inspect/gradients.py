@@ -118,7 +118,7 @@ def jacobian_norms(model: nn.Module, batch: dict, *, T: Optional[int] = None, me
     ``T`` defaults to the last step every row reaches (min(lengths) - 1). ``method``: ``exact`` runs H backward
     passes, ``random`` ``projections`` of them, ``auto`` is exact up to H = 64.
     """
-    layers = require_recurrent(model, "the Jacobian ∂h_T/∂h_t")
+    require_recurrent(model, "the Jacobian ∂h_T/∂h_t")
     if method not in ("auto", "exact", "random"):
         raise ValueError(f"method must be 'auto', 'exact' or 'random', got {method!r}")
     if not isinstance(projections, int) or projections < 1:

@@ -24,7 +24,8 @@ from rnnlab import tasks
 Unknown = Literal["unk", "error"]
 
 DEFAULT_INPUTS = {
-    "textgen": 'The "print()" function (see [1] and (2)) writes text.\nCall print("hello", end="") to stay on the line.',
+    "textgen": ('The "print()" function (see [1] and (2)) writes text.\n'
+                'Call print("hello", end="") to stay on the line.'),
     "classify": "The function returns a list of strings (see the tutorial) and raises an error.",
     "tag": "John Smith flew from Paris to Berlin on 3 May 2021 .",
     "translate": "March 3, 2021",

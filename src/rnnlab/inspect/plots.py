@@ -34,7 +34,8 @@ def _text_ticks(ax, units: Optional[Sequence[str]], n: int, axis: str = "x") -> 
         return
     labels = [shown(u) for u in list(units)[:n]]
     if axis == "x":
-        ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=90 if max(map(len, labels), default=1) > 2 else 0)
+        wide = max(map(len, labels), default=1) > 2
+        ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=90 if wide else 0)
     else:
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
 

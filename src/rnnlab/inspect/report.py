@@ -24,7 +24,6 @@ from .saliency import saliency
 from .trace import encoder_kind, recurrent_layers, trace
 from .units import unit_search
 
-
 SECTIONS = ("gradients", "gates", "states", "units", "attention", "saliency")
 DEFAULT_SIGNALS = ("inside_quotes", "line_position", "bracket_depth", "inside_parens")
 

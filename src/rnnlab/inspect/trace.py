@@ -13,9 +13,10 @@ Glossary: B batch, T time, H hidden, K = L·D the layer-directions of the traced
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn

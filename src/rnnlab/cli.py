@@ -5,6 +5,7 @@
     rnnlab evaluate BUNDLE [--data FILE]                  # any bundle: it records its task
     rnnlab predict BUNDLE [INPUT ...] [--file FILE]       # one JSON line out per input (stdin when none given)
     rnnlab generate BUNDLE --prompt "def " --temperature 0.8 --max_new_tokens 200
+    rnnlab inspect BUNDLE [--input TEXT|FILE] [--out report/]   # gradients, gates, attention: report.html
     rnnlab datasets
     rnnlab demo [--task adding]
 
@@ -122,6 +123,10 @@ def build_parser(bundle_task=None) -> ArgumentParser:
     p.add_argument("--prompt", type=str, default="The ", help="the text to continue")
     _add_options(p, tasks.get("textgen"), "PredictOptions")
     commands.add_subcommand("generate", p, help="continue a prompt with a trained language model")
+
+    from rnnlab.inspect.cli import add_parser as add_inspect
+
+    add_inspect(commands)
 
     p = _subparser("The datasets rnnlab can use: public datasets to download (with their licences, checksums and "
                    "the train command), each task's embedded default, and what the shared preparation script "
@@ -378,8 +383,14 @@ def _check_train_configs(argv: list[str]) -> None:
             check_config_types(path, tasks.get(argv[1]).Config)
 
 
+def cmd_inspect(ns) -> int:
+    from rnnlab.inspect.cli import run
+
+    return run(ns)
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "generate": cmd_generate, "predict": cmd_predict,
-            "datasets": cmd_datasets, "demo": cmd_demo}
+            "inspect": cmd_inspect, "datasets": cmd_datasets, "demo": cmd_demo}
 
 
 def _one_line(error: BaseException) -> str:

@@ -38,10 +38,6 @@ class Busy(Exception):
     """More requests than the server computes and queues: 429 with Retry-After."""
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class Admission:
     """At most ``max_concurrent`` model requests compute at once, ``max_queue`` more wait; beyond that, Busy."""
 
@@ -86,18 +82,28 @@ class BodyLimit:
                 return await _send_json(send, 400, {"error": "the Content-Length header is not a number"})
             if int(length) > self.max_bytes:
                 return await _send_json(send, 413, _too_large(self.max_bytes))
-        seen = 0
-
-        async def counted():
-            nonlocal seen
+        # read the body here, up to the limit, and replay it: a body without Content-Length is counted too
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.max_bytes:
+                return await _send_json(send, 413, _too_large(self.max_bytes))
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
 
-        return await self.app(scope, counted, send)
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: http.disconnect, when it comes
+
+        return await self.app(scope, replay, send)
 
 
 def _too_large(limit: int) -> dict:
@@ -190,10 +196,6 @@ def _errors(app: FastAPI, limits: ServeLimits) -> None:
     async def busy(request: Request, exc: Busy):
         return error(429, "the server is busy: every slot and queue place is taken (--limits.max_concurrent, "
                           "--limits.max_queue); retry later", {"Retry-After": str(limits.retry_after_s)})
-
-    @app.exception_handler(BodyTooLarge)
-    async def too_large(request: Request, exc: BodyTooLarge):
-        return JSONResponse(_too_large(limits.max_body_bytes), status_code=413)
 
     @app.exception_handler(ValueError)
     async def value(request: Request, exc: ValueError):

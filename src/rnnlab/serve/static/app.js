@@ -163,8 +163,9 @@ function drawAttention(out) {
   ctx.font = "12px monospace"; ctx.fillStyle = "#333";
   out.source_units.forEach((u, s) => ctx.fillText(u === " " ? "␣" : u, left + s * cell + 6, top - 8));
   out.target_units.forEach((u, t) => ctx.fillText(u, 4, top + t * cell + 15));
+  const top1 = Math.max(...out.attention.flat(), 1e-6);  // scaled to the largest weight: darkest = most attention
   out.attention.forEach((row, t) => row.forEach((w, s) => {
-    ctx.fillStyle = grey(w); ctx.fillRect(left + s * cell, top + t * cell, cell - 1, cell - 1);
+    ctx.fillStyle = grey(w / top1); ctx.fillRect(left + s * cell, top + t * cell, cell - 1, cell - 1);
   }));
 }
 

@@ -5,9 +5,9 @@ import time
 
 import httpx
 import pytest
-from conftest import LiveServer, client, make_app, run_async
 from fastapi.testclient import TestClient
 
+from conftest import LiveServer, client, make_app, run_async
 from rnnlab.tasks import classify, textgen
 
 

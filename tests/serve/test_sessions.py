@@ -3,9 +3,9 @@ import asyncio
 import time
 
 import torch
-from conftest import client, make_app, run_async
 from fastapi.testclient import TestClient
 
+from conftest import client, make_app, run_async
 from rnnlab.serve.sessions import MicroBatcher
 from rnnlab.serve.stepping import TokenStepper, stepper_for
 

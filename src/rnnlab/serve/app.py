@@ -17,11 +17,11 @@ import logging
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Union
+from typing import Union
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
 from .limits import ServeLimits
@@ -153,10 +153,11 @@ class State:
                                          "(--limits.request_timeout_s)") from None
 
 
-def create_app(bundles: dict[str, Union[str, Path]], limits: ServeLimits = ServeLimits(), *,
+def create_app(bundles: dict[str, Union[str, Path]], limits: ServeLimits | None = None, *,
                models: dict[str, Served] | None = None) -> FastAPI:
     """The app serving ``bundles`` (name -> bundle folder). Missing or damaged bundles raise here, at start-up.
     ``models``: bundles already loaded (:func:`~rnnlab.serve.models.load_models`), shared between apps in tests."""
+    limits = limits if limits is not None else ServeLimits()
     state = State(models if models is not None else load_models(bundles), limits)
     app = FastAPI(title="rnnlab serve", docs_url=None, redoc_url=None,
                   description="Trained rnnlab bundles over HTTP; see docs/serve.md.")

@@ -160,6 +160,9 @@ def build_parser(bundle_task=None) -> ArgumentParser:
     p.add_argument("--length", type=int, default=50, help="adding: sequence length T")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     commands.add_subcommand("demo", p, help="train and sample a character LSTM in two minutes (or --task adding)")
+    from rnnlab.serve import cli as serve_cli
+
+    commands.add_subcommand("serve", serve_cli.build_parser(), help="serve bundles: HTTP API, sessions, web page")
     _plain_help(parser)
     return parser
 
@@ -390,7 +393,13 @@ def cmd_inspect(ns) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "generate": cmd_generate, "predict": cmd_predict,
-            "inspect": cmd_inspect, "datasets": cmd_datasets, "demo": cmd_demo}
+            "inspect": cmd_inspect, "datasets": cmd_datasets, "demo": cmd_demo, "serve": lambda ns: _serve(ns)}
+
+
+def _serve(ns) -> int:
+    from rnnlab.serve.cli import run
+
+    return run(ns)
 
 
 def _one_line(error: BaseException) -> str:

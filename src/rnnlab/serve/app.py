@@ -1,0 +1,279 @@
+"""The FastAPI app: ``create_app(bundles, limits)``.
+
+Endpoints (``docs/serve.md`` has curl examples): ``/health``, ``/models``, ``/models/{name}``, per task
+``generate`` (and ``generate/stream``, server-sent events), ``classify``, ``tag``, ``translate``; ``predict`` for
+any task whose inputs are text (the task's own ``predict`` with its PredictOptions); ``sessions`` for models
+with a unidirectional recurrent encoder. ``/`` is the web page, ``/docs`` a page of the endpoints that needs no
+network (FastAPI's default loads Swagger UI from a CDN), ``/openapi.json`` the schema.
+
+Errors are JSON ``{"error": message}`` with a 4xx status: 400 bad values, 404 unknown model or session, 410
+expired session, 413 body too large, 422 malformed JSON or wrong types, 429 busy (Retry-After), 504 timeout.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Union
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException
+
+from .limits import ServeLimits
+from .models import Served, accepts_text_inputs, check_options, load_models
+from .schemas import GenerateRequest, PredictRequest, StepRequest, TextsRequest, TranslateRequest
+from .sessions import MicroBatcher, SessionError, SessionStore
+from .stepping import FeatureStepper, TokenStepper, stepper_for
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+class Busy(Exception):
+    """More requests than the server computes and queues: 429 with Retry-After."""
+
+
+class Admission:
+    """At most ``max_concurrent`` model requests compute at once, ``max_queue`` more wait; beyond that, Busy."""
+
+    def __init__(self, max_concurrent: int, max_queue: int) -> None:
+        self.max_concurrent, self.max_queue = max_concurrent, max_queue
+        self.active = self.waiting = 0
+        self.semaphore: asyncio.Semaphore | None = None
+        self.loop = None
+
+    @asynccontextmanager
+    async def slot(self):
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:
+            self.loop, self.semaphore = loop, asyncio.Semaphore(self.max_concurrent)
+        if self.active >= self.max_concurrent and self.waiting >= self.max_queue:
+            raise Busy
+        self.waiting += 1
+        try:
+            await self.semaphore.acquire()
+        finally:
+            self.waiting -= 1
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+            self.semaphore.release()
+
+
+class BodyLimit:
+    """ASGI middleware: a body over ``max_bytes`` (by Content-Length or as it arrives) is answered 413."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                return await _send_json(send, 400, {"error": "the Content-Length header is not a number"})
+            if int(length) > self.max_bytes:
+                return await _send_json(send, 413, _too_large(self.max_bytes))
+        # read the body here, up to the limit, and replay it: a body without Content-Length is counted too
+        chunks, seen = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.max_bytes:
+                return await _send_json(send, 413, _too_large(self.max_bytes))
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: http.disconnect, when it comes
+
+        return await self.app(scope, replay, send)
+
+
+def _too_large(limit: int) -> dict:
+    return {"error": f"the request body is larger than {limit} bytes (--limits.max_body_bytes)"}
+
+
+async def _send_json(send, status: int, body: dict) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+class State:
+    """Everything the app holds: models, limits, sessions, batchers, counters."""
+
+    def __init__(self, models: dict[str, Served], limits: ServeLimits) -> None:
+        self.models, self.limits = models, limits
+        self.admission = Admission(limits.max_concurrent, limits.max_queue)
+        self.sessions = SessionStore(max_sessions=limits.max_sessions, max_bytes=limits.max_session_bytes,
+                                     ttl_s=limits.session_ttl_s)
+        self.batchers: dict[str, MicroBatcher] = {}
+        self.active_generations = 0
+        self.generations_stopped = 0
+        self.started = time.time()
+
+    def model(self, name: str) -> Served:
+        if name not in self.models:
+            raise HTTPException(404, f"no model {name!r}; the models are: {', '.join(self.models)}")
+        return self.models[name]
+
+    def batcher(self, m: Served) -> MicroBatcher:
+        if m.name not in self.batchers:
+            stepper = stepper_for(m, self.limits.probe_units)
+            self.batchers[m.name] = MicroBatcher(
+                lambda x, s: stepper.step(x, s), window_s=self.limits.batch_window_ms / 1000,
+                max_batch=self.limits.max_batch, enabled=self.limits.batching)
+        return self.batchers[m.name]
+
+    async def compute(self, fn, *args):
+        """Run ``fn(*args)`` in a worker thread within a slot and the request timeout."""
+        async with self.admission.slot():
+            try:
+                return await asyncio.wait_for(asyncio.to_thread(fn, *args), self.limits.request_timeout_s)
+            except asyncio.TimeoutError:
+                raise HTTPException(504, f"the request took longer than {self.limits.request_timeout_s:g} s "
+                                         "(--limits.request_timeout_s)") from None
+
+
+def create_app(bundles: dict[str, Union[str, Path]], limits: ServeLimits | None = None, *,
+               models: dict[str, Served] | None = None) -> FastAPI:
+    """The app serving ``bundles`` (name -> bundle folder). Missing or damaged bundles raise here, at start-up.
+    ``models``: bundles already loaded (:func:`~rnnlab.serve.models.load_models`), shared between apps in tests."""
+    limits = limits if limits is not None else ServeLimits()
+    state = State(models if models is not None else load_models(bundles), limits)
+    app = FastAPI(title="rnnlab serve", docs_url=None, redoc_url=None,
+                  description="Trained rnnlab bundles over HTTP; see docs/serve.md.")
+    app.state.rnnlab = state
+    _errors(app, limits)
+    _routes(app, state)
+    from . import routes_sessions, routes_tasks
+
+    routes_tasks.add(app, state)
+    routes_sessions.add(app, state)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    return app
+
+
+def _errors(app: FastAPI, limits: ServeLimits) -> None:
+    def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        parts = []
+        for e in exc.errors()[:5]:
+            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+            parts.append(f"{where}: {e.get('msg')}")
+        return error(422, "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(HTTPException)
+    async def http(request: Request, exc: HTTPException):
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(SessionError)
+    async def session(request: Request, exc: SessionError):
+        headers = {"Retry-After": str(limits.retry_after_s)} if exc.status == 429 else None
+        return error(exc.status, str(exc), headers)
+
+    @app.exception_handler(Busy)
+    async def busy(request: Request, exc: Busy):
+        return error(429, "the server is busy: every slot and queue place is taken (--limits.max_concurrent, "
+                          "--limits.max_queue); retry later", {"Retry-After": str(limits.retry_after_s)})
+
+    @app.exception_handler(ValueError)
+    async def value(request: Request, exc: ValueError):
+        return error(400, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+    @app.exception_handler(TypeError)
+    async def type_(request: Request, exc: TypeError):
+        return error(400, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def _rss_bytes() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _routes(app: FastAPI, state: State) -> None:
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str):
+        files = {p.name: p for p in STATIC.iterdir() if p.is_file()}  # only the package's own files
+        if name not in files:
+            raise HTTPException(404, f"no static file {name!r}")
+        return FileResponse(files[name])
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return FileResponse(STATIC / "docs.html")
+
+    @app.get("/health", summary="liveness, load, sessions and memory")
+    async def health() -> dict:
+        s = state
+        s.sessions.sweep()
+        return {
+            "status": "ok", "models": list(s.models), "uptime_s": round(time.time() - s.started, 1),
+            "rss_bytes": _rss_bytes(),
+            "requests": {"active": s.admission.active, "queued": s.admission.waiting,
+                         "max_concurrent": s.limits.max_concurrent, "max_queue": s.limits.max_queue},
+            "generations": {"active": s.active_generations, "stopped_early": s.generations_stopped},
+            "sessions": {"open": len(s.sessions.sessions), "max": s.limits.max_sessions,
+                         "state_bytes": s.sessions.bytes, "max_state_bytes": s.limits.max_session_bytes,
+                         "ttl_s": s.limits.session_ttl_s},
+            "batching": {name: b.stats() for name, b in s.batchers.items()},
+        }
+
+    @app.get("/models", summary="the served models: task, sizes, metrics, endpoints")
+    async def models() -> dict:
+        return {"models": [m.describe() for m in state.models.values()]}
+
+    @app.get("/models/{name}", summary="one served model")
+    async def model(name: str) -> dict:
+        return state.model(name).describe()
+
+    @app.post("/models/{name}/predict", summary="the task's predict on text inputs, with its PredictOptions")
+    async def predict(name: str, body: PredictRequest) -> dict:
+        m = state.model(name)
+        if not accepts_text_inputs(m):
+            raise HTTPException(400, f"model {name!r} (task {m.task}) reads files named by its inputs, and the "
+                                     "server never takes a path from a request")
+        if len(body.inputs) > state.limits.max_inputs:
+            raise HTTPException(400, f"{len(body.inputs)} inputs: the server takes at most "
+                                     f"{state.limits.max_inputs} per request (--limits.max_inputs)")
+        options = check_options(m.module, body.options, state.limits)
+        if m.task == "textgen" and options.get("max_new_tokens") is None:
+            options["max_new_tokens"] = min(state.limits.max_new_tokens, 200)
+        outputs = await state.compute(lambda: list(m.module.predict(m.path, body.inputs, **options)))
+        return {"model": name, "task": m.task, "outputs": outputs}
+
+
+__all__ = ["create_app", "State", "TokenStepper", "FeatureStepper", "GenerateRequest", "StepRequest",
+           "TextsRequest", "TranslateRequest"]

@@ -1,0 +1,97 @@
+"""Streaming sessions: open, step (micro-batched across sessions), close."""
+from __future__ import annotations
+
+import torch
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+
+from .schemas import StepRequest
+from .stepping import TokenStepper, stepper_for
+
+
+def add(app: FastAPI, state) -> None:
+    limits = state.limits
+
+    def streaming(name: str):
+        m = state.model(name)
+        stepper = stepper_for(m, limits.probe_units)
+        if stepper is None:
+            raise HTTPException(400, f"model {name!r} ({m.task}) cannot stream: sessions need a unidirectional "
+                                     "recurrent encoder (lstm, gru, rnn, mingru, minlstm)")
+        return m, stepper
+
+    @app.post("/models/{name}/sessions", status_code=201, summary="open a streaming session (the state stays here)")
+    async def open_session(name: str) -> dict:
+        m, stepper = streaming(name)
+        session = state.sessions.create(name, stepper.initial_state(), stepper.state_bytes())
+        return {"session": session.id, "model": name, "ttl_s": limits.session_ttl_s, "state_bytes": session.bytes}
+
+    @app.post("/models/{name}/sessions/{session_id}/step", summary="feed inputs; get outputs, the state moves on")
+    async def step(name: str, session_id: str, body: StepRequest) -> dict:
+        m, stepper = streaming(name)
+        session = state.sessions.get(session_id, name)
+        inputs, labels = _inputs(m, stepper, body, limits)
+        batcher = state.batcher(m)
+        outputs = []
+        async with session.lock:  # one step request at a time per session
+            for x, label in zip(inputs, labels):
+                out, session.state = await batcher.submit(x, session.state)
+                session.steps += 1
+                outputs.append(_describe(m, stepper, out, label, body.top_k))
+            session.last_used = state.sessions.clock()
+        return {"session": session_id, "steps": session.steps, "outputs": outputs if body.all_steps else outputs[-1:]}
+
+    @app.delete("/models/{name}/sessions/{session_id}", summary="close a session")
+    async def close(name: str, session_id: str) -> dict:
+        state.sessions.delete(session_id, name)
+        return {"session": session_id, "closed": True}
+
+
+def _inputs(m, stepper, body: StepRequest, limits) -> tuple[list[torch.Tensor], list]:
+    """The request's inputs as per-step tensors (1,) or (1, I), with a label for each."""
+    given = [k for k in ("text", "tokens", "features") if getattr(body, k) is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one of 'text', 'tokens' (language models) or 'features' (feature models)")
+    if isinstance(stepper, TokenStepper):
+        if body.features is not None:
+            raise ValueError(f"model {m.name!r} is a language model: feed 'text' or 'tokens', not 'features'")
+        tokenizer = m.extra["tokenizer"]
+        ids = tokenizer.encode(body.text) if body.text is not None else list(body.tokens)
+        V = m.model.config.vocab_size
+        bad = [i for i in ids if not 0 <= i < V]
+        if bad:
+            raise ValueError(f"tokens must be ids in [0, {V}), got {bad[:5]}")
+        labels = [tokenizer.decode([i]) for i in ids]
+        xs = [torch.tensor([i], dtype=torch.long) for i in ids]
+    else:
+        if body.features is None:
+            raise ValueError(f"model {m.name!r} reads feature vectors: feed 'features' (a list of vectors)")
+        size = m.model.inputs.output_size
+        if any(len(v) != size for v in body.features):
+            raise ValueError(f"each feature vector must hold {size} numbers")
+        xs = [torch.tensor([v], dtype=torch.float32) for v in body.features]
+        labels = [None] * len(xs)
+    if not xs:
+        raise ValueError("nothing to feed: the inputs are empty")
+    if len(xs) > limits.max_new_tokens:
+        raise ValueError(f"{len(xs)} steps in one request: the server takes at most {limits.max_new_tokens} "
+                         "(--limits.max_new_tokens)")
+    return xs, labels
+
+
+def _describe(m, stepper, out: dict, label, top_k: int) -> dict:
+    entry: dict = {"hidden": [round(float(v), 5) for v in out["hidden"][0]]}
+    if label is not None:
+        entry["input"] = label
+    gates = {k[5:]: [round(float(v), 4) for v in t[0]] for k, t in out.items() if k.startswith("gate_")}
+    if gates:
+        entry["gates"] = gates
+    if "logits" in out:
+        probs = torch.softmax(out["logits"][0].float(), dim=-1)
+        p, ids = probs.topk(min(top_k, probs.numel()))
+        tokenizer = m.extra["tokenizer"]
+        entry["next"] = [{"id": int(i), "token": tokenizer.decode([int(i)]), "p": round(float(q), 6)}
+                         for q, i in zip(p, ids)]
+    if "output" in out:
+        entry["output"] = [round(float(v), 6) for v in out["output"][0]]
+    return entry

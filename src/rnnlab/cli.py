@@ -155,6 +155,9 @@ def build_parser(bundle_task=None) -> ArgumentParser:
     p.add_argument("--length", type=int, default=50, help="adding: sequence length T")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     commands.add_subcommand("demo", p, help="train and sample a character LSTM in two minutes (or --task adding)")
+    from rnnlab.experiments.cli import add_to as add_experiment
+
+    add_experiment(commands, _subparser)
     _plain_help(parser)
     return parser
 
@@ -334,6 +337,12 @@ def _adding_demo(ns) -> int:
     return 0
 
 
+def cmd_experiment(ns) -> int:
+    from rnnlab.experiments.cli import run
+
+    return run(ns)
+
+
 def _config_files(argv: list[str]) -> list[str]:
     """The files named by ``--config FILE`` or ``--config=FILE`` in argv."""
     files = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
@@ -379,7 +388,7 @@ def _check_train_configs(argv: list[str]) -> None:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "generate": cmd_generate, "predict": cmd_predict,
-            "datasets": cmd_datasets, "demo": cmd_demo}
+            "datasets": cmd_datasets, "demo": cmd_demo, "experiment": cmd_experiment}
 
 
 def _one_line(error: BaseException) -> str:

@@ -163,6 +163,9 @@ def build_parser(bundle_task=None) -> ArgumentParser:
     from rnnlab.serve import cli as serve_cli
 
     commands.add_subcommand("serve", serve_cli.build_parser(), help="serve bundles: HTTP API, sessions, web page")
+    from rnnlab.experiments.cli import add_to as add_experiment
+
+    add_experiment(commands, _subparser)
     _plain_help(parser)
     return parser
 
@@ -342,6 +345,12 @@ def _adding_demo(ns) -> int:
     return 0
 
 
+def cmd_experiment(ns) -> int:
+    from rnnlab.experiments.cli import run
+
+    return run(ns)
+
+
 def _config_files(argv: list[str]) -> list[str]:
     """The files named by ``--config FILE`` or ``--config=FILE`` in argv."""
     files = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
@@ -393,7 +402,8 @@ def cmd_inspect(ns) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "generate": cmd_generate, "predict": cmd_predict,
-            "inspect": cmd_inspect, "datasets": cmd_datasets, "demo": cmd_demo, "serve": lambda ns: _serve(ns)}
+            "inspect": cmd_inspect, "datasets": cmd_datasets, "demo": cmd_demo, "serve": lambda ns: _serve(ns),
+            "experiment": cmd_experiment}
 
 
 def _serve(ns) -> int:

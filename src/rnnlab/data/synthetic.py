@@ -32,3 +32,54 @@ def adding_problem(
     x = torch.stack([values, markers], dim=2)  # (B, T, 2)
     y = values[rows, first] + values[rows, second]  # (B,)
     return x, y
+
+
+COPY_BLANK, COPY_DELIMITER = 0, 1  # token ids shared by the copy tasks; symbols are 2 .. 2 + symbols - 1
+
+
+def copy_task(
+    batch_size: int, delay: int, *, symbols: int = 8, copy_length: int = 10,
+    generator: Optional[torch.Generator] = None,
+) -> tuple[Tensor, Tensor]:
+    """The copy (memory) task of Hochreiter & Schmidhuber (1997) as Arjovsky et al. (2016, §4.1) set it.
+
+    x (B, copy_length + delay + copy_length) token ids: ``copy_length`` symbols, ``delay - 1`` blanks, the
+    delimiter, then ``copy_length`` blanks during which the model must emit the symbols. y (B, copy_length): the
+    symbols, the targets of the last ``copy_length`` positions. A model that remembers nothing scores accuracy
+    1/symbols there.
+    """
+    _check_copy_args(delay, symbols, copy_length)
+    data = torch.randint(2, 2 + symbols, (batch_size, copy_length), generator=generator)
+    x = torch.full((batch_size, 2 * copy_length + delay), COPY_BLANK, dtype=torch.long)
+    x[:, :copy_length] = data
+    x[:, copy_length + delay - 1] = COPY_DELIMITER
+    return x, data
+
+
+def selective_copy_task(
+    batch_size: int, length: int, *, symbols: int = 8, copy_length: int = 10,
+    generator: Optional[torch.Generator] = None,
+) -> tuple[Tensor, Tensor]:
+    """Selective copying (Gu & Dao, 2023, "Mamba", §3.1): the symbols sit at random positions among blanks.
+
+    x (B, length + 1 + copy_length): ``copy_length`` symbols at random, ordered positions of the first
+    ``length`` steps (blanks elsewhere), the delimiter, then ``copy_length`` blanks during which the model must
+    emit the symbols in order. y (B, copy_length). Unlike the copy task, the spacing is random, so a fixed
+    time-shift cannot solve it: the model has to select by content.
+    """
+    _check_copy_args(length, symbols, copy_length)
+    if length < copy_length:
+        raise ValueError(f"length ({length}) must be at least copy_length ({copy_length})")
+    data = torch.randint(2, 2 + symbols, (batch_size, copy_length), generator=generator)
+    # copy_length distinct positions per row, in order: the smallest keys of a random permutation
+    positions = torch.rand(batch_size, length, generator=generator).argsort(dim=1)[:, :copy_length].sort(dim=1).values
+    x = torch.full((batch_size, length + 1 + copy_length), COPY_BLANK, dtype=torch.long)
+    x.scatter_(1, positions, data)
+    x[:, length] = COPY_DELIMITER
+    return x, data
+
+
+def _check_copy_args(length: int, symbols: int, copy_length: int) -> None:
+    for name, value in (("length/delay", length), ("symbols", symbols), ("copy_length", copy_length)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")

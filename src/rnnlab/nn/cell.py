@@ -30,8 +30,9 @@ Options, keyword-only, shared by all built-in cells:
 - ``recurrent_dropout``: variational dropout on h_{t-1} where it enters the recurrent product (Gal &
   Ghahramani, 2016, "A Theoretically Grounded Application of Dropout in RNNs", §4): one mask per sequence,
   shared by all gates and all time steps, inverted scaling 1/(1-p), active only in training.
-- ``recurrent_init``: ``"orthogonal"`` (default; Saxe et al., 2014, one orthogonal H×H block per gate) or
-  ``"uniform"`` (torch.nn's U(-1/√H, 1/√H)). Input weights are U(-1/√H, 1/√H) as in torch.nn; biases are zero
+- ``recurrent_init``: ``"orthogonal"`` (default; Saxe et al., 2014, one orthogonal H×H block per gate),
+  ``"uniform"`` (torch.nn's U(-1/√H, 1/√H)) or ``"identity"`` (one identity block per gate: with the ReLU RNN this
+  is the IRNN of Le et al., 2015, "A Simple Way to Initialize Recurrent Networks of Rectified Linear Units"). Input weights are U(-1/√H, 1/√H) as in torch.nn; biases are zero
   (the LSTM's forget bias aside).
 """
 from __future__ import annotations
@@ -45,7 +46,7 @@ from torch import Tensor, nn
 from ._checks import check_dtype_match, check_input, check_state_tensor
 from .state import State
 
-RecurrentInit = Literal["orthogonal", "uniform"]
+RecurrentInit = Literal["orthogonal", "uniform", "identity"]
 _INITS = get_args(RecurrentInit)
 
 
@@ -104,6 +105,9 @@ class RecurrentCell(nn.Module):
             if self.recurrent_init == "orthogonal":
                 for block in self.weight_hh.split(H, dim=0):  # one H×H block per gate
                     nn.init.orthogonal_(block)
+            elif self.recurrent_init == "identity":
+                for block in self.weight_hh.split(H, dim=0):
+                    nn.init.eye_(block)
             else:
                 nn.init.uniform_(self.weight_hh, -bound, bound)
             if self.bias_ih is not None:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.nn import MinGRU, MinLSTM, Recurrent
+from rnnlab.nn.cell import RecurrentInit
 from rnnlab.nn.state import LSTMState, State
 from rnnlab.nn.transformer import Norm, NormPosition, Positions
 
@@ -44,6 +45,9 @@ class EncoderConfig:
     """Recurrent kinds lstm/gru/rnn: layer norm inside the cell."""
     recurrent_dropout: float = 0.0
     """Recurrent kinds lstm/gru/rnn: variational dropout on h_{t-1}."""
+    recurrent_init: RecurrentInit = "orthogonal"
+    """Recurrent kinds lstm/gru/rnn/rnn-relu: orthogonal | uniform | identity (rnn-relu with identity is the
+    IRNN of Le et al., 2015)."""
     window: int = 5
     """window: how many inputs each position sees (itself and the n-1 before it)."""
     kernel_size: int = 3
@@ -68,6 +72,9 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"encoder kind must be one of {KINDS}, got {self.kind!r}")
+        if self.recurrent_init not in get_args(RecurrentInit):
+            raise ValueError(f"encoder recurrent_init must be one of {get_args(RecurrentInit)}, "
+                             f"got {self.recurrent_init!r}")
         for name in ("hidden_size", "num_layers", "num_heads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -124,7 +131,8 @@ def build_encoder(config: EncoderConfig, input_size: int) -> nn.Module:
         extra = {"nonlinearity": "relu"} if c.kind == "rnn-relu" else {}
         layer = Recurrent(
             cell, input_size, c.hidden_size, num_layers=c.num_layers, bidirectional=c.bidirectional,
-            dropout=c.dropout, layer_norm=c.layer_norm, recurrent_dropout=c.recurrent_dropout, **extra,
+            dropout=c.dropout, layer_norm=c.layer_norm, recurrent_dropout=c.recurrent_dropout,
+            recurrent_init=c.recurrent_init, **extra,
         )
         D = 2 if c.bidirectional else 1
         return RecurrentEncoder(layer, D * c.hidden_size, D)

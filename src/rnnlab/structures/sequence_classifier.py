@@ -120,6 +120,15 @@ class SequenceClassifier(nn.Module):
         return self({"x": x, "lengths": lengths}).logits.argmax(-1)
 
 
+def _coordinates(video: Tensor) -> Tensor:
+    """(B, T, C, H, W) -> (B, T, 2, H, W): x and y of each pixel, from -1 to 1."""
+    B, T, _, H, W = video.shape
+    ys = torch.linspace(-1, 1, H, device=video.device, dtype=video.dtype)
+    xs = torch.linspace(-1, 1, W, device=video.device, dtype=video.dtype)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))  # (2, H, W)
+    return grid.expand(B, T, 2, H, W)
+
+
 @dataclass(frozen=True)
 class FrameClassifierConfig:
     """A classifier of clips (B, T, C, H, W): a CNN per frame, then a sequence model over the frame features."""
@@ -134,6 +143,10 @@ class FrameClassifierConfig:
     """The CNN's channels per block (each block halves the frame's height and width)."""
     kernel_size: int = 3
     """The CNN's kernel size."""
+    coordinates: bool = True
+    """Give the CNN two more input channels holding each pixel's x and y in [-1, 1] (CoordConv, Liu et al.,
+    2018): the CNN ends in a global average, which is blind to where a shape is; with the coordinates its
+    features can say where, so the model can follow a shape that moves."""
     temporal: Temporal = "encoder"
     """encoder: a sequence encoder over the frame features | average: their mean (the frame-averaging baseline,
     blind to order)."""
@@ -170,7 +183,7 @@ class FrameClassifier(nn.Module):
         C, E = config.in_channels, config.frame_features
         self.register_buffer("pixel_mean", torch.zeros(C))
         self.register_buffer("pixel_std", torch.ones(C))
-        self.cnn = ConvNet2d(C, E, channels=config.channels, kernel_size=config.kernel_size, dropout=config.dropout)
+        self.cnn = ConvNet2d(C + 2 * config.coordinates, E, channels=config.channels, kernel_size=config.kernel_size, dropout=config.dropout)
         if config.temporal == "encoder":
             self.sequence = SequenceClassifier(SequenceClassifierConfig(
                 input_size=E, num_classes=config.num_classes, encoder=config.encoder, pooling=config.pooling,
@@ -192,13 +205,15 @@ class FrameClassifier(nn.Module):
     def frame_features(self, video: Tensor) -> Tensor:
         """(B, T, C, H, W) -> (B, T, E): the CNN on every frame."""
         z = (video - self.pixel_mean.view(-1, 1, 1)) / self.pixel_std.view(-1, 1, 1)
+        if self.config.coordinates:
+            z = torch.cat([z, _coordinates(video)], dim=2)  # (B, T, C + 2, H, W)
         return F.relu(self.cnn.encode_frames(z))  # (B, T, E)
 
     def forward(self, batch: dict) -> Output:
         video = require(batch, "x", "clips (B, T, C, H, W)", "FrameClassifier")
-        if not isinstance(video, Tensor) or video.dim() != 5:
+        if not isinstance(video, Tensor) or video.dim() != 5 or video.shape[2] != self.config.in_channels:
             shape = tuple(video.shape) if isinstance(video, Tensor) else type(video).__name__
-            raise ValueError(f"x must be clips of shape (B, T, C, H, W), got {shape}")
+            raise ValueError(f"x must be clips of shape (B, T, {self.config.in_channels}, H, W), got {shape}")
         lengths = batch_lengths(batch, video)
         features = self.frame_features(video)  # (B, T, E)
         if self.sequence is not None:

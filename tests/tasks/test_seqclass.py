@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from rnnlab.cli import main
 from rnnlab.data.errors import DataError

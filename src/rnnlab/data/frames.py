@@ -65,7 +65,8 @@ def _has_colour(path: Path) -> bool:
         return a.ndim == 4 and a.shape[-1] >= 3
     from PIL import Image
 
-    frames = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(p.name))
+    frames = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                    key=lambda p: natural_key(p.name))
     if not frames:
         return False
     try:
@@ -138,7 +139,8 @@ def _read_array(path: Path, color: str) -> list[np.ndarray]:
     return list(x)
 
 
-def read_clip(path: Union[str, os.PathLike], options: ClipOptions = ClipOptions(), *, color: str = "grey") -> np.ndarray:
+def read_clip(path: Union[str, os.PathLike], options: ClipOptions = ClipOptions(), *,
+              color: str = "grey") -> np.ndarray:
     """One clip (a folder of frames or an array file) as (T, C, H, W) float32; ``color`` 'grey' or 'rgb'."""
     path = Path(path).expanduser()
     if not path.exists():

@@ -183,7 +183,8 @@ class FrameClassifier(nn.Module):
         C, E = config.in_channels, config.frame_features
         self.register_buffer("pixel_mean", torch.zeros(C))
         self.register_buffer("pixel_std", torch.ones(C))
-        self.cnn = ConvNet2d(C + 2 * config.coordinates, E, channels=config.channels, kernel_size=config.kernel_size, dropout=config.dropout)
+        self.cnn = ConvNet2d(C + 2 * config.coordinates, E, channels=config.channels, kernel_size=config.kernel_size,
+                             dropout=config.dropout)
         if config.temporal == "encoder":
             self.sequence = SequenceClassifier(SequenceClassifierConfig(
                 input_size=E, num_classes=config.num_classes, encoder=config.encoder, pooling=config.pooling,

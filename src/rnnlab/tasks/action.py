@@ -36,8 +36,15 @@ from rnnlab.training import TrainerConfig
 from rnnlab.training.checkpoint import from_dict
 
 from . import _sequence_classifier as sc
-from ._common import check_data_unchanged, check_positive, check_run_dir, load_task_bundle, locked, save_task_bundle
-from ._common import split_off
+from ._common import (
+    check_data_unchanged,
+    check_positive,
+    check_run_dir,
+    load_task_bundle,
+    locked,
+    save_task_bundle,
+    split_off,
+)
 
 log = logging.getLogger(__name__)
 

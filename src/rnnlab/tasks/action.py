@@ -13,6 +13,7 @@ Metrics: accuracy, macro-F1, per-class figures and the confusion matrix.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import sys
@@ -180,6 +181,7 @@ def is_embedded(data: Optional[str]) -> bool:
     return data is None or data == EMBEDDED
 
 
+@functools.lru_cache(maxsize=1)  # train, the fingerprint and evaluate all ask for it
 def embedded_splits() -> tuple[Labelled, Labelled]:
     """The embedded set: (training, test) generated clips with fixed seeds."""
     return synthetic_clips(EMBEDDED_SIZES[0], seed=1), synthetic_clips(EMBEDDED_SIZES[1], seed=2)

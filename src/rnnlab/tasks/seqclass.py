@@ -15,6 +15,7 @@ Metrics (scikit-learn's definitions): accuracy, macro-F1, per-class precision/re
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import sys
@@ -175,6 +176,7 @@ def is_embedded(data: Optional[str]) -> bool:
     return data is None or data == EMBEDDED
 
 
+@functools.lru_cache(maxsize=1)  # train, the fingerprint and evaluate all ask for it
 def embedded_splits() -> tuple[Labelled, Labelled]:
     """The embedded set: (training, test) generated signals with fixed seeds."""
     return synthetic_signals(EMBEDDED_SIZES[0], seed=1), synthetic_signals(EMBEDDED_SIZES[1], seed=2)

@@ -26,6 +26,12 @@ from .many_to_one import ManyToOne, ManyToOneConfig
 from .one_to_many import OneToMany, OneToManyConfig
 from .one_to_one import OneToOne, OneToOneConfig
 from .seq2seq import Seq2Seq, Seq2SeqConfig
+from .sequence_classifier import (
+    FrameClassifier,
+    FrameClassifierConfig,
+    SequenceClassifier,
+    SequenceClassifierConfig,
+)
 from .transformer_seq2seq import TransformerSeq2Seq, TransformerSeq2SeqConfig
 
 __all__ = [
@@ -33,4 +39,5 @@ __all__ = [
     "OneToOne", "OneToOneConfig", "OneToMany", "OneToManyConfig", "ManyToOne", "ManyToOneConfig",
     "ManyToMany", "ManyToManyConfig", "LanguageModel", "LanguageModelConfig", "Seq2Seq", "Seq2SeqConfig",
     "TransformerSeq2Seq", "TransformerSeq2SeqConfig",
+    "SequenceClassifier", "SequenceClassifierConfig", "FrameClassifier", "FrameClassifierConfig",
 ]

@@ -35,6 +35,8 @@ TASKS: dict[str, str] = {
     "classify": "rnnlab.tasks.classify",
     "tag": "rnnlab.tasks.tag",
     "translate": "rnnlab.tasks.translate",
+    "seqclass": "rnnlab.tasks.seqclass",
+    "action": "rnnlab.tasks.action",
 }
 
 

@@ -24,7 +24,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table, setup_threads, write_json  # noqa: E402
-from rnnlab.structures import EncoderConfig  # noqa: E402
 from rnnlab.tasks import forecast  # noqa: E402
 from rnnlab.tasks.forecast import ForecastConfig, ForecastModelConfig, SeriesDataConfig  # noqa: E402
 

@@ -5,8 +5,15 @@ import pandas as pd
 import pytest
 
 from rnnlab.data.errors import DataError
-from rnnlab.data.series import (advance, calendar_features, calendar_names, embedded_csv, parse_series, read_series,
-                                time_text)
+from rnnlab.data.series import (
+    advance,
+    calendar_features,
+    calendar_names,
+    embedded_csv,
+    parse_series,
+    read_series,
+    time_text,
+)
 
 
 def monthly(n=30, start="2000-01-01", drop=(), blank=()):

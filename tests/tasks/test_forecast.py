@@ -16,7 +16,7 @@ from rnnlab.nn.masking import masked_gaussian_nll
 from rnnlab.structures import EncoderConfig
 from rnnlab.tasks import forecast
 from rnnlab.tasks import forecast_baselines as fb
-from rnnlab.tasks.forecast import ForecastConfig, ForecastModelConfig, Forecaster, SeriesDataConfig
+from rnnlab.tasks.forecast import ForecastConfig, Forecaster, ForecastModelConfig, SeriesDataConfig
 from rnnlab.training import TrainerConfig
 
 

@@ -26,8 +26,9 @@ import csv
 import io
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Sequence
+from typing import Literal, Optional
 
 import numpy as np
 
@@ -99,7 +100,7 @@ class Series:
     def __len__(self) -> int:
         return len(self.times)
 
-    def slice(self, start: int, stop: int) -> "Series":
+    def slice(self, start: int, stop: int) -> Series:
         return Series(self.source, self.times[start:stop], self.frequency, self.targets[start:stop],
                       self.target_names, self.known[start:stop], self.known_names, self.past[start:stop],
                       self.past_names, self.report)

@@ -46,8 +46,19 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from rnnlab.data.errors import DataError
-from rnnlab.data.series import (EMBEDDED_SERIES, Frequency, Missing, Series, advance, calendar_features,
-                                calendar_names, embedded_csv, parse_series, read_series, time_text)
+from rnnlab.data.series import (
+    EMBEDDED_SERIES,
+    Frequency,
+    Missing,
+    Series,
+    advance,
+    calendar_features,
+    calendar_names,
+    embedded_csv,
+    parse_series,
+    read_series,
+    time_text,
+)
 from rnnlab.nn.masking import masked_gaussian_nll
 from rnnlab.nn.state import LSTMState
 from rnnlab.structures import EncoderConfig, ManyToMany, ManyToManyConfig, ManyToOne, ManyToOneConfig
@@ -108,8 +119,9 @@ class ForecastModelConfig:
 
     def __post_init__(self) -> None:
         if self.encoder.kind not in RECURRENT_KINDS or self.encoder.bidirectional:
-            raise ValueError(f"--model.encoder.kind must be a unidirectional recurrent kind ({', '.join(RECURRENT_KINDS)}"
-                             f") so that the forecaster can stream, got {self.encoder.kind!r}"
+            raise ValueError(f"--model.encoder.kind must be a unidirectional recurrent kind "
+                             f"({', '.join(RECURRENT_KINDS)}) so that the forecaster can stream, got "
+                             f"{self.encoder.kind!r}"
                              f"{' bidirectional' if self.encoder.bidirectional else ''}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"--model.dropout must be in [0, 1), got {self.dropout!r}")
@@ -315,11 +327,11 @@ def split(n: int, config: ForecastConfig, source: str) -> Split:
     test = max(config.horizon, round(config.test_fraction * n))
     valid = max(config.horizon, round(config.valid_fraction * n))
     s = Split(n - test - valid, n - test, n)
-    need = config.input_length + config.horizon + 1 + 2 * config.horizon
-    if s.train_end < config.input_length + config.horizon + 1:
+    window = config.input_length + config.horizon + 1
+    if s.train_end < window:
         raise DataError(source, f"{n} rows are too few: one window of --input_length {config.input_length} + "
-                                f"--horizon {config.horizon} (+1 with diff) in the training part, and "
-                                f"{valid} validation and {test} test rows, need at least {need + valid + test - 2 * config.horizon} rows; "
+                                f"--horizon {config.horizon} (+1 with diff) in the training part, then {valid} "
+                                f"validation and {test} test rows, need at least {window + valid + test} rows; "
                                 "give a longer series or shorten --input_length/--horizon")
     return s
 
@@ -712,8 +724,9 @@ def predict(bundle_path: Union[str, Path], inputs: Iterable[str], *, data: Optio
         series = load_series(config.data, file)
         keep = config.input_length + (1 if config.target_transform == "diff" else 0)
         if len(series) < keep:
+            plus = " (+1 with diff)" if keep > config.input_length else ""
             raise DataError(series.source, f"{len(series)} rows are too few for one window of --input_length "
-                                           f"{config.input_length}{' (+1 with diff)' if keep > config.input_length else ''}")
+                                           f"{config.input_length}{plus}")
         history = series.slice(len(series) - keep, len(series))
         result = Forecaster(bundle_path, history).forecast()
         if plot:

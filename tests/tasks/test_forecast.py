@@ -186,6 +186,24 @@ def test_cli_train_and_predict_past_the_end(tmp_path, capsys):
     assert "model" in json.loads(capsys.readouterr().out)
 
 
+def test_predict_reads_future_known_covariates_from_trailing_rows(direct_bundle, tmp_path):
+    path, config = direct_bundle
+    series = read_series(config.data.path, time_column="date", targets="sales", known_covariates="promo",
+                         past_covariates="temp")
+    lines = open(config.data.path).read().splitlines()
+    csv = tmp_path / "future.csv"
+    csv.write_text("\n".join(lines[:71]) + "\n" + "".join(f"{d},,{p},\n" for d, p in
+                   (("2005-11-01", 1), ("2005-12-01", 0), ("2006-01-01", 0), ("2006-02-01", 0))))
+    (got,) = forecast.predict(path, [], data=str(csv))
+    want = Forecaster(path, series.slice(70 - config.input_length - 1, 70)).forecast(
+        known_future=np.array([[1.0], [0.0], [0.0], [0.0]]))
+    assert got["timestamps"] == want["timestamps"] == ["2005-11-01", "2005-12-01", "2006-01-01", "2006-02-01"]
+    np.testing.assert_allclose(got["mean"]["sales"], want["mean"]["sales"], rtol=1e-6)
+    csv.write_text("\n".join(lines[:71]) + "\n")
+    with pytest.raises(ValueError, match="end the file with 4 rows of their future values"):
+        list(forecast.predict(path, [str(csv)]))
+
+
 @pytest.mark.parametrize("problem,drop,options,expected", [
     ("gap", (40,), [], "a gap of 1 missing monthly step(s)"),
     ("text", (), [], "row 31, column 'sales': 'lots' is not a number"),

@@ -96,6 +96,9 @@ class Series:
     past_names: list[str]
     report: dict = field(default_factory=dict)
     """What was repaired: rows inserted for gaps, cells filled, the rule."""
+    future_known: Optional[np.ndarray] = None
+    """With ``future_rows=True``: (F, Ck) known covariates of the trailing rows whose targets are all empty (the
+    steps after the end, for forecasting); else None."""
 
     def __len__(self) -> int:
         return len(self.times)
@@ -112,15 +115,17 @@ def split_names(text: Optional[str]) -> list[str]:
 
 
 def read_series(path: str, *, time_column: str = "time", targets: str = "", known_covariates: str = "",
-                past_covariates: str = "", missing: Missing = "error") -> Series:
-    """The series in CSV file ``path`` (see the module docstring for the rules)."""
+                past_covariates: str = "", missing: Missing = "error", future_rows: bool = False) -> Series:
+    """The series in CSV file ``path`` (see the module docstring for the rules and :func:`parse_series`)."""
     return parse_series(read_text(path, what="CSV file"), str(path), time_column=time_column, targets=targets,
-                        known_covariates=known_covariates, past_covariates=past_covariates, missing=missing)
+                        known_covariates=known_covariates, past_covariates=past_covariates, missing=missing,
+                        future_rows=future_rows)
 
 
 def parse_series(text: str, source: str, *, time_column: str = "time", targets: str = "", known_covariates: str = "",
-                 past_covariates: str = "", missing: Missing = "error") -> Series:
-    """:func:`read_series` on the CSV ``text``; errors name ``source``."""
+                 past_covariates: str = "", missing: Missing = "error", future_rows: bool = False) -> Series:
+    """:func:`read_series` on the CSV ``text``; errors name ``source``. ``future_rows``: trailing rows whose
+    targets are all empty are the future steps: their known covariates go to :attr:`Series.future_known`."""
     if missing not in ("error", "ffill", "interpolate"):
         raise ValueError(f"--data.missing must be error, ffill or interpolate, got {missing!r}")
     rows = [r for r in csv.reader(io.StringIO(text))]
@@ -149,13 +154,22 @@ def parse_series(text: str, source: str, *, time_column: str = "time", targets: 
     for row, line in zip(body, body_lines):
         if len(row) != len(header):
             raise DataError(source, f"{len(row)} cells where the header has {len(header)}", line=line)
+    future = None
+    if future_rows:
+        empty = [all(row[column[n]].strip().lower() in _NA for n in target_names) for row in body]
+        f = next((i for i, e in enumerate(reversed(empty)) if not e), len(empty))  # trailing rows without targets
+        future = _numbers(body[len(body) - f:], body_lines[len(body) - f:], [column[n] for n in known], known, source)
+        if np.isnan(future).any():
+            i = int(np.argwhere(np.isnan(future))[0][0])
+            raise DataError(source, "a future row (targets empty) needs every known covariate", line=body_lines[-f + i])
+        body, body_lines = body[:len(body) - f], body_lines[:len(body) - f]
     times, freq, positions = _parse_times([r[t_col].strip() for r in body], body_lines, source, time_column)
     names = target_names + known + past
     values = _numbers(body, body_lines, [column[n] for n in names], names, source)  # (N, C)
     values, times, report = _regularise(values, times, positions, freq, body_lines, names, source, missing)
     K, Ck = len(target_names), len(known)
     return Series(source, times, freq, values[:, :K], target_names, values[:, K:K + Ck], known, values[:, K + Ck:],
-                  past, report)
+                  past, report, future)
 
 
 def _numbers(rows, lines, cols: list[int], names: list[str], source: str) -> np.ndarray:

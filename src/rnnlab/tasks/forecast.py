@@ -222,11 +222,11 @@ class PredictOptions:
 
 # --- data: series -> scaled arrays -----------------------------------------------------------------------------
 
-def load_series(data: SeriesDataConfig, path: Optional[str] = None) -> Series:
+def load_series(data: SeriesDataConfig, path: Optional[str] = None, *, future_rows: bool = False) -> Series:
     """The series that ``data`` names (``path`` overrides data.path): a CSV file or an embedded one."""
     path = data.path if path is None else path
     options = dict(time_column=data.time_column, targets=data.targets, known_covariates=data.known_covariates,
-                   past_covariates=data.past_covariates, missing=data.missing)
+                   past_covariates=data.past_covariates, missing=data.missing, future_rows=future_rows)
     if path is None or path in EMBEDDED_SERIES:
         name = path or "co2"
         return parse_series(embedded_csv(name), name, **{**options, "time_column": "time", "targets": ""})
@@ -715,20 +715,28 @@ def predict(bundle_path: Union[str, Path], inputs: Iterable[str], *, data: Optio
             plot: Optional[str] = None) -> Iterator[dict]:
     """Forecast past the end of each CSV (``data`` and the CSV paths among ``inputs``): one dict per file with
     the timestamps of the next H steps, the mean and the lower/upper bounds of each interval. The history is the
-    file's last input_length rows (+1 with diff), read with the bundle's data options."""
+    file's last input_length rows (+1 with diff), read with the bundle's data options. A model with known
+    covariates reads their future values from the file's trailing rows whose targets are empty (H or more)."""
     _, scaling, config = load_forecaster(bundle_path)
     files = ([data] if data else []) + [i.strip() for i in inputs if isinstance(i, str) and i.strip()]
     if not files:
         raise ValueError("give the series to forecast: --data FILE.csv (or CSV paths as inputs)")
     for file in files:
-        series = load_series(config.data, file)
+        series = load_series(config.data, file, future_rows=True)
+        known_future = None
+        if scaling["known_names"]:
+            if len(series.future_known) < config.horizon:
+                raise DataError(series.source, f"the model reads known covariates {scaling['known_names']}: end the "
+                                               f"file with {config.horizon} rows of their future values and empty "
+                                               f"targets (it has {len(series.future_known)})")
+            known_future = series.future_known[:config.horizon]
         keep = config.input_length + (1 if config.target_transform == "diff" else 0)
         if len(series) < keep:
             plus = " (+1 with diff)" if keep > config.input_length else ""
             raise DataError(series.source, f"{len(series)} rows are too few for one window of --input_length "
                                            f"{config.input_length}{plus}")
         history = series.slice(len(series) - keep, len(series))
-        result = Forecaster(bundle_path, history).forecast()
+        result = Forecaster(bundle_path, history).forecast(known_future=known_future)
         if plot:
             _plot_prediction(series, result, Path(plot).expanduser())
         yield {"file": file, **result}

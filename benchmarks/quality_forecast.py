@@ -2,7 +2,7 @@
 against naive, seasonal naive, ETS and ARIMA, by MASE on the last 10% of each series.
 
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/quality_forecast.py [--datasets co2,sunspots,elnino,nile]
-        [--max_time 120] [--threads 2]
+        [--max_time 120] [--threads 2] [--seed 0]
 
 Every model: the task's defaults (:class:`rnnlab.tasks.forecast.ForecastConfig`): input_length 36, horizon 12,
 direct mode, Gaussian head, first differences standardised on the training part, calendar features by the
@@ -28,13 +28,14 @@ from rnnlab.tasks import forecast  # noqa: E402
 from rnnlab.tasks.forecast import ForecastConfig, ForecastModelConfig, SeriesDataConfig  # noqa: E402
 
 
-def config_for(dataset: str, kind: str, max_time: float, run_root: str) -> ForecastConfig:
+def config_for(dataset: str, kind: str, max_time: float, run_root: str, seed: int = 0) -> ForecastConfig:
     base = ForecastConfig()
     return replace(base, data=SeriesDataConfig(path=dataset),
                    baselines=base.baselines if kind == "lstm" else "",
                    model=ForecastModelConfig(encoder=replace(base.model.encoder, kind=kind)),
-                   trainer=replace(base.trainer, max_time=max_time, progress=False, curves=False, device="cpu",
-                                   run_dir=f"{run_root}/{dataset}-{kind}"))
+                   trainer=replace(base.trainer, max_time=max_time, seed=seed, progress=False, curves=False,
+                                   device="cpu",
+                                   run_dir=f"{run_root}/{dataset}-{kind}-seed{seed}"))
 
 
 def main() -> None:
@@ -43,7 +44,10 @@ def main() -> None:
     parser.add_argument("--models", default="lstm,gru")
     parser.add_argument("--max_time", type=float, default=120.0, help="training seconds per model (the default's)")
     parser.add_argument("--run_root", default="runs/quality_forecast")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a machine shared with other "
+                        "jobs: OpenMP threads waiting for a busy core slow small ops many-fold)")
+    parser.add_argument("--seed", type=int, default=0, help="the training seed (results: quality_forecast_seedN.json "
+                        "for N > 0)")
     args = parser.parse_args()
     setup_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -51,7 +55,7 @@ def main() -> None:
     for dataset in args.datasets.split(","):
         for kind in args.models.split(","):
             t0 = time.perf_counter()
-            bundle = forecast.train(config_for(dataset, kind, args.max_time, args.run_root))
+            bundle = forecast.train(config_for(dataset, kind, args.max_time, args.run_root, args.seed))
             wall = time.perf_counter() - t0
             metrics = json.loads((bundle / "metrics.json").read_text())
             test = metrics["test"]
@@ -69,7 +73,8 @@ def main() -> None:
                              "mase_scale": test["mase_scale"], "test_start": test["test_start"]})
             print_table([r for r in rows if r["dataset"] == dataset],
                         ["dataset", "model", "mase", "mae", "coverage_80", "coverage_95", "wall_s"])
-            path = write_json("quality_forecast.json", {"max_time": args.max_time, "threads": args.threads,
+            name = "quality_forecast.json" if not args.seed else f"quality_forecast_seed{args.seed}.json"
+            path = write_json(name, {"max_time": args.max_time, "threads": args.threads, "seed": args.seed,
                                                          "defaults": "ForecastConfig()", "results": rows})
     print()
     print_table(rows, ["dataset", "model", "mase", "mae", "rmse", "coverage_80", "coverage_95", "wall_s", "about"])

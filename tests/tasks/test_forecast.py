@@ -126,6 +126,8 @@ def test_streaming_equals_rerunning_on_the_full_history(direct_bundle):
     for t in range(60, 80):
         stream.update(series.times[t], series.targets[t], known=series.known[t], past=series.past[t])
     future = series.known[80:84]
+    with pytest.raises(ValueError, match=r"reads past covariates \['temp'\]"):
+        stream.update(None, [1.0], known=[0.0])
     a, b = full.forecast(known_future=future), stream.forecast(known_future=future)
     assert a["timestamps"] == b["timestamps"] == ["2006-09-01", "2006-10-01", "2006-11-01", "2006-12-01"]
     for key in ("mean", "lower_80", "upper_95"):

@@ -655,6 +655,11 @@ class Forecaster:
     def update(self, time: Any, targets, *, known=None, past=None) -> None:
         """Feed the observation at ``time`` (the next step of the grid; None = the next step) of the targets (K,)
         and its known (Cu,) and past (Cp,) covariates."""
+        for what, given in (("known", known), ("past", past)):
+            names = self.scaling[f"{what}_names"]
+            if len(np.atleast_1d(given if given is not None else [])) != len(names):
+                raise ValueError(f"update: this model reads {what} covariates {names}: give {what}= with "
+                                 f"{len(names)} values, got {given!r}")
         time = advance(self.time, self.freq, 1) if time is None else time
         values = np.asarray(targets, dtype=np.float64).reshape(self.K)
         user = np.asarray(known if known is not None else np.zeros(0), dtype=np.float64).reshape(1, -1)

@@ -146,8 +146,9 @@ def test_forecaster_on_a_window_equals_the_batched_forecast_of_evaluate(direct_b
     np.testing.assert_allclose(got["upper_80"]["sales"], intervals[0.8][1][0, :, 0], rtol=1e-5)
 
 
-def test_autoregressive_mode_streams_and_samples_intervals(tmp_path):
-    config = tiny_config(tmp_path, mode="autoregressive", target_transform="level",
+@pytest.mark.parametrize("transform", ["level", "diff"])
+def test_autoregressive_mode_streams_and_samples_intervals(tmp_path, transform):
+    config = tiny_config(tmp_path, mode="autoregressive", target_transform=transform,
                          data=replace(tiny_config(tmp_path).data, past_covariates=""))
     path = forecast.train(config)
     series = forecast.load_series(config.data)

@@ -177,7 +177,7 @@ def cli_train(tmp_path, csv, *extra):
 
 
 @pytest.mark.slow  # trains and runs three commands
-def test_cli_train_and_predict_past_the_end(tmp_path, capsys):
+def test_cli_train_and_predict_past_the_end(tmp_path, capsys, monkeypatch):
     csv = write_series(tmp_path / "s.csv")
     assert cli_train(tmp_path, csv) == 0
     capsys.readouterr()
@@ -185,6 +185,9 @@ def test_cli_train_and_predict_past_the_end(tmp_path, capsys):
     assert main(["predict", bundle, csv, "--data", csv]) == 0
     lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
     assert len(lines) == 2 and lines[0]["timestamps"][0] == "2007-07-01" and len(lines[0]["mean"]["sales"]) == 4
+    monkeypatch.setattr("sys.stdin", None)  # --data alone: standard input is not read
+    assert main(["predict", bundle, "--data", csv]) == 0
+    assert json.loads(capsys.readouterr().out)["timestamps"][-1] == "2007-10-01"
     assert main(["evaluate", bundle, "--data", csv]) == 0
     assert "model" in json.loads(capsys.readouterr().out)
 

@@ -230,3 +230,21 @@ def test_cli_bad_input_is_one_line_naming_the_file_exit_2(tmp_path, capsys, prob
     assert cli_train(tmp_path, csv, *options) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("rnnlab: error: ") and "bad.csv" in err and expected in err and "\n" not in err
+
+
+def test_the_presets_parse_and_the_default_preset_is_the_default_config():
+    from pathlib import Path
+
+    from rnnlab.cli import build_parser
+
+    root = Path(__file__).resolve().parents[2]
+
+    def parse(preset):
+        parser = build_parser()
+        ns = parser.instantiate(parser.parse_args(["train", "forecast", "--config", str(root / "configs" / preset)]))
+        return ns.train.forecast
+
+    default = parse("forecast.yaml")
+    assert ForecastConfig(**{k: default[k] for k in ForecastConfig.__dataclass_fields__}) == ForecastConfig()
+    sunspots = parse("forecast-sunspots.yaml")
+    assert sunspots.data.path == "sunspots" and sunspots.trainer.run_dir == "runs/forecast-sunspots"

@@ -247,6 +247,8 @@ def _inputs(ns):
         from rnnlab.data.errors import read_text
 
         return iter(read_text(ns.file, what="input file").splitlines())
+    if ns.get("data"):  # a task whose PredictOptions read --data FILE (forecast): no standard input to wait for
+        return iter(())
     return (line.rstrip("\n") for line in sys.stdin)
 
 

@@ -37,6 +37,7 @@ TASKS: dict[str, str] = {
     "translate": "rnnlab.tasks.translate",
     "seqclass": "rnnlab.tasks.seqclass",
     "action": "rnnlab.tasks.action",
+    "forecast": "rnnlab.tasks.forecast",
 }
 
 

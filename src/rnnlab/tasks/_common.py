@@ -143,13 +143,19 @@ def check_model_size(config: Any) -> None:
 
 # --- data: resolved paths and fingerprints -------------------------------------------------------------------
 
+def _data_path(value: Any) -> Any:
+    """A data field's path: the field itself, or the ``path`` of a nested data config (forecast's ``--data.path``)."""
+    return value.path if dataclasses.is_dataclass(value) and hasattr(value, "path") else value
+
+
 def resolve_data_paths(config: Any) -> Any:
     """``config`` with each data path that exists made absolute, so a bundle finds its data from any folder."""
     changes = {}
     for name in DATA_FIELDS:
         value = getattr(config, name, None)
-        if isinstance(value, str) and value and Path(value).expanduser().exists():
-            changes[name] = str(resolve(value))
+        path = _data_path(value)
+        if isinstance(path, str) and path and Path(path).expanduser().exists():
+            changes[name] = str(resolve(path)) if path is value else dataclasses.replace(value, path=str(resolve(path)))
     return dataclasses.replace(config, **changes) if changes else config
 
 
@@ -161,7 +167,7 @@ def data_fingerprints(config: Any, module: Any) -> dict:
     for name in DATA_FIELDS:
         if not hasattr(config, name):
             continue
-        value = getattr(config, name)
+        value = _data_path(getattr(config, name))
         if value is None or value in getattr(module, "EMBEDDED_NAMES", ()):
             if name == "data" and embedded_text is not None:
                 out[name] = fingerprint_text(value or "default", embedded_text(config))

@@ -35,9 +35,9 @@ TASKS: dict[str, str] = {
     "classify": "rnnlab.tasks.classify",
     "tag": "rnnlab.tasks.tag",
     "translate": "rnnlab.tasks.translate",
+    "forecast": "rnnlab.tasks.forecast",
     "seqclass": "rnnlab.tasks.seqclass",
     "action": "rnnlab.tasks.action",
-    "forecast": "rnnlab.tasks.forecast",
 }
 
 

@@ -1,0 +1,303 @@
+"""``to_onnx``: a bundle (or a structure) -> the sequence graph, the step graph and a JSON description.
+
+torch.onnx's dynamo-based exporter (``torch.onnx.export(..., dynamo=True)``: ``torch.export`` then onnxscript)
+captures :mod:`rnnlab.export.graphs`, whose time loop is a ``scan`` that becomes one ONNX ``Scan`` node; the
+batch and the length are dynamic axes. No TorchScript: the legacy exporter is not used for any op. After
+writing, the graphs are run in onnxruntime on inputs of another batch size and length, with variable lengths,
+and compared with the PyTorch model (``check=True``): a graph that disagrees is an error, not a file.
+
+Files, for ``path = "model.onnx"``: ``model.onnx`` (the whole sequence), ``model.step.onnx`` (one step, the
+state as explicit inputs and outputs), ``model.json`` (the structure, the inputs and outputs with their shapes,
+the state's size, the bundle's assets such as the vocabulary, and a CRF's transition scores for a tagger).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from rnnlab.nn.state import LSTMState
+from rnnlab.structures.encoders import RECURRENT_KINDS
+
+from .graphs import SequenceGraph, StepGraph, is_lstm
+
+log = logging.getLogger(__name__)
+
+INSTALL = "pip install 'rnnlab[export]' (or: pip install onnx onnxscript onnxruntime)"
+STRUCTURES = ("LanguageModel", "ManyToOne", "ManyToMany")
+TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``to_onnx`` wrote."""
+
+    sequence: Path
+    """The whole-sequence graph: x, lengths, h0[, c0] -> y, hN[, cN]."""
+    step: Optional[Path]
+    """The single-step graph: x, h0[, c0] -> y, hN[, cN]; None when the model has none (see ``step_skipped``)."""
+    metadata: Path
+    """The JSON description: inputs, outputs, shapes, state size, assets."""
+    step_skipped: Optional[str] = None
+    """Why there is no step graph (a bidirectional encoder, pooling other than 'last'), else None."""
+    max_error: Optional[dict] = None
+    """The largest |onnxruntime - PyTorch| per graph output, when checked."""
+
+
+def require_onnx() -> None:
+    """ImportError naming the install command when onnx, onnxscript or onnxruntime is missing."""
+    import importlib.util
+
+    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"ONNX export needs {', '.join(missing)}: {INSTALL}")
+
+
+def unsupported_reason(model: nn.Module) -> Optional[str]:
+    """Why ``model`` has no ONNX export, in one line naming the structure or option; None when it exports."""
+    name = type(model).__name__
+    if name not in STRUCTURES:
+        return (f"{name} does not export to ONNX: only {', '.join(STRUCTURES)} (tasks textgen, classify, tag) "
+                "with a recurrent encoder do")
+    kind = model.config.encoder.kind
+    if kind not in RECURRENT_KINDS:
+        return (f"{name} with encoder.kind={kind!r} does not export to ONNX: only the recurrent encoders "
+                f"{', '.join(RECURRENT_KINDS)} do")
+    if getattr(model, "chars", None) is not None:
+        return (f"{name} with char_encoder={model.config.char_encoder!r} does not export to ONNX: "
+                "train the tagger with char_encoder='none'")
+    return None
+
+
+def step_reason(model: nn.Module) -> Optional[str]:
+    """Why ``model`` has no single-step graph (it still has the sequence graph); None when it has one."""
+    name = type(model).__name__
+    if model.encoder.num_directions == 2:
+        return f"{name} with encoder.bidirectional=true has no step graph: the backward direction reads the future"
+    if name == "ManyToOne" and model.config.pooling != "last":
+        return (f"ManyToOne with pooling={model.config.pooling!r} has no step graph: "
+                "only pooling='last' reads the state alone")
+    return None
+
+
+def to_onnx(
+    model_or_bundle: Union[nn.Module, str, Path],
+    path: Union[str, Path],
+    *,
+    step: bool = True,
+    check: bool = True,
+    opset_version: Optional[int] = None,
+) -> ExportResult:
+    """Export a LanguageModel, ManyToOne or ManyToMany (recurrent encoder) to ONNX.
+
+    Args:
+        model_or_bundle: a structure, or the path of a bundle written by ``rnnlab train``.
+        path: the sequence graph's file, ending in ``.onnx``; the step graph goes beside it as ``NAME.step.onnx``,
+            the description as ``NAME.json``.
+        step: also write the step graph (where the model has one).
+        check: run both graphs in onnxruntime and compare with PyTorch (max |difference| ≤ 1e-4), else raise.
+        opset_version: the ONNX opset; None is the exporter's default.
+
+    Raises ValueError (an unsupported structure or option, a bad path or bundle), FileNotFoundError (no
+    bundle), ImportError (onnx/onnxscript/onnxruntime missing), RuntimeError (a graph that disagrees).
+    """
+    require_onnx()
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ValueError(f"the output path must end in .onnx, got {str(path)!r}")
+    model, assets, task = _load(model_or_bundle)
+    reason = unsupported_reason(model)
+    if reason:
+        raise ValueError(reason)
+    model = model.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    step_path = path.with_name(path.stem + ".step.onnx")
+    meta_path = path.with_name(path.stem + ".json")
+    skipped = step_reason(model) if step else "not asked for (step=False)"
+
+    seq_graph = SequenceGraph(model).eval()
+    _export(seq_graph, _sequence_example(model, 3, 5), path, "sequence", opset_version)
+    errors = {}
+    if check:
+        errors["sequence"] = check_sequence(model, path)
+    if skipped is None:
+        _export(StepGraph(model).eval(), _step_example(model, 3), step_path, "step", opset_version)
+        if check:
+            errors["step"] = check_step(model, step_path)
+    elif step_path.exists():
+        step_path.unlink()  # a stale step graph of an earlier export would not match this one
+    meta = describe(model, task, assets, path, None if skipped else step_path)
+    meta_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    return ExportResult(path, None if skipped else step_path, meta_path, skipped, errors or None)
+
+
+# -- export ---------------------------------------------------------------------------------------------------
+def _load(model_or_bundle) -> tuple[nn.Module, dict, Optional[str]]:
+    if isinstance(model_or_bundle, nn.Module):
+        return model_or_bundle, {}, None
+    if not isinstance(model_or_bundle, (str, Path)):
+        raise TypeError(f"model_or_bundle must be a structure (nn.Module) or a bundle path, "
+                        f"got {type(model_or_bundle).__name__}")
+    from rnnlab.training.checkpoint import load_bundle
+
+    path = Path(model_or_bundle)
+    if not path.exists():
+        raise FileNotFoundError(f"bundle not found: {path} (a folder written by 'rnnlab train TASK')")
+    bundle = load_bundle(path)
+    return bundle.model, bundle.assets, bundle.task
+
+
+def _names(model: nn.Module, graph: str) -> tuple[list[str], list[str]]:
+    state_in, state_out = (["h0", "c0"], ["hN", "cN"]) if is_lstm(model.encoder.layer) else (["h0"], ["hN"])
+    inputs = ["x", "lengths"] if graph == "sequence" else ["x"]
+    return inputs + state_in, ["y"] + state_out
+
+
+def _export(graph: nn.Module, args: tuple, path: Path, kind: str, opset_version: Optional[int]) -> None:
+    batch, time = torch.export.Dim("batch", min=1), torch.export.Dim("time", min=1)
+    model = graph.model
+    x_axes = {0: batch, 1: time} if kind == "sequence" else {0: batch}
+    dynamic = [x_axes] + ([{0: batch}] if kind == "sequence" else []) + [{1: batch}] * (len(args) - (2 if kind == "sequence" else 1))
+    inputs, outputs = _names(model, kind)
+    try:
+        with torch.no_grad():
+            program = torch.onnx.export(
+                graph, args, dynamo=True, input_names=inputs, output_names=outputs, dynamic_shapes=tuple(dynamic),
+                opset_version=opset_version, verbose=False,
+            )
+    except Exception as e:  # the exporter's errors are long; the first line says which op failed
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RuntimeError(f"torch.onnx could not export the {kind} graph of {type(model).__name__}: {first}") from e
+    program.save(str(path))
+    log.info("wrote the %s graph: %s", kind, path)
+
+
+def _sequence_example(model: nn.Module, B: int, T: int, *, seed: int = 0, zero_state: bool = False) -> tuple:
+    """(x, lengths, h0[, c0]): lengths from 1 to T, so that export never specialises a length."""
+    g = torch.Generator().manual_seed(seed)
+    x = _inputs(model, (B, T), g)
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    lengths[0] = T
+    if B > 1:
+        lengths[1] = 1 if T > 1 else T
+    return (x, lengths, *_state(model, B, g, zero_state))
+
+
+def _step_example(model: nn.Module, B: int, *, seed: int = 0) -> tuple:
+    g = torch.Generator().manual_seed(seed)
+    return (_inputs(model, (B,), g), *_state(model, B, g, False))
+
+
+def _inputs(model: nn.Module, shape: tuple, g: torch.Generator) -> torch.Tensor:
+    emb = model.inputs.embedding
+    if emb is not None:
+        return torch.randint(0, emb.num_embeddings, shape, generator=g)
+    return torch.randn(*shape, model.inputs.output_size, generator=g)
+
+
+def _state(model: nn.Module, B: int, g: torch.Generator, zero: bool) -> tuple:
+    layer = model.encoder.layer
+    shape = (layer.num_layers * layer.num_directions, B, layer.hidden_size)
+    make = (lambda: torch.zeros(shape)) if zero else (lambda: 0.5 * torch.randn(*shape, generator=g))
+    return (make(), make()) if is_lstm(layer) else (make(),)
+
+
+# -- parity with PyTorch ----------------------------------------------------------------------------------
+def session(path: Union[str, Path]):
+    """An onnxruntime CPU session for ``path``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run(path_or_session, names: list[str], args: tuple) -> list[np.ndarray]:
+    """Run a graph on torch tensors ``args`` named ``names``; numpy outputs."""
+    sess = session(path_or_session) if isinstance(path_or_session, (str, Path)) else path_or_session
+    return sess.run(None, {n: a.numpy() for n, a in zip(names, args)})
+
+
+@torch.no_grad()
+def reference_sequence(model: nn.Module, args: tuple) -> list[torch.Tensor]:
+    """PyTorch's (y, hN[, cN]) for the sequence graph's inputs, through the structure's own forward."""
+    x, lengths, *state = args
+    st = LSTMState(*state) if len(state) == 2 else state[0]
+    _, final = model.encoder.forward_with_state(model.inputs(x), st, lengths)
+    if type(model).__name__ == "LanguageModel":
+        y = model({"x": x, "lengths": lengths, "state": st}).logits
+    else:  # ManyToOne and ManyToMany start from zeros: the check passes a zero state
+        y = model({"x": x, "lengths": lengths}).logits
+    return [y, *_parts(final)]
+
+
+@torch.no_grad()
+def reference_step(model: nn.Module, args: tuple) -> list[torch.Tensor]:
+    x, *state = args
+    st = LSTMState(*state) if len(state) == 2 else state[0]
+    y, final = model.encoder.step(model.inputs(x.unsqueeze(1)).squeeze(1), st)
+    return [model.head(y), *_parts(final)]
+
+
+def _parts(state) -> list[torch.Tensor]:
+    return [state.h, state.c] if isinstance(state, LSTMState) else [state]
+
+
+def _compare(kind: str, names: list[str], got: list[np.ndarray], want: list[torch.Tensor]) -> dict:
+    errors = {n: float(np.abs(a - b.numpy()).max()) for n, a, b in zip(names, got, want)}
+    bad = {n: e for n, e in errors.items() if not e <= TOLERANCE}
+    if bad:
+        raise RuntimeError(f"the ONNX {kind} graph disagrees with PyTorch: max |difference| {bad} > {TOLERANCE}")
+    return errors
+
+
+def check_sequence(model: nn.Module, path: Union[str, Path]) -> dict:
+    """onnxruntime vs PyTorch on a batch and length other than the export example's, lengths 1..T."""
+    zero = type(model).__name__ != "LanguageModel"
+    args = _sequence_example(model, 4, 7, seed=1, zero_state=zero)
+    inputs, outputs = _names(model, "sequence")
+    return _compare("sequence", outputs, run(path, inputs, args), reference_sequence(model, args))
+
+
+def check_step(model: nn.Module, path: Union[str, Path]) -> dict:
+    args = _step_example(model, 4, seed=1)
+    inputs, outputs = _names(model, "step")
+    return _compare("step", outputs, run(path, inputs, args), reference_step(model, args))
+
+
+# -- the description --------------------------------------------------------------------------------------
+def describe(model: nn.Module, task: Optional[str], assets: dict, seq: Path, step: Optional[Path]) -> dict:
+    """What an app needs to call the graphs: names, shapes, dtypes, the state's size, vocabularies."""
+    layer = model.encoder.layer
+    LD, H = layer.num_layers * layer.num_directions, layer.hidden_size
+    tokens = model.inputs.embedding is not None
+    x_seq = "int64 (B, T) token ids" if tokens else f"float32 (B, T, {model.inputs.output_size})"
+    x_step = "int64 (B,) token ids" if tokens else f"float32 (B, {model.inputs.output_size})"
+    out = model.head.out_features
+    name = type(model).__name__
+    y_seq = f"float32 (B, {out})" if name == "ManyToOne" else f"float32 (B, T, {out})"
+    state = f"float32 ({LD}, B, {H})"
+    lstm = is_lstm(layer)
+    st_in = {"h0": state, **({"c0": state} if lstm else {})}
+    st_out = {"hN": state, **({"cN": state} if lstm else {})}
+    meta: dict[str, Any] = {
+        "structure": name, "task": task, "model_config": dataclasses.asdict(model.config),
+        "state": {"layers_x_directions": LD, "hidden_size": H, "lstm": lstm},
+        "sequence": {"file": seq.name, "inputs": {"x": x_seq, "lengths": "int64 (B,)", **st_in},
+                     "outputs": {"y": y_seq, **st_out}},
+        "step": None if step is None else {
+            "file": step.name, "inputs": {"x": x_step, **st_in}, "outputs": {"y": f"float32 (B, {out})", **st_out}},
+        "assets": assets,
+    }
+    crf = getattr(model, "crf", None)
+    if crf is not None:  # Viterbi stays outside the graph: y holds the emission scores
+        meta["crf"] = {k: getattr(crf, k).tolist() for k in ("transitions", "start_transitions", "end_transitions",
+                                                             "allowed_transitions", "allowed_start", "allowed_end")}
+    return meta

@@ -75,8 +75,19 @@ def scan_cell(cell: nn.Module, x: Tensor, valid: Tensor, state: State) -> tuple[
         held = tuple(m * n + (1 - m) * p for n, p in zip(new, carry))
         return held, y * m
 
+    if not _tracing():  # eager: the same body in a Python loop (eager scan traces each new body: seconds)
+        carry, ys = tuple(state), []
+        for t in range(x.shape[1]):
+            carry, y = body(carry, (x[:, t], valid[:, t]))
+            ys.append(y)
+        return torch.stack(ys, dim=1), carry
     final, ys = scan(body, tuple(state), (x, valid), dim=1)  # ys (B, T, H)
     return ys, final
+
+
+def _tracing() -> bool:
+    """Whether torch.export (or torch.compile) is capturing the graph, where the loop must be a scan."""
+    return torch.compiler.is_exporting() or torch.compiler.is_compiling()
 
 
 def scan_layer(layer: nn.Module, x: Tensor, lengths: Tensor, state: State) -> tuple[Tensor, State]:

@@ -181,3 +181,82 @@ class StepGraph(_Graph):
         state = (h0, c0) if self.lstm else (h0,)
         y, final = step_layer(self.layer, self._embed(x), state)  # (B, H)
         return (self.model.head(y), *final)
+
+
+# -- Seq2Seq: the encoder over the source, then the decoder one step at a time --------------------------------
+class Seq2SeqEncoderGraph(nn.Module):
+    """The source side of a Seq2Seq: (x, lengths) -> (memory, h0[, c0][, keys][, feed]).
+
+    memory (B, S, E) the encoder's outputs; h0 [c0] (L_dec, B, H) the decoder's starting state (the context);
+    keys (B, S, A) the attention's precomputed keys (with attention); feed (B, H) zeros (Luong's input feeding).
+    The names match the decoder step graph's inputs, so an app passes them straight on.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, lengths: Tensor):
+        m, c = self.model, self.model.config
+        x = m.inputs.embedding(x) if m.inputs.embedding is not None else x  # (B, S, E_in)
+        layer = m.encoder.layer
+        B, LD = x.shape[0], layer.num_layers * layer.num_directions
+        zeros = x.new_zeros(LD, B, layer.hidden_size)
+        state = (zeros, zeros) if is_lstm(layer) else (zeros,)
+        memory, final = scan_layer(layer, x, lengths, state)  # (B, S, E)
+        D = layer.num_directions
+        summary = torch.cat(list(final[0][-D:]), dim=-1)  # (B, E)
+        if c.context == "last":
+            start = summary
+        elif c.context == "linear":
+            start = torch.tanh(m.bridge(summary))
+        else:
+            mask = torch.arange(memory.shape[1], device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
+            start = torch.tanh(m.bridge(masked_mean(memory, mask)))
+        h0 = start.unsqueeze(0).expand(c.decoder.num_layers, -1, -1)  # (L_dec, B, H)
+        out = [memory, h0] + ([torch.zeros_like(h0)] if c.decoder.cell == "lstm" else [])
+        if m.attention is not None:
+            out.append(m.attention.precompute(memory))  # (B, S, A)
+        if m.combine is not None:
+            out.append(memory.new_zeros(B, c.decoder.hidden_size))  # (B, H)
+        return tuple(out)
+
+
+class Seq2SeqDecoderStepGraph(nn.Module):
+    """One decoder step: (x, lengths, memory, keys, h0, c0, feed) -> (y, hN[, cN][, feed][, attention]).
+
+    x (B,) the previous target token (the begin token first); lengths (B,) the source lengths; the rest as
+    :class:`Seq2SeqEncoderGraph` gives them, then as this graph returns them. y (B, V) the next-token logits,
+    attention (B, S) the weights over the source. Inputs a configuration does not use are None (absent).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, lengths: Optional[Tensor], memory: Optional[Tensor], keys: Optional[Tensor],
+                h0: Tensor, c0: Optional[Tensor] = None, feed: Optional[Tensor] = None):
+        m, c = self.model, self.model.config
+        e = m.embedding(x)  # (B, Emb)
+        state = (h0, c0) if c0 is not None else (h0,)
+        mask = None
+        if memory is not None:
+            mask = torch.arange(memory.shape[1], device=x.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, S)
+        weights = None
+        if c.attention == "none":
+            y, state = step_layer(m.decoder, e, state)
+            out = y
+        elif c.attention == "bahdanau":
+            ctx, weights = m.attention(state[0][-1], memory, mask, precomputed=keys)  # h_{t-1} of the top layer
+            y, state = step_layer(m.decoder, torch.cat([e, ctx], dim=-1), state)
+            out = torch.cat([y, ctx], dim=-1)  # (B, H + E)
+        else:
+            y, state = step_layer(m.decoder, torch.cat([e, feed], dim=-1), state)
+            ctx, weights = m.attention(y, memory, mask, precomputed=keys)
+            out = torch.tanh(m.combine(torch.cat([ctx, y], dim=-1)))  # h̃_t (B, H)
+        result = [m.head(out), *state]
+        if m.combine is not None:
+            result.append(out)
+        if weights is not None:
+            result.append(weights)
+        return tuple(result)

@@ -210,12 +210,13 @@ def _state(model: nn.Module, B: int, g: torch.Generator, zero: bool) -> tuple:
 
 
 # -- parity with PyTorch ----------------------------------------------------------------------------------
-def session(path: Union[str, Path]):
-    """An onnxruntime CPU session for ``path``."""
+def session(path: Union[str, Path], *, threads: int = 0):
+    """An onnxruntime CPU session for ``path``; ``threads`` intra-op threads (0: onnxruntime's default)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

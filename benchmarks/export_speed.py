@@ -25,7 +25,7 @@ import torch
 
 from common import interleaved, median_ms, print_table, ratio, setup_threads, write_json
 from rnnlab.export import to_onnx
-from rnnlab.export.onnx_export import _sequence_example, _step_example, _names, session
+from rnnlab.export.onnx_export import _sequence_example, _step_example, session
 from rnnlab.nn.state import LSTMState
 from rnnlab.structures import LanguageModel, LanguageModelConfig
 from rnnlab.structures.encoders import EncoderConfig
@@ -46,7 +46,7 @@ def build(cell: str, hidden: int) -> LanguageModel:
 def contenders_sequence(model, sess, args) -> dict:
     x, lengths, *state = args
     st = LSTMState(*state) if len(state) == 2 else state[0]
-    feed = {n: a.numpy() for n, a in zip(_names(model, "sequence")[0], args)}
+    feed = {n: a.numpy() for n, a in zip(["x", "lengths", "h0", "c0"], args)}
 
     @torch.no_grad()
     def pytorch():
@@ -58,7 +58,7 @@ def contenders_sequence(model, sess, args) -> dict:
 def contenders_step(model, sess, args) -> dict:
     x, *state = args
     st = LSTMState(*state) if len(state) == 2 else state[0]
-    feed = {n: a.numpy() for n, a in zip(_names(model, "step")[0], args)}
+    feed = {n: a.numpy() for n, a in zip(["x", "h0", "c0"], args)}
 
     @torch.no_grad()
     def pytorch():

@@ -63,3 +63,25 @@ def test_classifier_poolings(name, pooling):
     args = _sequence_example(model, 4, 6, seed=5, zero_state=True)
     with torch.no_grad():
         _close(SequenceGraph(model)(*args), reference_sequence(model, args))
+
+
+@pytest.mark.parametrize("attention, cell, context", [("bahdanau", "lstm", "linear"), ("luong-general", "gru", "pool"),
+                                                      ("luong-dot", "rnn", "last"), ("none", "lstm", "last")])
+def test_seq2seq_encoder_and_decoder_step_graphs_equal_encode_and_decode_step(attention, cell, context):
+    from rnnlab.export.onnx_export import specs_for
+    from rnnlab.structures import Seq2Seq, Seq2SeqConfig
+    from rnnlab.structures.decoders import DecoderConfig
+    from rnnlab.structures.encoders import EncoderConfig
+
+    torch.manual_seed(0)
+    bidirectional = context != "last"
+    encoder = EncoderConfig(kind="gru", hidden_size=6 if bidirectional else 12, bidirectional=bidirectional)
+    model = Seq2Seq(Seq2SeqConfig(tgt_vocab_size=9, src_vocab_size=8, embedding_size=5, encoder=encoder,
+                                  decoder=DecoderConfig(cell=cell, hidden_size=12, num_layers=2),
+                                  attention=attention, context=context)).eval()
+    for spec in specs_for(model):
+        args = spec.example(4, 7, seed=1, zero_state=False)
+        with torch.no_grad():
+            got = spec.module(*args)
+        assert len(got) == len(spec.outputs)
+        _close(got, spec.reference(args))

@@ -18,6 +18,7 @@ from rnnlab.data.tokenize import CharTokenizer
 from rnnlab.export import onnx_export, step_reason, to_onnx, unsupported_reason
 from rnnlab.export.onnx_export import _sequence_example, reference_sequence, run, session
 from rnnlab.structures import OneToOne, OneToOneConfig, Seq2Seq, Seq2SeqConfig
+from rnnlab.structures.decoders import DecoderConfig
 from rnnlab.structures.encoders import EncoderConfig
 from rnnlab.training.checkpoint import save_bundle
 
@@ -106,12 +107,38 @@ def test_cli_exports_a_textgen_bundle(tmp_path, capsys):
     assert (bundle / "model.onnx").is_file() and not (bundle / "model.step.onnx").exists()
 
 
+@slow
+@pytest.mark.parametrize("attention, cell", [("bahdanau", "lstm"), ("luong-general", "gru")])
+def test_seq2seq_greedy_decoding_in_onnxruntime_equals_generate(tmp_path, attention, cell):
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(tgt_vocab_size=9, src_vocab_size=8, embedding_size=5, attention=attention,
+                           encoder=EncoderConfig(kind="gru", hidden_size=6, bidirectional=True),
+                           decoder=DecoderConfig(cell=cell, hidden_size=6))
+    model = Seq2Seq(config).eval()
+    result = to_onnx(model, tmp_path / "s2s.onnx")
+    src, lengths = torch.randint(0, 8, (3, 6)), torch.tensor([6, 2, 4])
+    want = model.generate(src, lengths, max_new_tokens=8, end_token=None)  # (B, 8)
+    enc = dict(zip([o.name for o in session(result.sequence).get_outputs()],
+                   run(result.sequence, ["x", "lengths"], (src, lengths))))
+    step = session(result.step)
+    inputs = {i.name for i in step.get_inputs()}
+    feed = {k: v for k, v in enc.items() if k in inputs} | {"lengths": lengths.numpy()}
+    token, tokens = np.full(3, config.bos_token), []
+    for _ in range(8):
+        out = dict(zip([o.name for o in step.get_outputs()], step.run(None, {**feed, "x": token})))
+        token = out["y"].argmax(-1)
+        tokens.append(token)
+        feed.update({"h0": out["hN"], **({"c0": out["cN"]} if "cN" in out else {}),
+                     **({"feed": out["feedN"]} if "feedN" in out else {})})
+    assert np.array_equal(np.stack(tokens, 1), want.numpy())
+
+
 # -- what does not export, and bad input (fast: nothing is exported) ----------------------------------------
 def test_unsupported_structures_and_options_name_themselves():
     one = OneToOne(OneToOneConfig(input_size=3, output_size=2))
     assert unsupported_reason(one).startswith("OneToOne does not export to ONNX")
-    s2s = Seq2Seq(Seq2SeqConfig(tgt_vocab_size=7, src_vocab_size=7))
-    assert "Seq2Seq does not export" in unsupported_reason(s2s)
+    s2s = Seq2Seq(Seq2SeqConfig(tgt_vocab_size=7, src_vocab_size=7, encoder=EncoderConfig(kind="window")))
+    assert "Seq2Seq with encoder.kind='window' does not export" in unsupported_reason(s2s)
     cnn = classifier(EncoderConfig(kind="cnn", hidden_size=4))
     assert "encoder.kind='cnn'" in unsupported_reason(cnn)
     chars = ManyToManyWithChars()

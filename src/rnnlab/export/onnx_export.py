@@ -17,7 +17,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from .graphs import SequenceGraph, StepGraph, is_lstm
 log = logging.getLogger(__name__)
 
 INSTALL = "pip install 'rnnlab[export]' (or: pip install onnx onnxscript onnxruntime)"
-STRUCTURES = ("LanguageModel", "ManyToOne", "ManyToMany")
+STRUCTURES = ("LanguageModel", "ManyToOne", "ManyToMany", "Seq2Seq")
 TOLERANCE = 1e-4
 
 
@@ -40,15 +40,35 @@ class ExportResult:
     """What ``to_onnx`` wrote."""
 
     sequence: Path
-    """The whole-sequence graph: x, lengths, h0[, c0] -> y, hN[, cN]."""
+    """The whole-sequence graph (for Seq2Seq: the encoder over the source)."""
     step: Optional[Path]
-    """The single-step graph: x, h0[, c0] -> y, hN[, cN]; None when the model has none (see ``step_skipped``)."""
+    """The single-step graph (for Seq2Seq: one decoder step); None when the model has none (``step_skipped``)."""
     metadata: Path
     """The JSON description: inputs, outputs, shapes, state size, assets."""
     step_skipped: Optional[str] = None
     """Why there is no step graph (a bidirectional encoder, pooling other than 'last'), else None."""
     max_error: Optional[dict] = None
     """The largest |onnxruntime - PyTorch| per graph output, when checked."""
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One graph to export: the module, its argument names and axes, an example, and PyTorch's reference."""
+
+    kind: str
+    """sequence | step"""
+    module: nn.Module
+    inputs: tuple[str, ...]
+    """One name per argument of ``module.forward``; an argument that is None in the example is left out."""
+    outputs: tuple[str, ...]
+    axes: tuple[Optional[dict], ...]
+    """Per argument: {axis: "batch" | "time"}, the dynamic axes."""
+    example: Callable[..., tuple]
+    """(B, T, *, seed, zero_state) -> the arguments (None for those the configuration does not use)."""
+    reference: Callable[[tuple], list]
+    """arguments -> PyTorch's outputs through the structure's own methods."""
+    shapes: dict
+    """name -> "dtype (shape)" for the description."""
 
 
 def require_onnx() -> None:
@@ -64,8 +84,8 @@ def unsupported_reason(model: nn.Module) -> Optional[str]:
     """Why ``model`` has no ONNX export, in one line naming the structure or option; None when it exports."""
     name = type(model).__name__
     if name not in STRUCTURES:
-        return (f"{name} does not export to ONNX: only {', '.join(STRUCTURES)} (tasks textgen, classify, tag) "
-                "with a recurrent encoder do")
+        return (f"{name} does not export to ONNX: only {', '.join(STRUCTURES)} (tasks textgen, classify, tag, "
+                "translate) with a recurrent encoder do")
     kind = model.config.encoder.kind
     if kind not in RECURRENT_KINDS:
         return (f"{name} with encoder.kind={kind!r} does not export to ONNX: only the recurrent encoders "
@@ -79,6 +99,8 @@ def unsupported_reason(model: nn.Module) -> Optional[str]:
 def step_reason(model: nn.Module) -> Optional[str]:
     """Why ``model`` has no single-step graph (it still has the sequence graph); None when it has one."""
     name = type(model).__name__
+    if name == "Seq2Seq":
+        return None  # the step is the decoder's, which is always unidirectional
     if model.encoder.num_directions == 2:
         return f"{name} with encoder.bidirectional=true has no step graph: the backward direction reads the future"
     if name == "ManyToOne" and model.config.pooling != "last":
@@ -95,7 +117,7 @@ def to_onnx(
     check: bool = True,
     opset_version: Optional[int] = None,
 ) -> ExportResult:
-    """Export a LanguageModel, ManyToOne or ManyToMany (recurrent encoder) to ONNX.
+    """Export a LanguageModel, ManyToOne, ManyToMany or Seq2Seq with a recurrent encoder to ONNX.
 
     Args:
         model_or_bundle: a structure, or the path of a bundle written by ``rnnlab train``.
@@ -121,19 +143,19 @@ def to_onnx(
     step_path = path.with_name(path.stem + ".step.onnx")
     meta_path = path.with_name(path.stem + ".json")
     skipped = step_reason(model) if step else "not asked for (step=False)"
-
-    seq_graph = SequenceGraph(model).eval()
-    _export(seq_graph, _sequence_example(model, 3, 5), path, "sequence", opset_version)
+    specs = specs_for(model)
+    files = {"sequence": path, "step": step_path}
     errors = {}
-    if check:
-        errors["sequence"] = check_sequence(model, path)
-    if skipped is None:
-        _export(StepGraph(model).eval(), _step_example(model, 3), step_path, "step", opset_version)
+    for spec in specs:
+        if spec.kind == "step" and skipped is not None:
+            continue
+        export_graph(spec, files[spec.kind], opset_version)
         if check:
-            errors["step"] = check_step(model, step_path)
-    elif step_path.exists():
+            errors[spec.kind] = check_graph(spec, files[spec.kind])
+    if skipped is not None and step_path.exists():
         step_path.unlink()  # a stale step graph of an earlier export would not match this one
-    meta = describe(model, task, assets, path, None if skipped else step_path)
+    written = [s for s in specs if s.kind == "sequence" or skipped is None]
+    meta = describe(model, task, assets, {s.kind: (s, files[s.kind]) for s in written})
     meta_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return ExportResult(path, None if skipped else step_path, meta_path, skipped, errors or None)
 
@@ -154,45 +176,92 @@ def _load(model_or_bundle) -> tuple[nn.Module, dict, Optional[str]]:
     return bundle.model, bundle.assets, bundle.task
 
 
-def _names(model: nn.Module, graph: str) -> tuple[list[str], list[str]]:
-    state_in, state_out = (["h0", "c0"], ["hN", "cN"]) if is_lstm(model.encoder.layer) else (["h0"], ["hN"])
-    inputs = ["x", "lengths"] if graph == "sequence" else ["x"]
-    return inputs + state_in, ["y"] + state_out
+def present(spec: GraphSpec, args: tuple) -> list[str]:
+    """The names of the arguments that are not None: the graph's inputs."""
+    return [n for n, a in zip(spec.inputs, args) if a is not None]
 
 
-def _export(graph: nn.Module, args: tuple, path: Path, kind: str, opset_version: Optional[int]) -> None:
-    batch, time = torch.export.Dim("batch", min=1), torch.export.Dim("time", min=1)
-    model = graph.model
-    x_axes = {0: batch, 1: time} if kind == "sequence" else {0: batch}
-    dynamic = [x_axes] + ([{0: batch}] if kind == "sequence" else []) + [{1: batch}] * (len(args) - (2 if kind == "sequence" else 1))
-    inputs, outputs = _names(model, kind)
+def export_graph(spec: GraphSpec, path: Path, opset_version: Optional[int] = None) -> None:
+    """Export ``spec`` to ``path`` with torch.onnx's dynamo exporter, batch and time dynamic."""
+    dims = {"batch": torch.export.Dim("batch", min=1), "time": torch.export.Dim("time", min=1)}
+    args = spec.example(3, 5, seed=0, zero_state=False)
+    dynamic = tuple(None if a is None else {ax: dims[d] for ax, d in axes.items()} for a, axes in zip(args, spec.axes))
     try:
         with torch.no_grad():
             program = torch.onnx.export(
-                graph, args, dynamo=True, input_names=inputs, output_names=outputs, dynamic_shapes=tuple(dynamic),
-                opset_version=opset_version, verbose=False,
+                spec.module, args, dynamo=True, input_names=present(spec, args), output_names=list(spec.outputs),
+                dynamic_shapes=dynamic, opset_version=opset_version, verbose=False,
             )
     except Exception as e:  # the exporter's errors are long; the first line says which op failed
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RuntimeError(f"torch.onnx could not export the {kind} graph of {type(model).__name__}: {first}") from e
+        name = type(spec.module.model).__name__
+        raise RuntimeError(f"torch.onnx could not export the {spec.kind} graph of {name}: {first}") from e
     program.save(str(path))
-    log.info("wrote the %s graph: %s", kind, path)
+    log.info("wrote the %s graph: %s", spec.kind, path)
 
 
-def _sequence_example(model: nn.Module, B: int, T: int, *, seed: int = 0, zero_state: bool = False) -> tuple:
-    """(x, lengths, h0[, c0]): lengths from 1 to T, so that export never specialises a length."""
-    g = torch.Generator().manual_seed(seed)
-    x = _inputs(model, (B, T), g)
+def specs_for(model: nn.Module) -> list[GraphSpec]:
+    """The sequence graph and the step graph of ``model`` (a supported structure)."""
+    if type(model).__name__ == "Seq2Seq":
+        from .seq2seq import seq2seq_specs
+
+        return seq2seq_specs(model)
+    return recurrent_specs(model)
+
+
+def recurrent_specs(model: nn.Module) -> list[GraphSpec]:
+    """LanguageModel, ManyToOne, ManyToMany: (x, lengths, h0, c0) -> (y, hN, cN) and (x, h0, c0) -> (y, hN, cN)."""
+    layer = model.encoder.layer
+    lstm = is_lstm(layer)
+    LD, H, O = layer.num_layers * layer.num_directions, layer.hidden_size, model.head.out_features
+    tokens = model.inputs.embedding is not None
+    I = model.inputs.output_size
+    st = f"float32 ({LD}, B, {H})"
+    state_shapes = {"h0": st, "hN": st, **({"c0": st, "cN": st} if lstm else {})}
+    outputs = ("y", "hN", "cN") if lstm else ("y", "hN")
+    y_seq = f"float32 (B, {O})" if type(model).__name__ == "ManyToOne" else f"float32 (B, T, {O})"
+
+    def seq_example(B, T, *, seed, zero_state):
+        g = torch.Generator().manual_seed(seed)
+        return (_inputs(model, (B, T), g), example_lengths(B, T, g), *_state(model, B, g, zero_state))
+
+    def step_example(B, T, *, seed, zero_state):
+        g = torch.Generator().manual_seed(seed)
+        return (_inputs(model, (B,), g), *_state(model, B, g, zero_state))
+
+    sequence = GraphSpec(
+        "sequence", SequenceGraph(model).eval(), ("x", "lengths", "h0", "c0"), outputs,
+        ({0: "batch", 1: "time"}, {0: "batch"}, {1: "batch"}, {1: "batch"}), seq_example,
+        lambda args: reference_sequence(model, args),
+        {"x": "int64 (B, T) token ids" if tokens else f"float32 (B, T, {I})", "lengths": "int64 (B,)",
+         "y": y_seq, **state_shapes})
+    step = GraphSpec(
+        "step", StepGraph(model).eval(), ("x", "h0", "c0"), outputs, ({0: "batch"}, {1: "batch"}, {1: "batch"}),
+        step_example, lambda args: reference_step(model, args),
+        {"x": "int64 (B,) token ids" if tokens else f"float32 (B, {I})", "y": f"float32 (B, {O})", **state_shapes})
+    return [sequence, step]
+
+
+def example_lengths(B: int, T: int, g: torch.Generator) -> torch.Tensor:
+    """(B,) lengths from 1 to T, the first T and the second 1, so that export never specialises a length."""
     lengths = torch.randint(1, T + 1, (B,), generator=g)
     lengths[0] = T
     if B > 1:
-        lengths[1] = 1 if T > 1 else T
-    return (x, lengths, *_state(model, B, g, zero_state))
+        lengths[1] = 1
+    return lengths
+
+
+def _sequence_example(model: nn.Module, B: int, T: int, *, seed: int = 0, zero_state: bool = False) -> tuple:
+    """(x, lengths, h0[, c0]) for the sequence graph of a LanguageModel, ManyToOne or ManyToMany."""
+    return _drop_none(recurrent_specs(model)[0].example(B, T, seed=seed, zero_state=zero_state))
 
 
 def _step_example(model: nn.Module, B: int, *, seed: int = 0) -> tuple:
-    g = torch.Generator().manual_seed(seed)
-    return (_inputs(model, (B,), g), *_state(model, B, g, False))
+    return _drop_none(recurrent_specs(model)[1].example(B, 1, seed=seed, zero_state=False))
+
+
+def _drop_none(args: tuple) -> tuple:
+    return tuple(a for a in args if a is not None)
 
 
 def _inputs(model: nn.Module, shape: tuple, g: torch.Generator) -> torch.Tensor:
@@ -203,10 +272,11 @@ def _inputs(model: nn.Module, shape: tuple, g: torch.Generator) -> torch.Tensor:
 
 
 def _state(model: nn.Module, B: int, g: torch.Generator, zero: bool) -> tuple:
+    """(h0, c0) for the LSTM, (h0, None) otherwise: (L·D, B, H) each, random unless ``zero``."""
     layer = model.encoder.layer
     shape = (layer.num_layers * layer.num_directions, B, layer.hidden_size)
     make = (lambda: torch.zeros(shape)) if zero else (lambda: 0.5 * torch.randn(*shape, generator=g))
-    return (make(), make()) if is_lstm(layer) else (make(),)
+    return (make(), make()) if is_lstm(layer) else (make(), None)
 
 
 # -- parity with PyTorch ----------------------------------------------------------------------------------
@@ -229,19 +299,19 @@ def run(path_or_session, names: list[str], args: tuple) -> list[np.ndarray]:
 @torch.no_grad()
 def reference_sequence(model: nn.Module, args: tuple) -> list[torch.Tensor]:
     """PyTorch's (y, hN[, cN]) for the sequence graph's inputs, through the structure's own forward."""
-    x, lengths, *state = args
+    x, lengths, *state = _drop_none(args)
     st = LSTMState(*state) if len(state) == 2 else state[0]
     _, final = model.encoder.forward_with_state(model.inputs(x), st, lengths)
     if type(model).__name__ == "LanguageModel":
         y = model({"x": x, "lengths": lengths, "state": st}).logits
-    else:  # ManyToOne and ManyToMany start from zeros: the check passes a zero state
+    else:  # ManyToOne and ManyToMany start from zeros: their checks pass a zero state
         y = model({"x": x, "lengths": lengths}).logits
     return [y, *_parts(final)]
 
 
 @torch.no_grad()
 def reference_step(model: nn.Module, args: tuple) -> list[torch.Tensor]:
-    x, *state = args
+    x, *state = _drop_none(args)
     st = LSTMState(*state) if len(state) == 2 else state[0]
     y, final = model.encoder.step(model.inputs(x.unsqueeze(1)).squeeze(1), st)
     return [model.head(y), *_parts(final)]
@@ -251,7 +321,9 @@ def _parts(state) -> list[torch.Tensor]:
     return [state.h, state.c] if isinstance(state, LSTMState) else [state]
 
 
-def _compare(kind: str, names: list[str], got: list[np.ndarray], want: list[torch.Tensor]) -> dict:
+def _compare(kind: str, names, got: list[np.ndarray], want: list[torch.Tensor]) -> dict:
+    if len(got) != len(want):
+        raise RuntimeError(f"the ONNX {kind} graph gives {len(got)} outputs, PyTorch {len(want)}")
     errors = {n: float(np.abs(a - b.numpy()).max()) for n, a, b in zip(names, got, want)}
     bad = {n: e for n, e in errors.items() if not e <= TOLERANCE}
     if bad:
@@ -259,44 +331,28 @@ def _compare(kind: str, names: list[str], got: list[np.ndarray], want: list[torc
     return errors
 
 
-def check_sequence(model: nn.Module, path: Union[str, Path]) -> dict:
-    """onnxruntime vs PyTorch on a batch and length other than the export example's, lengths 1..T."""
-    zero = type(model).__name__ != "LanguageModel"
-    args = _sequence_example(model, 4, 7, seed=1, zero_state=zero)
-    inputs, outputs = _names(model, "sequence")
-    return _compare("sequence", outputs, run(path, inputs, args), reference_sequence(model, args))
-
-
-def check_step(model: nn.Module, path: Union[str, Path]) -> dict:
-    args = _step_example(model, 4, seed=1)
-    inputs, outputs = _names(model, "step")
-    return _compare("step", outputs, run(path, inputs, args), reference_step(model, args))
+def check_graph(spec: GraphSpec, path: Union[str, Path]) -> dict:
+    """onnxruntime vs PyTorch on a batch and length other than the export example's (lengths 1..T)."""
+    zero = type(spec.module.model).__name__ in ("ManyToOne", "ManyToMany")  # their forward starts from zeros
+    args = spec.example(4, 7, seed=1, zero_state=zero)
+    return _compare(spec.kind, spec.outputs, run(path, present(spec, args), _drop_none(args)), spec.reference(args))
 
 
 # -- the description --------------------------------------------------------------------------------------
-def describe(model: nn.Module, task: Optional[str], assets: dict, seq: Path, step: Optional[Path]) -> dict:
+def describe(model: nn.Module, task: Optional[str], assets: dict, written: dict) -> dict:
     """What an app needs to call the graphs: names, shapes, dtypes, the state's size, vocabularies."""
-    layer = model.encoder.layer
-    LD, H = layer.num_layers * layer.num_directions, layer.hidden_size
-    tokens = model.inputs.embedding is not None
-    x_seq = "int64 (B, T) token ids" if tokens else f"float32 (B, T, {model.inputs.output_size})"
-    x_step = "int64 (B,) token ids" if tokens else f"float32 (B, {model.inputs.output_size})"
-    out = model.head.out_features
-    name = type(model).__name__
-    y_seq = f"float32 (B, {out})" if name == "ManyToOne" else f"float32 (B, T, {out})"
-    state = f"float32 ({LD}, B, {H})"
-    lstm = is_lstm(layer)
-    st_in = {"h0": state, **({"c0": state} if lstm else {})}
-    st_out = {"hN": state, **({"cN": state} if lstm else {})}
+    layer = model.decoder if type(model).__name__ == "Seq2Seq" else model.encoder.layer
     meta: dict[str, Any] = {
-        "structure": name, "task": task, "model_config": dataclasses.asdict(model.config),
-        "state": {"layers_x_directions": LD, "hidden_size": H, "lstm": lstm},
-        "sequence": {"file": seq.name, "inputs": {"x": x_seq, "lengths": "int64 (B,)", **st_in},
-                     "outputs": {"y": y_seq, **st_out}},
-        "step": None if step is None else {
-            "file": step.name, "inputs": {"x": x_step, **st_in}, "outputs": {"y": f"float32 (B, {out})", **st_out}},
-        "assets": assets,
+        "structure": type(model).__name__, "task": task, "model_config": dataclasses.asdict(model.config),
+        "state": {"layers_x_directions": layer.num_layers * layer.num_directions, "hidden_size": layer.hidden_size,
+                  "lstm": is_lstm(layer)},
+        "sequence": None, "step": None,
     }
+    for kind, (spec, file) in written.items():
+        args = spec.example(3, 5, seed=0, zero_state=True)
+        meta[kind] = {"file": file.name, "inputs": {n: spec.shapes[n] for n in present(spec, args)},
+                      "outputs": {n: spec.shapes[n] for n in spec.outputs}}
+    meta["assets"] = assets
     crf = getattr(model, "crf", None)
     if crf is not None:  # Viterbi stays outside the graph: y holds the emission scores
         meta["crf"] = {k: getattr(crf, k).tolist() for k in ("transitions", "start_transitions", "end_transitions",

@@ -3,8 +3,14 @@ from __future__ import annotations
 
 import torch
 
-from rnnlab.structures import (LanguageModel, LanguageModelConfig, ManyToMany, ManyToManyConfig, ManyToOne,
-                               ManyToOneConfig)
+from rnnlab.structures import (
+    LanguageModel,
+    LanguageModelConfig,
+    ManyToMany,
+    ManyToManyConfig,
+    ManyToOne,
+    ManyToOneConfig,
+)
 from rnnlab.structures.encoders import EncoderConfig
 
 # the cells and options the issue names: id -> encoder config

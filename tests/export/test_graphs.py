@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ENCODERS, UNIDIRECTIONAL, classifier, language_model, tagger
 
+from conftest import ENCODERS, UNIDIRECTIONAL, classifier, language_model, tagger
 from rnnlab.export.graphs import SequenceGraph, StepGraph
 from rnnlab.export.onnx_export import _sequence_example, _step_example, reference_sequence, reference_step
 

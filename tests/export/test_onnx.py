@@ -6,13 +6,14 @@ in PyTorch, by test_graphs.py).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
 import pytest
 import torch
-from conftest import ENCODERS, classifier, language_model, tagger
 
+from conftest import ENCODERS, classifier, language_model, tagger
 from rnnlab.cli import main
 from rnnlab.data.tokenize import CharTokenizer
 from rnnlab.export import onnx_export, step_reason, to_onnx, unsupported_reason
@@ -23,7 +24,12 @@ from rnnlab.structures.encoders import EncoderConfig
 from rnnlab.training.checkpoint import save_bundle
 
 TOL = 1e-4
-slow = pytest.mark.slow
+_HAVE_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
+
+
+def slow(test):
+    """Exports: slow, and skipped without the export extra."""
+    return pytest.mark.slow(pytest.mark.skipif(not _HAVE_ONNX, reason="needs the export extra")(test))
 
 
 def _textgen_bundle(path, encoder=ENCODERS["lstm"]):
@@ -195,8 +201,6 @@ def test_cli_unknown_format(tmp_path, capsys):
 
 
 def test_cli_says_how_to_install_onnx_when_missing(tmp_path, capsys, monkeypatch):
-    import importlib.util
-
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
     assert main(["export", str(_textgen_bundle(tmp_path / "bundle"))]) == 2

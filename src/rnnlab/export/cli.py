@@ -13,7 +13,8 @@ DESCRIPTION = (
     "Export a bundle for another runtime. --format onnx writes two graphs: the whole sequence (x, lengths, h0[, c0] "
     "-> y, hN[, cN]) and one time step with the state as explicit inputs and outputs (x, h0[, c0] -> y, hN[, cN]), "
     "for an app that streams one input at a time; batch and length are dynamic. Both are checked against PyTorch "
-    "in onnxruntime. Exports textgen, classify and tag bundles with a recurrent encoder (docs/export.md)."
+    "in onnxruntime. Exports textgen, classify, tag and translate (the encoder and one decoder step) bundles with a "
+    "recurrent encoder (docs/export.md)."
 )
 
 

@@ -16,6 +16,8 @@ Two graphs per model, with these input and output names (see docs/export.md):
   last real step, the backward direction starts at each row's real end.
 - step: ``x`` (B,) token ids or (B, I) features, ``h0`` [, ``c0``] -> ``y``, ``hN`` [, ``cN``]: one time step,
   what an on-device streaming app calls once per input with the state it carries.
+- Seq2Seq: the encoder over the source (:class:`Seq2SeqEncoderGraph`) and one decoder step
+  (:class:`Seq2SeqDecoderStepGraph`); the decoding loop stays in the app.
 
 Glossary: B batch, T time, I input, H hidden, D directions, L layers, V vocabulary, O outputs.
 """
@@ -30,7 +32,6 @@ from torch._higher_order_ops.scan import scan
 from rnnlab.nn.masking import masked_max, masked_mean
 from rnnlab.nn.state import LSTMState
 
-# (structure class name, what its y is) for the structures that export
 State = tuple[Tensor, ...]  # (h,) or (h, c), each (L·D, B, H)
 
 

@@ -9,15 +9,17 @@ and compared with the PyTorch model (``check=True``): a graph that disagrees is 
 Files, for ``path = "model.onnx"``: ``model.onnx`` (the whole sequence), ``model.step.onnx`` (one step, the
 state as explicit inputs and outputs), ``model.json`` (the structure, the inputs and outputs with their shapes,
 the state's size, the bundle's assets such as the vocabulary, and a CRF's transition scores for a tagger).
+For a Seq2Seq the sequence graph is the encoder and the step graph one decoder step (:mod:`.seq2seq`).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch

@@ -140,7 +140,15 @@ def to_onnx(
     reason = unsupported_reason(model)
     if reason:
         raise ValueError(reason)
-    model = model.eval()
+    training = model.training
+    model.eval()  # the graphs are inference graphs: no dropout; the caller's mode comes back below
+    try:
+        return _export_all(model, assets, task, path, step, check, opset_version)
+    finally:
+        model.train(training)
+
+
+def _export_all(model, assets, task, path: Path, step: bool, check: bool, opset_version) -> ExportResult:
     path.parent.mkdir(parents=True, exist_ok=True)
     step_path = path.with_name(path.stem + ".step.onnx")
     meta_path = path.with_name(path.stem + ".json")

@@ -4,9 +4,10 @@
 none of these is something ``torch.export`` can capture with a dynamic number of time steps (a Python loop
 unrolls to the length of the example, numba is opaque). Here every layer, of every cell, runs its cell's
 ``step`` inside ``torch._higher_order_ops.scan``, which torch.onnx's dynamo exporter turns into one ONNX
-``Scan`` node: the batch and the length stay dynamic, and a user's cell that keeps the cell contract
-exports as the built-in ones do. minGRU/minLSTM are scanned step by step (their sequential form: the same
-numbers as the parallel scan); layer-norm cells run their ``step`` with its LayerNorms.
+``Scan`` node: the batch and the length stay dynamic. Nothing of a cell is called but its ``step`` (the
+cell contract), so the built-in cells, with every option, run the same code here. minGRU/minLSTM are scanned
+step by step (their sequential form: the same numbers as the parallel scan); layer-norm cells run their
+``step`` with its LayerNorms. Outside tracing (eager PyTorch) the same body runs in a Python loop.
 
 Two graphs per model, with these input and output names (see docs/export.md):
 

@@ -13,9 +13,11 @@ For a Seq2Seq the sequence graph is the encoder and the step graph one decoder s
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,7 +199,7 @@ def export_graph(spec: GraphSpec, path: Path, opset_version: Optional[int] = Non
     args = spec.example(3, 5, seed=0, zero_state=False)
     dynamic = tuple(None if a is None else {ax: dims[d] for ax, d in axes.items()} for a, axes in zip(args, spec.axes))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_exporter():
             program = torch.onnx.export(
                 spec.module, args, dynamo=True, input_names=present(spec, args), output_names=list(spec.outputs),
                 dynamic_shapes=dynamic, opset_version=opset_version, verbose=False,
@@ -207,7 +209,21 @@ def export_graph(spec: GraphSpec, path: Path, opset_version: Optional[int] = Non
         name = type(spec.module.model).__name__
         raise RuntimeError(f"torch.onnx could not export the {spec.kind} graph of {name}: {first}") from e
     program.save(str(path))
-    log.info("wrote the %s graph: %s", spec.kind, path)
+    log.debug("wrote the %s graph: %s", spec.kind, path)
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Hide the exporter's chatter (optional torchvision ops, deprecations, axis renaming), not its errors."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def specs_for(model: nn.Module) -> list[GraphSpec]:

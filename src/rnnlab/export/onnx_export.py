@@ -163,7 +163,11 @@ def _export_all(model, assets, task, path: Path, step: bool, check: bool, opset_
             continue
         export_graph(spec, files[spec.kind], opset_version)
         if check:
-            errors[spec.kind] = check_graph(spec, files[spec.kind])
+            try:
+                errors[spec.kind] = check_graph(spec, files[spec.kind])
+            except Exception:
+                files[spec.kind].unlink()  # a graph that disagrees is an error, not a file
+                raise
     if skipped is not None and step_path.exists():
         step_path.unlink()  # a stale step graph of an earlier export would not match this one
     written = [s for s in specs if s.kind == "sequence" or skipped is None]

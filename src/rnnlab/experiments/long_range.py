@@ -350,9 +350,9 @@ def check_claims(results: list[RunResult]) -> list[Claim]:
 
     claim("a plain RNN (tanh) forgets at long range: unsolved at the longest length",
           ["rnn"], lambda r: not r["rnn"].solved)
-    claim("LSTM and GRU keep the information where the plain RNN loses it",
-          ["rnn", "lstm", "gru"], lambda r: r["lstm"].solved and r["gru"].solved or
-          (not r["rnn"].solved and _beats(r["lstm"], r["rnn"]) and _beats(r["gru"], r["rnn"])))
+    for gated in ("lstm", "gru"):
+        claim(f"{MODELS[gated].kind.upper()} keeps the information where the plain RNN loses it",
+              ["rnn", gated], lambda r, g=gated: r[g].solved or (not r["rnn"].solved and _beats(r[g], r["rnn"])))
     claim("a GRU matches an LSTM with fewer parameters (gru-narrow: the LSTM's width)",
           ["lstm", "gru-narrow"], lambda r: r["gru-narrow"].solved >= r["lstm"].solved and
           r["gru-narrow"].parameters < r["lstm"].parameters)

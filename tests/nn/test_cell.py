@@ -86,7 +86,7 @@ def test_bad_cell_inputs():
     [
         (lambda: GRUCell(3, 0), r"hidden_size must be a positive integer, got 0"),
         (lambda: GRUCell(3, 5, recurrent_dropout=1.0), r"recurrent_dropout must be in \[0, 1\), got 1.0"),
-        (lambda: LSTMCell(3, 5, recurrent_init="xavier"), r"recurrent_init must be one of \('orthogonal', 'uniform'\), got 'xavier'"),
+        (lambda: LSTMCell(3, 5, recurrent_init="xavier"), r"recurrent_init must be one of \('orthogonal', 'uniform', 'identity'\), got 'xavier'"),
     ],
 )
 def test_bad_cell_options(make, pattern):

@@ -32,7 +32,8 @@ Options, keyword-only, shared by all built-in cells:
   shared by all gates and all time steps, inverted scaling 1/(1-p), active only in training.
 - ``recurrent_init``: ``"orthogonal"`` (default; Saxe et al., 2014, one orthogonal H×H block per gate),
   ``"uniform"`` (torch.nn's U(-1/√H, 1/√H)) or ``"identity"`` (one identity block per gate: with the ReLU RNN this
-  is the IRNN of Le et al., 2015, "A Simple Way to Initialize Recurrent Networks of Rectified Linear Units"). Input weights are U(-1/√H, 1/√H) as in torch.nn; biases are zero
+  is the IRNN of Le et al., 2015, "A Simple Way to Initialize Recurrent Networks of Rectified Linear Units").
+  Input weights are U(-1/√H, 1/√H) as in torch.nn; biases are zero
   (the LSTM's forget bias aside).
 """
 from __future__ import annotations

@@ -131,7 +131,7 @@ class TextgenConfig:
     valid_fraction: float = 0.1
     """Hold out the last fraction of the text's characters for validation (0 = no validation)."""
     batch_size: int = 32
-    """B: parallel streams in each truncated-BPTT batch."""
+    """B: parallel streams in each truncated-BPTT batch, per process (with --trainer.devices N the global batch is N·B)."""
     bptt: int = 64
     """k: time steps per chunk; the gradient stops at chunk boundaries, the state carries on."""
     model: TextModelConfig = field(default_factory=TextModelConfig)
@@ -204,13 +204,15 @@ def _ids(cache_dir: Path, name: str, sources: list[TextSource], pieces: list[Pie
     return cached_ids(cache_dir, name, key, tokenizer, lambda: (sources[i].piece(a, b) for i, a, b in pieces))
 
 
-def _stream(ids: TokenIds, *, batch_size: int, bptt: int, shuffle_seed: Optional[int] = None) -> MemmapTokenStream:
-    """A stream with at most ``batch_size`` rows, fewer when the text is too short for that many."""
+def _stream(ids: TokenIds, *, batch_size: int, bptt: int, shuffle_seed: Optional[int] = None,
+            processes: int = 1) -> MemmapTokenStream:
+    """A stream with at most ``batch_size`` rows per process, fewer when the text is too short for that many.
+    With several processes the trainer gives each its own rows of the text (``StreamPosition.shard``)."""
     usable = ids.lengths >= 2
     if not usable.any():
         raise ValueError("the text holds too few tokens: every document needs at least 2")
     total = int(ids.lengths[usable].sum())
-    rows = max(1, min(batch_size, total // (2 * bptt) or 1))
+    rows = max(1, min(batch_size, total // (2 * bptt * processes) or 1))
     return MemmapTokenStream(ids.ids, ids.starts[usable], ids.lengths[usable], batch_size=rows, bptt=bptt,
                              shuffle_seed=shuffle_seed)
 
@@ -235,8 +237,11 @@ def train(config: TextgenConfig) -> Path:
     cache = Path(config.trainer.run_dir) / "cache"
     train_ids = _ids(cache, "train", sources, train_docs, tokenizer, **key)
     valid_ids = _ids(cache, "valid", sources, valid_docs, tokenizer, **key) if valid_docs else None
-    train_stream = _stream(train_ids, batch_size=config.batch_size, bptt=config.bptt, shuffle_seed=config.trainer.seed)
-    valid_stream = _stream(valid_ids, batch_size=config.batch_size, bptt=config.bptt) if valid_docs else None
+    processes = config.trainer.devices * config.trainer.num_nodes
+    train_stream = _stream(train_ids, batch_size=config.batch_size, bptt=config.bptt, shuffle_seed=config.trainer.seed,
+                           processes=processes)
+    valid_stream = (_stream(valid_ids, batch_size=config.batch_size, bptt=config.bptt, processes=processes)
+                    if valid_docs else None)
 
     torch.manual_seed(config.trainer.seed)
     model = LanguageModel(config.model.build(tokenizer.vocab_size))

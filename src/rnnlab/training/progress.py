@@ -61,9 +61,9 @@ class RunLogger:
         self.writer.writerows(rows)
 
     def step(self, step: int, epoch: int, loss: float, grad_norm: float, lr: float, tokens: int) -> None:
-        """One optimizer step: ``tokens`` this process trained on since the previous call."""
+        """One optimizer step: ``tokens`` every process together trained on since the previous call."""
         now = time.perf_counter()
-        tps = tokens * (self.c.devices * self.c.num_nodes) / max(now - self.last_time, 1e-9)
+        tps = tokens / max(now - self.last_time, 1e-9)
         self.last_time = now
         self.throughputs.append(tps)
         self._flush_pending()

@@ -301,20 +301,19 @@ def cmd_demo(ns) -> int:
     if ns.task == "adding":
         return _adding_demo(ns)
 
+    import rnnlab
     from rnnlab.tasks import textgen
-    from rnnlab.training import load_bundle
 
     base = textgen.TextgenConfig()
     config = replace(base, trainer=replace(base.trainer, max_time=ns.max_time, run_dir=ns.run_dir, seed=ns.seed))
     print(f"Training a character LSTM (H={config.model.encoder.hidden_size}) on Python's documentation "
           f"for {ns.max_time:g} s ...", flush=True)
     path = textgen.train(config)
-    model, tokenizer, _ = textgen.load_textgen(path)
-    metrics = load_bundle(path).metrics or {}
+    bundle = rnnlab.load(path)
     print(f"\nbundle: {path}    curves: {path.parent / 'curves.png'}")
-    _print_metrics(metrics)
+    _print_metrics(bundle.metrics or {})
     for i, prompt in enumerate(config.sample.prompts):
-        text = textgen.generate_text(model, tokenizer, prompt, config.sample, seed=config.sample.seed + i)
+        text = bundle.generate(prompt, seed=config.sample.seed + i)
         print(f"\n--- sample, prompt {prompt!r} ---\n{text}")
     print(f"\nMore: rnnlab generate {path} --prompt 'def ' --temperature 0.8 --max_new_tokens 300")
     return 0

@@ -49,6 +49,7 @@ def save_task_bundle(task: str, config: Any, model: nn.Module, *, assets: Option
     """Write ``<config.trainer.run_dir>/bundle`` recording the task, its whole config and the fingerprint of
     its data (taken when training started); returns its path."""
     path = Path(config.trainer.run_dir) / "bundle"
+    assets = {**(assets or {}), **_tokenizers_files(assets or {})}
     extra = {"task": task, task: dataclasses.asdict(config)}
     fingerprint = _fingerprint.get()
     if fingerprint is not None:
@@ -57,18 +58,38 @@ def save_task_bundle(task: str, config: Any, model: nn.Module, *, assets: Option
     return path
 
 
+def _tokenizers_files(assets: dict) -> dict:
+    """Each tokenizer asset (``vocab``, ``source_vocab``, ...) again in the ``tokenizers`` format, as
+    ``tokenizer`` (``source_tokenizer``, ...), so that other tools read it (``tokenizers.Tokenizer.from_file``).
+    Without the tokenizers package there is none (logged)."""
+    from rnnlab.data.tokenize import KINDS, tokenizer_from_json, tokenizers_json
+
+    out = {}
+    for name, value in assets.items():
+        if (name == "vocab" or name.endswith("_vocab")) and isinstance(value, dict) and value.get("kind") in KINDS:
+            try:
+                out[name[: -len("vocab")] + "tokenizer"] = tokenizers_json(tokenizer_from_json(value))
+            except ModuleNotFoundError:
+                log.info("the tokenizers package is not installed: the bundle has no tokenizer.json")
+    return out
+
+
 def current_fingerprint() -> Optional[dict]:
     """The data fingerprint of the run in progress (inside a :func:`locked` ``train``), else None."""
     return _fingerprint.get()
 
 
-def load_task_bundle(path: Union[str, Path], task: str) -> Bundle:
-    """Load a bundle written by task ``task``; a ValueError naming both tasks when it was written by another."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"bundle not found: {path} (a folder written by 'rnnlab train {task}', e.g. "
-                                f"runs/{task}/bundle)")
-    bundle = load_bundle(path)
+def load_task_bundle(path: Union[str, Path, Bundle], task: str) -> Bundle:
+    """Load a bundle written by task ``task`` (an already loaded one is used as it is); a ValueError naming both
+    tasks when it was written by another."""
+    if isinstance(path, Bundle):
+        bundle, path = path, path.path
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"bundle not found: {path} (a folder written by 'rnnlab train {task}', e.g. "
+                                    f"runs/{task}/bundle)")
+        bundle = load_bundle(path)
     if bundle.task != task:
         raise ValueError(f"{path} is a {bundle.task or 'task-less'!r} bundle, not a {task!r} one: "
                          f"use it with the commands of its own task")

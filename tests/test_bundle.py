@@ -1,7 +1,6 @@
 """rnnlab.load(path) -> Bundle: the model, its tokenizer (also as a tokenizers-format tokenizer.json), config,
 metrics, task; predict and generate through the task's own code; versions recorded; a newer bundle warns."""
 import json
-from dataclasses import replace
 
 import pytest
 import torch

@@ -31,6 +31,7 @@ from typing import Literal, Optional
 from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 
 from rnnlab import __version__, tasks
+from rnnlab.console import log_handler
 
 EPILOG_GENERATE = "Sampling is seeded (--seed): the same bundle, prompt and options give the same text."
 
@@ -254,11 +255,13 @@ def cmd_generate(ns) -> int:
 
 DATASETS = """\
 Your own files, in each task's format:
-  textgen     --data FILE (one document) or FOLDER (every .txt below it); the last --valid_fraction is held out
+  textgen     --data FILE (one document) or FOLDER (every .txt below it); the last --valid_fraction is held out,
+              or --valid_data/--test_data name a corpus's own files (pre-tokenised: --tokenizer whitespace,
+              configs/textgen-words.yaml)
   classify    --data FILE.csv|.tsv|.jsonl (text and label columns) or an aclImdb-style folder of label folders
   tag         --data FILE in CoNLL columns (token and tag columns configurable; BIO, BIOES or plain tags)
   translate   --data FILE of tab-separated pairs (source<TAB>target)
-  Each takes --valid_data/--test_data files where it has them (textgen holds out the end of its text).
+  Each takes --valid_data/--test_data files where it has them.
 
 Prepared datasets (files under $RNNLAB_DATA, default ~/.cache/rnnlab-data, as the presets expect them):
   text        text/shakespeare.txt (6.5M characters)
@@ -391,7 +394,7 @@ USAGE_ERRORS = (argparse.ArgumentError, ValueError, TypeError, FileNotFoundError
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, handlers=[log_handler()])  # above the progress bar, on its console
     level = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--log_level"), "INFO")
     logging.getLogger("rnnlab").setLevel(getattr(logging, str(level).upper(), logging.INFO))
     try:

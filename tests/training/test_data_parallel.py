@@ -16,7 +16,7 @@ import torch
 
 from rnnlab.data.batching import LengthBucketSampler
 from rnnlab.tasks.classify import SameLengthBatchSampler
-from rnnlab.training import TokenStream, Trainer, TrainerConfig
+from rnnlab.training import TokenStream, Trainer
 from rnnlab.training.memmap_stream import MemmapTokenStream
 
 WORKER = Path(__file__).with_name("_dp_worker.py")

@@ -42,7 +42,7 @@ from rnnlab.data.vocab import Vocab
 from rnnlab.structures import EncoderConfig, ManyToOne, ManyToOneConfig
 from rnnlab.structures.base import check_choice
 from rnnlab.structures.many_to_one import Pooling
-from rnnlab.training import Trainer, TrainerConfig
+from rnnlab.training import Trainer, TrainerConfig, ValidMetric
 from rnnlab.training.checkpoint import from_dict
 from rnnlab.training.classification_metrics import classification_metrics, confusion_matrix, plot_confusion
 
@@ -488,7 +488,9 @@ def train(config: ClassifyConfig) -> Path:
 
     train_loader = make_batches(train_enc, config.batch_size, shuffle=True)
     valid_loader = make_batches(valid_enc, config.batch_size, shuffle=False) if valid_enc else None
-    metrics = dict(Trainer(config.trainer).fit(WeightedObjective(model, weights), train_loader, valid_loader))
+    accuracy = ValidMetric("valid_accuracy", lambda loss: score(model, valid_enc, labels)["accuracy"])
+    metrics = dict(Trainer(config.trainer, metric=accuracy if valid_enc else None).fit(
+        WeightedObjective(model, weights), train_loader, valid_loader))
     metrics.update(extra)
     model.eval()
     run_dir = Path(config.trainer.run_dir)

@@ -50,7 +50,7 @@ from rnnlab.nn.state import detach, map_state
 from .checkpoint import capture_rng, load_resume, pack_state, restore_rng, save_resume, unpack_state
 from .config import TrainerConfig
 from .lock import lock_run_dir
-from .progress import RunLogger
+from .progress import RunLogger, ValidMetric
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +92,15 @@ class _Parts:
 
 
 class Trainer:
-    """``Trainer(TrainerConfig(...)).fit(model, train, valid) -> dict of final metrics``."""
+    """``Trainer(TrainerConfig(...)).fit(model, train, valid) -> dict of final metrics``.
 
-    def __init__(self, config: Optional[TrainerConfig] = None) -> None:
+    ``metric``: a figure the task computes at each evaluation besides the loss (:class:`~.progress.ValidMetric`:
+    accuracy, perplexity, ...), logged to log.csv and drawn in curves.png.
+    """
+
+    def __init__(self, config: Optional[TrainerConfig] = None, *, metric: Optional[ValidMetric] = None) -> None:
         self.config = config if config is not None else TrainerConfig()
+        self.metric = metric
         self.fabric = None
         self.device: Optional[torch.device] = None  # set by fit; evaluate alone uses the model's device
         self._signals = _StopOnSignal()  # replaced by fit's own, which listens while it runs
@@ -120,7 +125,7 @@ class Trainer:
         c = self.config
         run = self._restore(p) if c.resume else RunState()
         logger = RunLogger(c, total_steps=self._total_steps(p.train), start_step=run.step, resumed=c.resume,
-                           active=self._is_main)
+                           active=self._is_main, metric=self.metric.name if self.metric else None)
         started = time.perf_counter() - run.elapsed
 
         while not self._should_stop(run):
@@ -354,7 +359,19 @@ class Trainer:
             run.stopped_early = bool(c.early_stopping_patience) and run.bad_evals >= c.early_stopping_patience
         if p.plateau is not None and run.step >= c.warmup_steps:  # warm-up owns the learning rate until it ends
             p.plateau.step(loss)
-        logger.valid(run.step, run.epoch, loss)
+        logger.valid(run.step, run.epoch, loss, self._metric(p.module, loss))
+
+    def _metric(self, module: nn.Module, loss: float) -> Optional[float]:
+        """The task's metric at this evaluation (None without one): the model in eval mode, no gradients."""
+        if self.metric is None:
+            return None
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                return float(self.metric.compute(loss))
+        finally:
+            module.train(was_training)
 
     def _should_stop(self, run: RunState) -> bool:
         c = self.config

@@ -203,9 +203,12 @@ def _print_metrics(metrics: dict) -> None:
 
 def cmd_train(ns) -> int:
     from rnnlab.training import load_bundle
+    from rnnlab.training.lock import is_main_process
 
     module = tasks.get(ns.task)
     path = module.train(_dataclass_from(module.Config, ns[ns.task]))
+    if not is_main_process():
+        return 0  # another rank of a data-parallel run: rank 0 writes the bundle and prints
     metrics = load_bundle(path).metrics or {}
     print(f"bundle: {path}")
     _print_metrics(metrics)

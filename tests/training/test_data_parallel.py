@@ -4,6 +4,7 @@ Fast tests shard in one process (the shares are disjoint and cover the data); th
 processes through the trainer as `--trainer.devices 2` does (tests/training/_dp_worker.py) and checks the
 shares, that the weights equal one process's on the whole batch, and that each process's RNG state is saved
 and restored."""
+import json
 import os
 import socket
 import subprocess
@@ -140,3 +141,37 @@ def test_two_processes_split_the_data_match_one_process_and_keep_their_rng(tmp_p
     with pytest.raises(ValueError, match=r"written by 2 process\(es\) and this run has 1"):
         Trainer(_dp_worker.config(1, run_dir=str(tmp_path / "run2"), resume=True)).fit(
             _dp_worker.model(), _dp_worker.stream(1))
+
+
+@pytest.mark.parametrize("env, main", [
+    ({}, True), ({"RANK": "0", "LOCAL_RANK": "0"}, True), ({"RANK": "1", "LOCAL_RANK": "1"}, False),
+    ({"LOCAL_RANK": "1"}, False), ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False), ({"SLURM_PROCID": "2"}, False),
+])
+def test_the_main_process_is_known_from_the_launchers_environment(env, main):
+    from rnnlab.training.lock import is_main_process
+
+    assert is_main_process(env) is main
+
+
+@pytest.mark.slow
+def test_cli_train_with_two_processes_writes_one_bundle(tmp_path):
+    """`rnnlab train textgen --trainer.devices 2` as torchrun starts it: rank 0 holds the run directory's lock and
+    writes the bundle, rank 1 trains on its share and writes nothing there; both exit 0."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"The cat sat on the mat number {i}.\n" for i in range(300)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
+           "WORLD_SIZE": "2", "NODE_RANK": "0", "PYTHONPATH": os.pathsep.join(sys.path)}
+    argv = [sys.executable, "-m", "rnnlab.cli", "train", "textgen", "--data", str(corpus), "--batch_size", "2",
+            "--bptt", "16", "--model.embedding_size", "8", "--model.encoder.hidden_size", "8",
+            "--trainer.max_steps", "6", "--trainer.max_time", "0", "--trainer.eval_every", "3",
+            "--trainer.devices", "2", "--trainer.device", "cpu", "--trainer.progress", "false",
+            "--trainer.run_dir", str(tmp_path / "run")]
+    procs = [subprocess.Popen(argv, env={**env, "LOCAL_RANK": str(r), "RANK": str(r)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for r in range(2)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err.decode()[-3000:]
+    assert "bundle:" in outs[0][0].decode() and outs[1][0].decode() == ""
+    assert (tmp_path / "run" / "bundle" / "model.safetensors").is_file()
+    metrics = json.loads((tmp_path / "run" / "bundle" / "metrics.json").read_text())
+    assert metrics["step"] == 6 and "valid_ppl_per_token" in metrics

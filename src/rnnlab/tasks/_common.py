@@ -23,7 +23,7 @@ from rnnlab.data.fingerprint import describe_change, fingerprint_path, fingerpri
 from rnnlab.structures.size import estimate_size, memory_bytes
 from rnnlab.training import Bundle, load_bundle, save_bundle
 from rnnlab.training.checkpoint import RESUME_DIR, RESUME_FILE, write_atomic, write_json_atomic
-from rnnlab.training.lock import lock_run_dir
+from rnnlab.training.lock import is_main_process, lock_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ def save_task_bundle(task: str, config: Any, model: nn.Module, *, assets: Option
     """Write ``<config.trainer.run_dir>/bundle`` recording the task, its whole config and the fingerprint of
     its data (taken when training started); returns its path."""
     path = Path(config.trainer.run_dir) / "bundle"
+    if not is_main_process():
+        return path  # data parallel: the weights are the same in every process, rank 0 writes them
     assets = {**(assets or {}), **_tokenizers_files(assets or {})}
     extra = {"task": task, task: dataclasses.asdict(config)}
     fingerprint = _fingerprint.get()
@@ -264,7 +266,8 @@ def locked(train: Callable[[Any], Path]) -> Callable[[Any], Path]:
     absolute; hold ``config.trainer.run_dir``'s lock from start to bundle (a second run with the same run_dir
     is refused at once instead of interleaving logs and overwriting the bundle); fingerprint the data; refuse a
     resume whose settings or data differ from the checkpoint's; record them for the next resume, and write the
-    resolved config to ``run_dir/config.yaml`` (``rnnlab train TASK --config`` replays it)."""
+    resolved config to ``run_dir/config.yaml`` (``rnnlab train TASK --config`` replays it). The other ranks of
+    a data-parallel run train without the lock and write nothing there."""
     module = importlib.import_module(train.__module__)
 
     @functools.wraps(train)
@@ -272,6 +275,12 @@ def locked(train: Callable[[Any], Path]) -> Callable[[Any], Path]:
         check_run_dir(config)
         check_model_size(config)
         config = resolve_data_paths(config)
+        if not is_main_process():  # another rank of a data-parallel run: rank 0 holds the lock and writes
+            token = _fingerprint.set(data_fingerprints(config, module))
+            try:
+                return train(config)
+            finally:
+                _fingerprint.reset(token)
         with lock_run_dir(config.trainer.run_dir) as folder:
             fingerprint = data_fingerprints(config, module)
             check_resume(config, fingerprint)

@@ -312,3 +312,15 @@ def test_the_bundle_fingerprints_its_data_and_evaluate_refuses_changed_data(run)
             classify.evaluate(path)
     finally:
         data.write_bytes(original)
+
+
+def test_rnnlab_load_predicts_as_the_task_does_and_has_a_tokenizer_json(run):
+    import rnnlab
+
+    path, _, _ = run
+    bundle = rnnlab.load(path)
+    texts = ["the plot is great !", "awful cast"]
+    assert bundle.predict(texts, batch_size=2) == list(classify.predict(path, texts, batch_size=2))
+    assert bundle.tokenizer is not None and (path / "tokenizer.json").is_file()
+    with pytest.raises(ValueError, match="generate is for text-generation bundles"):
+        bundle.generate("the plot")

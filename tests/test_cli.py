@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SUBCOMMANDS = {
     "train": ["textgen"],
     "train textgen": ["--config", "--print_config", "--data", "--tokenizer", "--model.encoder.hidden_size",
-                      "--trainer.max_time", "--bptt", "--sample.prompts", "{char,word,bpe}"],
+                      "--trainer.max_time", "--bptt", "--sample.prompts", "{char,word,bpe,whitespace}"],
     "evaluate": ["bundle", "--data"],
     "generate": ["bundle", "--prompt", "--temperature", "--top_k", "--top_p", "--max_new_tokens", "--seed", "--method"],
     "predict": ["bundle", "inputs", "--file", "standard input"],

@@ -1,8 +1,8 @@
 """rnnlab: recurrent neural networks on PyTorch.
 
 ``rnnlab.nn`` holds the cells and layers, ``rnnlab.structures`` the models, ``rnnlab.training`` the trainer,
-``rnnlab.tasks`` the applications. ``rnnlab.load(path)`` rebuilds a model from a bundle directory without
-unpickling anything.
+``rnnlab.tasks`` the applications. ``rnnlab.load(path)`` loads a bundle directory (the model, its tokenizer,
+config and metrics, with ``predict`` and ``generate``) without unpickling anything.
 """
 from __future__ import annotations
 
@@ -42,8 +42,17 @@ if _cache is not None:  # before any module imports numba
     os.environ["NUMBA_CACHE_DIR"] = _cache
 
 
-def load(path):
-    """Rebuild the model saved in the bundle directory ``path`` (see :func:`rnnlab.training.load`)."""
-    from rnnlab.training.checkpoint import load as _load
+def load(path, map_location=None):
+    """Load the bundle directory ``path`` -> :class:`rnnlab.bundle.Bundle` (``model``, ``tokenizer``, ``config``,
+    ``metrics``, ``task``, ``predict(...)``, ``generate(...)``); weights on ``map_location`` (None = the CPU)."""
+    from rnnlab.bundle import load as _load
 
-    return _load(path)
+    return _load(path, map_location)
+
+
+def __getattr__(name):  # rnnlab.Bundle without importing torch at `import rnnlab`
+    if name == "Bundle":
+        from rnnlab.bundle import Bundle
+
+        return Bundle
+    raise AttributeError(f"module 'rnnlab' has no attribute {name!r}")

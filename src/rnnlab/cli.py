@@ -33,6 +33,7 @@ from typing import Literal, Optional
 from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 
 from rnnlab import __version__, tasks
+from rnnlab.console import log_handler
 from rnnlab.export import cli as export_cli
 
 EPILOG_GENERATE = "Sampling is seeded (--seed): the same bundle, prompt and options give the same text."
@@ -216,9 +217,12 @@ def _print_metrics(metrics: dict) -> None:
 
 def cmd_train(ns) -> int:
     from rnnlab.training import load_bundle
+    from rnnlab.training.lock import is_main_process
 
     module = tasks.get(ns.task)
     path = module.train(_dataclass_from(module.Config, ns[ns.task]))
+    if not is_main_process():
+        return 0  # another rank of a data-parallel run: rank 0 writes the bundle and prints
     metrics = load_bundle(path).metrics or {}
     print(f"bundle: {path}")
     _print_metrics(metrics)
@@ -270,11 +274,13 @@ def cmd_generate(ns) -> int:
 
 DATASETS = """\
 Your own files, in each task's format:
-  textgen     --data FILE (one document) or FOLDER (every .txt below it); the last --valid_fraction is held out
+  textgen     --data FILE (one document) or FOLDER (every .txt below it); the last --valid_fraction is held out,
+              or --valid_data/--test_data name a corpus's own files (pre-tokenised: --tokenizer whitespace,
+              configs/textgen-words.yaml)
   classify    --data FILE.csv|.tsv|.jsonl (text and label columns) or an aclImdb-style folder of label folders
   tag         --data FILE in CoNLL columns (token and tag columns configurable; BIO, BIOES or plain tags)
   translate   --data FILE of tab-separated pairs (source<TAB>target)
-  Each takes --valid_data/--test_data files where it has them (textgen holds out the end of its text).
+  Each takes --valid_data/--test_data files where it has them.
 
 Prepared datasets (files under $RNNLAB_DATA, default ~/.cache/rnnlab-data, as the presets expect them):
   text        text/shakespeare.txt (6.5M characters)
@@ -317,20 +323,19 @@ def cmd_demo(ns) -> int:
     if ns.task == "adding":
         return _adding_demo(ns)
 
+    import rnnlab
     from rnnlab.tasks import textgen
-    from rnnlab.training import load_bundle
 
     base = textgen.TextgenConfig()
     config = replace(base, trainer=replace(base.trainer, max_time=ns.max_time, run_dir=ns.run_dir, seed=ns.seed))
     print(f"Training a character LSTM (H={config.model.encoder.hidden_size}) on Python's documentation "
           f"for {ns.max_time:g} s ...", flush=True)
     path = textgen.train(config)
-    model, tokenizer, _ = textgen.load_textgen(path)
-    metrics = load_bundle(path).metrics or {}
+    bundle = rnnlab.load(path)
     print(f"\nbundle: {path}    curves: {path.parent / 'curves.png'}")
-    _print_metrics(metrics)
+    _print_metrics(bundle.metrics or {})
     for i, prompt in enumerate(config.sample.prompts):
-        text = textgen.generate_text(model, tokenizer, prompt, config.sample, seed=config.sample.seed + i)
+        text = bundle.generate(prompt, seed=config.sample.seed + i)
         print(f"\n--- sample, prompt {prompt!r} ---\n{text}")
     print(f"\nMore: rnnlab generate {path} --prompt 'def ' --temperature 0.8 --max_new_tokens 300")
     return 0
@@ -427,7 +432,7 @@ USAGE_ERRORS = (argparse.ArgumentError, ValueError, TypeError, FileNotFoundError
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, handlers=[log_handler()])  # above the progress bar, on its console
     level = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--log_level"), "INFO")
     logging.getLogger("rnnlab").setLevel(getattr(logging, str(level).upper(), logging.INFO))
     try:

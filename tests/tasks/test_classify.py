@@ -81,6 +81,16 @@ def test_train_writes_a_bundle_with_labels_metrics_and_confusion_plots(run):
     assert (path.parent / "confusion.png").stat().st_size > 1000 and (path.parent / "confusion_test.png").is_file()
 
 
+def test_log_csv_has_the_validation_accuracy_curve(run):
+    import csv
+
+    path, _, _ = run
+    rows = [r for r in csv.DictReader(open(path.parent / "log.csv")) if r["valid_loss"]]
+    assert rows and all(0.0 <= float(r["valid_accuracy"]) <= 1.0 for r in rows)
+    final = json.loads((path / "metrics.json").read_text())["valid_accuracy"]
+    assert float(rows[-1]["valid_accuracy"]) == pytest.approx(final)  # the last evaluation is the final model
+
+
 def test_evaluate_reproduces_the_validation_metrics_and_scores_a_file(run, tmp_path):
     path, config, _ = run
     metrics = json.loads((path / "metrics.json").read_text())
@@ -302,3 +312,15 @@ def test_the_bundle_fingerprints_its_data_and_evaluate_refuses_changed_data(run)
             classify.evaluate(path)
     finally:
         data.write_bytes(original)
+
+
+def test_rnnlab_load_predicts_as_the_task_does_and_has_a_tokenizer_json(run):
+    import rnnlab
+
+    path, _, _ = run
+    bundle = rnnlab.load(path)
+    texts = ["the plot is great !", "awful cast"]
+    assert bundle.predict(texts, batch_size=2) == list(classify.predict(path, texts, batch_size=2))
+    assert bundle.tokenizer is not None and (path / "tokenizer.json").is_file()
+    with pytest.raises(ValueError, match="generate is for text-generation bundles"):
+        bundle.generate("the plot")

@@ -55,7 +55,7 @@ BATCHES = {
 def test_every_structure_round_trips_through_a_bundle(name, tmp_path):
     model = MODELS[name]()
     save_bundle(tmp_path / name, model, metrics={"note": name})
-    loaded = rnnlab.load(tmp_path / name)
+    loaded = rnnlab.load(tmp_path / name).model
     assert type(loaded) is type(model) and loaded.config == model.config
     for (key, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), key

@@ -13,6 +13,10 @@ sequences at the end to the longest one, and adds the lengths of the fields that
 batch is padding, and shuffles the batches between epochs. It draws its permutation from torch's global RNG
 when no generator is given, which is what the trainer saves and restores, so a resumed epoch sees the same
 batches as the interrupted one.
+
+Under data parallelism (:class:`RankShards`, which the trainer calls through ``shard``/``set_epoch``) every
+process draws the same epoch from a generator seeded with seed + epoch and keeps every W-th batch from its
+rank on, so the processes' shares are disjoint and every process takes the same number of steps.
 """
 from __future__ import annotations
 
@@ -89,13 +93,59 @@ def _stack(items: list, value: Union[int, float], key: str) -> Tensor:
     raise TypeError(f"field {key!r} holds {type(first).__name__}; pad_collate takes numbers, lists and tensors")
 
 
-class LengthBucketSampler(Sampler[list[int]]):
+class RankShards:
+    """A batch sampler's share of the batches under data parallelism (what the trainer's ``shard`` call sets up).
+
+    The subclass makes an epoch's list of batches in ``_batches`` with ``self._generator()`` for its shuffling.
+    After ``shard(rank, world_size, seed=...)`` that generator is seeded with seed + epoch (``set_epoch``), so
+    every process draws the same list, whatever its own RNG did since, and process r keeps batches r, r + W,
+    r + 2W, ...; the last ``len % W`` batches of an epoch are dropped so that every process takes the same
+    number of steps (DDP synchronises every step). Why not torch's DistributedSampler: it shards *examples*,
+    and a batch sampler's length buckets would be cut apart. With one process nothing changes.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    seed: int = 0
+    epoch: int = 0
+    generator: Optional[torch.Generator] = None
+
+    def shard(self, rank: int, world_size: int, *, seed: int = 0) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _generator(self) -> Optional[torch.Generator]:
+        if self.generator is not None or self.world_size == 1:
+            return self.generator  # None: torch's global RNG, which the trainer saves and restores
+        return torch.Generator().manual_seed(self.seed + self.epoch)
+
+    def _batches(self) -> list[list[int]]:
+        raise NotImplementedError
+
+    def _num_batches(self) -> int:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._batches()
+        if self.world_size > 1:
+            batches = batches[self.rank :: self.world_size][: len(batches) // self.world_size]
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return self._num_batches() // self.world_size
+
+
+class LengthBucketSampler(RankShards, Sampler[list[int]]):
     """Batches of indices whose examples have similar lengths, in a new random order every epoch.
 
     Each epoch: shuffle all indices, cut them into pools of ``batch_size * pool_batches``, sort each pool by
     length, cut it into batches, and shuffle the batches. ``shuffle=False`` sorts the whole set by length
     (deterministic, for evaluation). Every index appears exactly once per epoch (``drop_last`` drops a short
-    final batch of each pool).
+    final batch of each pool). Under data parallelism each process gets its share of the batches (:class:`RankShards`).
     """
 
     def __init__(
@@ -118,7 +168,8 @@ class LengthBucketSampler(Sampler[list[int]]):
         if not self.shuffle:
             order = sorted(range(n), key=lambda i: self.lengths[i])
             return [order[i : i + B] for i in range(0, n, B) if not (self.drop_last and i + B > n)]
-        order = torch.randperm(n, generator=self.generator).tolist()
+        generator = self._generator()
+        order = torch.randperm(n, generator=generator).tolist()
         pool = B * self.pool_batches
         batches = []
         for start in range(0, n, pool):
@@ -127,13 +178,10 @@ class LengthBucketSampler(Sampler[list[int]]):
                 if self.drop_last and i + B > len(chunk):
                     continue
                 batches.append(chunk[i : i + B])
-        perm = torch.randperm(len(batches), generator=self.generator).tolist()
+        perm = torch.randperm(len(batches), generator=generator).tolist()
         return [batches[i] for i in perm]
 
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
-
-    def __len__(self) -> int:
+    def _num_batches(self) -> int:
         n, B = len(self.lengths), self.batch_size
         if not self.drop_last:
             return math.ceil(n / B)

@@ -23,7 +23,7 @@ from rnnlab.data.fingerprint import describe_change, fingerprint_path, fingerpri
 from rnnlab.structures.size import estimate_size, memory_bytes
 from rnnlab.training import Bundle, load_bundle, save_bundle
 from rnnlab.training.checkpoint import RESUME_DIR, RESUME_FILE, write_atomic, write_json_atomic
-from rnnlab.training.lock import lock_run_dir
+from rnnlab.training.lock import is_main_process, lock_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ def save_task_bundle(task: str, config: Any, model: nn.Module, *, assets: Option
     """Write ``<config.trainer.run_dir>/bundle`` recording the task, its whole config and the fingerprint of
     its data (taken when training started); returns its path."""
     path = Path(config.trainer.run_dir) / "bundle"
+    if not is_main_process():
+        return path  # data parallel: the weights are the same in every process, rank 0 writes them
+    assets = {**(assets or {}), **_tokenizers_files(assets or {})}
     extra = {"task": task, task: dataclasses.asdict(config)}
     fingerprint = _fingerprint.get()
     if fingerprint is not None:
@@ -57,18 +60,38 @@ def save_task_bundle(task: str, config: Any, model: nn.Module, *, assets: Option
     return path
 
 
+def _tokenizers_files(assets: dict) -> dict:
+    """Each tokenizer asset (``vocab``, ``source_vocab``, ...) again in the ``tokenizers`` format, as
+    ``tokenizer`` (``source_tokenizer``, ...), so that other tools read it (``tokenizers.Tokenizer.from_file``).
+    Without the tokenizers package there is none (logged)."""
+    from rnnlab.data.tokenize import KINDS, tokenizer_from_json, tokenizers_json
+
+    out = {}
+    for name, value in assets.items():
+        if (name == "vocab" or name.endswith("_vocab")) and isinstance(value, dict) and value.get("kind") in KINDS:
+            try:
+                out[name[: -len("vocab")] + "tokenizer"] = tokenizers_json(tokenizer_from_json(value))
+            except ModuleNotFoundError:
+                log.info("the tokenizers package is not installed: the bundle has no tokenizer.json")
+    return out
+
+
 def current_fingerprint() -> Optional[dict]:
     """The data fingerprint of the run in progress (inside a :func:`locked` ``train``), else None."""
     return _fingerprint.get()
 
 
-def load_task_bundle(path: Union[str, Path], task: str) -> Bundle:
-    """Load a bundle written by task ``task``; a ValueError naming both tasks when it was written by another."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"bundle not found: {path} (a folder written by 'rnnlab train {task}', e.g. "
-                                f"runs/{task}/bundle)")
-    bundle = load_bundle(path)
+def load_task_bundle(path: Union[str, Path, Bundle], task: str) -> Bundle:
+    """Load a bundle written by task ``task`` (an already loaded one is used as it is); a ValueError naming both
+    tasks when it was written by another."""
+    if isinstance(path, Bundle):
+        bundle, path = path, path.path
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"bundle not found: {path} (a folder written by 'rnnlab train {task}', e.g. "
+                                    f"runs/{task}/bundle)")
+        bundle = load_bundle(path)
     if bundle.task != task:
         raise ValueError(f"{path} is a {bundle.task or 'task-less'!r} bundle, not a {task!r} one: "
                          f"use it with the commands of its own task")
@@ -249,7 +272,8 @@ def locked(train: Callable[[Any], Path]) -> Callable[[Any], Path]:
     absolute; hold ``config.trainer.run_dir``'s lock from start to bundle (a second run with the same run_dir
     is refused at once instead of interleaving logs and overwriting the bundle); fingerprint the data; refuse a
     resume whose settings or data differ from the checkpoint's; record them for the next resume, and write the
-    resolved config to ``run_dir/config.yaml`` (``rnnlab train TASK --config`` replays it)."""
+    resolved config to ``run_dir/config.yaml`` (``rnnlab train TASK --config`` replays it). The other ranks of
+    a data-parallel run train without the lock and write nothing there."""
     module = importlib.import_module(train.__module__)
 
     @functools.wraps(train)
@@ -257,6 +281,12 @@ def locked(train: Callable[[Any], Path]) -> Callable[[Any], Path]:
         check_run_dir(config)
         check_model_size(config)
         config = resolve_data_paths(config)
+        if not is_main_process():  # another rank of a data-parallel run: rank 0 holds the lock and writes
+            token = _fingerprint.set(data_fingerprints(config, module))
+            try:
+                return train(config)
+            finally:
+                _fingerprint.reset(token)
         with lock_run_dir(config.trainer.run_dir) as folder:
             fingerprint = data_fingerprints(config, module)
             check_resume(config, fingerprint)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
-from rnnlab.data.batching import pad_collate
+from rnnlab.data.batching import RankShards, pad_collate
 from rnnlab.data.errors import DataError
 from rnnlab.data.labelled import EMBEDDED, Example, is_embedded, pydoc_chapters, read_labelled
 from rnnlab.data.tokenize import KINDS as TOKENIZERS
@@ -42,7 +42,7 @@ from rnnlab.data.vocab import Vocab
 from rnnlab.structures import EncoderConfig, ManyToOne, ManyToOneConfig
 from rnnlab.structures.base import check_choice
 from rnnlab.structures.many_to_one import Pooling
-from rnnlab.training import Trainer, TrainerConfig
+from rnnlab.training import Trainer, TrainerConfig, ValidMetric
 from rnnlab.training.checkpoint import from_dict
 from rnnlab.training.classification_metrics import classification_metrics, confusion_matrix, plot_confusion
 
@@ -254,14 +254,15 @@ def encode_examples(pipeline: TextPipeline, examples: Sequence[Example], label_i
 
 # --- batches -----------------------------------------------------------------------------------------------
 
-class SameLengthBatchSampler(Sampler[list[int]]):
+class SameLengthBatchSampler(RankShards, Sampler[list[int]]):
     """Batches of texts of one length where there are enough of them, the rest batched by similar length.
 
     Why: a batch whose texts all have the same length needs no ``lengths`` (see :func:`collate`), so recurrent
     encoders run torch's fused kernel on the padded tensor instead of a packed sequence, several times faster
     on the CPU. Each epoch shuffles every length's texts, cuts full batches of one length, sorts the rest by
     length into mixed batches, and shuffles the batch order (torch's global RNG, as the trainer resumes it).
-    ``shuffle=False``: the same cut without any shuffling (for evaluation).
+    ``shuffle=False``: the same cut without any shuffling (for evaluation). Under data parallelism each process
+    gets its share of the batches (:class:`~rnnlab.data.batching.RankShards`).
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool = True) -> None:
@@ -270,7 +271,9 @@ class SameLengthBatchSampler(Sampler[list[int]]):
     def _batches(self) -> list[list[int]]:
         B = self.batch_size
         by_length: dict[int, list[int]] = {}
-        order = torch.randperm(len(self.lengths)).tolist() if self.shuffle else range(len(self.lengths))
+        generator = self._generator()
+        n = len(self.lengths)
+        order = torch.randperm(n, generator=generator).tolist() if self.shuffle else range(n)
         for i in order:
             by_length.setdefault(self.lengths[i], []).append(i)
         batches, rest = [], []
@@ -281,13 +284,10 @@ class SameLengthBatchSampler(Sampler[list[int]]):
             rest += group[full:]
         batches += [rest[k : k + B] for k in range(0, len(rest), B)]
         if self.shuffle:
-            batches = [batches[i] for i in torch.randperm(len(batches)).tolist()]
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
         return batches
 
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
-
-    def __len__(self) -> int:
+    def _num_batches(self) -> int:
         counts = Counter(self.lengths).values()
         rest = sum(c % self.batch_size for c in counts)
         return sum(c // self.batch_size for c in counts) + -(-rest // self.batch_size)
@@ -488,7 +488,9 @@ def train(config: ClassifyConfig) -> Path:
 
     train_loader = make_batches(train_enc, config.batch_size, shuffle=True)
     valid_loader = make_batches(valid_enc, config.batch_size, shuffle=False) if valid_enc else None
-    metrics = dict(Trainer(config.trainer).fit(WeightedObjective(model, weights), train_loader, valid_loader))
+    accuracy = ValidMetric("valid_accuracy", lambda loss: score(model, valid_enc, labels)["accuracy"])
+    metrics = dict(Trainer(config.trainer, metric=accuracy if valid_enc else None).fit(
+        WeightedObjective(model, weights), train_loader, valid_loader))
     metrics.update(extra)
     model.eval()
     run_dir = Path(config.trainer.run_dir)

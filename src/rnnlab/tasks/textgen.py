@@ -1,6 +1,8 @@
-"""Text generation: a character (or word, or BPE) language model trained by truncated BPTT, then sampled.
+"""Text generation: a character (or word, BPE, or pre-tokenised word) language model trained by truncated BPTT,
+then sampled.
 
-``train(config)`` reads the corpus, holds out its end for validation, fits a tokenizer on the training part,
+``train(config)`` reads the corpus, holds out its end for validation (or reads ``valid_data``), fits a
+tokenizer on the training part,
 trains a :class:`~rnnlab.structures.LanguageModel` with the :class:`~rnnlab.training.Trainer` and saves a
 bundle in ``<trainer.run_dir>/bundle`` (weights, ``config.json``, the tokenizer as ``vocab.json``,
 ``metrics.json``). ``generate`` samples from a bundle, ``evaluate`` scores it on a text.
@@ -9,6 +11,14 @@ Losses are in nats per token (the mean cross-entropy, natural log). Bits per cha
 character models, is nats / ln 2 rescaled by tokens per character, so that char, word and BPE models compare:
 ``bpc = loss / ln 2 * tokens / chars`` (for the char tokenizer tokens = chars). With the word tokenizer,
 rare words map to ``<unk>``, which makes its bpc optimistic.
+
+Perplexity, the unit of word-level language modelling, is reported twice, each named by its unit:
+``ppl_per_token = exp(loss)`` and ``ppl_per_word = exp(total NLL / words) = exp(loss * tokens / words)``,
+where words are the text's whitespace-separated tokens plus one ``<eos>`` per line break (Mikolov's
+convention on Penn Treebank: the end of a sentence is a word to predict). With the ``whitespace`` tokenizer a
+token is a word, so both are the same number and match the field's published per-word perplexities; for
+char and BPE models ``ppl_per_word`` is the same quantity reached through more, smaller predictions
+(the tokens/words ratio is the whole text's, as for bits per character).
 
 The text is never held whole: files are streamed, the tokenizer is fitted chunk by chunk, and the ids are
 written in the smallest unsigned dtype to ``<run_dir>/cache`` (see :mod:`rnnlab.data.token_ids`), from where a
@@ -23,7 +33,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal, Optional, Union
 
@@ -31,10 +41,10 @@ import torch
 
 from rnnlab.data.text import EMBEDDED, Piece, TextSource, corpus_sources, pydoc_corpus, split_lengths
 from rnnlab.data.token_ids import TokenIds, cache_key, cached_ids, whole_tokens
+from rnnlab.data.tokenize import EOS, Tokenizer, count_words, tokenizer_from_json, train_tokenizer
 from rnnlab.data.tokenize import KINDS as TOKENIZERS
-from rnnlab.data.tokenize import Tokenizer, tokenizer_from_json, train_tokenizer
 from rnnlab.structures import EncoderConfig, LanguageModel, LanguageModelConfig
-from rnnlab.training import Trainer, TrainerConfig, count_tokens
+from rnnlab.training import Trainer, TrainerConfig, ValidMetric, count_tokens
 from rnnlab.training.checkpoint import from_dict
 from rnnlab.training.config import MAX_SEED
 from rnnlab.training.memmap_stream import MemmapTokenStream
@@ -124,14 +134,23 @@ class TextgenConfig:
     data: Optional[str] = None
     """A UTF-8 text file, or a folder of .txt files (each one document); None (or 'pydoc') = the embedded
     corpus, Python's documentation from the standard library."""
-    tokenizer: Literal["char", "word", "bpe"] = "char"
-    """char | word | bpe (byte-level BPE trained on the corpus; needs the tokenizers package)."""
+    valid_data: Optional[str] = None
+    """A separate validation text (file or folder), e.g. a corpus's valid.txt; then all of --data trains and
+    --valid_fraction is not used."""
+    test_data: Optional[str] = None
+    """A test text (file or folder), e.g. a corpus's test.txt: scored once after training (test_* metrics)."""
+    tokenizer: Literal["char", "word", "bpe", "whitespace"] = "char"
+    """char | word (words, punctuation and spaces) | bpe (byte-level BPE trained on the corpus; needs the
+    tokenizers package) | whitespace (a pre-tokenised corpus such as Penn Treebank: split on whitespace, <eos>
+    at each line end, the corpus's own <unk> kept as the unknown token)."""
     vocab_size: int = 4096
-    """word and bpe: the most token ids (char keeps every character of the training text)."""
+    """word, bpe and whitespace: the most token ids (char keeps every character of the training text)."""
     valid_fraction: float = 0.1
-    """Hold out the last fraction of the text's characters for validation (0 = no validation)."""
+    """Hold out the last fraction of the text's characters for validation (0 = no validation); not used with
+    --valid_data."""
     batch_size: int = 32
-    """B: parallel streams in each truncated-BPTT batch."""
+    """B: parallel streams in each truncated-BPTT batch, per process (with --trainer.devices N the global batch
+    is N·B)."""
     bptt: int = 64
     """k: time steps per chunk; the gradient stops at chunk boundaries, the state carries on."""
     model: TextModelConfig = field(default_factory=TextModelConfig)
@@ -204,13 +223,15 @@ def _ids(cache_dir: Path, name: str, sources: list[TextSource], pieces: list[Pie
     return cached_ids(cache_dir, name, key, tokenizer, lambda: (sources[i].piece(a, b) for i, a, b in pieces))
 
 
-def _stream(ids: TokenIds, *, batch_size: int, bptt: int, shuffle_seed: Optional[int] = None) -> MemmapTokenStream:
-    """A stream with at most ``batch_size`` rows, fewer when the text is too short for that many."""
+def _stream(ids: TokenIds, *, batch_size: int, bptt: int, shuffle_seed: Optional[int] = None,
+            processes: int = 1) -> MemmapTokenStream:
+    """A stream with at most ``batch_size`` rows per process, fewer when the text is too short for that many.
+    With several processes the trainer gives each its own rows of the text (``StreamPosition.shard``)."""
     usable = ids.lengths >= 2
     if not usable.any():
         raise ValueError("the text holds too few tokens: every document needs at least 2")
     total = int(ids.lengths[usable].sum())
-    rows = max(1, min(batch_size, total // (2 * bptt) or 1))
+    rows = max(1, min(batch_size, total // (2 * bptt * processes) or 1))
     return MemmapTokenStream(ids.ids, ids.starts[usable], ids.lengths[usable], batch_size=rows, bptt=bptt,
                              shuffle_seed=shuffle_seed)
 
@@ -225,7 +246,12 @@ def _chars(pieces: Iterable[Piece]) -> int:
 def train(config: TextgenConfig) -> Path:
     """Train a language model as ``config`` says; returns the bundle's path (``<run_dir>/bundle``)."""
     sources = corpus_sources(config.data)
-    train_docs, valid_docs = split_lengths([s.num_chars() for s in sources], config.valid_fraction)
+    if config.valid_data:
+        train_docs, valid_sources = _whole(sources), corpus_sources(config.valid_data)
+        valid_docs = _whole(valid_sources)
+    else:
+        train_docs, valid_docs = split_lengths([s.num_chars() for s in sources], config.valid_fraction)
+        valid_sources = sources
     log.info("corpus: %d documents, %d characters for training, %d for validation",
              len(sources), _chars(train_docs), _chars(valid_docs))
     tokenizer = train_tokenizer(config.tokenizer, _texts(sources, train_docs, config.tokenizer),
@@ -234,30 +260,69 @@ def train(config: TextgenConfig) -> Path:
            "valid_fraction": config.valid_fraction}
     cache = Path(config.trainer.run_dir) / "cache"
     train_ids = _ids(cache, "train", sources, train_docs, tokenizer, **key)
-    valid_ids = _ids(cache, "valid", sources, valid_docs, tokenizer, **key) if valid_docs else None
-    train_stream = _stream(train_ids, batch_size=config.batch_size, bptt=config.bptt, shuffle_seed=config.trainer.seed)
-    valid_stream = _stream(valid_ids, batch_size=config.batch_size, bptt=config.bptt) if valid_docs else None
+    valid_ids = _ids(cache, "valid", valid_sources, valid_docs, tokenizer, **key) if valid_docs else None
+    processes = config.trainer.devices * config.trainer.num_nodes
+    train_stream = _stream(train_ids, batch_size=config.batch_size, bptt=config.bptt, shuffle_seed=config.trainer.seed,
+                           processes=processes)
+    valid_stream = (_stream(valid_ids, batch_size=config.batch_size, bptt=config.bptt, processes=processes)
+                    if valid_docs else None)
 
     torch.manual_seed(config.trainer.seed)
     model = LanguageModel(config.model.build(tokenizer.vocab_size))
     log.info("model: %s tokenizer, V=%d, %d parameters", tokenizer.kind, tokenizer.vocab_size,
              sum(p.numel() for p in model.parameters()))
-    metrics = dict(Trainer(config.trainer).fit(model, train_stream, valid_stream))
+    metrics = dict(Trainer(config.trainer, metric=_perplexity(tokenizer)).fit(model, train_stream, valid_stream))
     if valid_docs and "valid_loss" in metrics:
-        metrics.update(_rates(float(metrics["valid_loss"]), valid_ids.tokens, valid_ids.chars, "valid_"))
-        log.info("valid: %.4f nats/token, %.4f bits/char", metrics["valid_loss"], metrics["valid_bits_per_char"])
+        words = _words(valid_ids, valid_sources, valid_docs, tokenizer)
+        metrics.update(_rates(float(metrics["valid_loss"]), valid_ids.tokens, valid_ids.chars, words, "valid_"))
+        log.info("valid: %.4f nats/token, %.4f bits/char, perplexity %.2f per word", metrics["valid_loss"],
+                 metrics["valid_bits_per_char"], metrics["valid_ppl_per_word"])
+    if config.test_data:
+        test_sources = corpus_sources(config.test_data)
+        test_ids = _ids(cache, "test", test_sources, _whole(test_sources), tokenizer, **key)
+        scored = _score(model, test_ids, asdict(config), None, _words(test_ids, test_sources,
+                                                                       _whole(test_sources), tokenizer))
+        metrics.update({f"test_{k}": v for k, v in scored.items()})
+        log.info("test: %.4f nats/token, perplexity %.2f per word", scored["loss"], scored["ppl_per_word"])
 
     return save_task_bundle(TASK, config, model, assets={"vocab": tokenizer.to_json()}, metrics=metrics)
 
 
-def _rates(loss: float, tokens: int, chars: int, prefix: str = "") -> dict:
-    """nats/token -> bits per token and per character."""
+def _perplexity(tokenizer: Tokenizer) -> ValidMetric:
+    """The curve of validation perplexity in log.csv and curves.png (per word for the whitespace tokenizer,
+    where a token is a word; per token otherwise)."""
+    unit = "word" if tokenizer.kind == "whitespace" else "token"
+    return ValidMetric(f"valid_ppl_per_{unit}", _exp)
+
+
+def _rates(loss: float, tokens: int, chars: int, words: int, prefix: str = "") -> dict:
+    """nats/token -> bits per token and per character, perplexity per token and per word (module docstring)."""
     bits = loss / math.log(2)
     return {
         f"{prefix}bits_per_token": bits,
         f"{prefix}bits_per_char": bits * tokens / max(chars, 1),
         f"{prefix}tokens_per_char": tokens / max(chars, 1),
+        f"{prefix}ppl_per_token": _exp(loss),
+        f"{prefix}ppl_per_word": _exp(loss * tokens / max(words, 1)),
+        f"{prefix}words": words,
     }
+
+
+def _exp(x: float) -> float:
+    return math.exp(x) if x < 700 else math.inf
+
+
+def _whole(sources: list[TextSource]) -> list[Piece]:
+    """Every document of ``sources``, whole."""
+    return [(i, 0, s.num_chars()) for i, s in enumerate(sources)]
+
+
+def _words(ids: TokenIds, sources: list[TextSource], pieces: list[Piece], tokenizer: Tokenizer) -> int:
+    """The words of ``pieces`` (whitespace-separated tokens plus line breaks): the tokens themselves for the
+    whitespace tokenizer, else counted in one streamed pass over the text."""
+    if tokenizer.kind == "whitespace":
+        return ids.tokens
+    return sum(count_words(chunk) for chunk in _texts(sources, pieces, "whitespace"))
 
 
 def load_textgen(bundle_path: Union[str, Path]) -> tuple[LanguageModel, Tokenizer, dict]:
@@ -279,8 +344,10 @@ def load_textgen(bundle_path: Union[str, Path]) -> tuple[LanguageModel, Tokenize
 def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, batch_size: Optional[int] = None) -> dict:
     """Score a bundle: ``loss`` (nats/token), ``bits_per_token``, ``bits_per_char``, ``tokens``, ``chars``.
 
-    ``data=None`` scores the held-out end of the corpus the bundle was trained on (the same split as in
-    training, so ``loss`` equals the bundle's ``valid_loss``); a path scores the whole of that text.
+    Also ``ppl_per_token`` and ``ppl_per_word`` (perplexity in each unit; see the module docstring) and ``words``.
+    ``data=None`` scores the validation text the bundle was trained with (its ``valid_data``, or the held-out end
+    of the corpus: the same split as in training, so ``loss`` equals the bundle's ``valid_loss``); a path
+    scores the whole of that text (e.g. a corpus's test.txt).
     ``batch_size``: parallel streams (None = the training batch size). Each stream starts from a zero state,
     so more streams score slightly worse.
     """
@@ -292,16 +359,20 @@ def evaluate(bundle_path: Union[str, Path], data: Optional[str] = None, *, batch
     if data is None:
         check_data_unchanged(bundle_path, stored, module)
         fraction = textgen.get("valid_fraction") or TextgenConfig.valid_fraction  # a run without validation: 10%
-        sources = corpus_sources(stored.data)
-        name, pieces = "valid", split_lengths([s.num_chars() for s in sources], fraction)[1]
-        key = {"data": data_fingerprints(stored, module), "valid_fraction": fraction}
+        if stored.valid_data:
+            sources = corpus_sources(stored.valid_data)
+            pieces = _whole(sources)
+        else:
+            sources = corpus_sources(stored.data)
+            pieces = split_lengths([s.num_chars() for s in sources], fraction)[1]
+        name, key = "valid", {"data": data_fingerprints(stored, module), "valid_fraction": fraction}
     else:
         sources = corpus_sources(data)
-        name, pieces = "all", [(i, 0, s.num_chars()) for i, s in enumerate(sources)]
-        key = {"data": data_fingerprints(replace(stored, data=data), module)}
+        name, pieces = "all", _whole(sources)
+        key = {"data": data_fingerprints(replace(stored, data=data, valid_data=None, test_data=None), module)}
     with ExitStack() as stack:
         ids = _ids(_cache_dir(bundle_path, stack), name, sources, pieces, tokenizer, **key)
-        return _score(model, ids, textgen, batch_size)
+        return _score(model, ids, textgen, batch_size, _words(ids, sources, pieces, tokenizer))
 
 
 def _cache_dir(bundle_path: Union[str, Path], stack: ExitStack) -> Path:
@@ -317,7 +388,7 @@ def _cache_dir(bundle_path: Union[str, Path], stack: ExitStack) -> Path:
     return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rnnlab-ids-")))
 
 
-def _score(model: LanguageModel, ids: TokenIds, textgen: dict, batch_size: Optional[int]) -> dict:
+def _score(model: LanguageModel, ids: TokenIds, textgen: dict, batch_size: Optional[int], words: int) -> dict:
     bptt = int(textgen.get("bptt", TextgenConfig.bptt))
     batch_size = int(batch_size or textgen.get("batch_size", TextgenConfig.batch_size))
     stream = _stream(ids, batch_size=batch_size, bptt=bptt)
@@ -325,13 +396,14 @@ def _score(model: LanguageModel, ids: TokenIds, textgen: dict, batch_size: Optio
     if tokens == 0:
         raise ValueError("the text is too short to score: no token has a next token")
     loss = Trainer(TrainerConfig(device=str(next(model.parameters()).device.type))).evaluate(model, stream)
-    return {"loss": loss, **_rates(loss, ids.tokens, ids.chars), "tokens": tokens, "chars": ids.chars}
+    return {"loss": loss, **_rates(loss, ids.tokens, ids.chars, words), "tokens": tokens, "chars": ids.chars}
 
 
 def special_ids(tokenizer: Tokenizer) -> list[int]:
-    """The ids of the tokens that are no text (``<unk>`` and any specials): generation never emits them."""
+    """The ids of the tokens that are no text (``<unk>`` and any specials but ``<eos>``, which is a line break):
+    generation never emits them."""
     vocab = getattr(tokenizer, "vocab", None)
-    return [] if vocab is None else sorted({vocab.unk_id, *(vocab.id(s) for s in vocab.specials)})
+    return [] if vocab is None else sorted({vocab.unk_id, *(vocab.id(s) for s in vocab.specials if s != EOS)})
 
 
 def warn_unknown(tokenizer: Tokenizer, prompt: str, warned: Optional[set] = None) -> None:
@@ -373,7 +445,10 @@ def generate_text(model: LanguageModel, tokenizer: Tokenizer, prompt: str, sampl
         temperature=sample.temperature or 1.0, top_k=sample.top_k, top_p=sample.top_p, generator=generator,
         banned_tokens=special_ids(tokenizer),
     )
-    return prompt + tokenizer.decode(out[0, len(ids):].tolist())
+    text = tokenizer.decode(out[0, len(ids):].tolist())
+    if tokenizer.kind == "whitespace" and text and not prompt[-1].isspace() and not text.startswith("\n"):
+        text = " " + text  # its tokens are joined by spaces: the prompt's last word and the first new one too
+    return prompt + text
 
 
 def _sampler(config: dict, options: dict) -> tuple[SampleConfig, int, str]:

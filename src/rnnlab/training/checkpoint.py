@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -141,6 +142,7 @@ def save_bundle(path: PathLike, model: nn.Module, *, extra_config: Optional[dict
     files = [CONFIG, WEIGHTS, METRICS] + [f"{name}.json" for name in assets]
     config = {
         "rnnlab_version": rnnlab.__version__,
+        "torch_version": torch.__version__,
         "model_type": type(model).__name__,
         "model_config": dataclasses.asdict(model.config),
         "bundle_files": files,
@@ -189,6 +191,7 @@ def load_bundle(path: PathLike, *, map_location: Union[str, torch.device] = "cpu
     for key in ("model_type", "model_config"):
         if key not in config:
             raise ValueError(f"{path / CONFIG} has no {key!r}: it is not an rnnlab bundle config")
+    _warn_if_newer(path / CONFIG, config.get("rnnlab_version"))
     model_cls, config_cls = _registry().get(config["model_type"], (None, None))
     if model_cls is None:
         raise ValueError(f"{path / CONFIG}: unknown model_type {config['model_type']!r}; known: {sorted(_registry())}")
@@ -215,6 +218,22 @@ def load_bundle(path: PathLike, *, map_location: Union[str, torch.device] = "cpu
     listed = config.get("bundle_files", [])
     metrics = _read_json(path / METRICS) if METRICS in listed or (path / METRICS).exists() else {}
     return Bundle(model.eval(), config, assets, metrics, path)
+
+
+def _version(text: Any) -> Optional[tuple[int, ...]]:
+    """(major, minor, patch) of a version string such as '0.2.0' or '2.5.1+cpu'; None when it is not one."""
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text) if isinstance(text, str) else None
+    return tuple(int(g or 0) for g in match.groups()) if match else None
+
+
+def _warn_if_newer(where: Path, written_by: Any) -> None:
+    """A bundle from a newer rnnlab may hold what this one cannot read right: say so (it still loads if it can)."""
+    import rnnlab
+
+    theirs, ours = _version(written_by), _version(rnnlab.__version__)
+    if theirs and ours and theirs > ours:
+        warnings.warn(f"{where} was written by rnnlab {written_by}, newer than this rnnlab {rnnlab.__version__}: "
+                      "it may not load or behave as intended; upgrade rnnlab (pip install -U rnnlab)", stacklevel=3)
 
 
 def _check_size(where: Path, model_config: Any, weights_bytes: int) -> None:

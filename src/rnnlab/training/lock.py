@@ -26,6 +26,19 @@ _held: dict[str, tuple[int, int]] = {}  # resolved run_dir -> (fd, depth), this 
 _guard = threading.Lock()
 
 
+def is_main_process(environ=None) -> bool:
+    """Whether this process writes the run directory: not one of the other ranks of a data-parallel run.
+
+    Known before any process group exists, from the launcher's environment: ``RANK`` (torchrun, Fabric),
+    ``SLURM_PROCID``, or ``LOCAL_RANK``/``NODE_RANK`` (Fabric's own launcher starts ranks 1.. with LOCAL_RANK
+    set). A process with none of them is the main one."""
+    env = os.environ if environ is None else environ
+    for key in ("RANK", "SLURM_PROCID"):
+        if env.get(key, "").strip():
+            return int(env[key]) == 0
+    return int(env.get("LOCAL_RANK") or 0) == 0 and int(env.get("NODE_RANK") or env.get("GROUP_RANK") or 0) == 0
+
+
 class RunDirLocked(RuntimeError):
     """Another process is writing to this run directory."""
 

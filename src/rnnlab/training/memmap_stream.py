@@ -1,7 +1,8 @@
 """Truncated-BPTT batches sliced from token ids on disk (a ``numpy.memmap``), for corpora larger than memory.
 
 :class:`MemmapTokenStream` yields exactly the batches of :class:`~rnnlab.training.tbptt.TokenStream` on the
-same documents (same layout, same shuffling, same ``reset``/``lengths``, same ``state_dict``), but never builds
+same documents (same layout, same shuffling, same ``reset``/``lengths``, same ``state_dict``, the same share
+under ``shard``), but never builds
 the concatenation: the documents stay where they are in the ids array, in its own (small unsigned) dtype, and
 only each batch is gathered and widened to int64. A shuffled epoch is a permutation of the documents in a
 *virtual* concatenation; since a chunk never crosses a document boundary, each chunk's virtual start maps to
@@ -73,10 +74,11 @@ class MemmapTokenStream(StreamPosition):
             where, lengths = self.starts[order], self.lengths[order]
             bounds = np.concatenate([[0], np.cumsum(lengths)])  # the virtual concatenation's document bounds
             total = int(bounds[-1])
-            rows = [self._row_chunks(bounds, where, r * total // self.batch_size,
-                                     (r + 1) * total // self.batch_size) for r in range(self.batch_size)]
+            rows = [self._row_chunks(bounds, where, r * total // self.rows, (r + 1) * total // self.rows)
+                    for r in range(self.rows)]
             n = min(r[0].size for r in rows)
-            self._cache = tuple(np.stack([r[j][:n] for r in rows], axis=1) for j in range(3))
+            mine = rows[self.columns]  # this process's rows (all of them with one process)
+            self._cache = tuple(np.stack([r[j][:n] for r in mine], axis=1) for j in range(3))
             self._layout_epoch = self.epoch
         return self._cache
 

@@ -24,7 +24,16 @@ from torch import Tensor
 
 class StreamPosition:
     """What every truncated-BPTT stream shares: its sizes, where it stands (epoch, batches handed out) for exact
-    resume, and the check that the data fills at least one batch. Subclasses define ``__len__`` (batches per epoch)."""
+    resume, its share of the data under data parallelism, and the check that the data fills at least one batch.
+    Subclasses define ``__len__`` (batches per epoch) and lay out ``self.rows`` rows, of which this process
+    yields the columns ``self.columns``.
+
+    Data parallelism (:meth:`shard`): with W processes the text is cut into W·B rows and process r yields rows
+    r·B .. (r+1)·B - 1 of every batch, so the shares are disjoint, together cover what one process with
+    ``batch_size=W·B`` would see (batch for batch: rank 0's rows first), and every process has the same number
+    of batches (the layout, hence ``len``, is the same everywhere). ``batch_size`` stays per process, as for a
+    DataLoader under a DistributedSampler.
+    """
 
     stateful = True
 
@@ -34,11 +43,34 @@ class StreamPosition:
         self.shuffle_seed = shuffle_seed
         self.epoch = 0
         self.position = 0
+        self.rank, self.world_size = 0, 1
         self._layout_epoch: Optional[int] = None
+        self._check_fills()
+
+    @property
+    def rows(self) -> int:
+        """Rows of the whole layout: batch_size per process times the processes."""
+        return self.batch_size * self.world_size
+
+    @property
+    def columns(self) -> slice:
+        """This process's rows of every batch of the layout."""
+        return slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Yield process ``rank``'s share of ``world_size`` from now on (see the class docstring)."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        self.rank, self.world_size = rank, world_size
+        self._layout_epoch = None
+        self._check_fills()
+
+    def _check_fills(self) -> None:
         if len(self) == 0:
+            per = f" per process ({self.world_size} processes)" if self.world_size > 1 else ""
             raise ValueError(
-                f"the documents hold too few tokens for batch_size={batch_size}: every row needs a document piece "
-                "of at least 2 tokens; use fewer rows or more data"
+                f"the documents hold too few tokens for batch_size={self.batch_size}{per}: every row needs a "
+                "document piece of at least 2 tokens; use fewer rows or more data"
             )
 
     def state_dict(self) -> dict:
@@ -104,16 +136,17 @@ class TokenStream(StreamPosition):
                 docs = [docs[j] for j in torch.randperm(len(docs), generator=g).tolist()]
             tokens = torch.cat(docs)
             bounds = torch.tensor([0] + [d.numel() for d in docs]).cumsum(0).tolist()
-            rows = [_row_chunks(bounds, *self._row_range(r, tokens.numel()), self.bptt) for r in range(self.batch_size)]
+            rows = [_row_chunks(bounds, *self._row_range(r, tokens.numel()), self.bptt) for r in range(self.rows)]
             n = min(len(r) for r in rows)
-            table = torch.tensor([r[:n] for r in rows], dtype=torch.long).reshape(self.batch_size, n, 3)
+            table = torch.tensor([r[:n] for r in rows], dtype=torch.long).reshape(self.rows, n, 3)
+            table = table[self.columns]  # (B, n, 3): this process's rows
             self._cache = (tokens, table[:, :, 0].T.contiguous(), table[:, :, 1].T.contiguous())
             self._resets = table[:, :, 2].T.bool().contiguous()  # (n, B)
             self._layout_epoch = self.epoch
         return self._cache
 
     def _row_range(self, row: int, total: int) -> tuple[int, int]:
-        return row * total // self.batch_size, (row + 1) * total // self.batch_size
+        return row * total // self.rows, (row + 1) * total // self.rows
 
 
 def _row_chunks(bounds: list[int], lo: int, hi: int, k: int) -> list[tuple[int, int, int]]:

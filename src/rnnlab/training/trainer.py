@@ -12,8 +12,21 @@ Tokens, for throughput and for weighting the validation mean: ``batch["num_token
 (B, T, ...) ``y``, else B (one target per example).
 
 Data parallelism: with ``devices * num_nodes > 1`` the model and optimizer go through ``lightning_fabric``
-(DDP); a ``DataLoader`` gets a distributed sampler from Fabric, any other iterable must already yield this
-process's share. With one device no Fabric is involved.
+(DDP: gradients averaged over the processes every step) and every process trains on its own share of the data:
+
+- a truncated-BPTT stream (anything with ``shard(rank, world_size)``, e.g. ``TokenStream``) lays the text out
+  in W·B rows and yields this process's B of them (``tbptt.StreamPosition``);
+- a DataLoader whose batch sampler has ``shard`` (``data.batching.RankShards``: ``LengthBucketSampler``,
+  classify's sampler) keeps every W-th batch of an epoch that all processes draw alike;
+- any other DataLoader gets Fabric's ``DistributedSampler`` (examples split W ways, padded to equal shares);
+- any other iterable must already yield this process's share.
+
+``batch_size`` is per process: the global batch is W times it, as with torch's DistributedSampler. A
+validation stream is split the same way; a validation DataLoader is not (every process scores all of it, and
+the mean over the processes is the same). Throughput (tokens/s) counts every process's tokens once: the sum
+over the processes of the tokens of each step. Each process seeds its RNGs with seed + rank (different dropout
+masks) and the resume file keeps one RNG state per process; resuming needs the same number of processes.
+With one device no Fabric is involved.
 """
 from __future__ import annotations
 
@@ -37,7 +50,7 @@ from rnnlab.nn.state import detach, map_state
 from .checkpoint import capture_rng, load_resume, pack_state, restore_rng, save_resume, unpack_state
 from .config import TrainerConfig
 from .lock import lock_run_dir
-from .progress import RunLogger
+from .progress import RunLogger, ValidMetric
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +92,15 @@ class _Parts:
 
 
 class Trainer:
-    """``Trainer(TrainerConfig(...)).fit(model, train, valid) -> dict of final metrics``."""
+    """``Trainer(TrainerConfig(...)).fit(model, train, valid) -> dict of final metrics``.
 
-    def __init__(self, config: Optional[TrainerConfig] = None) -> None:
+    ``metric``: a figure the task computes at each evaluation besides the loss (:class:`~.progress.ValidMetric`:
+    accuracy, perplexity, ...), logged to log.csv and drawn in curves.png.
+    """
+
+    def __init__(self, config: Optional[TrainerConfig] = None, *, metric: Optional[ValidMetric] = None) -> None:
         self.config = config if config is not None else TrainerConfig()
+        self.metric = metric
         self.fabric = None
         self.device: Optional[torch.device] = None  # set by fit; evaluate alone uses the model's device
         self._signals = _StopOnSignal()  # replaced by fit's own, which listens while it runs
@@ -97,6 +115,7 @@ class Trainer:
         _seed_everything(c.seed)
         self._stateful = bool(getattr(train, "stateful", False))
         p = self._setup(model, train)
+        valid = self._shard(valid) if self.fabric is not None and valid is not None else valid
         # one writer per run_dir (the main process: data-parallel ranks share it)
         with lock_run_dir(c.run_dir) if c.run_dir and self._is_main else nullcontext(), _StopOnSignal() as signals:
             self._signals = signals
@@ -106,7 +125,7 @@ class Trainer:
         c = self.config
         run = self._restore(p) if c.resume else RunState()
         logger = RunLogger(c, total_steps=self._total_steps(p.train), start_step=run.step, resumed=c.resume,
-                           active=self._is_main)
+                           active=self._is_main, metric=self.metric.name if self.metric else None)
         started = time.perf_counter() - run.elapsed
 
         while not self._should_stop(run):
@@ -114,6 +133,7 @@ class Trainer:
             for batch in self._batches(p.train, run):
                 seen += 1
                 loss, tokens, grad_norm = self._train_step(p, batch, run)
+                tokens = self._sum_over_processes(tokens)
                 run.step += 1
                 run.batch_in_epoch += 1
                 run.elapsed = time.perf_counter() - started
@@ -170,6 +190,7 @@ class Trainer:
         self.fabric = Fabric(accelerator=accelerator, devices=c.devices, num_nodes=c.num_nodes, strategy=strategy,
                              precision="bf16-mixed" if c.precision == "bf16" else "32-true")
         self.fabric.launch()
+        _seed_everything(c.seed + self.fabric.global_rank)  # one RNG stream per process: its own dropout masks
         self.device = self.fabric.device
         optimizer = _build_optimizer(c, model.parameters())
         wrapped, optimizer = self.fabric.setup(model, optimizer)
@@ -177,9 +198,26 @@ class Trainer:
         wrapped.mark_forward_method("loss")
         if hasattr(model, "loss_and_state"):
             wrapped.mark_forward_method("loss_and_state")
-        if isinstance(train, torch.utils.data.DataLoader):
-            train = self.fabric.setup_dataloaders(train, move_to_device=False)
-        return _Parts(wrapped, model, optimizer, _build_plateau(c, optimizer), train)
+        return _Parts(wrapped, model, optimizer, _build_plateau(c, optimizer), self._shard(train))
+
+    def _shard(self, data):
+        """This process's share of ``data`` (module docstring: data parallelism)."""
+        rank, world = self.fabric.global_rank, self.fabric.world_size
+        if hasattr(data, "shard"):
+            data.shard(rank, world)
+        elif hasattr(getattr(data, "batch_sampler", None), "shard"):
+            data.batch_sampler.shard(rank, world, seed=self.config.seed)
+        elif isinstance(data, torch.utils.data.DataLoader):
+            data = self.fabric.setup_dataloaders(data, move_to_device=False)
+        else:
+            log.info("data parallel: the %s given is neither a stream nor a DataLoader; it must yield only "
+                     "process %d's share", type(data).__name__, rank)
+        return data
+
+    def _sum_over_processes(self, n: int) -> int:
+        if self.fabric is None:
+            return n
+        return int(self.fabric.all_reduce(torch.tensor(float(n), device=self.device), reduce_op="sum"))
 
     @property
     def _is_main(self) -> bool:
@@ -198,6 +236,7 @@ class Trainer:
         """This epoch's batches from where the run stands (a resumed run skips the batches it has seen)."""
         if hasattr(train, "state_dict"):
             return iter(train)  # the stream restores its own position
+        _set_epoch(train, run.epoch)
         if run.batch_in_epoch == 0:
             run.epoch_rng = torch.get_rng_state()
             return iter(train)
@@ -320,7 +359,19 @@ class Trainer:
             run.stopped_early = bool(c.early_stopping_patience) and run.bad_evals >= c.early_stopping_patience
         if p.plateau is not None and run.step >= c.warmup_steps:  # warm-up owns the learning rate until it ends
             p.plateau.step(loss)
-        logger.valid(run.step, run.epoch, loss)
+        logger.valid(run.step, run.epoch, loss, self._metric(p.module, loss))
+
+    def _metric(self, module: nn.Module, loss: float) -> Optional[float]:
+        """The task's metric at this evaluation (None without one): the model in eval mode, no gradients."""
+        if self.metric is None:
+            return None
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                return float(self.metric.compute(loss))
+        finally:
+            module.train(was_training)
 
     def _should_stop(self, run: RunState) -> bool:
         c = self.config
@@ -340,8 +391,29 @@ class Trainer:
 
     # ----- resume ------------------------------------------------------------------------------------------
 
+    def _gather(self, value) -> list:
+        """``value`` of every process, in rank order (a list of one without data parallelism)."""
+        if self.fabric is None:
+            return [value]
+        out = [None] * self.fabric.world_size
+        torch.distributed.all_gather_object(out, value)
+        return out
+
+    def _my_rng(self, saved) -> dict:
+        """This process's RNG state from the resume file (a lone dict: one written by one process)."""
+        states = saved if isinstance(saved, list) else [saved]
+        world = self.fabric.world_size if self.fabric is not None else 1
+        if len(states) != world:
+            raise ValueError(
+                f"cannot resume from {self.config.run_dir}/resume: it was written by {len(states)} process(es) and "
+                f"this run has {world}; each process's data share and random state belong to that layout. Resume "
+                f"with the same --trainer.devices x --trainer.num_nodes ({len(states)}), or start afresh "
+                "(a new --trainer.run_dir, or --trainer.resume false)")
+        return states[self.fabric.global_rank if self.fabric is not None else 0]
+
     def _checkpoint(self, p: _Parts, run: RunState) -> None:
         """Write run_dir/resume/: weights, optimizer, scheduler, RNGs, the data's position and the run state."""
+        rng = self._gather(capture_rng())  # one entry per process, in rank order
         if not self._is_main:
             return
         run_fields = {k: v for k, v in asdict(run).items() if k not in ("carried", "epoch_rng", "best_weights")}
@@ -349,7 +421,7 @@ class Trainer:
             "model": p.module.state_dict(),
             "optimizer": p.optimizer.state_dict(),
             "plateau": p.plateau.state_dict() if p.plateau is not None else None,
-            "rng": capture_rng(),
+            "rng": rng,
             "data": p.train.state_dict() if hasattr(p.train, "state_dict") else None,
             "run": run_fields,
             "carried": pack_state(run.carried),
@@ -373,7 +445,7 @@ class Trainer:
                 f"optimizer ({first}); start afresh (a new --trainer.run_dir, or --trainer.resume false)") from None
         if p.plateau is not None and saved["plateau"] is not None:
             p.plateau.load_state_dict(saved["plateau"])
-        restore_rng(saved["rng"])
+        restore_rng(self._my_rng(saved["rng"]))
         if saved["data"] is not None:
             p.train.load_state_dict(saved["data"])
         run = RunState(**saved["run"])
@@ -413,6 +485,15 @@ class _StopOnSignal:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
+
+
+def _set_epoch(train, epoch: int) -> None:
+    """Tell a sharded batch sampler, or Fabric's DistributedSampler, which epoch to draw (a resumed run's too)."""
+    sampler = getattr(train, "batch_sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+    if hasattr(train, "_num_iter_calls"):  # Fabric's loader calls the DistributedSampler's set_epoch with this
+        train._num_iter_calls = epoch
 
 
 def lr_at(config: TrainerConfig, step: int) -> float:

@@ -296,7 +296,10 @@ as the presets expect them):
   pos         pos/oanc.{train,valid,test}.conll
               -> rnnlab train tag --config configs/tag-oanc.yaml
   translate   translate/deu_eng.{train,valid,test}.tsv
-              -> rnnlab train translate --config configs/translate-deu_eng.yaml"""
+              -> rnnlab train translate --config configs/translate-deu_eng.yaml
+  images      images/fashion-mnist/*.gz (Fashion-MNIST IDX files)
+              -> rnnlab train seqclass --config configs/seqclass-fashion-mnist.yaml
+  speech      speech/digits/{train,valid,test}/<digit>/*.wav (spoken digits, 16 kHz)"""
 
 
 def cmd_datasets(ns) -> int:

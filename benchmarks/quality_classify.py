@@ -1,7 +1,7 @@
 """Text classification quality on the prepared tweets (run by hand): a BiLSTM, a CNN and a Transformer of
 similar size, each trained for a bounded time on 2 threads, scored on the test split.
 
-    python3 ../shared/datasets/prepare.py sentiment        # once: ~/.cache/rnnlab-data/sentiment/
+    rnnlab datasets prepare sentiment        # once: ~/.cache/rnnlab-data/sentiment/
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/quality_classify.py [--max_time 200] [--models bilstm,cnn]
         [--threads 2]
 

@@ -1,7 +1,7 @@
 """Sequence-classification quality on Fashion-MNIST read row by row (run by hand): each 28×28 image is a
 sequence of 28 steps of 28 features (the pixels of one row); a GRU reads it and its last state is classified.
 
-    python3 ../shared/datasets/prepare.py images           # once: ~/.cache/rnnlab-data/images/fashion-mnist/
+    rnnlab datasets prepare images           # once: ~/.cache/rnnlab-data/images/fashion-mnist/
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/quality_seqclass.py [--max_time 1800] [--threads 2]
 
 The recipe is configs/seqclass-fashion-mnist.yaml: the task's defaults (GRU 128, last-state pooling, dropout

@@ -4,7 +4,7 @@
 
 Each variant trains the configs/tag-oanc.yaml recipe for at most --max_time seconds on --threads threads,
 then scores the test file once (token accuracy). Writes benchmarks/results/quality_tag.json and prints a table.
-The data: ~/.cache/rnnlab-data/pos/oanc.{train,valid,test}.conll (python3 ../shared/datasets/prepare.py pos).
+The data: ~/.cache/rnnlab-data/pos/oanc.{train,valid,test}.conll (`rnnlab datasets prepare pos`).
 """
 from __future__ import annotations
 

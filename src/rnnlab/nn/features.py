@@ -83,11 +83,12 @@ class LogMel(nn.Module):
 
     def __init__(self, sample_rate: int = 16000, *, n_fft: int = 400, hop_length: int = 160, n_mels: int = 40,
                  f_min: float = 20.0, f_max: Optional[float] = None, scale: MelScale = "htk",
-                 norm: MelNorm = "none", log_offset: float = 1e-6, normalize: bool = True) -> None:
+                 norm: MelNorm = "none", log_offset: float = 1e-6, normalize: bool = True,
+                 dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.n_fft, self.hop_length, self.log_offset, self.normalize = n_fft, hop_length, log_offset, normalize
-        self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
-        fb = mel_filter_bank(sample_rate, n_fft, n_mels, f_min=f_min, f_max=f_max, scale=scale, norm=norm)
+        self.register_buffer("window", torch.hann_window(n_fft, periodic=True, dtype=dtype), persistent=False)
+        fb = mel_filter_bank(sample_rate, n_fft, n_mels, f_min=f_min, f_max=f_max, scale=scale, norm=norm, dtype=dtype)
         self.register_buffer("filters", fb, persistent=False)  # (M, K)
 
     def power_spectrum(self, x: Tensor) -> Tensor:

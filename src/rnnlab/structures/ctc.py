@@ -93,7 +93,8 @@ def prefix_beam_search(log_probs: Tensor, *, beam_size: int = 8, blank: int = 0)
                     same[1] = _add(same[1], p_nb + p)
                 else:
                     extended[1] = _add(extended[1], total + p)
-        scored = sorted(nxt.items(), key=lambda kv: _add(*kv[1]), reverse=True)[:beam_size]
+        live = [kv for kv in nxt.items() if _add(*kv[1]) > NEG_INF]  # drop prefixes no path reaches
+        scored = sorted(live, key=lambda kv: _add(*kv[1]), reverse=True)[:beam_size]
         beams = {prefix: (v[0], v[1]) for prefix, v in scored}
     return sorted(((prefix, _add(*v)) for prefix, v in beams.items()), key=lambda kv: kv[1], reverse=True)
 

@@ -89,7 +89,7 @@ def load_audio(path: PathLike, sample_rate: int, *, resample_audio: bool = True)
     if rate != sample_rate:
         if not resample_audio:
             raise DataError(path, f"sample rate {rate} Hz, but the model reads {sample_rate} Hz; resample the file "
-                                  f"(sox IN -r {sample_rate} OUT.wav) or turn resampling on (--resample true)")
+                                  f"(sox IN -r {sample_rate} OUT.wav) or turn resampling on (--features.resample true)")
         x = resample(x, rate, sample_rate)
     return x
 

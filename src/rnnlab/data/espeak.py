@@ -7,8 +7,9 @@ A voice is an accent with a variant (``en-us+f3``): the test voices of :func:`di
 never heard in training.
 
 The clips are cached under ``$RNNLAB_SPEECH_CACHE`` (default ``~/.cache/rnnlab/speech-embedded``) in a folder
-named after a hash of the recipe and espeak-ng's version, written whole and then renamed into place, so a
-second run reads them instead of synthesising them again.
+named after a hash of the recipe (``recipe.json`` in it records espeak-ng's version too), written whole and
+then renamed into place, so a second run reads them instead of synthesising them again (espeak-ng is needed
+only for the first).
 """
 from __future__ import annotations
 
@@ -117,11 +118,11 @@ def build(recipe: Recipe, root: Path | None = None) -> Path:
     digits: ``<folder>/{train,test}/<digit>/<voice>_<take>.wav``; numbers: ``<folder>/{train,test}.csv``
     (file,transcript,speaker) beside ``<folder>/{train,test}/wav/``.
     """
-    exe = espeak()
-    key = hashlib.sha256(json.dumps([asdict(recipe), _version(exe)]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps(asdict(recipe)).encode()).hexdigest()[:12]
     folder = (root or cache_root()) / f"{recipe.kind}-{key}"
     if (folder / "recipe.json").is_file():
         return folder
+    exe = espeak()
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.kind}-", dir=folder.parent))
     try:

@@ -10,7 +10,6 @@ import torch
 from rnnlab.nn.features import LogMel, hz_to_mel, mel_filter_bank, mel_to_hz, spec_augment
 
 
-
 def import_librosa():
     """librosa, or a skip that says why: it is not a dependency (the brute-force references always run)."""
     return pytest.importorskip("librosa", reason="librosa is not installed (pip install librosa): the filter bank "

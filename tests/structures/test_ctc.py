@@ -71,3 +71,9 @@ def test_greedy_decode_respects_lengths():
     for t, c in enumerate([1, 1, 0, 2]):
         logits[:, t, c] = 5.0
     assert greedy_decode(logits, torch.tensor([4, 2])) == [[1, 2], [1]]
+
+
+def test_min_frames_counts_a_blank_between_repeats():
+    from rnnlab.structures.ctc import min_frames
+
+    assert min_frames([1, 1, 2]) == 4 and min_frames([1, 2, 1]) == 3 and min_frames([]) == 0

@@ -18,7 +18,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -41,6 +40,11 @@ def collapse(path: Sequence[int], blank: int = 0) -> list[int]:
             out.append(int(c))
         previous = c
     return out
+
+
+def min_frames(labels: Sequence[int]) -> int:
+    """The fewest frames that can emit ``labels``: one per label plus a blank between each repeated pair."""
+    return len(labels) + sum(a == b for a, b in zip(labels, labels[1:]))
 
 
 def greedy_decode(logits: Tensor, lengths: Optional[Tensor] = None, *, blank: int = 0) -> list[list[int]]:
@@ -108,4 +112,4 @@ def beam_decode(logits: Tensor, lengths: Optional[Tensor] = None, *, beam_size: 
             for b in range(log_probs.shape[0])]
 
 
-__all__ = ["ctc_loss", "collapse", "greedy_decode", "prefix_beam_search", "beam_decode"]
+__all__ = ["ctc_loss", "collapse", "min_frames", "greedy_decode", "prefix_beam_search", "beam_decode"]

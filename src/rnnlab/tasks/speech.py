@@ -11,8 +11,8 @@ each into normalised log-mel features (:class:`rnnlab.nn.features.LogMel`, HTK m
   (:mod:`rnnlab.structures.ctc`), decoded greedily or by prefix beam search; CER and WER by ``jiwer``.
 
 SpecAugment's frequency and time masks (Park et al., 2019) are applied to training batches only.
-Held-out data is split by speaker (:func:`rnnlab.data.speech.split_by_speaker`, the rule in
-:mod:`rnnlab.data.speech`), so validation and test voices are never heard in training; Speech Commands'
+Held-out data is split by speaker (:func:`rnnlab.data.speech_data.split_by_speaker`, the rule in
+:mod:`rnnlab.data.speech_data`), so validation and test voices are never heard in training; Speech Commands'
 own split lists are used when the folder has them.
 """
 from __future__ import annotations
@@ -34,18 +34,25 @@ from rnnlab.data import espeak
 from rnnlab.data.audio import load_audio
 from rnnlab.data.batching import make_loader, pad_collate
 from rnnlab.data.errors import DataError
-from rnnlab.data.speech import Clip, read_label_folder, read_transcripts, split_by_speaker, split_lists
+from rnnlab.data.speech_data import Clip, read_label_folder, read_transcripts, split_by_speaker, split_lists
 from rnnlab.nn.features import LogMel, MelNorm, MelScale, spec_augment
 from rnnlab.structures import EncoderConfig, ManyToMany, ManyToManyConfig, ManyToOne, ManyToOneConfig
 from rnnlab.structures.base import check_choice
-from rnnlab.structures.ctc import beam_decode, ctc_loss, greedy_decode
+from rnnlab.structures.ctc import beam_decode, ctc_loss, greedy_decode, min_frames
 from rnnlab.structures.many_to_one import Pooling
 from rnnlab.training import Trainer, TrainerConfig
 from rnnlab.training.checkpoint import from_dict
 from rnnlab.training.classification_metrics import classification_metrics, confusion_matrix, plot_confusion
 
-from ._common import check_data_unchanged, check_positive, check_run_dir, load_task_bundle, locked, save_task_bundle
-from ._common import split_off
+from ._common import (
+    check_data_unchanged,
+    check_positive,
+    check_run_dir,
+    load_task_bundle,
+    locked,
+    save_task_bundle,
+    split_off,
+)
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +353,7 @@ class Alphabet:
         self.ids = {c: i + 1 for i, c in enumerate(self.chars)}
 
     @classmethod
-    def fit(cls, transcripts: Iterable[str], lowercase: bool) -> "Alphabet":
+    def fit(cls, transcripts: Iterable[str], lowercase: bool) -> Alphabet:
         return cls(sorted({c for t in transcripts for c in cls.normalise(t, lowercase)}), lowercase)
 
     @staticmethod
@@ -492,11 +499,19 @@ def train(config: SpeechConfig) -> Path:
         model: nn.Module = ManyToOne(ManyToOneConfig(output_size=len(labels), input_size=config.features.size,
                                                      encoder=m.encoder, pooling=m.pooling, dropout=m.dropout))
         assets: dict = {"labels": labels}
-        log.info("labels: %s", ", ".join(f"{l} ({n})" for l, n in sorted(Counter(c.target for c in train_clips).items())))
+        counts = sorted(Counter(c.target for c in train_clips).items())
+        log.info("labels: %s", ", ".join(f"{label} ({n})" for label, n in counts))
     else:
         alphabet = Alphabet.fit((c.target for c in train_clips), config.lowercase)
+        # a held-out transcript whose characters are all unknown to the alphabet keeps one id for the loss
+        # (its CER/WER are scored on the text itself)
         targets = {name: [alphabet.encode(c.target) or [1] for c in clips] for name, clips in
                    (("train", train_clips), ("valid", valid_clips), ("test", test_clips))}
+        short = [c.path for c, x, y in zip(train_clips, feats["train"], targets["train"]) if min_frames(y) > len(x)]
+        if short:
+            log.warning("%d of %d training clips have fewer steps than their transcript needs (e.g. %s): CTC cannot "
+                        "align them and they add no loss; lower --features.stack or --features.hop_length",
+                        len(short), len(train_clips), short[0])
         model = ManyToMany(ManyToManyConfig(output_size=1 + len(alphabet.chars), input_size=config.features.size,
                                             encoder=m.encoder, dropout=m.dropout))
         assets = {"alphabet": alphabet.chars}

@@ -5,7 +5,7 @@ import pytest
 
 from rnnlab.data.audio import write_wav
 from rnnlab.data.errors import DataError
-from rnnlab.data.speech import read_label_folder, read_transcripts, speaker_of, split_by_speaker, split_lists
+from rnnlab.data.speech_data import read_label_folder, read_transcripts, speaker_of, split_by_speaker, split_lists
 
 
 def wav(path):
@@ -72,7 +72,7 @@ def test_transcript_csv_resolves_paths_and_names_a_missing_file(tmp_path):
 
 
 def test_split_by_speaker_never_shares_a_speaker(tmp_path):
-    from rnnlab.data.speech import Clip
+    from rnnlab.data.speech_data import Clip
 
     clips = [Clip(f"{s}_{i}.wav", str(i % 3), s) for s in "abcdefghij" for i in range(4)]
     kept, held = split_by_speaker(clips, 0.2, seed=3)

@@ -86,12 +86,18 @@ def load_audio(path: PathLike, sample_rate: int, *, resample_audio: bool = True)
     """Mono float32 samples of ``path`` at ``sample_rate`` Hz: resampled when the file has another rate, or with
     ``resample_audio=False`` a DataError naming both rates."""
     x, rate = read_wav(path)
-    if rate != sample_rate:
-        if not resample_audio:
-            raise DataError(path, f"sample rate {rate} Hz, but the model reads {sample_rate} Hz; resample the file "
-                                  f"(sox IN -r {sample_rate} OUT.wav) or turn resampling on (--features.resample true)")
-        x = resample(x, rate, sample_rate)
-    return x
+    return to_rate(x, rate, sample_rate, path=path, resample_audio=resample_audio)
+
+
+def to_rate(x: np.ndarray, rate: int, sample_rate: int, *, path: PathLike, resample_audio: bool = True) -> np.ndarray:
+    """Samples ``x`` read from ``path`` at ``rate`` Hz, brought to ``sample_rate`` Hz (or the DataError of
+    :func:`load_audio` when ``resample_audio`` is off and the rates differ)."""
+    if rate == sample_rate:
+        return x
+    if not resample_audio:
+        raise DataError(path, f"sample rate {rate} Hz, but the model reads {sample_rate} Hz; resample the file "
+                              f"(sox IN -r {sample_rate} OUT.wav) or turn resampling on (--features.resample true)")
+    return resample(x, rate, sample_rate)
 
 
 def write_wav(path: PathLike, x: np.ndarray, sample_rate: int, *, sample_width: int = 2, channels: int = 1) -> Path:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.data import espeak
-from rnnlab.data.audio import load_audio
+from rnnlab.data.audio import read_wav, to_rate
 from rnnlab.data.batching import make_loader, pad_collate
 from rnnlab.data.errors import DataError
 from rnnlab.data.speech_data import Clip, read_label_folder, read_transcripts, split_by_speaker, split_lists
@@ -335,9 +335,14 @@ class Featurizer:
                              n_mels=config.n_mels, f_min=config.f_min, f_max=config.f_max, scale=config.mel_scale,
                              norm=config.mel_norm, normalize=config.normalize == "utterance")
 
+        self.resampled: Counter = Counter()  # original rate -> files resampled from it
+
     @torch.no_grad()
     def __call__(self, path: str) -> Tensor:
-        x = load_audio(path, self.config.sample_rate, resample_audio=self.config.resample)
+        x, rate = read_wav(path)
+        x = to_rate(x, rate, self.config.sample_rate, path=path, resample_audio=self.config.resample)
+        if rate != self.config.sample_rate:
+            self.resampled[rate] += 1
         feats = self.logmel(torch.from_numpy(x))  # (T, M)
         s = self.config.stack
         T = max(1, feats.shape[0] // s)
@@ -369,9 +374,14 @@ class Alphabet:
         return "".join(self.chars[i - 1] for i in ids if 0 < i <= len(self.chars))
 
 
-def featurize(featurizer: Featurizer, clips: Sequence[Clip]) -> list[Tensor]:
-    """Features of each clip (a DataError names the file and its problem)."""
-    return [featurizer(c.path) for c in clips]
+def featurize(featurizer: Featurizer, clips: Sequence[Clip], what: str = "") -> list[Tensor]:
+    """Features of each clip (a DataError names the file and its problem); logs what was resampled."""
+    featurizer.resampled.clear()
+    feats = [featurizer(c.path) for c in clips]
+    if featurizer.resampled:
+        rates = ", ".join(f"{n} from {rate} Hz" for rate, n in sorted(featurizer.resampled.items()))
+        log.info("%sresampled to %d Hz: %s", f"{what}: " if what else "", featurizer.config.sample_rate, rates)
+    return feats
 
 
 # --- the training objective --------------------------------------------------------------------------------------
@@ -486,7 +496,7 @@ def train(config: SpeechConfig) -> Path:
     log.info("data (%s): %d training clips (%d speakers), %d validation (%d), %d test (%d)", mode, len(train_clips),
              speakers(train_clips), len(valid_clips), speakers(valid_clips), len(test_clips), speakers(test_clips))
     featurizer = Featurizer(config.features)
-    feats = {name: featurize(featurizer, clips) for name, clips in
+    feats = {name: featurize(featurizer, clips, name) for name, clips in
              (("train", train_clips), ("valid", valid_clips), ("test", test_clips))}
     torch.manual_seed(config.trainer.seed)
     m = config.model

@@ -377,7 +377,12 @@ class Alphabet:
 def featurize(featurizer: Featurizer, clips: Sequence[Clip], what: str = "") -> list[Tensor]:
     """Features of each clip (a DataError names the file and its problem); logs what was resampled."""
     featurizer.resampled.clear()
-    feats = [featurizer(c.path) for c in clips]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one clip's STFT is too small to split: threads only wait on each other
+    try:
+        feats = [featurizer(c.path) for c in clips]
+    finally:
+        torch.set_num_threads(threads)
     if featurizer.resampled:
         rates = ", ".join(f"{n} from {rate} Hz" for rate, n in sorted(featurizer.resampled.items()))
         log.info("%sresampled to %d Hz: %s", f"{what}: " if what else "", featurizer.config.sample_rate, rates)

@@ -212,3 +212,21 @@ def test_the_default_run_recognises_unseen_voices(tmp_path, capsys):
     assert main(["train", "speech", "--trainer.run_dir", str(tmp_path / "run"), "--trainer.progress", "false"]) == 0
     metrics = json.loads((tmp_path / "run" / "bundle" / "metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.95
+
+
+def test_the_presets_parse_and_the_default_one_is_the_default_config():
+    from pathlib import Path
+
+    from rnnlab.cli import build_parser
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    parser = build_parser()
+
+    def parse(name):
+        ns = parser.instantiate(parser.parse_args(["train", "speech", "--config", str(root / name)])).train.speech
+        return SpeechConfig(**{k: ns[k] for k in SpeechConfig.__dataclass_fields__})
+
+    assert parse("speech.yaml") == replace(SpeechConfig(), data="espeak-digits", mode="classify")
+    assert speech.resolve_mode(parse("speech-numbers.yaml")) == "transcribe"
+    digits = parse("speech-digits.yaml")
+    assert digits.test_data.endswith("speech/digits/test") and digits.model.encoder.bidirectional

@@ -230,3 +230,24 @@ def test_the_presets_parse_and_the_default_one_is_the_default_config():
     assert speech.resolve_mode(parse("speech-numbers.yaml")) == "transcribe"
     digits = parse("speech-digits.yaml")
     assert digits.test_data.endswith("speech/digits/test") and digits.model.encoder.bidirectional
+
+
+def test_speech_commands_lists_and_the_flat_fsdd_layout_split_as_stated(tmp_path):
+    sc = tmp_path / "sc"
+    for name in ("yes/a_nohash_0.wav", "yes/b_nohash_0.wav", "no/c_nohash_0.wav", "no/a_nohash_1.wav"):
+        (sc / name).parent.mkdir(parents=True, exist_ok=True)
+        write_wav(sc / name, tone([300.0], 0), RATE)
+    (sc / "validation_list.txt").write_text("yes/b_nohash_0.wav\n")
+    (sc / "testing_list.txt").write_text("no/c_nohash_0.wav\n")
+    train, valid, test = speech.load_splits(tiny_config(str(sc), tmp_path / "r"))
+    assert [len(train), len(valid), len(test)] == [2, 1, 1] and valid[0].path.endswith("b_nohash_0.wav")
+
+    fsdd = tmp_path / "fsdd"
+    fsdd.mkdir()
+    for digit in range(3):
+        for speaker in ("jackson", "theo", "nicolas", "yweweler"):
+            for i in range(2):
+                write_wav(fsdd / f"{digit}_{speaker}_{i}.wav", tone([300.0 * (digit + 1)], i), RATE)
+    train, valid, _ = speech.load_splits(tiny_config(str(fsdd), tmp_path / "r", valid_fraction=0.25))
+    assert {c.speaker for c in valid} and {c.speaker for c in train}.isdisjoint({c.speaker for c in valid})
+    assert {c.target for c in train} == {"0", "1", "2"}

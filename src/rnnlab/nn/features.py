@@ -120,21 +120,21 @@ def spec_augment(x: Tensor, lengths: Optional[Tensor] = None, *, freq_masks: int
     into: time masks stay inside each row's length.
     """
     B, T, M = x.shape
-    lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.cpu()
-    keep = torch.ones(B, T, M, dtype=torch.bool)
+    n = (torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.cpu().long())[:, None]  # (B, 1)
 
-    def draw(high: int) -> int:  # uniform on {0, ..., high}
-        return int(torch.randint(0, max(high, 0) + 1, (1,), generator=generator))
+    def draw(high: Tensor) -> Tensor:  # elementwise uniform on {0, ..., high}
+        u = torch.rand(high.shape, generator=generator, dtype=torch.float64)
+        return torch.minimum((u * (high + 1)).floor().long(), high)
 
-    for b in range(B):
-        n = int(lengths[b])
-        for _ in range(freq_masks):
-            f = draw(min(freq_width, M))
-            f0 = draw(M - f)
-            keep[b, :, f0 : f0 + f] = False
-        widest = min(time_width, int(max_time_fraction * n))
-        for _ in range(time_masks):
-            t = draw(widest)
-            t0 = draw(n - t)
-            keep[b, t0 : t0 + t, :] = False
+    # all masks of the batch at once: a few tensor ops instead of a Python loop of small ones
+    f = draw(torch.full((B, freq_masks), min(freq_width, M), dtype=torch.long))  # (B, F): widths
+    f0 = draw(M - f)  # (B, F): first channels
+    channels = torch.arange(M)[None, None, :]  # (1, 1, M)
+    masked_channels = ((channels >= f0[..., None]) & (channels < (f0 + f)[..., None])).any(1)  # (B, M)
+    widest = torch.clamp(torch.floor(max_time_fraction * n.double()).long(), max=time_width)  # (B, 1)
+    t = draw(widest.expand(B, time_masks))  # (B, K): widths
+    t0 = draw(n - t)  # (B, K): first frames, inside each row's length
+    frames = torch.arange(T)[None, None, :]  # (1, 1, T)
+    masked_frames = ((frames >= t0[..., None]) & (frames < (t0 + t)[..., None])).any(1)  # (B, T)
+    keep = ~(masked_frames[:, :, None] | masked_channels[:, None, :])  # (B, T, M)
     return x * keep.to(x.device, x.dtype)

@@ -468,7 +468,6 @@ def score_transcriber(model: nn.Module, feats: Sequence[Tensor], references: Seq
 
     hyps = transcribe_logits(_logits(model, feats, batch_size), alphabet, decoder, beam_size)
     refs = [Alphabet.normalise(r, alphabet.lowercase) for r in references]
-    # jiwer refuses empty hypotheses as sentences of no words only for WER's reference; keep them as they are
     return {"cer": float(jiwer.cer(refs, hyps)), "wer": float(jiwer.wer(refs, hyps)),
             "exact": float(np.mean([h == r for h, r in zip(hyps, refs)])), "examples": len(refs),
             "decoder": decoder if beam_size > 1 else "greedy",

@@ -46,6 +46,13 @@ def test_a_folder_without_wavs_is_named(tmp_path):
         read_label_folder(str(tmp_path))
 
 
+def test_a_folder_of_split_folders_says_which_to_give(tmp_path):
+    wav(tmp_path / "train" / "3" / "v_0.wav")
+    wav(tmp_path / "test" / "3" / "w_0.wav")
+    with pytest.raises(DataError, match=r"test, train hold label folders: give --data .*/train --valid_data"):
+        read_label_folder(str(tmp_path))
+
+
 def test_speech_commands_lists_pick_valid_and_test(tmp_path):
     for name in ("yes/a_nohash_0.wav", "yes/b_nohash_0.wav", "no/c_nohash_0.wav", "no/a_nohash_1.wav"):
         wav(tmp_path / name)

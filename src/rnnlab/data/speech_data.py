@@ -75,6 +75,12 @@ def read_label_folder(folder: str) -> list[Clip]:
     for sub in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(("_", "."))):
         clips += [Clip(str(p), sub.name, f"{speaker_of(p.name)}", str(root)) for p in _wavs(sub)]
     if not clips:
+        parts = [d.name for d in sorted(root.iterdir()) if d.name in ("train", "valid", "validation", "test")
+                 and d.is_dir() and any(d.glob("*/*.wav"))]
+        if parts:
+            raise DataError(root, f"no .wav files directly in its label folders, but {', '.join(parts)} hold label "
+                                  f"folders: give --data {root}/train --valid_data {root}/valid --test_data "
+                                  f"{root}/test (each part's own folder)")
         raise DataError(root, "no .wav files found: expected FOLDER/<label>/*.wav (one sub-folder per label) or "
                               "FOLDER/<label>_<speaker>_<index>.wav")
     return clips

@@ -37,6 +37,7 @@ TASKS: dict[str, str] = {
     "translate": "rnnlab.tasks.translate",
     "forecast": "rnnlab.tasks.forecast",
     "seqclass": "rnnlab.tasks.seqclass",
+    "speech": "rnnlab.tasks.speech",
     "action": "rnnlab.tasks.action",
 }
 

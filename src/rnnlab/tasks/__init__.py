@@ -35,6 +35,7 @@ TASKS: dict[str, str] = {
     "classify": "rnnlab.tasks.classify",
     "tag": "rnnlab.tasks.tag",
     "translate": "rnnlab.tasks.translate",
+    "caption": "rnnlab.tasks.caption",
 }
 
 

@@ -54,7 +54,6 @@ DESCRIPTION = "image captioning (images + a CSV/JSON of captions) by a CNN and a
 EMBEDDED_DATA = ("generated scenes of 1-3 coloured shapes in places, four paraphrased captions each "
                  "(relations left of / above), test images never seen in training")
 EMBEDDED = "<embedded scenes>"
-EMBEDDED_HELD_OUT = 300  # validation and test images of the embedded task
 Colour = Literal["rgb", "grey"]
 
 
@@ -162,7 +161,9 @@ class CaptionConfig:
     max_length: int = 30
     """Drop training captions longer than this many tokens (logged)."""
     embedded_size: int = 4000
-    """The embedded task only: training images to generate (validation and test have 300 each)."""
+    """The embedded task only: training images to generate."""
+    embedded_held_out: int = 300
+    """The embedded task only: validation images and test images to generate (each; never seen in training)."""
     batch_size: int = 64
     """(image, caption) pairs per batch."""
     model: CaptionModelConfig = field(default_factory=CaptionModelConfig)
@@ -170,7 +171,8 @@ class CaptionConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
     def __post_init__(self) -> None:
-        check_positive(self, "image_size", "vocab_size", "max_length", "embedded_size", "batch_size")
+        check_positive(self, "image_size", "vocab_size", "max_length", "embedded_size", "embedded_held_out",
+                       "batch_size")
         for name in ("valid_fraction", "test_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
@@ -253,7 +255,8 @@ def _embedded(split: str, n: int, config: CaptionConfig) -> _Part:
 def embedded_text(config: CaptionConfig) -> str:
     """The embedded task's captions (every split, for the run's seed and sizes), as the bundle fingerprints them."""
     seed = config.trainer.seed * 3
-    parts = [scenes(config.embedded_size, seed), scenes(EMBEDDED_HELD_OUT, seed + 1), scenes(EMBEDDED_HELD_OUT, seed + 2)]
+    held_out = config.embedded_held_out
+    parts = [scenes(config.embedded_size, seed), scenes(held_out, seed + 1), scenes(held_out, seed + 2)]
     lines = [f"image_size={config.image_size} colour={config.colour}"]
     lines += ["\t".join(caps) for part in parts for _, caps in part]
     return "\n".join(lines)
@@ -271,8 +274,9 @@ def _read(path: str, config: CaptionConfig, images: Optional[str] = None) -> lis
 def load_data(config: CaptionConfig) -> tuple[_Part, _Part, Optional[_Part]]:
     """(train, valid, test or None) as the config says; a file's images are split by image, never by caption."""
     if config.data is None:
-        return (_embedded("train", config.embedded_size, config), _embedded("valid", EMBEDDED_HELD_OUT, config),
-                _embedded("test", EMBEDDED_HELD_OUT, config))
+        held_out = config.embedded_held_out
+        return (_embedded("train", config.embedded_size, config), _embedded("valid", held_out, config),
+                _embedded("test", held_out, config))
     items = _read(config.data, config)
     seed = config.trainer.seed
     test_items = None

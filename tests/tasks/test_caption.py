@@ -72,6 +72,7 @@ def test_evaluate_scores_the_held_out_images_and_a_given_file(bundle, images, ca
     assert scored["images"] == 3 and "precision_1" in scored
 
 
+@pytest.mark.slow  # a second train run: ~5 s on a busy machine
 def test_train_on_a_captions_file_splits_by_image(images, tmp_path):
     config = caption.CaptionConfig(
         data=str(images / "captions.txt"), images=str(images / "Images"), valid_fraction=0.34, test_fraction=0.34,

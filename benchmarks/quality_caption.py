@@ -33,7 +33,9 @@ VARIANTS = {
     "attention": {"attention": "soft", "condition": "first"},
     "no-attention": {"attention": "none", "condition": "first"},
     "no-attention-every": {"attention": "none", "condition": "every"},
+    "attention-gate-dsr": {"attention": "soft", "condition": "first", "attention_gate": True, "attention_penalty": 1.0},
 }
+DEFAULT_VARIANTS = ["attention", "no-attention", "no-attention-every"]
 
 
 def config_for(variant: dict, max_steps: int, max_time: float, run_dir: str) -> caption.CaptionConfig:
@@ -51,7 +53,7 @@ def main() -> None:
                         help="training seconds cap per variant (0 = none, so that load cannot change the result; "
                              "the default config caps at 80)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a machine that others load)")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
     parser.add_argument("--output", default="quality_caption.json", help="the JSON file under docs/results/")
     args = parser.parse_args()
     setup_threads(args.threads)

@@ -48,14 +48,15 @@ class CaptionedImage:
     captions: tuple[str, ...]
 
 
-def read_captions(path: PathLike, *, images: Optional[PathLike] = None, lowercase: bool = False) -> list[CaptionedImage]:
+def read_captions(path: PathLike, *, images: Optional[PathLike] = None,
+                  lowercase: bool = False) -> list[CaptionedImage]:
     """The captioned images of a CSV or JSON captions file (see the module docstring), every image checked to
     exist. ``lowercase`` lower-cases the captions."""
     path = Path(path).expanduser()
     folder = Path(images).expanduser() if images is not None else path.parent
+    text = read_text(path, what="captions file")
     if images is not None and not folder.is_dir():
         raise FileNotFoundError(f"images folder not found: {folder} (the folder the image names of {path} are in)")
-    text = read_text(path, what="captions file")
     suffix = path.suffix.lower()
     if suffix in (".csv", ".txt"):
         rows = _csv_rows(path, text)
@@ -130,7 +131,8 @@ def _json_rows(path: Path, text: str) -> list[tuple[str, str, Optional[int]]]:
             raise DataError(path, f"item {i} must be an object with \"image\" and \"caption\" (or \"captions\"), "
                                   f"got {str(item)[:60]}")
         caps = item.get("captions", [item.get("caption")])
-        if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps) or not isinstance(item["image"], str):
+        strings = isinstance(caps, list) and all(isinstance(c, str) for c in caps)
+        if not strings or not isinstance(item["image"], str):
             raise DataError(path, f"item {i}: \"image\" must be a string and the captions strings")
         rows += [(item["image"], c, None) for c in caps]
     return rows
@@ -147,7 +149,8 @@ def _coco_rows(path: Path, data: dict) -> list[tuple[str, str, Optional[int]]]:
         if not isinstance(ann, dict) or not isinstance(ann.get("caption"), str) or "image_id" not in ann:
             raise DataError(path, f"annotations[{i}] must be an object with \"image_id\" and \"caption\"")
         if ann["image_id"] not in names:
-            raise DataError(path, f"annotations[{i}] names image_id {ann['image_id']!r}, which \"images\" does not list")
+            raise DataError(path, f"annotations[{i}] names image_id {ann['image_id']!r}, which \"images\" does "
+                                  "not list")
         rows.append((names[ann["image_id"]], ann["caption"], None))
     return rows
 

@@ -43,8 +43,15 @@ from rnnlab.structures.one_to_many import Condition
 from rnnlab.training import Trainer, TrainerConfig
 from rnnlab.training.checkpoint import from_dict
 
-from ._common import check_data_unchanged, check_positive, check_run_dir, load_task_bundle, locked, save_task_bundle
-from ._common import split_off
+from ._common import (
+    check_data_unchanged,
+    check_positive,
+    check_run_dir,
+    load_task_bundle,
+    locked,
+    save_task_bundle,
+    split_off,
+)
 from .translate import EOS, SPECIALS, decode_target, encode_target
 
 log = logging.getLogger(__name__)

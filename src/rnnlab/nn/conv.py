@@ -151,7 +151,10 @@ class ConvNet2d(nn.Module):
         channels: the output channels of each block. kernel_size: k.
         dropout: on the pooled features before the Linear (training only).
 
-    Shapes: ``forward(images (B, C, H, W)) -> (B, E)``; ``encode_frames(video (B, T, C, H, W)) -> (B, T, E)``.
+    Shapes: ``forward(images (B, C, H, W)) -> (B, E)``; ``encode_frames(video (B, T, C, H, W)) -> (B, T, E)``;
+    ``encode(images) -> (positions (B, S, C_L), summary (B, E))``, the last feature map before pooling with its
+    S = H'·W' positions in row-major order (what attention over image regions reads, Xu et al., 2015), and the
+    same summary as ``forward``.
     """
 
     def __init__(
@@ -191,6 +194,13 @@ class ConvNet2d(nn.Module):
         a = self.features(images)  # (B, C_L, H', W')
         pooled = a.mean(dim=(2, 3))  # (B, C_L): global average pooling
         return self.head(self.dropout(pooled))  # (B, E)
+
+    def encode(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """images: (B, C, H, W) -> (positions (B, H'·W', C_L), summary (B, output_size)); position s = i·W' + j."""
+        self._check(images, "images", "(B, C, H, W)")
+        a = self.features(images)  # (B, C_L, H', W')
+        summary = self.head(self.dropout(a.mean(dim=(2, 3))))  # (B, E), as forward
+        return a.flatten(2).transpose(1, 2), summary  # (B, H'·W', C_L)
 
     def encode_frames(self, video: Tensor) -> Tensor:
         """video: (B, T, C, H, W) -> (B, T, output_size): every frame on its own, T folded into the batch."""

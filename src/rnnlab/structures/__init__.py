@@ -18,6 +18,7 @@ as every encoder is by :class:`EncoderConfig` (``config.encoder``). Fields with 
 ``Literal`` types, checked when the config is built.
 """
 from .base import Output
+from .captioner import Captioner, CaptionerConfig
 from .decoders import DecoderConfig
 from .encoders import EncoderConfig, build_encoder
 from .language_model import LanguageModel, LanguageModelConfig
@@ -38,6 +39,6 @@ __all__ = [
     "Output", "EncoderConfig", "build_encoder", "DecoderConfig",
     "OneToOne", "OneToOneConfig", "OneToMany", "OneToManyConfig", "ManyToOne", "ManyToOneConfig",
     "ManyToMany", "ManyToManyConfig", "LanguageModel", "LanguageModelConfig", "Seq2Seq", "Seq2SeqConfig",
-    "TransformerSeq2Seq", "TransformerSeq2SeqConfig",
+    "TransformerSeq2Seq", "TransformerSeq2SeqConfig", "Captioner", "CaptionerConfig",
     "SequenceClassifier", "SequenceClassifierConfig", "FrameClassifier", "FrameClassifierConfig",
 ]

@@ -27,11 +27,12 @@ class Output(NamedTuple):
     logits: Tensor
     """The head's scores: class or token logits, or the predicted values for ``task="regression"``.
     OneToOne, ManyToOne: (B, O); ManyToMany: (B, T, O);
-    LanguageModel, OneToMany, Seq2Seq, TransformerSeq2Seq: (B, T, V)."""
+    LanguageModel, OneToMany, Captioner, Seq2Seq, TransformerSeq2Seq: (B, T, V)."""
     state: Any = None
     """The state to carry into the next call (``batch["state"]``): LanguageModel with a recurrent encoder; else None."""
     attention: Optional[Tensor] = None
-    """Attention weights to look at: Seq2Seq with attention (B, T, S) over the source; ManyToOne with
+    """Attention weights to look at: Seq2Seq with attention (B, T, S) over the source; OneToMany with a memory
+    and Captioner with attention (B, T, S) over the memory's / image's positions; ManyToOne with
     ``pooling="attention"`` (B, T) over the input steps; else None."""
 
 

@@ -39,6 +39,7 @@ TASKS: dict[str, str] = {
     "seqclass": "rnnlab.tasks.seqclass",
     "speech": "rnnlab.tasks.speech",
     "action": "rnnlab.tasks.action",
+    "caption": "rnnlab.tasks.caption",
 }
 
 

@@ -285,6 +285,11 @@ Your own files, in each task's format:
   classify    --data FILE.csv|.tsv|.jsonl (text and label columns) or an aclImdb-style folder of label folders
   tag         --data FILE in CoNLL columns (token and tag columns configurable; BIO, BIOES or plain tags)
   translate   --data FILE of tab-separated pairs (source<TAB>target)
+  forecast    --data.path FILE.csv (a time column, target columns, known and past covariates)
+  seqclass    --data FILE.npz (X (N, T, F) or ragged with lengths, y) or FILE.ts (the UEA/UCR archive format)
+  speech      --data FOLDER (one sub-folder of WAVs per label; FSDD's flat names) or FILE.csv (file,transcript)
+  action      --data FOLDER (<label>/<clip>/ frames as PNG/JPEG, or <label>/<clip>.npy|.npz arrays)
+  caption     --data captions.csv|.txt|.json (image,caption; COCO's layout) --images FOLDER
   Each takes --valid_data/--test_data files where it has them.
 
 Prepared datasets (rnnlab datasets prepare [NAME ...] builds them under $RNNLAB_DATA, default ~/.cache/rnnlab-data,
@@ -299,7 +304,10 @@ as the presets expect them):
               -> rnnlab train translate --config configs/translate-deu_eng.yaml
   images      images/fashion-mnist/*.gz (Fashion-MNIST IDX files)
               -> rnnlab train seqclass --config configs/seqclass-fashion-mnist.yaml
-  speech      speech/digits/{train,valid,test}/<digit>/*.wav (spoken digits, 16 kHz)"""
+  speech      speech/digits/{train,valid,test}/<digit>/*.wav (spoken digits, 16 kHz)
+              -> rnnlab train speech --config configs/speech-digits.yaml
+Time series need no preparation: statsmodels ships co2 (the forecast default), sunspots, elnino and nile
+              -> rnnlab train forecast --config configs/forecast-sunspots.yaml"""
 
 
 def cmd_datasets(ns) -> int:

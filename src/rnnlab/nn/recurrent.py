@@ -120,7 +120,7 @@ class Recurrent(nn.Module):
             raise ValueError(f"impl='torch' runs torch's kernels for the built-in cells only, got cell={name!r}; "
                              "use impl='auto' or 'loop'")
         if impl == "numba" and type(self.cells[0]) not in _NUMBA:
-            raise ValueError(f"impl='numba' exists for cell='lstm' and cell='gru' only, got cell={name!r}; "
+            raise ValueError(f"impl='numba' exists for cell='lstm', 'gru' and 'rnn' only, got cell={name!r}; "
                              "use impl='auto' or 'loop'")
         self._impl = self._resolve_impl()
         self._names = self._torch_style_names()
@@ -423,6 +423,16 @@ def _run_numba_lstm(cell: LSTMCell, x: Tensor, state: LSTMState, lengths: Option
     return y, LSTMState(h, c)
 
 
+def _run_numba_rnn(cell: RNNCell, x: Tensor, state: Tensor, lengths: Optional[Tensor], mask: Optional[Tensor]):
+    from .fused_rnn import rnn_sequence
+
+    ln = {}
+    if cell.layer_norm:
+        ln = dict(ln_ih=cell.ln_ih.weight, ln_hh=cell.ln_hh.weight, eps=cell.ln_ih.eps)
+    return rnn_sequence(x, state, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh,
+                        nonlinearity=cell.nonlinearity, mask=mask, lengths=lengths, **ln)
+
+
 def _run_numba_gru(cell: GRUCell, x: Tensor, state: Tensor, lengths: Optional[Tensor], mask: Optional[Tensor]):
     from .fused_gru import gru_sequence
 
@@ -433,7 +443,7 @@ def _run_numba_gru(cell: GRUCell, x: Tensor, state: Tensor, lengths: Optional[Te
                         lengths=lengths, **ln)
 
 
-_NUMBA = {LSTMCell: _run_numba_lstm, GRUCell: _run_numba_gru}  # the built-in cells with a numba sequence kernel
+_NUMBA = {LSTMCell: _run_numba_lstm, GRUCell: _run_numba_gru, RNNCell: _run_numba_rnn}  # the built-in cells with a numba sequence kernel
 
 
 def _to_torch_names(module: Recurrent, state_dict, prefix: str, local_metadata) -> None:

@@ -8,11 +8,12 @@ cell contract (:mod:`rnnlab.nn.cell`) gets lengths, both directions, stacking, d
 - ``"torch"``: torch's fused kernels (``torch.nn.LSTM``/``GRU``/``RNN``: oneDNN on the CPU, cuDNN on a GPU),
   with packed sequences for ``lengths``. Only for the built-in cells whose options those kernels support: no
   layer norm and no recurrent dropout. A user's cell never runs here, even one that subclasses a built-in.
-- ``"numba"``: rnnlab's own sequence kernels for the built-in LSTM and GRU, any options
-  (:mod:`rnnlab.nn.fused_lstm`, :mod:`rnnlab.nn.fused_gru`: the input product hoisted out of the loop, a
-  hand-written backward pass through time, numba for the per-step element-wise work; forward only without grad).
-  ``"auto"`` runs it for the LSTM with layer norm or recurrent dropout, and for every GRU on the CPU in
-  float32/float64, where it is faster than torch's GRU (see ``Recurrent._impl_for``).
+- ``"numba"``: rnnlab's own sequence kernels for the built-in LSTM, GRU and RNN, any options
+  (:mod:`rnnlab.nn.fused_lstm`, :mod:`rnnlab.nn.fused_gru`, :mod:`rnnlab.nn.fused_rnn`: the input product
+  hoisted out of the loop, a hand-written backward pass through time, numba for the per-step element-wise work;
+  forward only without grad). ``"auto"`` runs it for every cell with layer norm or recurrent dropout, and for
+  the plain GRU and RNN on the CPU in float32/float64 where it is faster than torch's (see
+  ``Recurrent._impl_for``).
 - ``"loop"``: the cell's ``step`` called step by step under autograd (or its ``sequence``, the whole
   sequence at once, where the cell has one: minGRU/minLSTM). This is the reference; the tests prove that
   the other two give the same outputs, states and gradients.
@@ -157,7 +158,7 @@ class Recurrent(nn.Module):
         self._check_dtype("x_t", x_t)
         state = self._check_state(state, x_t.shape[0], x_t)
         # torch's fused cell kernels: half the time of the cell's ops
-        torch_step = _TORCH_CELL[self._torch_kind] if self._impl in ("torch", "auto_gru") else None
+        torch_step = _TORCH_CELL[self._torch_kind] if self._impl in ("torch", "auto_gru", "auto_rnn") else None
         new_states = []
         y = x_t
         for l, cell in enumerate(self.cells):
@@ -178,12 +179,14 @@ class Recurrent(nn.Module):
 
     # -- paths ------------------------------------------------------------------------------------
     def _resolve_impl(self) -> str:
-        """The path ``impl`` stands for; "auto_gru" (the plain GRU under "auto") is decided per call by
-        :meth:`_impl_for`."""
+        """The path ``impl`` stands for; "auto_gru" and "auto_rnn" (the plain GRU and RNN under "auto") are
+        decided per call by :meth:`_impl_for`."""
         if self.impl != "auto":
             return self.impl
         if self._torch_kind == "gru":
             return "auto_gru"
+        if self._torch_kind in ("rnn_tanh", "rnn_relu"):
+            return "auto_rnn"
         if self._torch_kind is not None:
             return "torch"
         return "numba" if type(self.cells[0]) in _NUMBA else "loop"
@@ -195,6 +198,8 @@ class Recurrent(nn.Module):
         (which has no fused kernel and runs per-step ops) at every shape, training and inference, from 1.07x
         (training, (64, 100, 256, 512), matrix products dominate) to 4x (training, (8, 500, 32, 64)).
         The plain LSTM and RNN stay on torch's fused oneDNN kernels, which are faster than ours there."""
+        if self._impl == "auto_rnn":
+            return "torch"
         if self._impl != "auto_gru":
             return self._impl
         cpu_float = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)

@@ -56,8 +56,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--shapes", default="0,3")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads; 1 on a machine so loaded that a 2-thread GEMM waits on a descheduled thread")
     args = parser.parse_args()
-    setup_threads(2)
+    setup_threads(args.threads)
     torch.manual_seed(0)
     fused_lstm._forward_step = timed(fused_lstm._forward_step, "k_fwd")
     fused_lstm._backward_step = timed(fused_lstm._backward_step, "k_bwd")
@@ -107,7 +109,7 @@ def main() -> None:
                          "rest_ms": 1e3 * (med["total"] - gemm - kern),
                          **{f"{k}_ms": 1e3 * v for k, v in med.items() if k not in ("ratio",)}})
             print(f"done {B},{T},{I},{H} {option}", flush=True)
-    write_json("profile_fused_lstm.json", {"rounds": args.rounds, "rows": rows})
+    write_json("profile_fused_lstm.json", {"rounds": args.rounds, "threads": args.threads, "rows": rows})
     print_table(rows, ["shape", "option", "ratio", "total_ms", "torch_ms", "gemm_ms", "kernel_ms", "rest_ms",
                        "gemm_recurrent_fwd_ms", "gemm_recurrent_bwd_ms", "gemm_end_ms", "gemm_input+LN_ms",
                        "kernel_fwd_ms", "kernel_bwd_ms"])

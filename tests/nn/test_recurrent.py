@@ -164,7 +164,12 @@ def test_auto_picks_the_torch_kernel_only_when_it_can():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert gru._impl_for(torch.randn(B, T, I)) == "torch"
     assert LSTM(I, H)._impl_for(torch.randn(B, T, I)) == "torch"
-    assert RNN(I, H)._impl_for(torch.randn(B, T, I)) == "torch"
+    # the plain RNN likewise (faster than torch's CPU RNN, benchmarks/fused_rnn.py)
+    rnn = RNN(I, H, nonlinearity="relu")
+    assert rnn._impl_for(torch.randn(B, T, I)) == "numba"
+    assert rnn._impl_for(torch.randn(B, T, I, dtype=torch.bfloat16)) == "torch"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert rnn._impl_for(torch.randn(B, T, I)) == "torch"
     assert GRU(I, H, recurrent_dropout=0.1)._resolve_impl() == "numba"
     assert RNN(I, H, layer_norm=True)._resolve_impl() == "numba"
     assert RNN(I, H, recurrent_dropout=0.1, nonlinearity="relu")._resolve_impl() == "numba"

@@ -192,15 +192,18 @@ class Recurrent(nn.Module):
         return "numba" if type(self.cells[0]) in _NUMBA else "loop"
 
     def _impl_for(self, x: Tensor) -> str:
-        """The path for this call. The plain GRU under "auto" runs the numba kernel on the CPU in float32/float64
-        (outside autocast), torch's kernel elsewhere (cuDNN on a GPU). Measured with benchmarks/fused_gru.py,
-        two threads, at the five shapes of benchmarks/layers.py: the numba GRU is faster than torch's CPU GRU
-        (which has no fused kernel and runs per-step ops) at every shape, training and inference, from 1.07x
-        (training, (64, 100, 256, 512), matrix products dominate) to 4x (training, (8, 500, 32, 64)).
-        The plain LSTM and RNN stay on torch's fused oneDNN kernels, which are faster than ours there."""
-        if self._impl == "auto_rnn":
-            return "torch"
-        if self._impl != "auto_gru":
+        """The path for this call. The plain GRU and RNN (tanh or ReLU) under "auto" run the numba kernel on the CPU
+        in float32/float64 (outside autocast), torch's kernel elsewhere (cuDNN on a GPU). The plain LSTM stays on
+        torch's fused oneDNN kernel, which is faster than ours there.
+
+        Measured at the five shapes of benchmarks/layers.py, interleaved medians of time / time(torch.nn):
+        - GRU (benchmarks/fused_gru.py, two threads): the numba GRU is faster than torch's CPU GRU (which has no
+          fused kernel and runs per-step ops) at every shape, training and inference, from 1.07x (training,
+          (64, 100, 256, 512), matrix products dominate) to 4x (training, (8, 500, 32, 64)).
+        - RNN tanh (benchmarks/fused_rnn.py, one thread, 15 rounds, on a loaded machine where two threads waited
+          on each other): training 0.41 (8, 500, 32, 64) to 0.86 (64, 100, 256, 512), inference 0.72 to 0.92;
+          torch's CPU RNN, like its GRU, runs per-step ops, ours one GEMM and one compiled kernel per step."""
+        if self._impl not in ("auto_gru", "auto_rnn"):
             return self._impl
         cpu_float = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
         return "numba" if cpu_float and not torch.is_autocast_enabled("cpu") else "torch"

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnlab.nn import GRU, LSTM, RNN, LSTMState, Recurrent
+from rnnlab.nn import GRU, LSTM, RNN, LSTMState, MinGRUCell, Recurrent
 from rnnlab.nn.state import map_state
 
 B, T, I, H = 4, 6, 3, 5
@@ -164,13 +164,19 @@ def test_auto_picks_the_torch_kernel_only_when_it_can():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert gru._impl_for(torch.randn(B, T, I)) == "torch"
     assert LSTM(I, H)._impl_for(torch.randn(B, T, I)) == "torch"
-    assert RNN(I, H)._impl_for(torch.randn(B, T, I)) == "torch"
+    # the plain RNN likewise (faster than torch's CPU RNN, benchmarks/fused_rnn.py)
+    rnn = RNN(I, H, nonlinearity="relu")
+    assert rnn._impl_for(torch.randn(B, T, I)) == "numba"
+    assert rnn._impl_for(torch.randn(B, T, I, dtype=torch.bfloat16)) == "torch"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert rnn._impl_for(torch.randn(B, T, I)) == "torch"
     assert GRU(I, H, recurrent_dropout=0.1)._resolve_impl() == "numba"
-    assert RNN(I, H, layer_norm=True)._resolve_impl() == "loop"
+    assert RNN(I, H, layer_norm=True)._resolve_impl() == "numba"
+    assert RNN(I, H, recurrent_dropout=0.1, nonlinearity="relu")._resolve_impl() == "numba"
     with pytest.raises(ValueError, match="impl='torch' cannot run layer_norm"):
         LSTM(I, H, layer_norm=True, impl="torch")
-    with pytest.raises(ValueError, match="cell='lstm' and cell='gru' only"):
-        RNN(I, H, impl="numba")
+    with pytest.raises(ValueError, match="cell='lstm', 'gru' and 'rnn' only"):
+        Recurrent(MinGRUCell, I, H, impl="numba")
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -226,7 +232,7 @@ def test_layer_gradcheck_float64(bidirectional):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("options", [{}, {"layer_norm": True}, {"recurrent_dropout": 0.3},
                                      {"layer_norm": True, "recurrent_dropout": 0.3}])
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn", "rnn-relu"])
 def test_numba_path_equals_the_loop(kind, options, dtype):
     """The numba sequence kernels and the cell loop: same outputs, states and gradients (same masks by seed),
     2 layers, both directions, lengths.
@@ -235,6 +241,8 @@ def test_numba_path_equals_the_loop(kind, options, dtype):
     rational approximation and its sums run in another order), which layer norm over 4H = 20 units amplifies.
     """
     tol = dict(atol=1e-9, rtol=1e-9) if dtype == torch.float64 else dict(atol=2e-4, rtol=1e-3)
+    if kind == "rnn-relu":
+        kind, options = "rnn", {**options, "nonlinearity": "relu"}
     numba = Recurrent(kind, I, H, num_layers=2, bidirectional=True, impl="numba", **options).to(dtype).train()
     loop = Recurrent(kind, I, H, num_layers=2, bidirectional=True, impl="loop", **options).to(dtype).train()
     loop.load_state_dict(numba.state_dict())

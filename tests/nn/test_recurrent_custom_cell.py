@@ -153,7 +153,7 @@ def test_a_factory_with_options_and_torch_names_in_the_state_dict():
 def test_the_torch_kernels_never_run_a_users_cell():
     with pytest.raises(ValueError, match=r"impl='torch' runs torch's kernels for the built-in cells only, got cell='PeepholeLSTMCell'"):
         Recurrent(PeepholeLSTMCell, I, H, impl="torch")
-    with pytest.raises(ValueError, match=r"impl='numba' exists for cell='lstm' and cell='gru' only"):
+    with pytest.raises(ValueError, match=r"impl='numba' exists for cell='lstm', 'gru' and 'rnn' only"):
         Recurrent(PeepholeLSTMCell, I, H, impl="numba")
 
 

@@ -44,6 +44,7 @@ from numba.extending import overload
 from torch import Tensor
 
 from ._checks import check_sequence_args, check_state_tensor
+from ._gemm import linear
 from ._torch_kernels import native_layer_norm
 from ._workspace import scratch
 from .masking import lengths_to_mask
@@ -175,7 +176,7 @@ def sequence_buffers(x, h0, W_ih, H: int, mask, lengths, work):
     L = torch.full((B,), T, dtype=torch.int64) if lengths is None else lengths.contiguous()
     T_run = int(L.max())
     if work is None:
-        XP = (x.view(B * T, I) @ W_ih.detach().t()).view(B, T, G)
+        XP = linear(x.view(B * T, I), W_ih.detach()).view(B, T, G)
         HM = torch.empty(B, T, H, dtype=dtype)
     else:
         XP = torch.mm(x.view(B * T, I), W_ih.detach().t(), out=work[:B * T * G].view(B * T, G)).view(B, T, G)
@@ -211,12 +212,12 @@ def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, leng
             SV[:, :, -3] = rstd_x.view(B, T)
     SC = _scalars(eps, G, H, dtype)
 
-    W_hh_t = W_hh.detach().t()
+    W_hh_ = W_hh.detach()
     hm_steps = HM.unbind(1)
     XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.detach().numpy() for a in (XP, HP, P, m, L, ST, Y, HM, SV))
     with torch.no_grad():
         for t in range(T_run):
-            torch.mm(hm_steps[t], W_hh_t, out=HP)
+            HP_ = linear(hm_steps[t], W_hh_).numpy()  # ĥ_t (B, G) on oneDNN (see _gemm)
             _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, save)
     return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
 
@@ -257,12 +258,14 @@ class _FusedLSTM(torch.autograd.Function):
             dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (
                 a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
             P_ = ctx.P.numpy()
+            W_hh_T = W_hh.detach().t().contiguous()  # (H, G): DHM = DHP_t W_hh as linear(DHP_t, W_hh_T)
             for t in range(T_run - 1, -1, -1):
                 _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
-                torch.mm(dhp_steps[t], W_hh, out=DHM)
+                DHM = linear(dhp_steps[t], W_hh_T)
+                DHM_ = DHM.numpy()
 
             need = ctx.needs_input_grad
-            dx = (DXP.view(B * T, G) @ W_ih).view(B, T, I) if need[0] else None
+            dx = linear(DXP.view(B * T, G), W_ih.detach().t().contiguous()).view(B, T, I) if need[0] else None
             dh0 = DHM * m if need[1] else None
             dc0 = DS[1].clone() if need[2] else None
             dW_ih = DXP.view(B * T, G).t() @ x.view(B * T, I) if need[3] else None

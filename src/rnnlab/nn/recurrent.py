@@ -8,11 +8,12 @@ cell contract (:mod:`rnnlab.nn.cell`) gets lengths, both directions, stacking, d
 - ``"torch"``: torch's fused kernels (``torch.nn.LSTM``/``GRU``/``RNN``: oneDNN on the CPU, cuDNN on a GPU),
   with packed sequences for ``lengths``. Only for the built-in cells whose options those kernels support: no
   layer norm and no recurrent dropout. A user's cell never runs here, even one that subclasses a built-in.
-- ``"numba"``: rnnlab's own sequence kernels for the built-in LSTM and GRU, any options
-  (:mod:`rnnlab.nn.fused_lstm`, :mod:`rnnlab.nn.fused_gru`: the input product hoisted out of the loop, a
-  hand-written backward pass through time, numba for the per-step element-wise work; forward only without grad).
-  ``"auto"`` runs it for the LSTM with layer norm or recurrent dropout, and for every GRU on the CPU in
-  float32/float64, where it is faster than torch's GRU (see ``Recurrent._impl_for``).
+- ``"numba"``: rnnlab's own sequence kernels for the built-in LSTM, GRU and RNN, any options
+  (:mod:`rnnlab.nn.fused_lstm`, :mod:`rnnlab.nn.fused_gru`, :mod:`rnnlab.nn.fused_rnn`: the input product
+  hoisted out of the loop, a hand-written backward pass through time, numba for the per-step element-wise work;
+  forward only without grad). ``"auto"`` runs it for every cell with layer norm or recurrent dropout, and for
+  the plain GRU and RNN on the CPU in float32/float64 where it is faster than torch's (see
+  ``Recurrent._impl_for``).
 - ``"loop"``: the cell's ``step`` called step by step under autograd (or its ``sequence``, the whole
   sequence at once, where the cell has one: minGRU/minLSTM). This is the reference; the tests prove that
   the other two give the same outputs, states and gradients.
@@ -120,7 +121,7 @@ class Recurrent(nn.Module):
             raise ValueError(f"impl='torch' runs torch's kernels for the built-in cells only, got cell={name!r}; "
                              "use impl='auto' or 'loop'")
         if impl == "numba" and type(self.cells[0]) not in _NUMBA:
-            raise ValueError(f"impl='numba' exists for cell='lstm' and cell='gru' only, got cell={name!r}; "
+            raise ValueError(f"impl='numba' exists for cell='lstm', 'gru' and 'rnn' only, got cell={name!r}; "
                              "use impl='auto' or 'loop'")
         self._impl = self._resolve_impl()
         self._names = self._torch_style_names()
@@ -157,7 +158,7 @@ class Recurrent(nn.Module):
         self._check_dtype("x_t", x_t)
         state = self._check_state(state, x_t.shape[0], x_t)
         # torch's fused cell kernels: half the time of the cell's ops
-        torch_step = _TORCH_CELL[self._torch_kind] if self._impl in ("torch", "auto_gru") else None
+        torch_step = _TORCH_CELL[self._torch_kind] if self._impl in ("torch", "auto_gru", "auto_rnn") else None
         new_states = []
         y = x_t
         for l, cell in enumerate(self.cells):
@@ -178,24 +179,31 @@ class Recurrent(nn.Module):
 
     # -- paths ------------------------------------------------------------------------------------
     def _resolve_impl(self) -> str:
-        """The path ``impl`` stands for; "auto_gru" (the plain GRU under "auto") is decided per call by
-        :meth:`_impl_for`."""
+        """The path ``impl`` stands for; "auto_gru" and "auto_rnn" (the plain GRU and RNN under "auto") are
+        decided per call by :meth:`_impl_for`."""
         if self.impl != "auto":
             return self.impl
         if self._torch_kind == "gru":
             return "auto_gru"
+        if self._torch_kind in ("rnn_tanh", "rnn_relu"):
+            return "auto_rnn"
         if self._torch_kind is not None:
             return "torch"
         return "numba" if type(self.cells[0]) in _NUMBA else "loop"
 
     def _impl_for(self, x: Tensor) -> str:
-        """The path for this call. The plain GRU under "auto" runs the numba kernel on the CPU in float32/float64
-        (outside autocast), torch's kernel elsewhere (cuDNN on a GPU). Measured with benchmarks/fused_gru.py,
-        two threads, at the five shapes of benchmarks/layers.py: the numba GRU is faster than torch's CPU GRU
-        (which has no fused kernel and runs per-step ops) at every shape, training and inference, from 1.07x
-        (training, (64, 100, 256, 512), matrix products dominate) to 4x (training, (8, 500, 32, 64)).
-        The plain LSTM and RNN stay on torch's fused oneDNN kernels, which are faster than ours there."""
-        if self._impl != "auto_gru":
+        """The path for this call. The plain GRU and RNN (tanh or ReLU) under "auto" run the numba kernel on the CPU
+        in float32/float64 (outside autocast), torch's kernel elsewhere (cuDNN on a GPU). The plain LSTM stays on
+        torch's fused oneDNN kernel, which is faster than ours there.
+
+        Measured at the five shapes of benchmarks/layers.py, interleaved medians of time / time(torch.nn):
+        - GRU (benchmarks/fused_gru.py, two threads): the numba GRU is faster than torch's CPU GRU (which has no
+          fused kernel and runs per-step ops) at every shape, training and inference, from 1.07x (training,
+          (64, 100, 256, 512), matrix products dominate) to 4x (training, (8, 500, 32, 64)).
+        - RNN tanh (benchmarks/fused_rnn.py, one thread, 15 rounds, on a loaded machine where two threads waited
+          on each other): training 0.41 (8, 500, 32, 64) to 0.86 (64, 100, 256, 512), inference 0.72 to 0.92;
+          torch's CPU RNN, like its GRU, runs per-step ops, ours one GEMM and one compiled kernel per step."""
+        if self._impl not in ("auto_gru", "auto_rnn"):
             return self._impl
         cpu_float = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
         return "numba" if cpu_float and not torch.is_autocast_enabled("cpu") else "torch"
@@ -423,6 +431,16 @@ def _run_numba_lstm(cell: LSTMCell, x: Tensor, state: LSTMState, lengths: Option
     return y, LSTMState(h, c)
 
 
+def _run_numba_rnn(cell: RNNCell, x: Tensor, state: Tensor, lengths: Optional[Tensor], mask: Optional[Tensor]):
+    from .fused_rnn import rnn_sequence
+
+    ln = {}
+    if cell.layer_norm:
+        ln = dict(ln_ih=cell.ln_ih.weight, ln_hh=cell.ln_hh.weight, eps=cell.ln_ih.eps)
+    return rnn_sequence(x, state, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh,
+                        nonlinearity=cell.nonlinearity, mask=mask, lengths=lengths, **ln)
+
+
 def _run_numba_gru(cell: GRUCell, x: Tensor, state: Tensor, lengths: Optional[Tensor], mask: Optional[Tensor]):
     from .fused_gru import gru_sequence
 
@@ -433,7 +451,7 @@ def _run_numba_gru(cell: GRUCell, x: Tensor, state: Tensor, lengths: Optional[Te
                         lengths=lengths, **ln)
 
 
-_NUMBA = {LSTMCell: _run_numba_lstm, GRUCell: _run_numba_gru}  # the built-in cells with a numba sequence kernel
+_NUMBA = {LSTMCell: _run_numba_lstm, GRUCell: _run_numba_gru, RNNCell: _run_numba_rnn}  # the built-in cells with a numba sequence kernel
 
 
 def _to_torch_names(module: Recurrent, state_dict, prefix: str, local_metadata) -> None:

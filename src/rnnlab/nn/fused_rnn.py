@@ -1,0 +1,319 @@
+r"""A whole-sequence Elman RNN (Elman, 1990), tanh or ReLU, on the CPU, with the options torch's kernels cannot
+run: layer norm of the two products (Ba et al., 2016, §3.1) and variational recurrent dropout (Gal &
+Ghahramani, 2016, §4). The weights are ``torch.nn.RNN``'s.
+
+Shapes (batch first): x (B, T, I); h0 (B, H); weight_ih (H, I), weight_hh (H, H), biases (H,); y (B, T, H).
+G = H (one gate).
+
+.. math::
+    \hat x_t &= W_{ih} x_t                          &&\text{(all t at once, one matrix product)} \\
+    \hat x_t &\leftarrow LN(\hat x_t)\,\gamma_{ih}    &&\text{(layer norm only)} \\
+    \hat h_t &= W_{hh} (h_{t-1} \odot m)             &&\text{(m: dropout mask, the same at every step; 1 when off)} \\
+    \hat h_t &\leftarrow LN(\hat h_t)\,\gamma_{hh}    &&\text{(layer norm only)} \\
+    h_t &= \phi(\hat x_t + b_{ih} + \hat h_t + b_{hh}), \qquad y_t = h_t, \qquad \phi = \tanh \text{ or ReLU}
+
+LN(v) = (v - mean(v)) / sqrt(var(v) + eps) over the last dim (biased variance), with a gain and no shift
+(the biases are the shift). The mask touches only the product. With ``lengths``, a row past its length
+keeps its state and outputs zeros, so hT is the state at its last real step.
+
+Implementation (CPU, float32/float64), as :mod:`rnnlab.nn.fused_gru`: the input product (and its layer norm)
+for all steps at once; per step one ``torch.mm`` for the recurrent product and one serial numba kernel for
+the element-wise rest. Training runs a ``torch.autograd.Function`` whose hand-written backward through time
+does one kernel and one ``torch.mm`` per step and collects the pre-activation gradients of all steps, so
+dW_ih, dW_hh and dx are single matmuls at the end. φ' is read off the saved output (1 - h² for tanh,
+[h > 0] for ReLU, as torch's ``threshold_backward``), so without layer norm nothing but y and h ⊙ m is kept,
+and the two products share one gradient buffer. Without grad the forward keeps nothing for a backward pass.
+Anything else (another device or dtype) runs :func:`rnn_sequence_reference`, the plain autograd loop.
+Double backward is not supported.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._checks import check_sequence_args
+from ._torch_kernels import native_layer_norm
+from ._workspace import scratch
+from .fused_lstm import _JIT, _ONE, _ZERO, _layer_norm_backward, _normalize, _scalars, _tanh, sequence_buffers
+from .masking import lengths_to_mask
+
+__all__ = ["rnn_sequence", "rnn_sequence_reference"]
+
+Nonlinearity = Literal["tanh", "relu"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reference: the equations, one step at a time, under autograd.
+# ----------------------------------------------------------------------------------------------------
+
+
+def rnn_sequence_reference(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, nonlinearity: Nonlinearity = "tanh",
+                           ln_ih=None, ln_hh=None, eps=1e-5, mask=None, lengths=None):
+    """The module's equations as a plain autograd loop over time. Same contract as :func:`rnn_sequence`."""
+    x, h, lengths = _check_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, ln_ih, ln_hh, mask,
+                                lengths)
+    T = x.shape[1]
+    H = weight_hh.shape[0]
+    phi = torch.relu if nonlinearity == "relu" else torch.tanh
+    x_hat = x @ weight_ih.t()  # (B, T, H)
+    if ln_ih is not None:
+        x_hat = torch.nn.functional.layer_norm(x_hat, (H,), ln_ih, None, eps)
+    if bias_ih is not None:
+        x_hat = x_hat + bias_ih
+    active = lengths_to_mask(lengths, T, device=x.device)  # (B, T) or None
+    ys = []
+    for t in range(T):
+        h_hat = (h if mask is None else h * mask) @ weight_hh.t()  # (B, H)
+        if ln_hh is not None:
+            h_hat = torch.nn.functional.layer_norm(h_hat, (H,), ln_hh, None, eps)
+        if bias_hh is not None:
+            h_hat = h_hat + bias_hh
+        h_new = phi(x_hat[:, t] + h_hat)
+        if active is None:
+            h, y = h_new, h_new
+        else:
+            m_t = active[:, t].unsqueeze(1)  # (B, 1)
+            h = torch.where(m_t, h_new, h)
+            y = h_new * m_t.to(h_new.dtype)
+        ys.append(y)
+    return torch.stack(ys, dim=1), h  # (B, T, H), (B, H)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Public entry point.
+# ----------------------------------------------------------------------------------------------------
+
+
+def rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, nonlinearity: Nonlinearity = "tanh",
+                 ln_ih=None, ln_hh=None, eps=1e-5, mask=None, lengths=None):
+    """Run the Elman RNN of this module's equations over a whole sequence.
+
+    x (B, T, I); h0 (B, H) or None (zeros); weight_ih (H, I); weight_hh (H, H); bias_ih, bias_hh (H,) or None
+    (zero); ``nonlinearity`` "tanh" or "relu". Layer norm is on iff ``ln_ih`` is given: ln_ih, ln_hh gains γ (H,).
+    ``mask`` (B, H): the recurrent dropout mask on h_{t-1} (0 or 1/(1-p)), gets no gradient. ``lengths`` (B,)
+    integers in [1, T]. Returns y (B, T, H), hT (B, H).
+
+    On the CPU in float32/float64 this runs the fused kernels; otherwise the reference loop.
+    """
+    x, h0, lengths = _check_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, ln_ih, ln_hh, mask,
+                                 lengths)
+    tensors = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask)
+    present = [t for t in tensors if t is not None]
+    fused = all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in present)
+    if not fused:
+        return rnn_sequence_reference(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity=nonlinearity,
+                                      ln_ih=ln_ih, ln_hh=ln_hh, eps=eps, mask=mask, lengths=lengths)
+    relu = nonlinearity == "relu"
+    if torch.is_grad_enabled() and any(t.requires_grad for t in present):
+        return _FusedRNN.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths,
+                               float(eps), relu)
+    B, T, _ = x.shape
+    H = weight_hh.shape[0]
+    with torch.no_grad(), scratch(2 * B * T * H, x.dtype) as work:  # inference: nothing kept for a backward pass
+        Y, hT, _ = _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths, float(eps),
+                            relu, work=work)
+    return Y, hT
+
+
+def _check_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, ln_ih, ln_hh, mask, lengths):
+    """Validate shapes, dtypes and options; returns x, h0 (zeros for None) and lengths (CPU int64 or None)."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    x, (h0,), lengths = check_sequence_args(
+        x, {"h0": h0}, weight_ih, weight_hh, {"bias_ih": bias_ih, "bias_hh": bias_hh, "ln_ih": ln_ih, "ln_hh": ln_hh},
+        mask, lengths, num_gates=1)
+    if (ln_ih is None) != (ln_hh is None):
+        raise ValueError("layer norm needs ln_ih and ln_hh together (or neither)")
+    return x, h0, lengths
+
+
+# ----------------------------------------------------------------------------------------------------
+# The Python side of the kernels: the forward loop, and the autograd function around it.
+# ----------------------------------------------------------------------------------------------------
+
+
+def _layout(H: int, ln: bool) -> int:
+    """Width K of the per-(b, t) saved row: [(LN) ĥ normed H | rstd of x̂, ĥ 2]; nothing without layer norm."""
+    return H + 2 if ln else 0
+
+
+def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu, *, work=None):
+    """The forward pass under no_grad. Returns Y (B, T, H), hT (B, H) and what the backward needs.
+
+    ``work``: scratch of 2·B·T·H elements for x̂ and h ⊙ m when nothing is kept for a backward pass (inference);
+    None: they are allocated and saved, with the per-step values the backward needs."""
+    B, T, _ = x.shape
+    H = W_hh.shape[0]
+    ln = g_ih is not None
+    dtype = x.dtype
+    x = x.detach().contiguous()  # saved for the backward pass, which reads it as (B·T, I)
+    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, work)
+    P = _pack_params(b_ih, b_hh, g_ih, g_hh, H, dtype)
+    save = work is None
+    ST = h0.detach().clone().contiguous()  # (B, H): the running h
+    HP = torch.empty(B, H, dtype=dtype)  # ĥ_t
+    SV = torch.empty(B, T if save else 1, _layout(H, ln), dtype=dtype)  # inference: one scratch row per b
+    if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
+        XP, _, rstd_x = native_layer_norm(XP, [H], None, None, eps)
+        if save:
+            SV[:, :, -2] = rstd_x.view(B, T)
+    SC = _scalars(eps, H, H, dtype)
+
+    W_hh_t = W_hh.detach().t()
+    hm_steps = HM.unbind(1)
+    XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.numpy() for a in (XP, HP, P, m, L, ST, Y, HM, SV))
+    for t in range(T_run):
+        torch.mm(hm_steps[t], W_hh_t, out=HP)
+        _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu, save)
+    return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
+
+
+class _FusedRNN(torch.autograd.Function):
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # bf16 autocast: the kernel runs in float32
+    def forward(ctx, x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu):
+        Y, hT, (x, m, L, P, XP, HM, SV, T_run) = _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths,
+                                                          eps, relu)
+        ctx.save_for_backward(x, W_ih, W_hh, m, L, XP, HM, SV, Y)  # Y: φ' is read off h_t
+        ctx.P = P
+        ctx.shape = (T_run, g_ih is not None, eps, relu)
+        return Y, hT
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, dY, dhT):
+        x, W_ih, W_hh, m, L, XP, HM, SV, Y = ctx.saved_tensors
+        T_run, ln, eps, relu = ctx.shape
+        B, T, I = x.shape
+        H = W_hh.shape[0]
+        dtype = x.dtype
+        W_hh = W_hh.detach().contiguous()
+        dY = dY.contiguous()
+        n = B * T * H
+        with scratch((2 if ln else 1) * n, dtype) as buf:  # reused between calls: fresh pages cost more than the kernel
+            DXP = buf[:n].view(B, T, H)  # dL/d(W_ih x_t), pre-LN
+            DHP = buf[n:].view(B, T, H) if ln else DXP  # dL/d(W_hh (h_{t-1} ⊙ m)), pre-LN: the same without LN
+            if T_run < T:
+                DXP[:, T_run:].zero_()
+                DHP[:, T_run:].zero_()
+            DS = dhT.detach().clone().contiguous()  # (B, H): dL/dh_t carried through the frozen steps past a length
+            DHM = torch.zeros(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
+            ACC = np.zeros(3 * H, dtype=np.float64)  # [db (b_ih and b_hh alike) | dγ_ih | dγ_hh]
+            SC = _scalars(eps, H, H, dtype)
+
+            dhp_steps = DHP.unbind(1)
+            dY_, DHM_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_ = (
+                a.numpy() for a in (dY, DHM, m, L, SV, Y, XP, DXP, DHP, DS))
+            P_ = ctx.P.numpy()
+            for t in range(T_run - 1, -1, -1):
+                _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_, ACC, SC, ln, relu)
+                torch.mm(dhp_steps[t], W_hh, out=DHM)
+
+            need = ctx.needs_input_grad
+            W_ih = W_ih.detach()
+            dx = (DXP.view(B * T, H) @ W_ih).view(B, T, I) if need[0] else None
+            dh0 = DS + DHM * m if need[1] else None
+            dW_ih = DXP.view(B * T, H).t() @ x.view(B * T, I) if need[2] else None
+            dW_hh = DHP.view(B * T, H).t() @ HM.view(B * T, H) if need[3] else None
+        acc = torch.from_numpy(ACC).to(dtype)
+        db_ih = acc[:H].clone() if need[4] else None
+        db_hh = acc[:H].clone() if need[5] else None
+        dg_ih = acc[H:2 * H].clone() if need[6] else None
+        dg_hh = acc[2 * H:].clone() if need[7] else None
+        return dx, dh0, dW_ih, dW_hh, db_ih, db_hh, dg_ih, dg_hh, None, None, None, None
+
+
+def _pack_params(b_ih, b_hh, g_ih, g_hh, H, dtype) -> Tensor:
+    """[b_ih + b_hh (H) | γ_ih (H) | γ_hh (H)] as one flat vector; the two biases only ever enter as their sum."""
+    P = torch.zeros(3 * H, dtype=dtype)
+    with torch.no_grad():
+        for k, v in ((0, b_ih), (0, b_hh), (1, g_ih), (2, g_hh)):
+            if v is not None:
+                P[k * H:(k + 1) * H] += v
+    return P
+
+
+# ----------------------------------------------------------------------------------------------------
+# numba kernels: one time step of the element-wise work, forward and backward.
+# ----------------------------------------------------------------------------------------------------
+
+
+@numba.njit(**_JIT)
+def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu, save):
+    """Step t for every row b. XP (B, T, H) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, H) ĥ_t; P packed
+    params; M (B, H) mask; L (B,) lengths; ST (B, H) h (updated); Y (B, T, H) and HM (B, T, H) h ⊙ m written at t
+    and t+1; SV (B, T, K) saved for the backward, or (B, 1, K) scratch without ``save``."""
+    B, T, H = XP.shape
+    eps, inv_h = SC[0], SC[1]
+    bias, g_ih, g_hh = P[0:H], P[H:2 * H], P[2 * H:3 * H]
+    last = t + 1 == T
+    for b in range(B):
+        y = Y[b, t]
+        hm_next = HM[b, min(t + 1, T - 1)]
+        if t >= L[b]:  # past this row's end: state frozen, output zero
+            y[:] = 0
+            if not last:
+                hm_next[:] = HM[b, t]
+            continue
+        x_hat, h_hat, h, m = XP[b, t], HP[b], ST[b], M[b]
+        if ln:
+            sv = SV[b, t if save else 0]
+            h_norm, rstd = sv[0:H], sv[H:]
+            rstd[1] = _normalize(h_hat, h_norm, inv_h, eps)
+            for k in range(H):
+                h[k] = g_ih[k] * x_hat[k] + g_hh[k] * h_norm[k] + bias[k]
+        else:
+            for k in range(H):
+                h[k] = x_hat[k] + h_hat[k] + bias[k]
+        if relu:
+            for k in range(H):
+                h[k] = max(h[k], _ZERO)
+        else:
+            for k in range(H):
+                h[k] = _tanh(h[k])
+        for k in range(H):
+            y[k] = h[k]
+        if not last:
+            for k in range(H):
+                hm_next[k] = h[k] * m[k]
+
+
+@numba.njit(**_JIT)
+def _backward_step(t, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu):
+    """Backward of step t for every row b. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product (zero at the last
+    step); DS (B, H) dL/dh_t carried through frozen steps (zeroed once used); DXP, DHP (B, T, H) written at t (the
+    same array without layer norm); ACC float64 parameter grads."""
+    B, T, H = DXP.shape
+    inv_h = SC[1]
+    g_ih, g_hh = P[H:2 * H], P[2 * H:3 * H]
+    acc_b, acc_ih, acc_hh = ACC[0:H], ACC[H:2 * H], ACC[2 * H:3 * H]
+    for b in range(B):
+        dxa, dha = DXP[b, t], DHP[b, t]
+        if t >= L[b]:  # frozen step: the carried grad passes through unchanged
+            dxa[:] = 0
+            dha[:] = 0
+            continue
+        h, dh, dy, dhm, m = Y[b, t], DS[b], DY[b, t], DHM[b], M[b]
+        for k in range(H):
+            dxa[k] = dh[k] + dhm[k] * m[k] + dy[k]  # dL/dh_t, all paths
+            dh[k] = _ZERO * dh[k]
+        if relu:
+            for k in range(H):
+                dxa[k] = dxa[k] if h[k] > _ZERO else _ZERO * dxa[k]
+        else:
+            for k in range(H):
+                dxa[k] = dxa[k] * (_ONE - h[k] * h[k])
+        for k in range(H):
+            acc_b[k] += dxa[k]
+        if ln:
+            for k in range(H):
+                dha[k] = dxa[k]
+            sv = SV[b, t]
+            h_norm, rstd = sv[0:H], sv[H:]
+            _layer_norm_backward(dxa, g_ih, XN[b, t], rstd[0], inv_h, dxa, acc_ih)
+            _layer_norm_backward(dha, g_hh, h_norm, rstd[1], inv_h, dha, acc_hh)

@@ -8,7 +8,8 @@ A training step is forward + backward of outputs.mean() with parameter gradients
 torch.no_grad(). Contenders run interleaved in one process (benchmarks/common.py); the ratio is the median of
 per-round ratios time(contender) / time(torch.nn.RNN): below 1 is faster. ``q1``/``q3`` are the quartiles of the
 per-round ratios (how noisy the machine was); ``min_ratio`` is min(contender) / min(torch.nn.RNN), the ratio of the
-least-disturbed runs, which a loaded machine distorts least. Writes benchmarks/results/fused_rnn.json and prints a table.
+least-disturbed runs, which a loaded machine distorts least. Writes benchmarks/results/fused_rnn.json and prints a
+table.
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def main() -> None:
     parser.add_argument("--no-options", action="store_true", help="skip the layer-norm and dropout rows")
     parser.add_argument("--out", default="fused_rnn.json", help="file name under benchmarks/results/")
     parser.add_argument("--threads", type=int, default=2,
-                        help="torch threads; 1 on a machine so loaded that a 2-thread GEMM waits on a descheduled thread")
+                        help="torch threads; 1 on a machine so loaded that a 2-thread GEMM waits on a descheduled "
+                             "thread")
     args = parser.parse_args()
     setup_threads(args.threads)
     torch.manual_seed(0)
@@ -75,7 +77,8 @@ def main() -> None:
                              "torch_ms": median_ms(times["torch.nn.RNN"]), "ratio": r, "q1": q1, "q3": q3,
                              "min_ratio": min(times[name]) / min(times["torch.nn.RNN"]), "speedup": 1 / r})
         print(f"done {B},{T},{I},{H}", flush=True)
-    path = write_json(args.out, {"first_call_s": first_call_s, "rounds": args.rounds, "threads": args.threads, "rows": rows})
+    path = write_json(args.out, {"first_call_s": first_call_s, "rounds": args.rounds, "threads": args.threads,
+                                 "rows": rows})
     print(f"first call (numba load/compile) {first_call_s:.2f} s")
     print_table(rows, ["shape", "mode", "model", "ms", "torch_ms", "ratio", "q1", "q3", "min_ratio", "speedup"])
     print(f"written {path}")

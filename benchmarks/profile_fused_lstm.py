@@ -20,8 +20,7 @@ import torch
 
 from common import print_table, setup_threads, write_json
 from layers import SHAPES
-from rnnlab.nn import LSTM
-from rnnlab.nn import fused_lstm
+from rnnlab.nn import LSTM, fused_lstm
 from rnnlab.nn._torch_kernels import native_layer_norm
 
 _clock = defaultdict(float)
@@ -39,7 +38,7 @@ def timed(fn, key):
 def end_gemms(B, T, I, H):
     """The input GEMM + LN of x̂ (forward) and the three GEMMs at the end of the backward, alone."""
     G = 4 * H
-    x, W_ih, W_hh = torch.randn(B * T, I), torch.randn(G, I), torch.randn(G, H)
+    x, W_ih = torch.randn(B * T, I), torch.randn(G, I)
     DXP, DHP, HM = torch.randn(B * T, G), torch.randn(B * T, G), torch.randn(B * T, H)
     t0 = time.perf_counter()
     XP = x @ W_ih.t()
@@ -57,7 +56,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--shapes", default="0,3")
     parser.add_argument("--threads", type=int, default=2,
-                        help="torch threads; 1 on a machine so loaded that a 2-thread GEMM waits on a descheduled thread")
+                        help="torch threads; 1 on a machine so loaded that a 2-thread GEMM waits on a descheduled "
+                             "thread")
     args = parser.parse_args()
     setup_threads(args.threads)
     torch.manual_seed(0)

@@ -94,3 +94,17 @@ def test_a_missing_kernel_raises_a_message_that_names_it():
     stand_in = K._private(object(), "lstm_v9", "torch._VF")
     with pytest.raises(RuntimeError, match=r"torch._VF.lstm_v9 is missing in torch .*_torch_kernels.py"):
         stand_in()
+
+
+def test_onednn_linear_is_the_plain_product():
+    a, w = torch.randn(7, 5), torch.randn(3, 5)
+    out = K.onednn_linear(a, w)
+    if K.ONEDNN_LINEAR:
+        assert out is not None, "torch.ops.mkldnn._linear_pointwise refused a plain float32 product"
+        torch.testing.assert_close(out, a @ w.t(), rtol=1e-5, atol=1e-5)
+    else:
+        assert out is None
+    from rnnlab.nn._gemm import linear
+
+    torch.testing.assert_close(linear(a, w), a @ w.t(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(linear(a.double(), w.double()), a.double() @ w.double().t())

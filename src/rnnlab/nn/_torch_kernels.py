@@ -21,7 +21,7 @@ from torch import Tensor
 
 __all__ = [
     "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell",
-    "native_layer_norm",
+    "native_layer_norm", "onednn_linear", "ONEDNN_LINEAR",
 ]
 
 
@@ -115,3 +115,19 @@ def native_layer_norm(x: Tensor, normalized_shape: list, weight: Optional[Tensor
     x (..., N) with normalized_shape [N] -> (y (..., N), mean (..., 1), rstd (..., 1)).
     """
     return _native_layer_norm(x, normalized_shape, weight, bias, eps)
+
+
+_ONEDNN_LINEAR_OP = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+ONEDNN_LINEAR = _ONEDNN_LINEAR_OP is not None and torch.backends.mkldnn.is_available()
+"""Whether this torch build has oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``) on the CPU."""
+
+
+def onednn_linear(a: Tensor, w: Tensor) -> Optional[Tensor]:
+    """``a @ w.T`` on oneDNN (a (M, K), w (N, K), float32 CPU tensors), or None where this build lacks the op or
+    refuses the inputs' layout (the caller then uses the plain product)."""
+    if not ONEDNN_LINEAR:
+        return None
+    try:
+        return _ONEDNN_LINEAR_OP(a, w, None, "none", [], "")
+    except RuntimeError:
+        return None

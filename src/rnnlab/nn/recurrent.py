@@ -451,7 +451,8 @@ def _run_numba_gru(cell: GRUCell, x: Tensor, state: Tensor, lengths: Optional[Te
                         lengths=lengths, **ln)
 
 
-_NUMBA = {LSTMCell: _run_numba_lstm, GRUCell: _run_numba_gru, RNNCell: _run_numba_rnn}  # the built-in cells with a numba sequence kernel
+# the built-in cells with a numba sequence kernel
+_NUMBA = {LSTMCell: _run_numba_lstm, GRUCell: _run_numba_gru, RNNCell: _run_numba_rnn}
 
 
 def _to_torch_names(module: Recurrent, state_dict, prefix: str, local_metadata) -> None:

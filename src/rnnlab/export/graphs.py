@@ -89,7 +89,8 @@ def scan_cell(cell: nn.Module, x: Tensor, valid: Tensor, state: State) -> tuple[
 
 def _tracing() -> bool:
     """Whether torch.export (or torch.compile) is capturing the graph, where the loop must be a scan."""
-    return torch.compiler.is_exporting() or torch.compiler.is_compiling()
+    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.7; before, export sets is_compiling
+    return (exporting is not None and exporting()) or torch.compiler.is_compiling()
 
 
 def scan_layer(layer: nn.Module, x: Tensor, lengths: Tensor, state: State) -> tuple[Tensor, State]:

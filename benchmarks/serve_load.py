@@ -6,7 +6,10 @@ Trains (or takes, --bundle) a textgen bundle, starts the server twice in subproc
 on, then off), and drives it with httpx async clients:
 1. generate: N clients posting /generate for --seconds: requests/s, tokens/s, p50/p99 latency, errors, server RSS;
 2. sessions: --sessions clients each stepping its own streaming session one character per request for
-   --seconds: steps/s, p50/p99, errors, RSS, the mean batch; batched vs one by one.
+   --seconds: steps/s, p50/p99, errors, RSS, the mean batch; batched vs one by one;
+3. stepping in process, no HTTP: the same --sessions states stepped as one batch (what the micro-batcher does
+   with the steps that arrive together) against one session at a time, for --seconds each: the gain batching
+   gives the model's work, which 2. shows diluted by the per-request cost of HTTP.
 Writes benchmarks/results/serve_load.json and prints a table.
 """
 from __future__ import annotations
@@ -135,6 +138,40 @@ async def load_sessions(url: str, sessions: int, seconds: float) -> dict:
             "mean_batch": batching.get("mean_batch"), "session_state_bytes": health["sessions"]["state_bytes"]}
 
 
+def step_in_process(bundle: Path, sessions: int, seconds: float) -> dict:
+    """Steps/s of --sessions session states stepped together (one forward) and one at a time, in this process."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import torch
+
+    from rnnlab.serve.models import load_one
+    from rnnlab.serve.stepping import cat_states, split_state, stepper_for
+
+    stepper = stepper_for(load_one("lm", bundle))
+    states = [stepper.initial_state() for _ in range(sessions)]
+    token = torch.ones(1, dtype=torch.long)
+
+    def batched() -> int:
+        nonlocal states
+        _, new = stepper.step(token.expand(sessions), cat_states(states))
+        states = split_state(new, sessions)
+        return sessions
+
+    def one_by_one() -> int:
+        for i in range(sessions):
+            _, states[i] = stepper.step(token, states[i])
+        return sessions
+
+    out = {}
+    for name, run in (("batched", batched), ("one_by_one", one_by_one)):
+        run()  # warm-up
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            steps += run()
+        out[f"{name}_steps_per_s"] = round(steps / (time.perf_counter() - start), 1)
+    out["speedup"] = round(out["batched_steps_per_s"] / out["one_by_one_steps_per_s"], 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="how long each phase runs")
@@ -162,6 +199,7 @@ def main() -> None:
                     load_sessions(server.url, args.sessions, args.seconds))
             finally:
                 server.stop()
+        results["in_process"] = step_in_process(bundle, args.sessions, min(args.seconds, 20.0))
     p = results["phases"]
     results["sessions_speedup"] = round(p["sessions_batched"]["steps_per_s"] / max(p["sessions_one_by_one"]
                                                                                   ["steps_per_s"], 1e-9), 2)
@@ -173,6 +211,9 @@ def main() -> None:
         print(f"{name:<22}{r['requests_per_s']:>9}{units:>10}{r['p50_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}"
               f"{r['rss_mb']:>8.0f}{str(r.get('mean_batch', '-')):>7}")
     print(f"sessions: micro-batched / one by one = {results['sessions_speedup']}x steps/s")
+    q = results["in_process"]
+    print(f"in process, no HTTP: {args.sessions} sessions stepped together {q['batched_steps_per_s']} steps/s, "
+          f"one at a time {q['one_by_one_steps_per_s']} steps/s = {q['speedup']}x")
     print(f"wrote {args.out}")
 
 

@@ -201,3 +201,36 @@ def _events(text: str) -> list:
 def test_live_server_binds_loopback(live):
     assert live.url.startswith("http://127.0.0.1:")
     assert LiveServer  # the helper the page tests use too
+
+
+def test_a_generation_still_in_its_worker_thread_is_closed_once_its_step_returns():
+    """The race behind a client leaving mid-step: the token generator is inside next() in a worker thread when
+    the stream closes it. Closing must not raise, and the generator must still be closed afterwards."""
+    import threading
+    import time
+
+    from rnnlab.serve.routes_tasks import _close_when_idle
+
+    entered, release, closed = threading.Event(), threading.Event(), threading.Event()
+
+    def tokens():
+        try:
+            while True:
+                entered.set()
+                release.wait(5)
+                yield 1
+        finally:
+            closed.set()
+
+    gen = tokens()
+    worker = threading.Thread(target=next, args=(gen,))
+    worker.start()
+    assert entered.wait(5) and gen.gi_running
+    _close_when_idle(gen)  # would raise "generator already executing" with a plain close()
+    assert not closed.is_set()
+    release.set()
+    worker.join(5)
+    deadline = time.monotonic() + 5
+    while not closed.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert closed.is_set()

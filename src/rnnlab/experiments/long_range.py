@@ -286,7 +286,7 @@ class LongRangeConfig:
                 raise ValueError(f"every length must be an integer of at least {COPY_LENGTH}, got {n!r}")
 
 
-QUICK = LongRangeConfig(problems=("adding", "copy"), lengths=(25, 100), parameters=6_000, steps=1000, batch_size=64,
+QUICK = LongRangeConfig(problems=("adding", "copy"), lengths=(25, 100), parameters=6_000, steps=2000, batch_size=64,
                         lr=1e-2, eval_every=50, test_size=256, time_limit=0.0)
 """The ``--quick`` grid (about 10 minutes on 2 quiet cores): adding and copy at two lengths, a small budget, runs of
 at most 1,000 steps and no time limit, so that the results do not depend on the machine's speed or load."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 import torch
@@ -175,11 +176,25 @@ async def _events(state, slot, tokens, text: TokenText, prompt: str, s):
             n += 1
             yield _sse("token", {"text": text.add(item["id"]), **item})
     finally:
-        tokens.close()
+        _close_when_idle(tokens)
         if not finished:
             state.generations_stopped += 1
         state.active_generations -= 1
         await slot.__aexit__(None, None, None)
+
+
+def _close_when_idle(tokens) -> None:
+    """Close the token generator. A client that went away mid-step leaves a worker thread inside
+    ``next(tokens)`` (closing it then raises "generator already executing"): close it once that step returns."""
+    try:
+        tokens.close()
+    except ValueError:
+        def close_after_step() -> None:
+            while tokens.gi_running:
+                time.sleep(0.001)
+            tokens.close()
+
+        threading.Thread(target=close_after_step, daemon=True, name="rnnlab-close-generation").start()
 
 
 __all__ = ["add", "torch"]

@@ -48,7 +48,7 @@ def add_to(commands, subparser) -> None:
     sub = p.add_subcommands(dest="experiment", required=True)
     lr = subparser("Adding, copy and selective copy at growing lengths: RNN, IRNN, LSTM, GRU, minGRU, minLSTM, the "
                    "window model, the CNN and the Transformer at one parameter budget. The full grid takes hours on "
-                   "2 cores; --quick (about 10 minutes) gives the same qualitative picture. Lists are given as "
+                   "2 cores; --quick (about 8 minutes) gives the same qualitative picture. Lists are given as "
                    "[a,b] or repeated options, e.g. --lengths [50,100].")
     lr.add_argument("--quick", type=bool, default=False,
                     help=f"the quick grid: lengths {QUICK.lengths}, budget {QUICK.parameters}, at most {QUICK.steps} "

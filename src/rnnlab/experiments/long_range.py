@@ -288,8 +288,9 @@ class LongRangeConfig:
 
 QUICK = LongRangeConfig(problems=("adding", "copy"), lengths=(25, 100), parameters=6_000, steps=2000, batch_size=64,
                         lr=1e-2, eval_every=50, test_size=256, time_limit=0.0)
-"""The ``--quick`` grid (about 10 minutes on 2 quiet cores): adding and copy at two lengths, a small budget, runs of
-at most 1,000 steps and no time limit, so that the results do not depend on the machine's speed or load."""
+"""The ``--quick`` grid (about 8 minutes on one core of a quiet machine): adding and copy at two lengths, a small
+budget, runs of at most 2,000 steps and no time limit, so that the results do not depend on the machine's speed or
+load."""
 
 
 def run_grid(config: LongRangeConfig, *, on_result: Optional[Callable[[RunResult], None]] = None) -> list[RunResult]:

@@ -127,6 +127,14 @@ def check_positive(config: Any, *names: str) -> None:
             raise ValueError(f"--{name} must be a positive integer, got {value!r}")
 
 
+def check_decoding(beam_size: Any, max_new_tokens: Any, zero_means: str) -> None:
+    """``--beam_size`` is a positive integer and ``--max_new_tokens`` an integer >= 0 (0 = ``zero_means``)."""
+    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
+        raise ValueError(f"--beam_size must be a positive integer (1 = greedy), got {beam_size!r}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"--max_new_tokens must be an integer >= 0 (0 = {zero_means}), got {max_new_tokens!r}")
+
+
 def write_config(path: Path, config: Any) -> None:
     """The resolved config as YAML (every field, defaults included): ``rnnlab train TASK --config`` replays it."""
     import yaml

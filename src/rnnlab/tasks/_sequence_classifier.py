@@ -67,6 +67,18 @@ class SequenceModelConfig:
 
 # --- normalisation -------------------------------------------------------------------------------------------
 
+def labelled_digest(splits: Sequence[tuple[Sequence[np.ndarray], Sequence[str]]]) -> str:
+    """SHA-256 over every (label, array) of ``splits``: how a bundle fingerprints a generated embedded set."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for arrays, labels in splits:
+        for array, label in zip(arrays, labels):
+            digest.update(label.encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 def fit_normalization(sequences: Sequence[np.ndarray], axis: int = -1) -> tuple[Tensor, Tensor]:
     """(μ, σ) per feature (the entries of ``axis``, the last by default: F of (T, F) sequences; use ``axis=1``
     for the channels of (T, C, H, W) clips) over every value of the training sequences, NaN left out.

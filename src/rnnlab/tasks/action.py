@@ -14,7 +14,6 @@ Metrics: accuracy, macro-F1, per-class figures and the confusion matrix.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import sys
 from collections import Counter
@@ -189,12 +188,7 @@ def embedded_splits() -> tuple[Labelled, Labelled]:
 
 def embedded_text(config: ActionConfig) -> str:
     """A digest of the embedded clips and labels, as the bundle fingerprints them."""
-    digest = hashlib.sha256()
-    for clips, labels in embedded_splits():
-        for clip, label in zip(clips, labels):
-            digest.update(label.encode())
-            digest.update(np.ascontiguousarray(clip).tobytes())
-    return f"{EMBEDDED} {EMBEDDED_SIZES} {digest.hexdigest()}"
+    return f"{EMBEDDED} {EMBEDDED_SIZES} {sc.labelled_digest(embedded_splits())}"
 
 
 def _read(path: str, config: ActionConfig, color: Optional[str] = None) -> tuple[list[np.ndarray], list[str], str]:

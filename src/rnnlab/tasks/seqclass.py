@@ -16,7 +16,6 @@ Metrics (scikit-learn's definitions): accuracy, macro-F1, per-class precision/re
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import sys
 from collections import Counter
@@ -184,12 +183,7 @@ def embedded_splits() -> tuple[Labelled, Labelled]:
 
 def embedded_text(config: SeqclassConfig) -> str:
     """A digest of the embedded set's sequences and labels, as the bundle fingerprints them."""
-    digest = hashlib.sha256()
-    for seqs, labels in embedded_splits():
-        for s, label in zip(seqs, labels):
-            digest.update(label.encode())
-            digest.update(np.ascontiguousarray(s).tobytes())
-    return f"{EMBEDDED} {EMBEDDED_SIZES} {digest.hexdigest()}"
+    return f"{EMBEDDED} {EMBEDDED_SIZES} {sc.labelled_digest(embedded_splits())}"
 
 
 def _read(path: str, config: SeqclassConfig, format: Optional[str] = None) -> Labelled:

@@ -46,6 +46,7 @@ from rnnlab.training.checkpoint import from_dict
 
 from ._common import (
     check_data_unchanged,
+    check_decoding,
     check_positive,
     check_run_dir,
     load_task_bundle,
@@ -148,11 +149,7 @@ class DecodeConfig:
     """The most target units per translation (0 = max_target_length + 1, the end token included)."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.beam_size, bool) or not isinstance(self.beam_size, int) or self.beam_size < 1:
-            raise ValueError(f"--beam_size must be a positive integer (1 = greedy), got {self.beam_size!r}")
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
-            raise ValueError(f"--max_new_tokens must be an integer >= 0 (0 = max_target_length + 1), "
-                             f"got {self.max_new_tokens!r}")
+        check_decoding(self.beam_size, self.max_new_tokens, "max_target_length + 1")
 
 
 def _default_trainer() -> TrainerConfig:

@@ -26,7 +26,7 @@ def test_config_cross_checks():
 
 @pytest.mark.parametrize("field, choices", [
     ("optimizer", ("adam", "adamw", "sgd")), ("schedule", ("constant", "cosine", "plateau")),
-    ("precision", ("float32", "bf16")), ("device", ("auto", "cpu", "cuda")), ("strategy", ("auto", "ddp")),
+    ("precision", ("float32", "bf16", "auto")), ("device", ("auto", "cpu", "cuda")), ("strategy", ("auto", "ddp")),
 ])
 def test_choices_are_literal_types_and_the_error_lists_them(field, choices):
     assert typing.get_args(typing.get_type_hints(TrainerConfig)[field]) == choices

@@ -7,7 +7,7 @@ from typing import Literal
 
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["constant", "cosine", "plateau"]
-Precision = Literal["float32", "bf16"]
+Precision = Literal["float32", "bf16", "auto"]
 Device = Literal["auto", "cpu", "cuda"]
 Strategy = Literal["auto", "ddp"]
 MAX_SEED = 2**32 - 1
@@ -52,7 +52,9 @@ class TrainerConfig:
     """Also stop when a training loss exceeds this many times max(1, the mean loss of the first 10 steps): a
     finite but exploding loss (0 = off)."""
     precision: Precision = "float32"
-    """float32 | bf16 (torch.autocast to bfloat16 on the CPU or CUDA; weights and optimizer stay float32)."""
+    """float32 | bf16 (torch.autocast to bfloat16 on the CPU or CUDA; weights and optimizer stay float32) | auto
+    (bf16 where the device computes it natively: a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX-BF16; else
+    float32). The run logs which it chose."""
     eval_every: int = 0
     """Evaluate on the validation data every this many steps (0 = at the end of every epoch)."""
     eval_tokens: int = 0

@@ -103,6 +103,7 @@ class Trainer:
         self.metric = metric
         self.fabric = None
         self.device: Optional[torch.device] = None  # set by fit; evaluate alone uses the model's device
+        self.precision = "bf16" if self.config.precision == "bf16" else "float32"  # fit decides "auto"
         self._signals = _StopOnSignal()  # replaced by fit's own, which listens while it runs
 
     def fit(self, model: nn.Module, train: Iterable[dict], valid: Optional[Iterable[dict]] = None) -> dict:
@@ -172,11 +173,17 @@ class Trainer:
 
     # ----- setup -------------------------------------------------------------------------------------------
 
+    def _use_precision(self, precision: str) -> None:
+        if self.config.precision == "auto":
+            log.info("precision auto: %s on this device", precision)
+        self.precision = precision
+
     def _setup(self, model: nn.Module, train) -> _Parts:
         c = self.config
         if c.devices * c.num_nodes > 1:
             return self._setup_fabric(model, train)
         self.device = _resolve_device(c.device)
+        self._use_precision(resolve_precision(c.precision, self.device))
         model.to(self.device).train()
         optimizer = _build_optimizer(c, model.parameters())
         return _Parts(model, model, optimizer, _build_plateau(c, optimizer), train)
@@ -187,8 +194,11 @@ class Trainer:
         c = self.config
         accelerator = "auto" if c.device == "auto" else c.device
         strategy = "ddp" if c.strategy == "auto" else c.strategy
+        probe = _resolve_device("cuda" if accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available()
+                                else "cpu")
+        self._use_precision(resolve_precision(c.precision, probe))
         self.fabric = Fabric(accelerator=accelerator, devices=c.devices, num_nodes=c.num_nodes, strategy=strategy,
-                             precision="bf16-mixed" if c.precision == "bf16" else "32-true")
+                             precision="bf16-mixed" if self.precision == "bf16" else "32-true")
         self.fabric.launch()
         _seed_everything(c.seed + self.fabric.global_rank)  # one RNG stream per process: its own dropout masks
         self.device = self.fabric.device
@@ -298,7 +308,7 @@ class Trainer:
         advice = [f"lower --trainer.lr (now {c.lr:g})"]
         if not c.clip_norm:
             advice.append("clip gradients (--trainer.clip_norm 1.0)")
-        if c.precision == "bf16":
+        if self.precision == "bf16":
             advice.append("train in float32 (--trainer.precision float32)")
         advice.append(f"or allow a few bad steps (--trainer.max_bad_steps, now {c.max_bad_steps})")
         kept = (f"; the last checkpoint in {c.run_dir}/resume is from before it" if c.run_dir and c.checkpoint_every
@@ -307,7 +317,7 @@ class Trainer:
         return f"training diverged at step {run.step + 1}: {what}. To fix: {', '.join(advice)}{kept}"
 
     def _autocast(self):
-        if self.config.precision != "bf16" or self.fabric is not None:  # Fabric applies its own precision
+        if self.precision != "bf16" or self.fabric is not None:  # Fabric applies its own precision
             return nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
@@ -585,6 +595,31 @@ def as_batch(batch) -> dict:
 def _to_device(batch, device: torch.device) -> dict:
     batch = as_batch(batch)
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU computes bf16 in hardware (the avx512_bf16 or amx_bf16 flag; Linux's /proc/cpuinfo).
+    Elsewhere, or when the file cannot be read, False: float32 is the safe choice."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[-1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``precision`` with ``"auto"`` decided for ``device``: "bf16" or "float32"."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "float32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_native_bf16() else "float32"
+    return "float32"
 
 
 def _resolve_device(name: str) -> torch.device:

@@ -119,11 +119,13 @@ class SampleConfig:
 
 
 def _default_trainer() -> TrainerConfig:
-    # The demo recipe: about two minutes on two CPU cores.
+    # The demo recipe: about two minutes on two CPU cores. precision auto: bf16 where the CPU or GPU computes it
+    # natively (measured on an AVX512-BF16 CPU, benchmarks/trainer.py: 1.66x the speed, validation loss 1.359 vs
+    # 1.356 after 400 steps), float32 elsewhere.
     return TrainerConfig(
         optimizer="adamw", lr=3e-3, weight_decay=0.01, warmup_steps=20, schedule="constant",
         max_steps=0, max_epochs=0, max_time=120.0, clip_norm=1.0, eval_every=100, log_every=50,
-        run_dir="runs/textgen",
+        precision="auto", run_dir="runs/textgen",
     )
 
 

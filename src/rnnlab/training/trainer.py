@@ -194,9 +194,9 @@ class Trainer:
         c = self.config
         accelerator = "auto" if c.device == "auto" else c.device
         strategy = "ddp" if c.strategy == "auto" else c.strategy
-        probe = _resolve_device("cuda" if accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available()
-                                else "cpu")
-        self._use_precision(resolve_precision(c.precision, probe))
+        # auto stays float32 across processes: a language model's carried state comes back bfloat16 under
+        # Fabric's bf16-mixed (an open bug of --trainer.precision bf16 with --trainer.devices > 1)
+        self._use_precision("float32" if c.precision == "auto" else c.precision)
         self.fabric = Fabric(accelerator=accelerator, devices=c.devices, num_nodes=c.num_nodes, strategy=strategy,
                              precision="bf16-mixed" if self.precision == "bf16" else "32-true")
         self.fabric.launch()

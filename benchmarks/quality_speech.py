@@ -1,7 +1,7 @@
 """Spoken-digit quality on the prepared espeak-ng digits (run by hand): accuracy on the 8 test voices, never
 heard in training (train/valid/test hold disjoint voices: 38 / 6 / 8), with the wall time.
 
-    python3 ../shared/datasets/prepare.py speech        # once: ~/.cache/rnnlab-data/speech/digits/
+    rnnlab datasets prepare speech        # once: ~/.cache/rnnlab-data/speech/digits/
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/quality_speech.py [--max_time 150] [--models bigru,bilstm]
         [--threads 2]
 

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
+from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
 from ._workspace import scratch
 from .fused_lstm import _JIT, _ONE, _ZERO, _layer_norm_backward, _normalize, _scalars, _tanh, sequence_buffers
@@ -57,28 +58,14 @@ def rnn_sequence_reference(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, non
     x, h, lengths = _check_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, ln_ih, ln_hh, mask,
                                 lengths)
     T = x.shape[1]
-    H = weight_hh.shape[0]
     phi = torch.relu if nonlinearity == "relu" else torch.tanh
-    x_hat = x @ weight_ih.t()  # (B, T, H)
-    if ln_ih is not None:
-        x_hat = torch.nn.functional.layer_norm(x_hat, (H,), ln_ih, None, eps)
-    if bias_ih is not None:
-        x_hat = x_hat + bias_ih
+    x_hat = pre_activation(x, weight_ih, ln_ih, bias_ih, eps)  # (B, T, H)
     active = lengths_to_mask(lengths, T, device=x.device)  # (B, T) or None
     ys = []
     for t in range(T):
-        h_hat = (h if mask is None else h * mask) @ weight_hh.t()  # (B, H)
-        if ln_hh is not None:
-            h_hat = torch.nn.functional.layer_norm(h_hat, (H,), ln_hh, None, eps)
-        if bias_hh is not None:
-            h_hat = h_hat + bias_hh
+        h_hat = pre_activation(h if mask is None else h * mask, weight_hh, ln_hh, bias_hh, eps)  # (B, H)
         h_new = phi(x_hat[:, t] + h_hat)
-        if active is None:
-            h, y = h_new, h_new
-        else:
-            m_t = active[:, t].unsqueeze(1)  # (B, 1)
-            h = torch.where(m_t, h_new, h)
-            y = h_new * m_t.to(h_new.dtype)
+        h, y = keep_past_end(h_new, h, active, t)
         ys.append(y)
     return torch.stack(ys, dim=1), h  # (B, T, H), (B, H)
 

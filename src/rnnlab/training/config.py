@@ -54,7 +54,7 @@ class TrainerConfig:
     precision: Precision = "float32"
     """float32 | bf16 (torch.autocast to bfloat16 on the CPU or CUDA; weights and optimizer stay float32) | auto
     (bf16 where the device computes it natively: a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX-BF16; else
-    float32; float32 when training on several processes). The run logs which it chose."""
+    float32), the same on one process or several. The run logs which it chose."""
     eval_every: int = 0
     """Evaluate on the validation data every this many steps (0 = at the end of every epoch)."""
     eval_tokens: int = 0

@@ -194,14 +194,15 @@ class Trainer:
         c = self.config
         accelerator = "auto" if c.device == "auto" else c.device
         strategy = "ddp" if c.strategy == "auto" else c.strategy
-        # auto stays float32 across processes: a language model's carried state comes back bfloat16 under
-        # Fabric's bf16-mixed (an open bug of --trainer.precision bf16 with --trainer.devices > 1)
-        self._use_precision("float32" if c.precision == "auto" else c.precision)
+        # Fabric runs in float32 and bf16 is our own autocast, as in one process: Fabric's bf16-mixed casts every
+        # floating tensor of a batch to bfloat16, a language model's carried state included, which then meets
+        # float32 weights in the fused kernels.
         self.fabric = Fabric(accelerator=accelerator, devices=c.devices, num_nodes=c.num_nodes, strategy=strategy,
-                             precision="bf16-mixed" if self.precision == "bf16" else "32-true")
+                             precision="32-true")
         self.fabric.launch()
         _seed_everything(c.seed + self.fabric.global_rank)  # one RNG stream per process: its own dropout masks
         self.device = self.fabric.device
+        self._use_precision(resolve_precision(c.precision, self.device))
         optimizer = _build_optimizer(c, model.parameters())
         wrapped, optimizer = self.fabric.setup(model, optimizer)
         # DDP synchronises gradients only through forward(): route the structures' loss methods through it.
@@ -317,7 +318,7 @@ class Trainer:
         return f"training diverged at step {run.step + 1}: {what}. To fix: {', '.join(advice)}{kept}"
 
     def _autocast(self):
-        if self.precision != "bf16" or self.fabric is not None:  # Fabric applies its own precision
+        if self.precision != "bf16":
             return nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 

@@ -37,6 +37,7 @@ from .decoders import DecoderConfig, build_decoder, state_from_vector
 from .decoding import reorder_state
 from .encoders import EncoderConfig, build_encoder
 from .generation import StepDecoder, TargetGenerator
+from .teacher_forcing import teacher_forced
 
 Context = Literal["last", "linear", "pool"]
 Attention = Literal["none", "bahdanau", "luong-dot", "luong-general"]
@@ -163,12 +164,22 @@ class Seq2Seq(TargetGenerator, nn.Module):
         lengths = batch_lengths(batch, src)
         state = self.encode(src, lengths)
         force = self.training and self.config.teacher_forcing < 1.0
-        if self.config.attention == "none" and not force:
+        if force:  # the previous token may be the model's own guess: step by step
+            return self._forward_steps(y, state, force=True)
+        if self.config.attention == "none":
             # nothing depends on the step before but the recurrence: one call over the whole target runs the
             # decoder on torch's fused kernel instead of T Python steps (the same numbers, see the tests)
             prev = torch.cat([torch.full_like(y[:, :1], self.config.bos_token), y[:, :-1]], dim=1)  # (B, T)
             outputs, _ = self.decoder(self.dropout(self.embedding(prev)), state["h"])  # (B, T, H)
             return Output(self.head(self.dropout(outputs)))
+        # attention: every product that does not depend on the previous step runs once (teacher_forcing.py)
+        logits, weights = teacher_forced(self, y, state)
+        return Output(logits, attention=weights)
+
+    def _forward_steps(self, y: Tensor, state: dict, *, force: bool) -> Output:
+        """The decoder one :meth:`decode_step` at a time: with ``force`` each row's previous token is the truth
+        with probability ``teacher_forcing``, else the model's greedy guess; without, always the truth (the
+        reference that :func:`~rnnlab.structures.teacher_forcing.teacher_forced` is tested against)."""
         prev = torch.full_like(y[:, 0], self.config.bos_token)  # y_{-1}
         logits, weights = [], []
         for t in range(y.shape[1]):

@@ -1,0 +1,86 @@
+"""The teacher-forced attention decoder (products hoisted out of the loop) against Seq2Seq's step loop
+(decode_step, the reference): logits, attention weights, loss and every gradient, in float64, with padding on
+both sides, each attention, each cell, one and two layers."""
+import pytest
+import torch
+from _structure_helpers import LENGTHS
+
+from rnnlab.nn.masking import masked_cross_entropy
+from rnnlab.structures.decoders import DecoderConfig
+from rnnlab.structures.encoders import EncoderConfig
+from rnnlab.structures.seq2seq import Seq2Seq, Seq2SeqConfig
+
+ATTENTIONS = ["bahdanau", "luong-dot", "luong-general"]
+Y_LENGTHS = torch.tensor([5, 2, 4, 1])
+
+
+def _model(attention, *, cell="lstm", layers=1, context="linear", **kw):
+    torch.manual_seed(0)
+    return Seq2Seq(Seq2SeqConfig(
+        tgt_vocab_size=11, src_vocab_size=10, embedding_size=6, attention=attention, context=context,
+        encoder=EncoderConfig(hidden_size=4, bidirectional=True),
+        decoder=DecoderConfig(cell=cell, hidden_size=8, num_layers=layers), attention_size=5, **kw,
+    )).double()
+
+
+def _both(model, x, y, lengths):
+    """(fast Output, reference Output, fast loss, reference loss) on the same parameters."""
+    batch = {"x": x, "lengths": lengths, "y": y, "y_lengths": Y_LENGTHS}
+    fast = model(batch)
+    ref = model._forward_steps(y, model.encode(x, lengths), force=False)
+    loss = [masked_cross_entropy(o.logits, y, Y_LENGTHS) for o in (fast, ref)]
+    return fast, ref, *loss
+
+
+def _grads(model, loss):
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.autograd.grad(loss, params, allow_unused=True)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_teacher_forced_equals_the_step_loop(attention, cell, layers):
+    model = _model(attention, cell=cell, layers=layers).train()  # train: the path the trainer takes
+    x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 11, (4, 5))
+    fast, ref, loss_fast, loss_ref = _both(model, x, y, LENGTHS)
+    torch.testing.assert_close(fast.logits, ref.logits, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast.attention, ref.attention, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(loss_fast, loss_ref, rtol=1e-10, atol=1e-12)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for name, g_fast, g_ref in zip(names, _grads(model, loss_fast), _grads(model, loss_ref), strict=True):
+        assert (g_fast is None) == (g_ref is None), name
+        if g_ref is not None:
+            torch.testing.assert_close(g_fast, g_ref, rtol=1e-9, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("context", ["last", "pool"])
+def test_teacher_forced_with_other_contexts_and_no_lengths(context):
+    model = _model("luong-dot", context=context).eval()
+    x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 11, (4, 5))
+    for lengths in (LENGTHS, None):
+        fast, ref, loss_fast, loss_ref = _both(model, x, y, lengths)
+        torch.testing.assert_close(fast.logits, ref.logits, rtol=1e-10, atol=1e-12)
+
+
+def test_teacher_forcing_below_one_still_steps():
+    model = _model("bahdanau", teacher_forcing=0.5).train()
+    x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 11, (4, 5))
+    calls = []
+    original = model.decode_step
+    model.decode_step = lambda *a: calls.append(1) or original(*a)
+    torch.manual_seed(1)
+    out = model({"x": x, "lengths": LENGTHS, "y": y})
+    assert len(calls) == 5 and out.logits.shape == (4, 5, 11)
+    torch.manual_seed(1)
+    again = model._forward_steps(y, model.encode(x, LENGTHS), force=True)  # the same coins, the same numbers
+    torch.testing.assert_close(out.logits, again.logits)
+
+
+def test_teacher_forced_runs_under_bf16_autocast():
+    model = _model("bahdanau").float().train()
+    x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 11, (4, 5))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.loss({"x": x, "lengths": LENGTHS, "y": y})
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -77,13 +77,13 @@ def _bahdanau_loop(model, X: Tensor, W_x: Tensor, state: dict, scores: "_ScoreMa
     b_rq = _cat_bias(top.bias_hh, None, GH, attn.attention_size, W_rq)
     h = state["h"]
     hs, contexts, weights = [], [], []
-    for t in range(X.shape[1]):
+    for x_e in X.unbind(1):  # unbind, not X[:, t]: its backward stacks T slices once, not T zero-filled copies
         h_top = _top(h)  # h_{t-1} of the top layer, (B, H)
         r_top, q = torch.addmm(b_rq, h_top, W_rq.t()).split([GH, attn.attention_size], dim=1)  # (B, G·H), (B, A)
         e = torch.tanh(q.unsqueeze(1) + keys) @ v  # (B, S)
         alpha = scores.softmax(e)  # (B, S)
         ctx = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)  # (B, E)
-        x0 = torch.addmm(X[:, t], ctx, W_x.t())  # (B, G·H)
+        x0 = torch.addmm(x_e, ctx, W_x.t())  # (B, G·H)
         y, h = _layers(model, x0, h, r_top)
         hs.append(y)
         contexts.append(ctx)
@@ -106,8 +106,8 @@ def _luong_loop(model, X: Tensor, W_x: Tensor, state: dict, scores: "_ScoreMask"
     r_top = _recurrent(top, _top(h))  # (B, G·H) for the first step
     feed = state["feed"]  # h̃_{-1} = 0, (B, H)
     tildes, weights = [], []
-    for t in range(X.shape[1]):
-        x0 = torch.addmm(X[:, t], feed, W_x.t())  # (B, G·H)
+    for x_e in X.unbind(1):  # (B, G·H) each
+        x0 = torch.addmm(x_e, feed, W_x.t())  # (B, G·H)
         y, h = _layers(model, x0, h, r_top)  # y = h_t of the top layer, (B, H)
         r_top, a = torch.addmm(b_ra, y, W_ra.t()).split([GH, H], dim=1)  # (B, G·H), (B, H)
         e = torch.bmm(keys, y.unsqueeze(-1)).squeeze(-1)  # (B, S)

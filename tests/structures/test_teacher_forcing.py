@@ -9,6 +9,7 @@ from rnnlab.nn.masking import masked_cross_entropy
 from rnnlab.structures.decoders import DecoderConfig
 from rnnlab.structures.encoders import EncoderConfig
 from rnnlab.structures.seq2seq import Seq2Seq, Seq2SeqConfig
+from rnnlab.structures.teacher_forcing import teacher_forced
 
 ATTENTIONS = ["bahdanau", "luong-dot", "luong-general"]
 Y_LENGTHS = torch.tensor([5, 2, 4, 1])
@@ -84,3 +85,48 @@ def test_teacher_forced_runs_under_bf16_autocast():
         loss = model.loss({"x": x, "lengths": LENGTHS, "y": y})
     loss.backward()
     assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("lengths", [LENGTHS, None])
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_fused_loop_equals_the_autograd_loop(attention, lengths):
+    """The hand-written backward (one-layer LSTM) against autograd through the same loop, including a loss on
+    the attention weights themselves."""
+    model = _model(attention).train()
+    x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 11, (4, 5))
+    state = model.encode(x, lengths)
+    results = []
+    for fused in (True, False):
+        logits, weights = teacher_forced(model, y, model.encode(x, lengths), fused=fused)
+        loss = masked_cross_entropy(logits, y, Y_LENGTHS) + (weights * torch.linspace(0, 1, 7)).sum()
+        results.append((logits, weights, _grads(model, loss)))
+    (l1, w1, g1), (l2, w2, g2) = results
+    torch.testing.assert_close(l1, l2, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(w1, w2, rtol=1e-10, atol=1e-12)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for name, a, b in zip(names, g1, g2, strict=True):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12, msg=name)
+    del state
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_fused_loop_passes_gradcheck(attention):
+    """float64 gradcheck of the Function itself: every input that takes a gradient, against finite differences."""
+    from rnnlab.structures import fused_attention_decoder as fused
+
+    torch.manual_seed(0)
+    B, T, S, H, E, A = 2, 3, 4, 3, 5, 2
+    r = lambda *shape: torch.randn(*shape, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    additive = torch.zeros(B, S, dtype=torch.float64)
+    additive[1, 2:] = float("-inf")
+    if attention == "bahdanau":
+        args = (r(B, T, 4 * H), r(B, H), r(B, H), r(4 * H, H), r(4 * H), r(A, H), r(4 * H, E), r(A), r(B, S, A),
+                r(B, S, E), additive)
+        fn = fused.bahdanau
+    else:
+        args = (r(B, T, 4 * H), r(B, H), r(B, H), r(4 * H, H), r(4 * H), r(4 * H, H), r(H, H), r(H, E), r(H),
+                r(B, S, H), r(B, S, E), additive)
+        fn = fused.luong
+    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-6)

@@ -41,14 +41,18 @@ from rnnlab.nn import _torch_kernels as kernels
 from rnnlab.nn.attention import AdditiveAttention, masked_softmax
 from rnnlab.nn.state import LSTMState, State, select_layer, stack_layers
 
+from . import fused_attention_decoder as fused_loop
+
 _CELL_KERNELS = {"lstm": kernels.lstm_cell, "gru": kernels.gru_cell, "rnn": kernels.rnn_tanh_cell}
 
 
-def teacher_forced(model, y: Tensor, state: dict) -> tuple[Tensor, Tensor]:
+def teacher_forced(model, y: Tensor, state: dict, *, fused: bool = True) -> tuple[Tensor, Tensor]:
     """The decoder over a whole known target: y (B, T) -> (logits (B, T, V), attention weights (B, T, S)).
 
     ``model`` is a :class:`~rnnlab.structures.seq2seq.Seq2Seq` with attention, ``state`` its
-    :meth:`~rnnlab.structures.seq2seq.Seq2Seq.encode` result.
+    :meth:`~rnnlab.structures.seq2seq.Seq2Seq.encode` result. ``fused``: run the loop as one autograd Function
+    with a hand-written backward where it applies (:mod:`rnnlab.structures.fused_attention_decoder`: a
+    one-layer LSTM decoder, float32/64, no autocast); False always runs the autograd loop below (the reference).
     """
     c = model.config
     prev = torch.cat([torch.full_like(y[:, :1], c.bos_token), y[:, :-1]], dim=1)  # y_{t-1}, (B, T)
@@ -58,6 +62,9 @@ def teacher_forced(model, y: Tensor, state: dict) -> tuple[Tensor, Tensor]:
     W_e, W_x = first.weight_ih.split([c.embedding_size, first.input_size - c.embedding_size], dim=1)
     X = F.linear(emb, W_e, first.bias_ih)  # (B, T, G·H)
     scores = _ScoreMask(state["mask"])
+    if fused and fused_loop.applies(model, X) and (scores.mask is None or scores.additive is not None):
+        outputs, weights = _fused(model, X, W_x, state, scores)
+        return model.head(model.dropout(outputs)), weights
     if c.attention == "bahdanau":
         outputs, weights = _bahdanau_loop(model, X, W_x, state, scores)
     else:
@@ -117,6 +124,24 @@ def _luong_loop(model, X: Tensor, W_x: Tensor, state: dict, scores: "_ScoreMask"
         tildes.append(feed)
         weights.append(alpha)
     return torch.stack(tildes, dim=1), torch.stack(weights, dim=1)
+
+
+def _fused(model, X: Tensor, W_x: Tensor, state: dict, scores: "_ScoreMask") -> tuple[Tensor, Tensor]:
+    """The one-layer LSTM loop as one Function -> (what the head reads (B, T, ·), α (B, T, S))."""
+    cell = model.decoder.cells[0]
+    h, c = state["h"]
+    b_hh = cell.bias_hh if cell.bias_hh is not None else X.new_zeros(cell.weight_hh.shape[0])
+    additive = scores.additive_for(X)
+    memory, keys = state["memory"], state["keys"]
+    if model.config.attention == "bahdanau":
+        attn = model.attention
+        H_all, C_all, alpha = fused_loop.bahdanau(X, h[0], c[0], cell.weight_hh, b_hh, attn.W_q.weight, W_x,
+                                                  attn.v.weight[0], keys, memory, additive)
+        return torch.cat([H_all, C_all], dim=-1), alpha  # (B, T, H + E)
+    E = memory.shape[2]
+    W_hc, W_ht = model.combine.weight.split([E, model.combine.weight.shape[1] - E], dim=1)
+    return fused_loop.luong(X, h[0], c[0], cell.weight_hh, b_hh, W_x, W_ht, W_hc, model.combine.bias, keys, memory,
+                            additive)
 
 
 # -- the decoder's layers for one step ------------------------------------------------------------
@@ -196,6 +221,10 @@ class _ScoreMask:
         if mask is not None and bool(mask.any(dim=1).all()):
             self.additive = torch.zeros(mask.shape, dtype=torch.get_default_dtype(), device=mask.device)
             self.additive.masked_fill_(~mask, float("-inf"))
+
+    def additive_for(self, like: Tensor) -> Optional[Tensor]:
+        """The additive mask (B, S) in ``like``'s dtype; None without a mask (or where masked_softmax is needed)."""
+        return None if self.additive is None else self.additive.to(like.dtype)
 
     def softmax(self, e: Tensor) -> Tensor:
         if self.mask is None:

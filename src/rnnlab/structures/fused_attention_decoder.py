@@ -35,6 +35,9 @@ import torch
 from torch import Tensor
 
 
+_ONE = torch.ones(())
+
+
 def applies(model, x: Tensor) -> bool:
     """Whether the fused loop runs this model: a one-layer LSTM decoder, float32/64, no autocast."""
     return (model.decoder.cell_type == "lstm" and model.decoder.num_layers == 1
@@ -52,15 +55,22 @@ def luong(X, h0, c0, W_hh, b_hh, W_x, W_ht, W_hc, b_h, keys, memory, additive: O
 
 
 # -- the LSTM's element-wise part, forward and backward ------------------------------------------
+def _tanh_(x: Tensor) -> Tensor:
+    """tanh in place as 2σ(2x) − 1: torch's CPU tanh is ~5-8× slower than its sigmoid here (measured at (64, 36,
+    128) on the AVX-512 build: 0.80 ms against 0.15 ms), and Bahdanau's score applies it to B·S·A values per step.
+    Equal to tanh up to rounding (absolute error ~1 ulp of 1, so relative error grows only where |x| ≪ 1)."""
+    return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+
+
 def _lstm_forward(a: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """a (B, 4H) pre-activations (overwritten with the gate values i, f, g, o) -> (h, c, tanh c)."""
     H = c.shape[1]
     a[:, : 2 * H].sigmoid_()
-    a[:, 2 * H : 3 * H].tanh_()
+    _tanh_(a[:, 2 * H : 3 * H])
     a[:, 3 * H :].sigmoid_()
     i, f, g, o = a.split(H, dim=1)
     c = torch.addcmul(f * c, i, g)
-    tanh_c = torch.tanh(c)
+    tanh_c = _tanh_(c.clone())
     return o * tanh_c, c, tanh_c
 
 
@@ -97,7 +107,7 @@ class _Bahdanau(torch.autograd.Function):
         for t in range(T):
             h_prev.append(h)
             r, q = torch.addmm(b_rq, h, W_rq.t()).split([G, A], dim=1)  # (B, 4H), (B, A)
-            U = torch.tanh(keys + q.unsqueeze(1))  # (B, S, A)
+            U = _tanh_(keys + q.unsqueeze(1))  # (B, S, A)
             alpha = _softmax(U @ v, additive)  # (B, S)
             ctx_t = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)  # (B, E)
             a = torch.addmm(X[:, t] + r, ctx_t, W_x.t())  # (B, 4H)
@@ -130,7 +140,7 @@ class _Bahdanau(torch.autograd.Function):
                 da_alpha = da_alpha + d_alpha[:, t]
             de = _softmax_backward(alpha, da_alpha)  # (B, S)
             U = U_all[t]
-            dP = (1.0 - U * U).mul_(v).mul_(de.unsqueeze(-1))  # (B, S, A)
+            dP = torch.addcmul(_ONE.to(U), U, U, value=-1.0).mul_(v).mul_(de.unsqueeze(-1))  # (1 − U²) v de, (B, S, A)
             dK.add_(dP)
             dq = dP.sum(dim=1)  # (B, A)
             dh_rec = torch.cat([da, dq], dim=1) @ W_rq  # (B, H)
@@ -164,7 +174,7 @@ class _Luong(torch.autograd.Function):
             r, z = torch.addmm(b_ra, h, W_ra.t()).split([G, H], dim=1)  # (B, 4H), (B, H)
             alpha = _softmax(torch.bmm(keys, h.unsqueeze(-1)).squeeze(-1), additive)  # (B, S)
             ctx_t = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)  # (B, E)
-            feed = torch.tanh(torch.addmm(z, ctx_t, W_hc.t()))  # h̃_t (B, H)
+            feed = _tanh_(torch.addmm(z, ctx_t, W_hc.t()))  # h̃_t (B, H)
             H_all.append(h), C_all.append(ctx_t), T_all.append(feed), alphas.append(alpha)
             gates.append(a), tanhs.append(tanh_c)
         H_out, tilde_out, alpha_out = torch.stack(H_all, 1), torch.stack(T_all, 1), torch.stack(alphas, 1)

@@ -129,13 +129,14 @@ class _Bahdanau(torch.autograd.Function):
         dC = _zeros_if_none(dC, C_out.shape, W_x)
         dA, dQ, dE, dC_total = [None] * T, [None] * T, [None] * T, [None] * T
         dK = torch.zeros_like(U_all[0])  # (B, S, A)
+        memory_t = memory.transpose(1, 2)  # (B, E, S): dĉ oᵀ as a row vector times a matrix (see _Luong.forward)
         dh_rec = torch.zeros_like(H_prev[0])
         dc = torch.zeros_like(H_prev[0])
         for t in reversed(range(T)):
             da, dc = _lstm_backward(dH[:, t] + dh_rec, dc, gates[t], cells[t], tanhs[t])
             d_ctx = torch.addmm(dC[:, t], da, W_x)  # (B, E)
             alpha = alpha_out[:, t]
-            da_alpha = torch.bmm(memory, d_ctx.unsqueeze(-1)).squeeze(-1)  # (B, S)
+            da_alpha = torch.bmm(d_ctx.unsqueeze(1), memory_t).squeeze(1)  # dĉ oᵀ, (B, S)
             if d_alpha is not None:
                 da_alpha = da_alpha + d_alpha[:, t]
             de = _softmax_backward(alpha, da_alpha)  # (B, S)
@@ -166,13 +167,14 @@ class _Luong(torch.autograd.Function):
         r = torch.addmm(b_hh, h0, W_hh.t())  # (B, 4H)
         c = c0
         feed = h0.new_zeros(B, H)  # h̃_{-1}
+        keys_t = keys.transpose(1, 2)  # (B, H, S): a row vector times a matrix, 8× faster in bmm than K h
         H_all, C_all, T_all, alphas, gates, cells, tanhs = [], [], [], [], [], [], []
         for t in range(T):
             a = torch.addmm(X[:, t] + r, feed, W_x.t())  # (B, 4H)
             cells.append(c)
             h, c, tanh_c = _lstm_forward(a, c)
             r, z = torch.addmm(b_ra, h, W_ra.t()).split([G, H], dim=1)  # (B, 4H), (B, H)
-            alpha = _softmax(torch.bmm(keys, h.unsqueeze(-1)).squeeze(-1), additive)  # (B, S)
+            alpha = _softmax(torch.bmm(h.unsqueeze(1), keys_t).squeeze(1), additive)  # softmax(K h + m), (B, S)
             ctx_t = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)  # (B, E)
             feed = _tanh_(torch.addmm(z, ctx_t, W_hc.t()))  # h̃_t (B, H)
             H_all.append(h), C_all.append(ctx_t), T_all.append(feed), alphas.append(alpha)
@@ -192,12 +194,13 @@ class _Luong(torch.autograd.Function):
         da_next = gates.new_zeros(B, G)  # da_{t+1}: 0 after the last step
         d_feed = torch.zeros_like(h0)  # from h̃_t's use in step t+1
         dc = torch.zeros_like(h0)
+        memory_t = memory.transpose(1, 2)  # (B, E, S)
         for t in reversed(range(T)):
             tilde = tilde_out[:, t]
             dz = (d_feed + d_tilde[:, t]).mul_(1.0 - tilde * tilde)  # (B, H)
             d_ctx = dz @ W_hc  # (B, E)
             alpha = alpha_out[:, t]
-            da_alpha = torch.bmm(memory, d_ctx.unsqueeze(-1)).squeeze(-1)  # (B, S)
+            da_alpha = torch.bmm(d_ctx.unsqueeze(1), memory_t).squeeze(1)  # dĉ oᵀ, (B, S)
             if d_alpha is not None:
                 da_alpha = da_alpha + d_alpha[:, t]
             de = _softmax_backward(alpha, da_alpha)  # (B, S)

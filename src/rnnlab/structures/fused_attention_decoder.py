@@ -62,167 +62,167 @@ def _tanh_(x: Tensor) -> Tensor:
     return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
 
 
-def _lstm_forward(a: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """a (B, 4H) pre-activations (overwritten with the gate values i, f, g, o) -> (h, c, tanh c)."""
+def _lstm_forward(a: Tensor, c: Tensor, h_out: Tensor, c_out: Tensor, tanh_out: Tensor) -> None:
+    """a (B, 4H) pre-activations, overwritten with the gate values i, f, g, o; c = c_{t-1} (B, H) -> writes h_t,
+    c_t and tanh c_t into the given buffers."""
     H = c.shape[1]
     a[:, : 2 * H].sigmoid_()
     _tanh_(a[:, 2 * H : 3 * H])
     a[:, 3 * H :].sigmoid_()
     i, f, g, o = a.split(H, dim=1)
-    c = torch.addcmul(f * c, i, g)
-    tanh_c = _tanh_(c.clone())
-    return o * tanh_c, c, tanh_c
+    torch.mul(f, c, out=c_out).addcmul_(i, g)
+    _tanh_(tanh_out.copy_(c_out))
+    torch.mul(o, tanh_out, out=h_out)
 
 
-def _lstm_backward(dh: Tensor, dc: Tensor, gates: Tensor, c_prev: Tensor, tanh_c: Tensor) -> tuple[Tensor, Tensor]:
-    """dh, dc (B, H) at step t -> (da (B, 4H) pre-activation gradients, dc_{t-1})."""
+def _lstm_backward(dh: Tensor, dc: Tensor, gates: Tensor, c_prev: Tensor, tanh_c: Tensor, out: Tensor) -> Tensor:
+    """dh, dc (B, H) at step t -> writes the pre-activation gradients into out (B, 4H); returns dc_{t-1}."""
     i, f, g, o = gates.split(gates.shape[1] // 4, dim=1)
+    d_i, d_f, d_g, d_o = out.split(gates.shape[1] // 4, dim=1)
     dc = torch.addcmul(dc, dh * o, 1.0 - tanh_c * tanh_c)  # dc_t
-    da = torch.cat([dc * g * i * (1.0 - i),  # input gate
-                    dc * c_prev * f * (1.0 - f),  # forget gate
-                    dc * i * (1.0 - g * g),  # candidate
-                    dh * tanh_c * o * (1.0 - o)], dim=1)  # output gate
-    return da, dc * f
+    torch.mul(dc * g, i - i * i, out=d_i)  # input gate
+    torch.mul(dc * c_prev, f - f * f, out=d_f)  # forget gate
+    torch.mul(dc * i, 1.0 - g * g, out=d_g)  # candidate
+    torch.mul(dh * tanh_c, o - o * o, out=d_o)  # output gate
+    return dc * f
 
 
 def _softmax(e: Tensor, additive: Optional[Tensor]) -> Tensor:
     return torch.softmax(e if additive is None else e + additive, dim=-1)
 
 
-def _softmax_backward(alpha: Tensor, d_alpha: Tensor) -> Tensor:
-    """d e = α ⊙ (dα − Σ_s α dα), (B, S)."""
-    return alpha * (d_alpha - (alpha * d_alpha).sum(dim=1, keepdim=True))
+def _softmax_backward(alpha: Tensor, d_alpha: Tensor, out: Tensor) -> Tensor:
+    """d e = α ⊙ (dα − Σ_s α dα), (B, S), written into out."""
+    return torch.mul(alpha, d_alpha - (alpha * d_alpha).sum(dim=1, keepdim=True), out=out)
 
 
 class _Bahdanau(torch.autograd.Function):
+    # buffers are time-major, (T, B, ·), written in place: no per-step list and no stack at the end
     @staticmethod
     def forward(ctx, X, h0, c0, W_hh, b_hh, W_q, W_x, v, keys, memory, additive):
         B, T, G = X.shape
-        A = W_q.shape[0]
+        (_, S, A), E, H = keys.shape, memory.shape[2], h0.shape[1]
         W_rq = torch.cat([W_hh, W_q])  # (4H + A, H)
         b_rq = torch.cat([b_hh, b_hh.new_zeros(A)])
-        h, c = h0, c0
-        H_all, C_all, alphas, gates, cells, tanhs, U_all = [], [], [], [], [], [], []
-        h_prev = []
+        states, cells = X.new_empty(T + 1, B, H), X.new_empty(T + 1, B, H)  # h_{-1}, h_0 … h_{T-1}; the same for c
+        states[0], cells[0] = h0, c0
+        gates, tanhs = X.new_empty(T, B, G), X.new_empty(T, B, H)
+        U_all, contexts, alphas = X.new_empty(T, B, S, A), X.new_empty(T, B, E), X.new_empty(T, B, S)
+        X_t = X.transpose(0, 1)  # (T, B, 4H)
         for t in range(T):
-            h_prev.append(h)
-            r, q = torch.addmm(b_rq, h, W_rq.t()).split([G, A], dim=1)  # (B, 4H), (B, A)
-            U = _tanh_(keys + q.unsqueeze(1))  # (B, S, A)
-            alpha = _softmax(U @ v, additive)  # (B, S)
-            ctx_t = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)  # (B, E)
-            a = torch.addmm(X[:, t] + r, ctx_t, W_x.t())  # (B, 4H)
-            cells.append(c)
-            h, c, tanh_c = _lstm_forward(a, c)
-            H_all.append(h), C_all.append(ctx_t), alphas.append(alpha), gates.append(a), tanhs.append(tanh_c)
-            U_all.append(U)
-        H_out, C_out, alpha_out = torch.stack(H_all, 1), torch.stack(C_all, 1), torch.stack(alphas, 1)
-        ctx.save_for_backward(W_rq, W_x, v, memory, torch.stack(h_prev), torch.stack(cells), torch.stack(gates),
-                              torch.stack(tanhs), torch.stack(U_all), C_out, alpha_out)
-        return H_out, C_out, alpha_out
+            r, q = torch.addmm(b_rq, states[t], W_rq.t()).split([G, A], dim=1)  # (B, 4H), (B, A)
+            U = _tanh_(torch.add(keys, q.unsqueeze(1), out=U_all[t]))  # (B, S, A)
+            alpha = alphas[t]
+            alpha.copy_(_softmax(U @ v, additive))  # (B, S)
+            torch.bmm(alpha.unsqueeze(1), memory, out=contexts[t].unsqueeze(1))  # ĉ_t (B, E)
+            a = torch.add(X_t[t], r, out=gates[t]).addmm_(contexts[t], W_x.t())  # (B, 4H)
+            _lstm_forward(a, cells[t], states[t + 1], cells[t + 1], tanhs[t])
+        ctx.save_for_backward(W_rq, W_x, v, memory, states, cells, gates, tanhs, U_all, contexts, alphas)
+        outputs = (states[1:], contexts, alphas)
+        return tuple(o.transpose(0, 1).contiguous() for o in outputs)  # (B, T, ·)
 
     @staticmethod
     def backward(ctx, dH, dC, d_alpha):
-        W_rq, W_x, v, memory, H_prev, cells, gates, tanhs, U_all, C_out, alpha_out = ctx.saved_tensors
+        W_rq, W_x, v, memory, states, cells, gates, tanhs, U_all, contexts, alphas = ctx.saved_tensors
         T, B, G = gates.shape
-        A = v.shape[0]
-        dH = _zeros_if_none(dH, (B, T, G // 4), W_x)
-        dC = _zeros_if_none(dC, C_out.shape, W_x)
-        dA, dQ, dE, dC_total = [None] * T, [None] * T, [None] * T, [None] * T
+        A, H = v.shape[0], states.shape[2]
+        dH = _zeros_if_none(dH, (B, T, H), W_x)
+        dC = _zeros_if_none(dC, (B, T, contexts.shape[2]), W_x)
+        dAQ = gates.new_empty(T, B, G + A)  # [da_t | dq_t]: what multiplies [W_hh; W_q]
+        dE, dCt = torch.empty_like(alphas), torch.empty_like(contexts)
         dK = torch.zeros_like(U_all[0])  # (B, S, A)
         memory_t = memory.transpose(1, 2)  # (B, E, S): dĉ oᵀ as a row vector times a matrix (see _Luong.forward)
-        dh_rec = torch.zeros_like(H_prev[0])
-        dc = torch.zeros_like(H_prev[0])
+        dh_rec = torch.zeros_like(states[0])
+        dc = torch.zeros_like(states[0])
         for t in reversed(range(T)):
-            da, dc = _lstm_backward(dH[:, t] + dh_rec, dc, gates[t], cells[t], tanhs[t])
-            d_ctx = torch.addmm(dC[:, t], da, W_x)  # (B, E)
-            alpha = alpha_out[:, t]
+            da, dq = dAQ[t].split([G, A], dim=1)
+            dc = _lstm_backward(dH[:, t] + dh_rec, dc, gates[t], cells[t], tanhs[t], out=da)
+            d_ctx = torch.addmm(dC[:, t], da, W_x, out=dCt[t])  # (B, E)
             da_alpha = torch.bmm(d_ctx.unsqueeze(1), memory_t).squeeze(1)  # dĉ oᵀ, (B, S)
             if d_alpha is not None:
                 da_alpha = da_alpha + d_alpha[:, t]
-            de = _softmax_backward(alpha, da_alpha)  # (B, S)
+            de = _softmax_backward(alphas[t], da_alpha, out=dE[t])  # (B, S)
             U = U_all[t]
             dP = torch.addcmul(_ONE.to(U), U, U, value=-1.0).mul_(v).mul_(de.unsqueeze(-1))  # (1 − U²) v de, (B, S, A)
             dK.add_(dP)
-            dq = dP.sum(dim=1)  # (B, A)
-            dh_rec = torch.cat([da, dq], dim=1) @ W_rq  # (B, H)
-            dA[t], dQ[t], dE[t], dC_total[t] = da, dq, de, d_ctx
-        dA, dQ, dE, dCt = torch.stack(dA, 1), torch.stack(dQ, 1), torch.stack(dE, 0), torch.stack(dC_total, 1)
-        Hp = H_prev.transpose(0, 1).reshape(B * T, -1)  # (B·T, H): h_{t-1}
-        dA2 = dA.reshape(B * T, G)
-        dW_hh = dA2.t() @ Hp
-        dW_q = dQ.reshape(B * T, A).t() @ Hp
-        dW_x = dA2.t() @ C_out.reshape(B * T, -1)
-        dv = U_all.reshape(-1, A).t() @ dE.reshape(-1)  # U (T, B, S, A), dE (T, B, S)
-        d_memory = torch.bmm(alpha_out.transpose(1, 2), dCt)  # (B, S, E)
-        return dA, dh_rec, dc, dW_hh, dA2.sum(0), dW_q, dW_x, dv, dK, d_memory, None
+            torch.sum(dP, dim=1, out=dq)  # (B, A)
+            dh_rec = dAQ[t] @ W_rq  # (B, H)
+        rows = dAQ.reshape(T * B, G + A)  # time-major rows, as states, contexts and U_all
+        dW_hh, dW_q = (rows.t() @ states[:-1].reshape(T * B, H)).split([G, A])  # h_{t-1}
+        dA = rows[:, :G]
+        dW_x = dA.t() @ contexts.reshape(T * B, -1)
+        dv = U_all.reshape(-1, A).t() @ dE.reshape(-1)
+        d_memory = torch.bmm(alphas.permute(1, 2, 0), dCt.transpose(0, 1))  # Σ_t α_tᵀ dĉ_t, (B, S, E)
+        dX = dAQ[:, :, :G].transpose(0, 1)  # (B, T, 4H)
+        return dX, dh_rec, dc, dW_hh, dA.sum(0), dW_q, dW_x, dv, dK, d_memory, None
 
 
 class _Luong(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X, h0, c0, W_hh, b_hh, W_x, W_ht, W_hc, b_h, keys, memory, additive):
         B, T, G = X.shape
-        H = h0.shape[1]
+        (_, S, _), E, H = keys.shape, memory.shape[2], h0.shape[1]
         W_ra = torch.cat([W_hh, W_ht])  # (4H + H, H)
         b_ra = torch.cat([b_hh, b_h])
         r = torch.addmm(b_hh, h0, W_hh.t())  # (B, 4H)
-        c = c0
-        feed = h0.new_zeros(B, H)  # h̃_{-1}
         keys_t = keys.transpose(1, 2)  # (B, H, S): a row vector times a matrix, 8× faster in bmm than K h
-        H_all, C_all, T_all, alphas, gates, cells, tanhs = [], [], [], [], [], [], []
+        states, cells = X.new_empty(T + 1, B, H), X.new_empty(T + 1, B, H)  # h_{-1}, h_0 … h_{T-1}; the same for c
+        states[0], cells[0] = h0, c0
+        tildes = X.new_zeros(T + 1, B, H)  # h̃_{-1} = 0, h̃_0 … h̃_{T-1}
+        gates, tanhs = X.new_empty(T, B, G), X.new_empty(T, B, H)
+        contexts, alphas = X.new_empty(T, B, E), X.new_empty(T, B, S)
+        X_t = X.transpose(0, 1)  # (T, B, 4H)
         for t in range(T):
-            a = torch.addmm(X[:, t] + r, feed, W_x.t())  # (B, 4H)
-            cells.append(c)
-            h, c, tanh_c = _lstm_forward(a, c)
+            a = torch.add(X_t[t], r, out=gates[t]).addmm_(tildes[t], W_x.t())  # (B, 4H)
+            _lstm_forward(a, cells[t], states[t + 1], cells[t + 1], tanhs[t])
+            h = states[t + 1]
             r, z = torch.addmm(b_ra, h, W_ra.t()).split([G, H], dim=1)  # (B, 4H), (B, H)
-            alpha = _softmax(torch.bmm(h.unsqueeze(1), keys_t).squeeze(1), additive)  # softmax(K h + m), (B, S)
-            ctx_t = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)  # (B, E)
-            feed = _tanh_(torch.addmm(z, ctx_t, W_hc.t()))  # h̃_t (B, H)
-            H_all.append(h), C_all.append(ctx_t), T_all.append(feed), alphas.append(alpha)
-            gates.append(a), tanhs.append(tanh_c)
-        H_out, tilde_out, alpha_out = torch.stack(H_all, 1), torch.stack(T_all, 1), torch.stack(alphas, 1)
-        ctx.save_for_backward(h0, W_ra, W_x, W_hc, keys, memory, H_out, torch.stack(C_all, 1), tilde_out,
-                              alpha_out, torch.stack(gates), torch.stack(cells), torch.stack(tanhs))
-        return tilde_out, alpha_out
+            alpha = alphas[t]
+            alpha.copy_(_softmax(torch.bmm(h.unsqueeze(1), keys_t).squeeze(1), additive))  # softmax(K h + m), (B, S)
+            torch.bmm(alpha.unsqueeze(1), memory, out=contexts[t].unsqueeze(1))  # ĉ_t (B, E)
+            _tanh_(torch.addmm(z, contexts[t], W_hc.t(), out=tildes[t + 1]))  # h̃_t (B, H)
+        ctx.save_for_backward(W_ra, W_x, W_hc, keys, memory, states, cells, tildes, contexts, alphas, gates, tanhs)
+        return tildes[1:].transpose(0, 1).contiguous(), alphas.transpose(0, 1).contiguous()  # (B, T, ·)
 
     @staticmethod
     def backward(ctx, d_tilde, d_alpha):
-        h0, W_ra, W_x, W_hc, keys, memory, H_out, C_out, tilde_out, alpha_out, gates, cells, tanhs = ctx.saved_tensors
+        W_ra, W_x, W_hc, keys, memory, states, cells, tildes, contexts, alphas, gates, tanhs = ctx.saved_tensors
         T, B, G = gates.shape
-        H = h0.shape[1]
-        d_tilde = _zeros_if_none(d_tilde, tilde_out.shape, W_x)
-        dA, dZ, dE, dCt = [None] * T, [None] * T, [None] * T, [None] * T
-        da_next = gates.new_zeros(B, G)  # da_{t+1}: 0 after the last step
-        d_feed = torch.zeros_like(h0)  # from h̃_t's use in step t+1
-        dc = torch.zeros_like(h0)
+        H = states.shape[2]
+        d_tilde = _zeros_if_none(d_tilde, (B, T, H), W_x)
+        dAZ = gates.new_empty(T + 1, B, G + H)  # [da_{t+1} | dz_t]: what multiplies [W_hh; W_hh̃] at h_t
+        dAZ[T, :, :G] = 0.0  # da_T: no step after the last
+        dE, dCt = torch.empty_like(alphas), torch.empty_like(contexts)
+        d_feed = torch.zeros_like(states[0])  # from h̃_t's use in step t+1
+        dc = torch.zeros_like(states[0])
         memory_t = memory.transpose(1, 2)  # (B, E, S)
         for t in reversed(range(T)):
-            tilde = tilde_out[:, t]
-            dz = (d_feed + d_tilde[:, t]).mul_(1.0 - tilde * tilde)  # (B, H)
-            d_ctx = dz @ W_hc  # (B, E)
-            alpha = alpha_out[:, t]
+            tilde = tildes[t + 1]
+            dz = dAZ[t + 1, :, G:]
+            torch.add(d_feed, d_tilde[:, t], out=dz).mul_(1.0 - tilde * tilde)  # (B, H)
+            d_ctx = torch.mm(dz, W_hc, out=dCt[t])  # (B, E)
             da_alpha = torch.bmm(d_ctx.unsqueeze(1), memory_t).squeeze(1)  # dĉ oᵀ, (B, S)
             if d_alpha is not None:
                 da_alpha = da_alpha + d_alpha[:, t]
-            de = _softmax_backward(alpha, da_alpha)  # (B, S)
-            dh = torch.cat([da_next, dz], dim=1) @ W_ra  # (B, H)
+            de = _softmax_backward(alphas[t], da_alpha, out=dE[t])  # (B, S)
+            dh = dAZ[t + 1] @ W_ra  # (B, H)
             dh.unsqueeze_(1).baddbmm_(de.unsqueeze(1), keys)  # + de K
-            da, dc = _lstm_backward(dh.squeeze(1), dc, gates[t], cells[t], tanhs[t])
+            da = dAZ[t, :, :G]
+            dc = _lstm_backward(dh.squeeze(1), dc, gates[t], cells[t], tanhs[t], out=da)
             d_feed = da @ W_x  # to h̃_{t-1}
-            da_next = da
-            dA[t], dZ[t], dE[t], dCt[t] = da, dz, de, d_ctx
-        dA, dZ, dE, dCt = torch.stack(dA, 1), torch.stack(dZ, 1), torch.stack(dE, 1), torch.stack(dCt, 1)
         W_hh = W_ra[:G]
-        dh0 = da_next @ W_hh  # r_0 = h0 W_hhᵀ + b_hh
-        H_prev = torch.cat([h0.unsqueeze(1), H_out[:, :-1]], dim=1).reshape(B * T, H)  # h_{t-1}
-        tilde_prev = torch.cat([torch.zeros_like(h0).unsqueeze(1), tilde_out[:, :-1]], dim=1).reshape(B * T, H)
-        dA2, dZ2 = dA.reshape(B * T, G), dZ.reshape(B * T, H)
-        dW_hh = dA2.t() @ H_prev
-        dW_x = dA2.t() @ tilde_prev
-        dW_ht = dZ2.t() @ H_out.reshape(B * T, H)
-        dW_hc = dZ2.t() @ C_out.reshape(B * T, -1)
-        dK = torch.bmm(dE.transpose(1, 2), H_out)  # (B, S, H)
-        d_memory = torch.bmm(alpha_out.transpose(1, 2), dCt)  # (B, S, E)
-        return dA, dh0, dc, dW_hh, dA2.sum(0), dW_x, dW_ht, dW_hc, dZ2.sum(0), dK, d_memory, None
+        da0 = dAZ[0, :, :G]
+        dh0 = da0 @ W_hh  # r_0 = h0 W_hhᵀ + b_hh
+        dA = dAZ[:T, :, :G].reshape(T * B, G)  # da_0 … da_{T-1}
+        dZ = dAZ[1:, :, G:].reshape(T * B, H)  # dz_0 … dz_{T-1}
+        dW_hh = dA.t() @ states[:-1].reshape(T * B, H)  # h_{t-1}
+        dW_x = dA.t() @ tildes[:-1].reshape(T * B, H)  # h̃_{t-1}
+        dW_ht = dZ.t() @ states[1:].reshape(T * B, H)
+        dW_hc = dZ.t() @ contexts.reshape(T * B, -1)
+        dK = torch.bmm(dE.permute(1, 2, 0), states[1:].transpose(0, 1))  # Σ_t de_tᵀ h_t, (B, S, H)
+        d_memory = torch.bmm(alphas.permute(1, 2, 0), dCt.transpose(0, 1))  # Σ_t α_tᵀ dĉ_t, (B, S, E)
+        dX = dAZ[:T, :, :G].transpose(0, 1)  # (B, T, 4H)
+        return dX, dh0, dc, dW_hh, dA.sum(0), dW_x, dW_ht, dW_hc, dZ.sum(0), dK, d_memory, None
 
 
 def _zeros_if_none(grad: Optional[Tensor], shape, like: Tensor) -> Tensor:

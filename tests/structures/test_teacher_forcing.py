@@ -130,3 +130,19 @@ def test_fused_loop_passes_gradcheck(attention):
                 r(B, S, H), r(B, S, E), additive)
         fn = fused.luong
     assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_fused_loop_in_float32_matches_the_autograd_loop(attention):
+    """float32 on the CPU takes oneDNN's products (rnnlab.nn._gemm); the same numbers to float32 rounding."""
+    model = _model(attention).float().train()
+    x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 11, (4, 5))
+    results = []
+    for fused in (True, False):
+        logits, weights = teacher_forced(model, y, model.encode(x, LENGTHS), fused=fused)
+        results.append((logits, _grads(model, masked_cross_entropy(logits, y, Y_LENGTHS))))
+    (l1, g1), (l2, g2) = results
+    torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g1, g2, strict=True):
+        if b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

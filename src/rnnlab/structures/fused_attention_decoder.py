@@ -34,6 +34,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from rnnlab.nn._gemm import linear
+
 
 _ONE = torch.ones(())
 
@@ -103,6 +105,7 @@ class _Bahdanau(torch.autograd.Function):
         B, T, G = X.shape
         (_, S, A), E, H = keys.shape, memory.shape[2], h0.shape[1]
         W_rq = torch.cat([W_hh, W_q])  # (4H + A, H)
+        W_x = W_x.contiguous()  # a column block of W_ih: oneDNN's product is ~100× slower on a strided weight
         b_rq = torch.cat([b_hh, b_hh.new_zeros(A)])
         states, cells = X.new_empty(T + 1, B, H), X.new_empty(T + 1, B, H)  # h_{-1}, h_0 … h_{T-1}; the same for c
         states[0], cells[0] = h0, c0
@@ -110,12 +113,12 @@ class _Bahdanau(torch.autograd.Function):
         U_all, contexts, alphas = X.new_empty(T, B, S, A), X.new_empty(T, B, E), X.new_empty(T, B, S)
         X_t = X.transpose(0, 1)  # (T, B, 4H)
         for t in range(T):
-            r, q = torch.addmm(b_rq, states[t], W_rq.t()).split([G, A], dim=1)  # (B, 4H), (B, A)
+            r, q = linear(states[t], W_rq).add_(b_rq).split([G, A], dim=1)  # (B, 4H), (B, A)
             U = _tanh_(torch.add(keys, q.unsqueeze(1), out=U_all[t]))  # (B, S, A)
             alpha = alphas[t]
             alpha.copy_(_softmax(U @ v, additive))  # (B, S)
             torch.bmm(alpha.unsqueeze(1), memory, out=contexts[t].unsqueeze(1))  # ĉ_t (B, E)
-            a = torch.add(X_t[t], r, out=gates[t]).addmm_(contexts[t], W_x.t())  # (B, 4H)
+            a = torch.add(X_t[t], r, out=gates[t]).add_(linear(contexts[t], W_x))  # (B, 4H)
             _lstm_forward(a, cells[t], states[t + 1], cells[t + 1], tanhs[t])
         ctx.save_for_backward(W_rq, W_x, v, memory, states, cells, gates, tanhs, U_all, contexts, alphas)
         outputs = (states[1:], contexts, alphas)
@@ -134,10 +137,11 @@ class _Bahdanau(torch.autograd.Function):
         memory_t = memory.transpose(1, 2)  # (B, E, S): dĉ oᵀ as a row vector times a matrix (see _Luong.forward)
         dh_rec = torch.zeros_like(states[0])
         dc = torch.zeros_like(states[0])
+        W_x_t, W_rq_t = W_x.t().contiguous(), W_rq.t().contiguous()  # for linear(), which multiplies by wᵀ
         for t in reversed(range(T)):
             da, dq = dAQ[t].split([G, A], dim=1)
             dc = _lstm_backward(dH[:, t] + dh_rec, dc, gates[t], cells[t], tanhs[t], out=da)
-            d_ctx = torch.addmm(dC[:, t], da, W_x, out=dCt[t])  # (B, E)
+            d_ctx = torch.add(dC[:, t], linear(da.contiguous(), W_x_t), out=dCt[t])  # (B, E)
             da_alpha = torch.bmm(d_ctx.unsqueeze(1), memory_t).squeeze(1)  # dĉ oᵀ, (B, S)
             if d_alpha is not None:
                 da_alpha = da_alpha + d_alpha[:, t]
@@ -146,7 +150,7 @@ class _Bahdanau(torch.autograd.Function):
             dP = torch.addcmul(_ONE.to(U), U, U, value=-1.0).mul_(v).mul_(de.unsqueeze(-1))  # (1 − U²) v de, (B, S, A)
             dK.add_(dP)
             torch.sum(dP, dim=1, out=dq)  # (B, A)
-            dh_rec = dAQ[t] @ W_rq  # (B, H)
+            dh_rec = linear(dAQ[t], W_rq_t)  # (B, H)
         rows = dAQ.reshape(T * B, G + A)  # time-major rows, as states, contexts and U_all
         dW_hh, dW_q = (rows.t() @ states[:-1].reshape(T * B, H)).split([G, A])  # h_{t-1}
         dA = rows[:, :G]
@@ -163,8 +167,9 @@ class _Luong(torch.autograd.Function):
         B, T, G = X.shape
         (_, S, _), E, H = keys.shape, memory.shape[2], h0.shape[1]
         W_ra = torch.cat([W_hh, W_ht])  # (4H + H, H)
+        W_x, W_hc = W_x.contiguous(), W_hc.contiguous()  # column blocks: oneDNN is ~100× slower on strided weights
         b_ra = torch.cat([b_hh, b_h])
-        r = torch.addmm(b_hh, h0, W_hh.t())  # (B, 4H)
+        r = linear(h0, W_hh).add_(b_hh)  # (B, 4H)
         keys_t = keys.transpose(1, 2)  # (B, H, S): a row vector times a matrix, 8× faster in bmm than K h
         states, cells = X.new_empty(T + 1, B, H), X.new_empty(T + 1, B, H)  # h_{-1}, h_0 … h_{T-1}; the same for c
         states[0], cells[0] = h0, c0
@@ -173,14 +178,14 @@ class _Luong(torch.autograd.Function):
         contexts, alphas = X.new_empty(T, B, E), X.new_empty(T, B, S)
         X_t = X.transpose(0, 1)  # (T, B, 4H)
         for t in range(T):
-            a = torch.add(X_t[t], r, out=gates[t]).addmm_(tildes[t], W_x.t())  # (B, 4H)
+            a = torch.add(X_t[t], r, out=gates[t]).add_(linear(tildes[t], W_x))  # (B, 4H)
             _lstm_forward(a, cells[t], states[t + 1], cells[t + 1], tanhs[t])
             h = states[t + 1]
-            r, z = torch.addmm(b_ra, h, W_ra.t()).split([G, H], dim=1)  # (B, 4H), (B, H)
+            r, z = linear(h, W_ra).add_(b_ra).split([G, H], dim=1)  # (B, 4H), (B, H)
             alpha = alphas[t]
             alpha.copy_(_softmax(torch.bmm(h.unsqueeze(1), keys_t).squeeze(1), additive))  # softmax(K h + m), (B, S)
             torch.bmm(alpha.unsqueeze(1), memory, out=contexts[t].unsqueeze(1))  # ĉ_t (B, E)
-            _tanh_(torch.addmm(z, contexts[t], W_hc.t(), out=tildes[t + 1]))  # h̃_t (B, H)
+            _tanh_(torch.add(z, linear(contexts[t], W_hc), out=tildes[t + 1]))  # h̃_t (B, H)
         ctx.save_for_backward(W_ra, W_x, W_hc, keys, memory, states, cells, tildes, contexts, alphas, gates, tanhs)
         return tildes[1:].transpose(0, 1).contiguous(), alphas.transpose(0, 1).contiguous()  # (B, T, ·)
 
@@ -196,20 +201,21 @@ class _Luong(torch.autograd.Function):
         d_feed = torch.zeros_like(states[0])  # from h̃_t's use in step t+1
         dc = torch.zeros_like(states[0])
         memory_t = memory.transpose(1, 2)  # (B, E, S)
+        W_x_t, W_ra_t, W_hc_t = (w.t().contiguous() for w in (W_x, W_ra, W_hc))  # for linear(): it takes wᵀ
         for t in reversed(range(T)):
             tilde = tildes[t + 1]
             dz = dAZ[t + 1, :, G:]
             torch.add(d_feed, d_tilde[:, t], out=dz).mul_(1.0 - tilde * tilde)  # (B, H)
-            d_ctx = torch.mm(dz, W_hc, out=dCt[t])  # (B, E)
+            d_ctx = dCt[t].copy_(linear(dz.contiguous(), W_hc_t))  # (B, E)
             da_alpha = torch.bmm(d_ctx.unsqueeze(1), memory_t).squeeze(1)  # dĉ oᵀ, (B, S)
             if d_alpha is not None:
                 da_alpha = da_alpha + d_alpha[:, t]
             de = _softmax_backward(alphas[t], da_alpha, out=dE[t])  # (B, S)
-            dh = dAZ[t + 1] @ W_ra  # (B, H)
+            dh = linear(dAZ[t + 1], W_ra_t)  # (B, H)
             dh.unsqueeze_(1).baddbmm_(de.unsqueeze(1), keys)  # + de K
             da = dAZ[t, :, :G]
             dc = _lstm_backward(dh.squeeze(1), dc, gates[t], cells[t], tanhs[t], out=da)
-            d_feed = da @ W_x  # to h̃_{t-1}
+            d_feed = linear(da.contiguous(), W_x_t)  # to h̃_{t-1}
         W_hh = W_ra[:G]
         da0 = dAZ[0, :, :G]
         dh0 = da0 @ W_hh  # r_0 = h0 W_hhᵀ + b_hh

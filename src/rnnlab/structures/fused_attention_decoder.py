@@ -36,7 +36,6 @@ from torch import Tensor
 
 from rnnlab.nn._gemm import linear
 
-
 _ONE = torch.ones(())
 
 

@@ -18,6 +18,13 @@ With attention the decoder also looks back at every encoder state at every step:
 
 Teacher forcing with a ratio (Bengio et al., 2015 scheduled sampling's per-step coin): each step feeds the
 true previous token with probability ``teacher_forcing``, else the model's own greedy choice.
+
+How ``forward`` runs: with the whole target known (teacher forcing 1, and always in evaluation) the decoder
+without attention is one call of the recurrent layer; with attention, :mod:`.teacher_forcing` computes every
+product that does not depend on the previous step once (the embeddings' input product, the keys, the head) and
+keeps only the recurrence in the loop (for a one-layer LSTM as one autograd Function with a hand-written
+backward, :mod:`.fused_attention_decoder`). With teacher forcing < 1 in training, ``decode_step`` runs step by
+step (``_forward_steps``, also the reference the tests compare the other paths with); generation uses it too.
 For an LSTM decoder, c_0 is zero; h_0 is repeated for every decoder layer.
 """
 from __future__ import annotations

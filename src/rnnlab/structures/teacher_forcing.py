@@ -25,6 +25,11 @@ it), the context's or h̃'s share of the input product (Bahdanau: ĉ_t comes fro
 and for Luong the attentional layer h̃_t (it feeds the next step). Upper decoder layers run torch's fused cell
 kernels per step, as :meth:`Recurrent.step` does.
 
+Two ways to run the loop: a one-layer LSTM decoder (the translate presets) in float32/64 outside autocast
+runs :mod:`rnnlab.structures.fused_attention_decoder` (the same loop as one autograd Function with a
+hand-written backward: no autograd graph per step, the weight gradients as single products at the end);
+everything else (GRU and RNN decoders, several layers, bf16 autocast) the autograd loop below.
+
 The numbers are those of the step loop up to rounding (the tests compare outputs, attention weights, losses
 and every gradient in float64). Dropout draws its masks in another order, so with dropout the two paths agree
 in distribution, not number for number.
@@ -73,7 +78,7 @@ def teacher_forced(model, y: Tensor, state: dict, *, fused: bool = True) -> tupl
 
 
 # -- the two loops ----------------------------------------------------------------------------------
-def _bahdanau_loop(model, X: Tensor, W_x: Tensor, state: dict, scores: "_ScoreMask"):
+def _bahdanau_loop(model, X: Tensor, W_x: Tensor, state: dict, scores: _ScoreMask):
     """-> ([h_t; ĉ_t] (B, T, H + E), α (B, T, S)). The query and the top layer's recurrence share one GEMM."""
     attn: AdditiveAttention = model.attention
     memory, keys = state["memory"], state["keys"]  # (B, S, E), (B, S, A)
@@ -99,7 +104,7 @@ def _bahdanau_loop(model, X: Tensor, W_x: Tensor, state: dict, scores: "_ScoreMa
     return outputs, torch.stack(weights, dim=1)
 
 
-def _luong_loop(model, X: Tensor, W_x: Tensor, state: dict, scores: "_ScoreMask"):
+def _luong_loop(model, X: Tensor, W_x: Tensor, state: dict, scores: _ScoreMask):
     """-> (h̃_t (B, T, H), α (B, T, S)). The attentional layer and the next recurrence share one GEMM on h_t."""
     memory, keys = state["memory"], state["keys"]  # (B, S, E), (B, S, H)
     combine = model.combine  # W_h (H, E + H), applied to [ĉ; h]
@@ -127,7 +132,7 @@ def _luong_loop(model, X: Tensor, W_x: Tensor, state: dict, scores: "_ScoreMask"
     return torch.stack(tildes, dim=1), torch.stack(weights, dim=1)
 
 
-def _fused(model, X: Tensor, W_x: Tensor, state: dict, scores: "_ScoreMask") -> tuple[Tensor, Tensor]:
+def _fused(model, X: Tensor, W_x: Tensor, state: dict, scores: _ScoreMask) -> tuple[Tensor, Tensor]:
     """The one-layer LSTM loop as one Function -> (what the head reads (B, T, ·), α (B, T, S))."""
     cell = model.decoder.cells[0]
     h, c = state["h"]

@@ -18,6 +18,13 @@ With attention the decoder also looks back at every encoder state at every step:
 
 Teacher forcing with a ratio (Bengio et al., 2015 scheduled sampling's per-step coin): each step feeds the
 true previous token with probability ``teacher_forcing``, else the model's own greedy choice.
+
+How ``forward`` runs: with the whole target known (teacher forcing 1, and always in evaluation) the decoder
+without attention is one call of the recurrent layer; with attention, :mod:`.teacher_forcing` computes every
+product that does not depend on the previous step once (the embeddings' input product, the keys, the head) and
+keeps only the recurrence in the loop (for a one-layer LSTM as one autograd Function with a hand-written
+backward, :mod:`.fused_attention_decoder`). With teacher forcing < 1 in training, ``decode_step`` runs step by
+step (``_forward_steps``, also the reference the tests compare the other paths with); generation uses it too.
 For an LSTM decoder, c_0 is zero; h_0 is repeated for every decoder layer.
 """
 from __future__ import annotations
@@ -37,6 +44,7 @@ from .decoders import DecoderConfig, build_decoder, state_from_vector
 from .decoding import reorder_state
 from .encoders import EncoderConfig, build_encoder
 from .generation import StepDecoder, TargetGenerator
+from .teacher_forcing import teacher_forced
 
 Context = Literal["last", "linear", "pool"]
 Attention = Literal["none", "bahdanau", "luong-dot", "luong-general"]
@@ -163,12 +171,22 @@ class Seq2Seq(TargetGenerator, nn.Module):
         lengths = batch_lengths(batch, src)
         state = self.encode(src, lengths)
         force = self.training and self.config.teacher_forcing < 1.0
-        if self.config.attention == "none" and not force:
+        if force:  # the previous token may be the model's own guess: step by step
+            return self._forward_steps(y, state, force=True)
+        if self.config.attention == "none":
             # nothing depends on the step before but the recurrence: one call over the whole target runs the
             # decoder on torch's fused kernel instead of T Python steps (the same numbers, see the tests)
             prev = torch.cat([torch.full_like(y[:, :1], self.config.bos_token), y[:, :-1]], dim=1)  # (B, T)
             outputs, _ = self.decoder(self.dropout(self.embedding(prev)), state["h"])  # (B, T, H)
             return Output(self.head(self.dropout(outputs)))
+        # attention: every product that does not depend on the previous step runs once (teacher_forcing.py)
+        logits, weights = teacher_forced(self, y, state)
+        return Output(logits, attention=weights)
+
+    def _forward_steps(self, y: Tensor, state: dict, *, force: bool) -> Output:
+        """The decoder one :meth:`decode_step` at a time: with ``force`` each row's previous token is the truth
+        with probability ``teacher_forcing``, else the model's greedy guess; without, always the truth (the
+        reference that :func:`~rnnlab.structures.teacher_forcing.teacher_forced` is tested against)."""
         prev = torch.full_like(y[:, 0], self.config.bos_token)  # y_{-1}
         logits, weights = [], []
         for t in range(y.shape[1]):

@@ -1,0 +1,163 @@
+"""Attention seq2seq training speed against the attention-free model of the same sizes (issue 12).
+
+Run by hand:  .venv/bin/python benchmarks/seq2seq_attention.py [--threads 1] [--rounds 7] [--shapes wide dates]
+              [--clock wall|cpu] [--profile]
+
+One training step, forward + backward with teacher forcing (ratio 1), on synthetic batches (random tokens:
+speed does not depend on the data). For every shape, in one process, interleaved, one call of each per round:
+
+  none                 the attention-free Seq2Seq (its decoder is one call of torch's fused LSTM kernel)
+  <attention> before   the step loop, Seq2Seq._forward_steps: decode_step T times (the code before issue 12)
+  <attention> after    Seq2Seq.forward: structures/teacher_forcing.py (products hoisted out of the loop)
+
+The table gives, per contender, the median ms per step, target tokens/s, and the median over rounds of the
+per-round ratio tokens/s(contender) / tokens/s(none); the goal is after ≥ 0.6. ``--profile`` adds, per
+contender, where the time of one step goes (torch.profiler's self CPU time grouped: matrix products, the
+element-wise ops, softmax, the loss, torch's fused RNN kernels, the rest; "overhead" is the wall time that no op
+accounts for: Python, autograd's bookkeeping, the dispatcher; the Python loop inside the fused decoder's
+autograd Function counts as that Function's own time, under "element-wise and other"; "ops per step" counts the
+profiler's events, nested ones included). The profiler times wall time per op: on a loaded machine read its
+shares, not its milliseconds. Writes benchmarks/results/seq2seq_attention.json.
+
+Measured (2 shared cores, load average 7-13, --clock cpu --rounds 9 --profile, 513 s): tokens/s ÷ none's,
+before -> after: wide bahdanau 0.41 -> 0.54, luong-dot 0.55 -> 0.81, luong-general 0.54 -> 0.78; dates 0.44 -> 0.56,
+0.50 -> 0.65, 0.48 -> 0.60; deu_eng 0.39 -> 0.50, 0.43 -> 0.55, 0.40 -> 0.50. At "wide" the head over 6,000 words
+is 68% of none's step, and Bahdanau's head reads [h; ĉ] (512 wide, not 256): 431 ms against 263 ms per step
+(fwd+bwd+loss), which alone caps Bahdanau at 0.70 there.
+
+Shapes: "wide" is a word-level translation model (B=64, source and target length 25, embedding 256, encoder
+bidirectional LSTM 2×128, decoder LSTM 256, vocabularies 6,000); "dates" and "deu_eng" are the translate
+task's presets (configs/translate.yaml, configs/translate-deu_eng.yaml: embedding 32, encoder 2×64, decoder
+128, characters) at their typical padded batch lengths.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from common import interleaved, print_table, setup_threads, write_json
+from rnnlab.structures.decoders import DecoderConfig
+from rnnlab.structures.encoders import EncoderConfig
+from rnnlab.structures.seq2seq import Seq2Seq, Seq2SeqConfig
+
+ATTENTIONS = ("bahdanau", "luong-dot", "luong-general")
+# name: (B, S, T, source vocab, target vocab, embedding, encoder hidden per direction, decoder hidden)
+SHAPES = {
+    "wide": (64, 25, 25, 6000, 6000, 256, 128, 256),
+    "dates": (64, 36, 11, 50, 16, 32, 64, 128),
+    "deu_eng": (64, 16, 12, 70, 65, 32, 64, 128),
+}
+CATEGORIES = {  # torch.profiler op name -> what it is
+    "products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::mv", "aten::linear"),
+    "softmax": ("aten::_softmax", "aten::_softmax_backward_data"),
+    "loss": ("aten::_log_softmax", "aten::_log_softmax_backward_data", "aten::nll_loss_forward",
+             "aten::nll_loss_backward"),
+    "fused rnn": ("aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward"),
+}
+
+
+def build(shape: str, attention: str) -> Seq2Seq:
+    B, S, T, Vs, Vt, emb, enc, dec = SHAPES[shape]
+    torch.manual_seed(0)
+    return Seq2Seq(Seq2SeqConfig(
+        tgt_vocab_size=Vt, src_vocab_size=Vs, embedding_size=emb, attention=attention,
+        encoder=EncoderConfig(kind="lstm", hidden_size=enc, bidirectional=True), decoder=DecoderConfig(hidden_size=dec),
+    )).train()
+
+
+def batch_for(shape: str) -> dict:
+    B, S, T, Vs, Vt, *_ = SHAPES[shape]
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.randint(S // 2, S + 1, (B,), generator=g)
+    lengths[0] = S
+    return {"x": torch.randint(3, Vs, (B, S), generator=g), "lengths": lengths,
+            "y": torch.randint(3, Vt, (B, T), generator=g)}
+
+
+def step_fn(model: Seq2Seq, batch: dict, *, before: bool):
+    """One training step (forward + backward, no optimizer): the current path, or the step loop."""
+    def run():
+        model.zero_grad(set_to_none=True)
+        if before:
+            state = model.encode(batch["x"], batch["lengths"])
+            logits = model._forward_steps(batch["y"], state, force=False).logits
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["y"].flatten())
+        else:
+            loss = model.loss(batch)
+        loss.backward()
+    return run
+
+
+def profile_split(fn, repeats: int = 3) -> dict:
+    """ms per step by category of op, and the wall time no op accounts for."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        wall = (time.perf_counter() - t0) / repeats
+    split = {name: 0.0 for name in (*CATEGORIES, "element-wise and other")}
+    for event in prof.key_averages():
+        cat = next((c for c, names in CATEGORIES.items() if event.key in names), "element-wise and other")
+        split[cat] += event.self_cpu_time_total / 1e3 / repeats
+    # the profiler's own cost inflates both; the overhead is what the ops' self times leave of the wall time
+    split["overhead"] = max(0.0, 1e3 * wall - sum(split.values()))
+    split["ops per step"] = sum(e.count for e in prof.key_averages()) / repeats
+    return {k: round(v, 2) for k, v in split.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: this process's CPU time (time.process_time), for a machine shared with other jobs; "
+                             "one thread only")
+    parser.add_argument("--profile", action="store_true", help="also split one step's time by kind of op")
+    args = parser.parse_args()
+    if args.clock == "cpu" and args.threads != 1:
+        parser.error("--clock cpu adds up the time of every thread: use it with --threads 1")
+    setup_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    rows, profiles = [], {}
+    started = time.perf_counter()
+    for shape in args.shapes:
+        batch = batch_for(shape)
+        B, S, T = SHAPES[shape][:3]
+        fns = {"none": step_fn(build(shape, "none"), batch, before=False)}
+        for attention in ATTENTIONS:
+            model = build(shape, attention)
+            fns[f"{attention} before"] = step_fn(model, batch, before=True)
+            fns[f"{attention} after"] = step_fn(model, batch, before=False)
+        times = interleaved(fns, rounds=args.rounds, warmup=1, clock=clock)
+        for name, ts in times.items():
+            sec = statistics.median(ts)
+            ratio = statistics.median(n / t for n, t in zip(times["none"], ts, strict=True))
+            rows.append({"shape": shape, "model": name, "ms": 1e3 * sec, "tokens_per_s": B * T / sec,
+                         "vs_none": ratio})
+        if args.profile:
+            profiles[shape] = {name: profile_split(fn) for name, fn in fns.items()}
+        print(f"done {shape}", flush=True)
+    elapsed = time.perf_counter() - started
+    path = write_json("seq2seq_attention.json", {
+        "shapes": {s: dict(zip(("B", "S", "T", "src_vocab", "tgt_vocab", "embedding", "encoder_hidden",
+                                "decoder_hidden"), SHAPES[s], strict=True)) for s in args.shapes},
+        "rounds": args.rounds, "threads": args.threads, "clock": args.clock, "seconds": round(elapsed, 1), "rows": rows,
+        "profile_ms_per_step": profiles,
+    })
+    print_table(rows, ["shape", "model", "ms", "tokens_per_s", "vs_none"])
+    for shape, split in profiles.items():
+        print(f"\n{shape}: ms per step by kind of op (torch.profiler self CPU time; overhead = wall - ops)")
+        cols = list(next(iter(split.values())))
+        print_table([{"model": name, **s} for name, s in split.items()], ["model", *cols])
+    print(f"\n{elapsed:.0f} s; written {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The teacher-forced attention decoder (products hoisted out of the loop) against Seq2Seq's step loop
+(decode_step, the reference): logits, attention weights, loss and every gradient, in float64, with padding on
+both sides, each attention, each cell, one and two layers."""
+import pytest
+import torch
+from _structure_helpers import LENGTHS
+
+from rnnlab.nn.masking import masked_cross_entropy
+from rnnlab.structures.decoders import DecoderConfig
+from rnnlab.structures.encoders import EncoderConfig
+from rnnlab.structures.seq2seq import Seq2Seq, Seq2SeqConfig
+from rnnlab.structures.teacher_forcing import teacher_forced
+
+ATTENTIONS = ["bahdanau", "luong-dot", "luong-general"]
+Y_LENGTHS = torch.tensor([5, 2, 4, 1])
+
+
+def _model(attention, *, cell="lstm", layers=1, context="linear", **kw):
+    torch.manual_seed(0)
+    return Seq2Seq(Seq2SeqConfig(
+        tgt_vocab_size=11, src_vocab_size=10, embedding_size=6, attention=attention, context=context,
+        encoder=EncoderConfig(hidden_size=4, bidirectional=True),
+        decoder=DecoderConfig(cell=cell, hidden_size=8, num_layers=layers), attention_size=5, **kw,
+    )).double()
+
+
+def _both(model, x, y, lengths):
+    """(fast Output, reference Output, fast loss, reference loss) on the same parameters."""
+    batch = {"x": x, "lengths": lengths, "y": y, "y_lengths": Y_LENGTHS}
+    fast = model(batch)
+    ref = model._forward_steps(y, model.encode(x, lengths), force=False)
+    loss = [masked_cross_entropy(o.logits, y, Y_LENGTHS) for o in (fast, ref)]
+    return fast, ref, *loss
+
+
+def _grads(model, loss):
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.autograd.grad(loss, params, allow_unused=True)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_teacher_forced_equals_the_step_loop(attention, cell, layers):
+    model = _model(attention, cell=cell, layers=layers).train()  # train: the path the trainer takes
+    x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 11, (4, 5))
+    fast, ref, loss_fast, loss_ref = _both(model, x, y, LENGTHS)
+    torch.testing.assert_close(fast.logits, ref.logits, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast.attention, ref.attention, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(loss_fast, loss_ref, rtol=1e-10, atol=1e-12)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for name, g_fast, g_ref in zip(names, _grads(model, loss_fast), _grads(model, loss_ref), strict=True):
+        assert (g_fast is None) == (g_ref is None), name
+        if g_ref is not None:
+            torch.testing.assert_close(g_fast, g_ref, rtol=1e-9, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("context", ["last", "pool"])
+def test_teacher_forced_with_other_contexts_and_no_lengths(context):
+    model = _model("luong-dot", context=context).eval()
+    x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 11, (4, 5))
+    for lengths in (LENGTHS, None):
+        fast, ref, loss_fast, loss_ref = _both(model, x, y, lengths)
+        torch.testing.assert_close(fast.logits, ref.logits, rtol=1e-10, atol=1e-12)
+
+
+def test_teacher_forcing_below_one_still_steps():
+    model = _model("bahdanau", teacher_forcing=0.5).train()
+    x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 11, (4, 5))
+    calls = []
+    original = model.decode_step
+    model.decode_step = lambda *a: calls.append(1) or original(*a)
+    torch.manual_seed(1)
+    out = model({"x": x, "lengths": LENGTHS, "y": y})
+    assert len(calls) == 5 and out.logits.shape == (4, 5, 11)
+    torch.manual_seed(1)
+    again = model._forward_steps(y, model.encode(x, LENGTHS), force=True)  # the same coins, the same numbers
+    torch.testing.assert_close(out.logits, again.logits)
+
+
+def test_teacher_forced_runs_under_bf16_autocast():
+    model = _model("bahdanau").float().train()
+    x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 11, (4, 5))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.loss({"x": x, "lengths": LENGTHS, "y": y})
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("lengths", [LENGTHS, None])
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_fused_loop_equals_the_autograd_loop(attention, lengths):
+    """The hand-written backward (one-layer LSTM) against autograd through the same loop, including a loss on
+    the attention weights themselves."""
+    model = _model(attention).train()
+    x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 11, (4, 5))
+    state = model.encode(x, lengths)
+    results = []
+    for fused in (True, False):
+        logits, weights = teacher_forced(model, y, model.encode(x, lengths), fused=fused)
+        loss = masked_cross_entropy(logits, y, Y_LENGTHS) + (weights * torch.linspace(0, 1, 7)).sum()
+        results.append((logits, weights, _grads(model, loss)))
+    (l1, w1, g1), (l2, w2, g2) = results
+    torch.testing.assert_close(l1, l2, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(w1, w2, rtol=1e-10, atol=1e-12)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for name, a, b in zip(names, g1, g2, strict=True):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12, msg=name)
+    del state
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_fused_loop_passes_gradcheck(attention):
+    """float64 gradcheck of the Function itself: every input that takes a gradient, against finite differences."""
+    from rnnlab.structures import fused_attention_decoder as fused
+
+    torch.manual_seed(0)
+    B, T, S, H, E, A = 2, 3, 4, 3, 5, 2
+    r = lambda *shape: torch.randn(*shape, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    additive = torch.zeros(B, S, dtype=torch.float64)
+    additive[1, 2:] = float("-inf")
+    if attention == "bahdanau":
+        args = (r(B, T, 4 * H), r(B, H), r(B, H), r(4 * H, H), r(4 * H), r(A, H), r(4 * H, E), r(A), r(B, S, A),
+                r(B, S, E), additive)
+        fn = fused.bahdanau
+    else:
+        args = (r(B, T, 4 * H), r(B, H), r(B, H), r(4 * H, H), r(4 * H), r(4 * H, H), r(H, H), r(H, E), r(H),
+                r(B, S, H), r(B, S, E), additive)
+        fn = fused.luong
+    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_fused_loop_in_float32_matches_the_autograd_loop(attention):
+    """float32 on the CPU takes oneDNN's products (rnnlab.nn._gemm); the same numbers to float32 rounding."""
+    model = _model(attention).float().train()
+    x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 11, (4, 5))
+    results = []
+    for fused in (True, False):
+        logits, weights = teacher_forced(model, y, model.encode(x, LENGTHS), fused=fused)
+        results.append((logits, _grads(model, masked_cross_entropy(logits, y, Y_LENGTHS))))
+    (l1, g1), (l2, g2) = results
+    torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g1, g2, strict=True):
+        if b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

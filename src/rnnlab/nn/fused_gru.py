@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
+from ._gemm import input_and_weight_grads, linear_sized
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
 from ._workspace import scratch
@@ -147,7 +148,6 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, w
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, G, dtype)
     save = work is None
     ST = h0.detach().clone().contiguous()  # (B, H): the running h
-    HP = torch.empty(B, G, dtype=dtype)  # ĥ_t
     SV = torch.empty(B, T if save else 1, _layout(G, H, ln), dtype=dtype)  # inference: one scratch row per b
     if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
         XP, _, rstd_x = native_layer_norm(XP, [G], None, None, eps)
@@ -155,11 +155,11 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, w
             SV[:, :, -2] = rstd_x.view(B, T)
     SC = _scalars(eps, G, H, dtype)
 
-    W_hh_t = W_hh.detach().t()
+    W_hh = W_hh.detach().contiguous()
     hm_steps = HM.unbind(1)
-    XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.numpy() for a in (XP, HP, P, m, L, ST, Y, HM, SV))
+    XP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.numpy() for a in (XP, P, m, L, ST, Y, HM, SV))
     for t in range(T_run):
-        torch.mm(hm_steps[t], W_hh_t, out=HP)
+        HP_ = linear_sized(hm_steps[t], W_hh).numpy()  # ĥ_t (B, G), on oneDNN unless the layer is small (see _gemm)
         _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, save)
     return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
 
@@ -193,23 +193,22 @@ class _FusedGRU(torch.autograd.Function):
                 DXP[:, T_run:].zero_()
                 DHP[:, T_run:].zero_()
             DS = dhT.detach().clone().contiguous()  # (B, H): dL/dh_t carried back in time (the direct path only)
-            DHM = torch.zeros(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
+            DHM = torch.zeros(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product (none after T)
             ACC = np.zeros(4 * G, dtype=np.float64)  # [db_ih | db_hh | dγ_ih | dγ_hh]
             SC = _scalars(eps, G, H, dtype)
 
             dhp_steps = DHP.unbind(1)
             dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
             P_ = ctx.P.numpy()
+            W_hh_T = W_hh.t().contiguous()  # (H, G): DHM = DHP_t W_hh as linear_sized(DHP_t, W_hh_T)
             for t in range(T_run - 1, -1, -1):
                 _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
-                torch.mm(dhp_steps[t], W_hh, out=DHM)
+                DHM = linear_sized(dhp_steps[t], W_hh_T)  # (B, H), on oneDNN unless the layer is small
+                DHM_ = DHM.numpy()
 
             need = ctx.needs_input_grad
-            W_ih = W_ih.detach()
-            dx = (DXP.view(B * T, G) @ W_ih).view(B, T, I) if need[0] else None
             dh0 = DS + DHM * m if need[1] else None
-            dW_ih = DXP.view(B * T, G).t() @ x.view(B * T, I) if need[2] else None
-            dW_hh = DHP.view(B * T, G).t() @ HM.view(B * T, H) if need[3] else None
+            dx, dW_ih, dW_hh = input_and_weight_grads(DXP, DHP, x, HM, W_ih.detach(), need[0], need[2], need[3])
         acc = torch.from_numpy(ACC).to(dtype)
         db_ih = acc[:G].clone() if need[4] else None
         db_hh = acc[G:2 * G].clone() if need[5] else None

@@ -1,4 +1,5 @@
 """rnnlab.nn._gemm: the oneDNN products against torch.mm (float32), and the fallbacks (float64, small sizes)."""
+import numpy as np
 import pytest
 import torch
 
@@ -9,10 +10,14 @@ TOL32 = dict(rtol=1e-5, atol=1e-5)
 
 @pytest.mark.parametrize("threshold", [0, 1 << 40], ids=["onednn", "mm"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_linear_sized_is_a_times_w_transposed(monkeypatch, threshold, dtype):
+def test_step_product_is_a_times_w_transposed(monkeypatch, threshold, dtype):
     monkeypatch.setattr(_gemm, "ONEDNN_MIN_MACS", threshold)
-    a, w = torch.randn(12, 9, 7, dtype=dtype).unbind(1)[3], torch.randn(5, 7, dtype=dtype)  # a: rows strided, as h_t
-    torch.testing.assert_close(_gemm.linear_sized(a, w), a @ w.t(), **TOL32)
+    w = torch.randn(5, 7, dtype=dtype)
+    product = _gemm.step_product(w.t().contiguous().t(), 12)  # a non-contiguous w is made contiguous once
+    for a in torch.randn(12, 3, 7, dtype=dtype).unbind(1):  # rows strided, as the h_t of (B, T, H)
+        got = product(a)
+        assert isinstance(got, np.ndarray) and got.shape == (12, 5)
+        torch.testing.assert_close(torch.from_numpy(got), a @ w.t(), **TOL32)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -163,7 +163,7 @@ def test_fused_onednn_products_match_reference(monkeypatch, ln, lengths):
     match the reference loop."""
     from rnnlab.nn import _gemm
 
-    monkeypatch.setattr(_gemm, "ONEDNN_MIN_MACS", 0)
+    monkeypatch.setattr(_gemm, "ONEDNN_MIN_MACS", 0)  # every product on oneDNN
     torch.manual_seed(0)
     args, kw = make_case(5, 7, 6, 8, dtype=torch.float32, ln=ln, mask=True, lengths=lengths)
     ref = outputs_and_grads(rnn_sequence_reference, args, kw)

@@ -10,6 +10,9 @@ back to ``torch.mm``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -33,13 +36,29 @@ ONEDNN_MIN_MACS = 1 << 20
 (64, 192) takes 4 µs on MKL and 14 µs on oneDNN; (64, 128) x (128, 384) 0.15 ms and 0.13 ms."""
 
 
-def linear_sized(a: Tensor, w: Tensor) -> Tensor:
-    """a @ wᵀ: a (M, K), w (N, K) -> (M, N), a new tensor; on oneDNN (see :func:`linear`) only when the product has
-    at least :data:`ONEDNN_MIN_MACS` multiply-adds, on ``torch.mm`` below (the per-step products of small layers)."""
-    if a.shape[0] * a.shape[1] * w.shape[0] >= ONEDNN_MIN_MACS:
-        return linear(a, w)
-    return a @ w.t()
 
+def onednn_pays(M: int, K: int, N: int) -> bool:
+    """Whether an (M, K) x (K, N) float32 product should run on oneDNN rather than ``torch.mm`` (its size)."""
+    return _ONEDNN and M * K * N >= ONEDNN_MIN_MACS
+
+
+def step_product(w: Tensor, rows: int) -> Callable[[Tensor], np.ndarray]:
+    """The per-step product of a sequence kernel, a ↦ a @ wᵀ for a (rows, K), w (N, K), as the numpy array (rows, N)
+    that the numba kernels read. Large products run on oneDNN (a new array each step); small ones (see
+    :data:`ONEDNN_MIN_MACS`) on ``torch.mm`` into one buffer reused at every step, so the array is only valid until
+    the next call."""
+    w = w.detach().contiguous()
+    N, K = w.shape
+    if w.dtype == torch.float32 and w.device.type == "cpu" and onednn_pays(rows, K, N):
+        return lambda a: linear(a, w).numpy()
+    out = torch.empty(rows, N, dtype=w.dtype)
+    out_, w_t = out.numpy(), w.t()
+
+    def mm(a: Tensor) -> np.ndarray:
+        torch.mm(a, w_t, out=out)
+        return out_
+
+    return mm
 
 def linear_into(a: Tensor, w: Tensor, out: Tensor, *, block: int = 512) -> Tensor:
     """a @ wᵀ written into ``out`` (M, N): a (M, K), w (N, K). On oneDNN (which has no ``out=``) block by block of

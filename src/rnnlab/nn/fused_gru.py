@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
-from ._gemm import input_and_weight_grads, linear_sized
+from ._gemm import input_and_weight_grads, step_product
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
 from ._workspace import scratch
@@ -155,11 +155,11 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, w
             SV[:, :, -2] = rstd_x.view(B, T)
     SC = _scalars(eps, G, H, dtype)
 
-    W_hh = W_hh.detach().contiguous()
+    product = step_product(W_hh, B)  # h_{t-1} ⊙ m ↦ ĥ_t, on oneDNN unless the layer is small (see _gemm)
     hm_steps = HM.unbind(1)
     XP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.numpy() for a in (XP, P, m, L, ST, Y, HM, SV))
     for t in range(T_run):
-        HP_ = linear_sized(hm_steps[t], W_hh).numpy()  # ĥ_t (B, G), on oneDNN unless the layer is small (see _gemm)
+        HP_ = product(hm_steps[t])  # ĥ_t (B, G)
         _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, save)
     return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
 
@@ -200,14 +200,13 @@ class _FusedGRU(torch.autograd.Function):
             dhp_steps = DHP.unbind(1)
             dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
             P_ = ctx.P.numpy()
-            W_hh_T = W_hh.t().contiguous()  # (H, G): DHM = DHP_t W_hh as linear_sized(DHP_t, W_hh_T)
+            product = step_product(W_hh.t(), B)  # DHP_t ↦ DHP_t W_hh = dL/d(h_{t-1} ⊙ m)
             for t in range(T_run - 1, -1, -1):
                 _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
-                DHM = linear_sized(dhp_steps[t], W_hh_T)  # (B, H), on oneDNN unless the layer is small
-                DHM_ = DHM.numpy()
+                DHM_ = product(dhp_steps[t])  # (B, H)
 
             need = ctx.needs_input_grad
-            dh0 = DS + DHM * m if need[1] else None
+            dh0 = DS + torch.from_numpy(DHM_) * m if need[1] else None
             dx, dW_ih, dW_hh = input_and_weight_grads(DXP, DHP, x, HM, W_ih.detach(), need[0], need[2], need[3])
         acc = torch.from_numpy(ACC).to(dtype)
         db_ih = acc[:G].clone() if need[4] else None

@@ -29,16 +29,19 @@ def test_linear_into_writes_every_block(dtype):
     torch.testing.assert_close(out, a @ w.t(), **TOL32)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("need", [(True, True, True), (False, True, False), (True, False, False)])
-def test_input_and_weight_grads(need):
+def test_input_and_weight_grads(need, dtype):
+    """dx, dW_ih, dW_hh against einsum in float64 (float32: oneDNN products; float64: the torch fallback)."""
     B, T, I, H, G = 3, 4, 5, 6, 18
-    DXP, DHP = torch.randn(B, T, G, dtype=torch.float64), torch.randn(B, T, G, dtype=torch.float64)
-    x, HM, W_ih = torch.randn(B, T, I, dtype=torch.float64), torch.randn(B, T, H, dtype=torch.float64), torch.randn(
-        G, I, dtype=torch.float64)
+    DXP, DHP, x, HM = (torch.randn(B, T, n, dtype=dtype) for n in (G, G, I, H))
+    W_ih = torch.randn(G, I, dtype=dtype)
     got = _gemm.input_and_weight_grads(DXP, DHP, x, HM, W_ih, *need)
-    want = (DXP @ W_ih, torch.einsum("btg,bti->gi", DXP, x), torch.einsum("btg,bth->gh", DHP, HM))
+    d = [t.double() for t in (DXP, DHP, x, HM, W_ih)]
+    want = (d[0] @ d[4], torch.einsum("btg,bti->gi", d[0], d[2]), torch.einsum("btg,bth->gh", d[1], d[3]))
     for n, g, w in zip(need, got, want, strict=True):
         if n:
-            torch.testing.assert_close(g, w)
+            assert g.dtype == dtype and g.is_contiguous()
+            torch.testing.assert_close(g.double(), w, rtol=1e-5, atol=1e-5)
         else:
             assert g is None

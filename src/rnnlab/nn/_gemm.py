@@ -78,13 +78,22 @@ def input_and_weight_grads(DXP: Tensor, DHP: Tensor, x: Tensor, HM: Tensor, W_ih
     dx = DXP W_ih, dW_ih = DXPᵀ x, dW_hh = DHPᵀ (h ⊙ m); None where not needed.
 
     DXP, DHP (B, T, G) the pre-activation gradients of the input and the recurrent product; x (B, T, I);
-    HM (B, T, H) the recurrent product's input h_{t-1} ⊙ m; W_ih (G, I). dx runs on oneDNN (2.4x MKL at
-    (3200, 768) x (768, 128)); the weight gradients, whose left operand is transposed, stay on ``torch.mm``.
+    HM (B, T, H) the recurrent product's input h_{t-1} ⊙ m; W_ih (G, I). All three run on oneDNN (see
+    :func:`weight_grad`); dx 2.4x faster than MKL at (3200, 768) x (768, 128).
     """
     B, T, G = DXP.shape
     I, H = x.shape[2], HM.shape[2]
     DXP, DHP = DXP.reshape(B * T, G), DHP.reshape(B * T, G)
     dx = linear(DXP, W_ih.t().contiguous()).view(B, T, I) if need_dx else None
-    dW_ih = DXP.t() @ x.reshape(B * T, I) if need_dW_ih else None
-    dW_hh = DHP.t() @ HM.reshape(B * T, H) if need_dW_hh else None
+    dW_ih = weight_grad(DXP, x.reshape(B * T, I)) if need_dW_ih else None
+    dW_hh = weight_grad(DHP, HM.reshape(B * T, H)) if need_dW_hh else None
     return dx, dW_ih, dW_hh
+
+
+def weight_grad(d: Tensor, a: Tensor) -> Tensor:
+    """dᵀ a: d (M, N), a (M, K) -> (N, K) contiguous, the gradient of a weight summed over M = B·T rows.
+
+    Computed as (aᵀ (dᵀ)ᵀ)ᵀ = linear(aᵀ, dᵀ)ᵀ on oneDNN (both operands as transposed views, no copy): measured
+    (one thread, interleaved) 0.56–0.94x the time of ``d.t() @ a`` on MKL at the five benchmark shapes, while
+    ``linear(dᵀ, aᵀ)`` is slower than MKL at some of them. The transpose of the small (K, N) result is copied."""
+    return linear(a.t(), d.t()).t().contiguous()

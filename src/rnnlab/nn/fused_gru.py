@@ -39,7 +39,7 @@ from ._checks import check_sequence_args
 from ._gemm import input_and_weight_grads, step_product
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
-from ._workspace import scratch
+from ._workspace import saved_buffer, scratch
 from .fused_lstm import (
     _JIT,
     _ONE,
@@ -108,9 +108,9 @@ def gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *,
         return _FusedGRU.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths, float(eps))
     B, T, _ = x.shape
     G, H = weight_hh.shape
-    with torch.no_grad(), scratch(B * T * (G + H), x.dtype) as work:  # inference: nothing kept for a backward pass
+    with torch.no_grad(), scratch(_work_size(B, T, G, H, ln_ih is not None, False), x.dtype) as work:  # inference
         Y, hT, _ = _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths, float(eps),
-                            work=work)
+                            work=work, save=False)
     return Y, hT
 
 
@@ -134,21 +134,28 @@ def _layout(G: int, H: int, ln: bool) -> int:
     return 5 * H + ((G + 2) if ln else 0)
 
 
-def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, work=None):
+def _work_size(B: int, T: int, G: int, H: int, ln: bool, save: bool) -> int:
+    """Elements of the flat buffer :func:`_forward` works in: x̂ (B, T, G), h ⊙ m (B, T, H), and with ``save`` the
+    per-step rows (B, T, K) the backward pass reads."""
+    return B * T * (G + H + (_layout(G, H, ln) if save else 0))
+
+
+def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, work, save):
     """The forward pass under no_grad. Returns Y (B, T, H), hT (B, H) and what the backward needs.
 
-    ``work``: scratch of B·T·(G + H) elements for x̂ and h ⊙ m when nothing is kept for a backward pass (inference);
-    None: they are allocated and saved, with the per-step values the backward needs."""
+    ``work``: a flat buffer of :func:`_work_size` elements for x̂, h ⊙ m and (``save``, training) the per-step values
+    the backward needs; without ``save`` (inference) nothing is kept and ``work`` is scratch."""
     B, T, _ = x.shape
     G, H = W_hh.shape
     ln = g_ih is not None
     dtype = x.dtype
     x = x.detach().contiguous()  # saved for the backward pass, which reads it as (B·T, I)
-    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, work)
+    n = B * T * (G + H)
+    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, work[:n])
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, G, dtype)
-    save = work is None
     ST = h0.detach().clone().contiguous()  # (B, H): the running h
-    SV = torch.empty(B, T if save else 1, _layout(G, H, ln), dtype=dtype)  # inference: one scratch row per b
+    K = _layout(G, H, ln)
+    SV = work[n:].view(B, T, K) if save else torch.empty(B, 1, K, dtype=dtype)  # inference: one scratch row per b
     if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
         XP, _, rstd_x = native_layer_norm(XP, [G], None, None, eps)
         if save:
@@ -168,8 +175,11 @@ class _FusedGRU(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # bf16 autocast: the kernel runs in float32
     def forward(ctx, x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps):
+        B, T, _ = x.shape
+        G, H = W_hh.shape
+        work = saved_buffer(ctx, _work_size(B, T, G, H, g_ih is not None, True), x.dtype)  # pooled: see _workspace
         Y, hT, (x, m, L, P, XP, HM, SV, T_run) = _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths,
-                                                          eps)
+                                                          eps, work=work, save=True)
         ctx.save_for_backward(x, W_ih, W_hh, m, L, XP, HM, SV)
         ctx.P = P
         ctx.shape = (T_run, g_ih is not None, eps)

@@ -39,7 +39,7 @@ from ._checks import check_sequence_args
 from ._gemm import input_and_weight_grads, step_product
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
-from ._workspace import scratch
+from ._workspace import saved_buffer, scratch
 from .fused_lstm import _JIT, _ONE, _ZERO, _layer_norm_backward, _normalize, _scalars, _tanh, sequence_buffers
 from .masking import lengths_to_mask
 
@@ -101,9 +101,9 @@ def rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, nonlinearity:
                                float(eps), relu)
     B, T, _ = x.shape
     H = weight_hh.shape[0]
-    with torch.no_grad(), scratch(2 * B * T * H, x.dtype) as work:  # inference: nothing kept for a backward pass
+    with torch.no_grad(), scratch(_work_size(B, T, H, ln_ih is not None, False), x.dtype) as work:  # inference
         Y, hT, _ = _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths, float(eps),
-                            relu, work=work)
+                            relu, work=work, save=False)
     return Y, hT
 
 
@@ -129,21 +129,28 @@ def _layout(H: int, ln: bool) -> int:
     return H + 2 if ln else 0
 
 
-def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu, *, work=None):
+def _work_size(B: int, T: int, H: int, ln: bool, save: bool) -> int:
+    """Elements of the flat buffer :func:`_forward` works in: x̂ (B, T, H), h ⊙ m (B, T, H), and with ``save`` the
+    per-step rows (B, T, K) the backward pass reads."""
+    return B * T * (2 * H + (_layout(H, ln) if save else 0))
+
+
+def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu, *, work, save):
     """The forward pass under no_grad. Returns Y (B, T, H), hT (B, H) and what the backward needs.
 
-    ``work``: scratch of 2·B·T·H elements for x̂ and h ⊙ m when nothing is kept for a backward pass (inference);
-    None: they are allocated and saved, with the per-step values the backward needs."""
+    ``work``: a flat buffer of :func:`_work_size` elements for x̂, h ⊙ m and (``save``, training) the per-step values
+    the backward needs; without ``save`` (inference) nothing is kept and ``work`` is scratch."""
     B, T, _ = x.shape
     H = W_hh.shape[0]
     ln = g_ih is not None
     dtype = x.dtype
     x = x.detach().contiguous()  # saved for the backward pass, which reads it as (B·T, I)
-    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, work)
+    n = 2 * B * T * H
+    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, work[:n])
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, H, dtype)
-    save = work is None
     ST = h0.detach().clone().contiguous()  # (B, H): the running h
-    SV = torch.empty(B, T if save else 1, _layout(H, ln), dtype=dtype)  # inference: one scratch row per b
+    K = _layout(H, ln)
+    SV = work[n:].view(B, T, K) if save else torch.empty(B, 1, K, dtype=dtype)  # inference: one scratch row per b
     if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
         XP, _, rstd_x = native_layer_norm(XP, [H], None, None, eps)
         if save:
@@ -163,8 +170,10 @@ class _FusedRNN(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # bf16 autocast: the kernel runs in float32
     def forward(ctx, x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu):
+        B, T, _ = x.shape
+        work = saved_buffer(ctx, _work_size(B, T, W_hh.shape[0], g_ih is not None, True), x.dtype)  # see _workspace
         Y, hT, (x, m, L, P, XP, HM, SV, T_run) = _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths,
-                                                          eps, relu)
+                                                          eps, relu, work=work, save=True)
         ctx.save_for_backward(x, W_ih, W_hh, m, L, XP, HM, SV, Y)  # Y: φ' is read off h_t
         ctx.P = P
         ctx.shape = (T_run, g_ih is not None, eps, relu)

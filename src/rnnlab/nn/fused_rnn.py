@@ -17,10 +17,11 @@ LN(v) = (v - mean(v)) / sqrt(var(v) + eps) over the last dim (biased variance), 
 keeps its state and outputs zeros, so hT is the state at its last real step.
 
 Implementation (CPU, float32/float64), as :mod:`rnnlab.nn.fused_gru`: the input product (and its layer norm)
-for all steps at once; per step one ``torch.mm`` for the recurrent product and one serial numba kernel for
+for all steps at once; per step one matrix product for the recurrent product and one serial numba kernel for
 the element-wise rest. Training runs a ``torch.autograd.Function`` whose hand-written backward through time
-does one kernel and one ``torch.mm`` per step and collects the pre-activation gradients of all steps, so
-dW_ih, dW_hh and dx are single matmuls at the end. φ' is read off the saved output (1 - h² for tanh,
+does one kernel and one product per step and collects the pre-activation gradients of all steps, so
+dW_ih, dW_hh and dx are single matmuls at the end. Products on oneDNN and the saved tensors in a pooled buffer,
+as the GRU's. φ' is read off the saved output (1 - h² for tanh,
 [h > 0] for ReLU, as torch's ``threshold_backward``), so without layer norm nothing but y and h ⊙ m is kept,
 and the two products share one gradient buffer. Without grad the forward keeps nothing for a backward pass.
 Anything else (another device or dtype) runs :func:`rnn_sequence_reference`, the plain autograd loop.

@@ -30,11 +30,12 @@ def linear(a: Tensor, w: Tensor) -> Tensor:
     return a @ w.t()
 
 
-ONEDNN_MIN_MACS = 1 << 20
-"""Below this many multiply-adds (M·N·K) one product runs on ``torch.mm``: oneDNN's fixed cost per call (about
-10 µs against 2–4 µs, one thread) outweighs its faster kernel. Measured per recurrent step of the GRU: (8, 64) x
-(64, 192) takes 4 µs on MKL and 14 µs on oneDNN; (64, 128) x (128, 384) 0.15 ms and 0.13 ms."""
-
+ONEDNN_MIN_MACS = 2_500_000
+"""Below this many multiply-adds (M·N·K) a product runs on ``torch.mm``: oneDNN's fixed cost per call (10–15 µs
+against 2–4 µs, one thread) outweighs its faster kernel, and MKL is quick on operands that sit in cache.
+Measured per recurrent step (time oneDNN / time MKL, interleaved, one thread, loaded machine): (8, 64) x (64, 192)
+4x; (16, 256) x (256, 256) 1.2–7x; (32, 256) x (256, 256) 1.4–1.6x; (64, 128) x (128, 384) and (16, 256) x
+(256, 768) 0.77–1.24x (noise around parity); (32, 256) x (256, 768) 0.67–0.77x; (64, 512) x (512, 1536) 0.55x."""
 
 
 def onednn_pays(M: int, K: int, N: int) -> bool:

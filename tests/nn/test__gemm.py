@@ -45,3 +45,11 @@ def test_input_and_weight_grads(need, dtype):
             torch.testing.assert_close(g.double(), w, rtol=1e-5, atol=1e-5)
         else:
             assert g is None
+
+
+def test_step_product_numba_matches_mm():
+    A = torch.randn(6, 3, 5).unbind(1)[1]  # rows strided
+    W_T = torch.randn(5, 9)
+    out = np.full((6, 9), np.nan, dtype=np.float32)
+    _gemm.step_product_numba(A.numpy(), W_T.numpy(), out)
+    torch.testing.assert_close(torch.from_numpy(out), A @ W_T, **TOL32)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numba
 import numpy as np
 import torch
 from torch import Tensor
@@ -19,6 +20,7 @@ from torch import Tensor
 from ._torch_kernels import ONEDNN_LINEAR, onednn_linear
 
 _ONEDNN = ONEDNN_LINEAR  # benchmarks/gemm_backend.py switches it off for its A/B
+_JIT = dict(cache=True, fastmath=True, error_model="numpy", nogil=True)  # as the sequence kernels'
 
 
 def linear(a: Tensor, w: Tensor) -> Tensor:
@@ -98,3 +100,31 @@ def weight_grad(d: Tensor, a: Tensor) -> Tensor:
     (one thread, interleaved) 0.56–0.94x the time of ``d.t() @ a`` on MKL at the five benchmark shapes, while
     ``linear(dᵀ, aᵀ)`` is slower than MKL at some of them. The transpose of the small (K, N) result is copied."""
     return linear(a.t(), d.t()).t().contiguous()
+
+
+NUMBA_MAX_MACS = 1 << 18
+"""At most this many multiply-adds per step, the sequence kernels run the recurrent product inside their numba
+time loop (:func:`step_product_numba`) instead of calling ``torch.mm`` from Python at every step: for a small layer
+the per-step cost is the Python round trip (20–30 µs: the call, the tensor→numpy view, the kernel's dispatch),
+not the product itself ((8, 64) x (64, 192): 4 µs on MKL)."""
+
+
+def numba_pays(M: int, K: int, N: int) -> bool:
+    """Whether an (M, K) x (K, N) per-step product is small enough for :func:`step_product_numba`."""
+    return M * K * N <= NUMBA_MAX_MACS
+
+
+@numba.njit(inline="always", **_JIT)
+def step_product_numba(A, W_T, out):
+    """out = A @ W_T inside a numba loop: A (M, K) rows (any row stride), W_T (K, N) contiguous, out (M, N).
+    Row by row, an axpy over N per k, so the inner loop is contiguous and vectorises."""
+    M, K = A.shape
+    N = W_T.shape[1]
+    for i in range(M):
+        o, a = out[i], A[i]
+        for n in range(N):
+            o[n] = 0
+        for k in range(K):
+            v, w = a[k], W_T[k]
+            for n in range(N):
+                o[n] += v * w[n]

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
-from ._gemm import input_and_weight_grads, step_product
+from ._gemm import input_and_weight_grads, numba_pays, step_product, step_product_numba
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
 from ._workspace import saved_buffer, scratch
@@ -158,9 +158,14 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu
             SV[:, :, -2] = rstd_x.view(B, T)
     SC = _scalars(eps, H, H, dtype)
 
-    product = step_product(W_hh, B)  # h_{t-1} ⊙ m ↦ ĥ_t, on oneDNN unless the layer is small (see _gemm)
-    hm_steps = HM.unbind(1)
     XP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.numpy() for a in (XP, P, m, L, ST, Y, HM, SV))
+    if numba_pays(B, H, H):  # a small layer: the whole time loop in numba, the product too (see _gemm)
+        W_T = W_hh.detach().t().contiguous().numpy()  # (H, H)
+        _forward_loop(T_run, XP_, np.empty((B, H), dtype=XP_.dtype), W_T, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu,
+                      save)
+        return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
+    product = step_product(W_hh, B)  # h_{t-1} ⊙ m ↦ ĥ_t, on oneDNN or torch.mm (see _gemm)
+    hm_steps = HM.unbind(1)
     for t in range(T_run):
         HP_ = product(hm_steps[t])  # ĥ_t (B, H)
         _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu, save)
@@ -276,6 +281,15 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu, save):
         if not last:
             for k in range(H):
                 hm_next[k] = h[k] * m[k]
+
+
+@numba.njit(**_JIT)
+def _forward_loop(T_run, XP, HP, W_T, P, M, L, ST, Y, HM, SV, SC, ln, relu, save):
+    """The forward time loop of a small layer in one call: per step ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ into HP (B, H) with
+    W_T = W_hhᵀ (H, H), then :func:`_forward_step`. Same arrays as there."""
+    for t in range(T_run):
+        step_product_numba(HM[:, t], W_T, HP)
+        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu, save)
 
 
 @numba.njit(**_JIT)

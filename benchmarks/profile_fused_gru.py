@@ -8,7 +8,9 @@ Columns (ms, medians over rounds): ``input`` the input product x W_ihᵀ for all
 ``kern_fwd`` / ``kern_bwd`` the numba element-wise kernels; ``end`` dx, dW_ih, dW_hh after the loop; ``rest``
 everything else (the Python loop, tensor<->numpy conversions, dispatch, allocations, autograd), also per step
 (``rest_us_step``). ``gemm_share`` = the products' share of our time; ``floor`` = our products alone / torch.nn.GRU,
-the ratio left if everything but the products cost nothing. The calls are timed by wrapping the module's
+the ratio left if everything but the products cost nothing. A small layer (rnnlab.nn._gemm.numba_pays, here
+(8, 500, 32, 64)) runs its forward time loop in one numba call, products included: all of it is ``kern_fwd``.
+The calls are timed by wrapping the module's
 functions (a wrapper costs about 0.3 µs a call). torch.nn.GRU runs in the same rounds. Writes
 benchmarks/results/profile_fused_gru.json (profile_fused_gru_mkl.json with --mkl).
 """
@@ -44,6 +46,7 @@ def instrument() -> None:
     make_product = fused_gru.step_product
     fused_gru.step_product = lambda w, rows: timed(make_product(w, rows), "rec", phased=True)
     fused_gru._forward_step = timed(fused_gru._forward_step, "kern_fwd")
+    fused_gru._forward_loop = timed(fused_gru._forward_loop, "kern_fwd")  # small layers: products included
     fused_gru._backward_step = timed(fused_gru._backward_step, "kern_bwd")
     fused_gru.input_and_weight_grads = timed(fused_gru.input_and_weight_grads, "end")
 

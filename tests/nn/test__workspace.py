@@ -1,7 +1,8 @@
 """The scratch pools of the fused kernels: reused, never shared while in use (or while a graph can read it)."""
 import torch
 
-from rnnlab.nn._workspace import saved_buffer, scratch
+from rnnlab.nn import _workspace
+from rnnlab.nn._workspace import release_saved, saved_buffer, scratch
 
 
 def test_scratch_is_reused_and_nested_calls_get_their_own():
@@ -47,3 +48,13 @@ def test_saved_buffer_is_not_reused_while_a_retained_graph_can_still_read_it():
     again = torch.autograd.grad(y.sum(), (x, w_ih, w_hh))
     for a, b in zip(first, again, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_release_saved_empties_the_pool():
+    owner = _Owner()
+    ptr = saved_buffer(owner, 777, torch.float64).data_ptr()
+    del owner
+    release_saved()
+    fresh = saved_buffer(_Owner(), 777, torch.float64)
+    assert fresh.numel() == 777  # a new buffer: the old one was dropped (its address may be reused by malloc)
+    assert not any(b.data_ptr() == ptr for b in _workspace._saved_pool.get(torch.float64, []))

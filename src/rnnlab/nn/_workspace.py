@@ -70,3 +70,10 @@ def saved_buffer(owner: object, numel: int, dtype: torch.dtype) -> torch.Tensor:
         buf = torch.empty(numel, dtype=dtype)
     weakref.finalize(owner, _returned.append, buf)
     return buf[:numel]
+
+
+def release_saved() -> None:
+    """Drop the pooled saved-for-backward buffers (up to :data:`SAVED_KEEP` per dtype stay after training ends)."""
+    with _saved_lock:
+        _returned.clear()
+        _saved_pool.clear()

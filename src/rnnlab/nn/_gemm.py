@@ -20,7 +20,6 @@ from torch import Tensor
 from ._torch_kernels import ONEDNN_LINEAR, onednn_linear
 
 _ONEDNN = ONEDNN_LINEAR  # benchmarks/gemm_backend.py switches it off for its A/B
-_JIT = dict(cache=True, fastmath=True, error_model="numpy", nogil=True)  # as the sequence kernels'
 
 
 def linear(a: Tensor, w: Tensor) -> Tensor:
@@ -102,6 +101,7 @@ def weight_grad(d: Tensor, a: Tensor) -> Tensor:
     return linear(a.t(), d.t()).t().contiguous()
 
 
+_JIT = dict(cache=True, fastmath=True, error_model="numpy", nogil=True)  # as the sequence kernels'
 NUMBA_MAX_MACS = 1 << 18
 """At most this many multiply-adds per step, the sequence kernels run the recurrent product inside their numba
 time loop (:func:`step_product_numba`) instead of calling ``torch.mm`` from Python at every step: for a small layer

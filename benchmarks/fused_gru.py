@@ -1,7 +1,8 @@
 """Benchmark: rnnlab's GRU (the auto choice, and the numba sequence kernel forced) against torch.nn.GRU, training
-step and inference, at the five shapes of benchmarks/layers.py, on the CPU with two threads.
+step and inference, at the five shapes of benchmarks/layers.py, on the CPU (two threads unless --threads).
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/fused_gru.py [--rounds N] [--shapes 0,3] [--modes train,infer]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fused_gru.py --threads 1 [--rounds N] [--shapes 0,3]
+        [--modes train,infer]
 
 A training step is forward + backward of outputs.mean() with parameter gradients; inference is the forward under
 torch.no_grad(). Contenders run interleaved in one process (benchmarks/common.py); the ratio is the median of
@@ -39,8 +40,10 @@ def main() -> None:
     parser.add_argument("--modes", default="train,infer")
     parser.add_argument("--no-layer-norm", action="store_true", help="skip the layer-norm GRU row")
     parser.add_argument("--out", default="fused_gru.json", help="file name under benchmarks/results/")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads; 1 on a loaded machine (a 2-thread GEMM waits on a descheduled thread)")
     args = parser.parse_args()
-    setup_threads(2)
+    setup_threads(args.threads)
     torch.manual_seed(0)
 
     t0 = time.perf_counter()

@@ -149,3 +149,32 @@ def test_errors_name_the_argument(change, message):
     change(args, kw)
     with pytest.raises((ValueError, TypeError), match=message):
         gru_sequence(*args, **kw)
+
+
+PRODUCT_PATHS = {  # which code runs the per-step products: the thresholds of rnnlab.nn._gemm set to force it
+    "numba": {},  # the tiny test layers run the whole time loop in numba by default
+    "onednn": {"NUMBA_MAX_MACS": -1, "ONEDNN_MIN_MACS": 0},
+    "mm": {"NUMBA_MAX_MACS": -1, "ONEDNN_MIN_MACS": 1 << 62},
+}
+
+
+@pytest.mark.parametrize("path", list(PRODUCT_PATHS))
+@pytest.mark.parametrize("ln", [False, True], ids=["plain", "ln"])
+@pytest.mark.parametrize("lengths", [None, "mixed"])
+def test_fused_product_paths_match_reference(monkeypatch, path, ln, lengths):
+    """Each way of running the products (numba loop, oneDNN, torch.mm): float32 training and inference match the
+    reference loop."""
+    from rnnlab.nn import _gemm
+
+    for name, value in PRODUCT_PATHS[path].items():
+        monkeypatch.setattr(_gemm, name, value)
+    torch.manual_seed(0)
+    args, kw = make_case(5, 7, 6, 8, dtype=torch.float32, ln=ln, mask=True, lengths=lengths)
+    fused = outputs_and_grads(gru_sequence, args, kw)
+    ref = outputs_and_grads(gru_sequence_reference, args, kw)
+    for a, b in zip(fused, ref, strict=True):
+        torch.testing.assert_close(a, b, **TOL[torch.float32])
+    with torch.no_grad():
+        y, h = gru_sequence(*args, **kw)
+    torch.testing.assert_close(y, ref[0], **TOL[torch.float32])
+    torch.testing.assert_close(h, ref[1], **TOL[torch.float32])

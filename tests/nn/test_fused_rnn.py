@@ -154,3 +154,24 @@ def test_errors_name_the_argument(change, message):
     change(args, kw)
     with pytest.raises((ValueError, TypeError), match=message):
         rnn_sequence(*args, **kw)
+
+
+@pytest.mark.parametrize("path", ["numba", "onednn", "mm"])
+@pytest.mark.parametrize("ln", [False, True], ids=["plain", "ln"])
+@pytest.mark.parametrize("lengths", [None, "mixed"])
+def test_fused_product_paths_match_reference(monkeypatch, path, ln, lengths):
+    """Each way of running the products (numba loop, oneDNN, torch.mm): float32 training and inference match the
+    reference loop."""
+    from rnnlab.nn import _gemm
+
+    forced = {"numba": {}, "onednn": {"NUMBA_MAX_MACS": -1, "ONEDNN_MIN_MACS": 0},
+              "mm": {"NUMBA_MAX_MACS": -1, "ONEDNN_MIN_MACS": 1 << 62}}[path]  # as test_fused_gru.PRODUCT_PATHS
+    for name, value in forced.items():
+        monkeypatch.setattr(_gemm, name, value)
+    torch.manual_seed(0)
+    args, kw = make_case(5, 7, 6, 8, dtype=torch.float32, ln=ln, mask=True, lengths=lengths)
+    ref = outputs_and_grads(rnn_sequence_reference, args, kw)
+    assert_all_close(outputs_and_grads(rnn_sequence, args, kw), ref, torch.float32)
+    with torch.no_grad():
+        y, h = rnn_sequence(*args, **kw)
+    assert_all_close([y, h], ref[:2], torch.float32)

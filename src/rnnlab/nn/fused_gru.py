@@ -21,12 +21,17 @@ LN(v) = (v - mean(v)) / sqrt(var(v) + eps) over the last dim (biased variance), 
 a row past its length keeps its state and outputs zeros, so hT is the state at its last real step.
 
 Implementation (CPU, float32/float64), as :mod:`rnnlab.nn.fused_lstm`: the input product (and its layer
-norm) for all steps at once; per step one ``torch.mm`` for the recurrent product and one serial numba
+norm) for all steps at once; per step one matrix product for the recurrent product and one serial numba
 kernel for everything element-wise. Training runs a ``torch.autograd.Function`` whose hand-written
-backward through time does one kernel and one ``torch.mm`` per step and collects the pre-activation
-gradients of all steps, so dW_ih, dW_hh and dx are single matmuls at the end. Without grad (inference,
-``torch.no_grad()``) the forward keeps nothing for a backward pass. Anything else (another device or
-dtype) runs :func:`gru_sequence_reference`, the plain autograd loop. Double backward is not supported.
+backward through time does one kernel and one product per step and collects the pre-activation
+gradients of all steps, so dW_ih, dW_hh and dx are single matmuls at the end. The products run on oneDNN in
+float32 (:mod:`rnnlab.nn._gemm`: about 1.5x MKL's speed here; per-step products of small layers stay on
+``torch.mm``, whose call costs less, and a layer smaller still runs its whole forward time loop inside numba,
+product included), and what the forward saves for the backward lives in one pooled buffer
+(:func:`rnnlab.nn._workspace.saved_buffer`: no page faults on tens of megabytes per training step). Without grad
+(inference, ``torch.no_grad()``) the forward keeps nothing for a backward pass. Anything else (another device
+or dtype) runs :func:`gru_sequence_reference`, the plain autograd loop. Double backward is not supported.
+Where the time goes, against torch.nn.GRU: ``benchmarks/profile_fused_gru.py``.
 """
 from __future__ import annotations
 
@@ -36,9 +41,10 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
+from ._gemm import input_and_weight_grads, numba_pays, step_product, step_product_numba
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
-from ._workspace import scratch
+from ._workspace import saved_buffer, scratch
 from .fused_lstm import (
     _JIT,
     _ONE,
@@ -107,9 +113,9 @@ def gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *,
         return _FusedGRU.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths, float(eps))
     B, T, _ = x.shape
     G, H = weight_hh.shape
-    with torch.no_grad(), scratch(B * T * (G + H), x.dtype) as work:  # inference: nothing kept for a backward pass
+    with torch.no_grad(), scratch(_work_size(B, T, G, H, ln_ih is not None, False), x.dtype) as work:  # inference
         Y, hT, _ = _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths, float(eps),
-                            work=work)
+                            work=work, save=False)
     return Y, hT
 
 
@@ -133,33 +139,44 @@ def _layout(G: int, H: int, ln: bool) -> int:
     return 5 * H + ((G + 2) if ln else 0)
 
 
-def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, work=None):
+def _work_size(B: int, T: int, G: int, H: int, ln: bool, save: bool) -> int:
+    """Elements of the flat buffer :func:`_forward` works in: x̂ (B, T, G), h ⊙ m (B, T, H), and with ``save`` the
+    per-step rows (B, T, K) the backward pass reads."""
+    return B * T * (G + H + (_layout(G, H, ln) if save else 0))
+
+
+def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, work, save):
     """The forward pass under no_grad. Returns Y (B, T, H), hT (B, H) and what the backward needs.
 
-    ``work``: scratch of B·T·(G + H) elements for x̂ and h ⊙ m when nothing is kept for a backward pass (inference);
-    None: they are allocated and saved, with the per-step values the backward needs."""
+    ``work``: a flat buffer of :func:`_work_size` elements for x̂, h ⊙ m and (``save``, training) the per-step values
+    the backward needs; without ``save`` (inference) nothing is kept and ``work`` is scratch."""
     B, T, _ = x.shape
     G, H = W_hh.shape
     ln = g_ih is not None
     dtype = x.dtype
     x = x.detach().contiguous()  # saved for the backward pass, which reads it as (B·T, I)
-    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, work)
+    n = B * T * (G + H)
+    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, work[:n])
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, G, dtype)
-    save = work is None
     ST = h0.detach().clone().contiguous()  # (B, H): the running h
-    HP = torch.empty(B, G, dtype=dtype)  # ĥ_t
-    SV = torch.empty(B, T if save else 1, _layout(G, H, ln), dtype=dtype)  # inference: one scratch row per b
+    K = _layout(G, H, ln)
+    SV = work[n:].view(B, T, K) if save else torch.empty(B, 1, K, dtype=dtype)  # inference: one scratch row per b
     if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
         XP, _, rstd_x = native_layer_norm(XP, [G], None, None, eps)
         if save:
             SV[:, :, -2] = rstd_x.view(B, T)
     SC = _scalars(eps, G, H, dtype)
 
-    W_hh_t = W_hh.detach().t()
+    XP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.numpy() for a in (XP, P, m, L, ST, Y, HM, SV))
+    if numba_pays(B, H, G):  # a small layer: the whole time loop in numba, the product too (see _gemm)
+        W_T = W_hh.detach().t().contiguous().numpy()  # (H, G)
+        _forward_loop(T_run, XP_, np.empty((B, G), dtype=XP_.dtype), W_T, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln,
+                      save)
+        return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
+    product = step_product(W_hh, B)  # h_{t-1} ⊙ m ↦ ĥ_t, on oneDNN or torch.mm (see _gemm)
     hm_steps = HM.unbind(1)
-    XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.numpy() for a in (XP, HP, P, m, L, ST, Y, HM, SV))
     for t in range(T_run):
-        torch.mm(hm_steps[t], W_hh_t, out=HP)
+        HP_ = product(hm_steps[t])  # ĥ_t (B, G)
         _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, save)
     return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
 
@@ -168,8 +185,11 @@ class _FusedGRU(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # bf16 autocast: the kernel runs in float32
     def forward(ctx, x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps):
+        B, T, _ = x.shape
+        G, H = W_hh.shape
+        work = saved_buffer(ctx, _work_size(B, T, G, H, g_ih is not None, True), x.dtype)  # pooled: see _workspace
         Y, hT, (x, m, L, P, XP, HM, SV, T_run) = _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths,
-                                                          eps)
+                                                          eps, work=work, save=True)
         ctx.save_for_backward(x, W_ih, W_hh, m, L, XP, HM, SV)
         ctx.P = P
         ctx.shape = (T_run, g_ih is not None, eps)
@@ -193,23 +213,21 @@ class _FusedGRU(torch.autograd.Function):
                 DXP[:, T_run:].zero_()
                 DHP[:, T_run:].zero_()
             DS = dhT.detach().clone().contiguous()  # (B, H): dL/dh_t carried back in time (the direct path only)
-            DHM = torch.zeros(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
+            DHM = torch.zeros(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product (none after T)
             ACC = np.zeros(4 * G, dtype=np.float64)  # [db_ih | db_hh | dγ_ih | dγ_hh]
             SC = _scalars(eps, G, H, dtype)
 
             dhp_steps = DHP.unbind(1)
             dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
             P_ = ctx.P.numpy()
+            product = step_product(W_hh.t(), B)  # DHP_t ↦ DHP_t W_hh = dL/d(h_{t-1} ⊙ m)
             for t in range(T_run - 1, -1, -1):
                 _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
-                torch.mm(dhp_steps[t], W_hh, out=DHM)
+                DHM_ = product(dhp_steps[t])  # (B, H)
 
             need = ctx.needs_input_grad
-            W_ih = W_ih.detach()
-            dx = (DXP.view(B * T, G) @ W_ih).view(B, T, I) if need[0] else None
-            dh0 = DS + DHM * m if need[1] else None
-            dW_ih = DXP.view(B * T, G).t() @ x.view(B * T, I) if need[2] else None
-            dW_hh = DHP.view(B * T, G).t() @ HM.view(B * T, H) if need[3] else None
+            dh0 = DS + torch.from_numpy(DHM_) * m if need[1] else None
+            dx, dW_ih, dW_hh = input_and_weight_grads(DXP, DHP, x, HM, W_ih.detach(), need[0], need[2], need[3])
         acc = torch.from_numpy(ACC).to(dtype)
         db_ih = acc[:G].clone() if need[4] else None
         db_hh = acc[G:2 * G].clone() if need[5] else None
@@ -282,6 +300,15 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save):
         if not last:
             for j in range(H):
                 hm_next[j] = h[j] * m[j]
+
+
+@numba.njit(**_JIT)
+def _forward_loop(T_run, XP, HP, W_T, P, M, L, ST, Y, HM, SV, SC, ln, save):
+    """The forward time loop of a small layer in one call: per step ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ into HP (B, G) with
+    W_T = W_hhᵀ (H, G), then :func:`_forward_step`. Same arrays as there."""
+    for t in range(T_run):
+        step_product_numba(HM[:, t], W_T, HP)
+        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save)
 
 
 @numba.njit(**_JIT)

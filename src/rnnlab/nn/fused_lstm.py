@@ -44,7 +44,7 @@ from numba.extending import overload
 from torch import Tensor
 
 from ._checks import check_sequence_args, check_state_tensor
-from ._gemm import linear
+from ._gemm import linear, linear_into
 from ._torch_kernels import native_layer_norm
 from ._workspace import scratch
 from .masking import lengths_to_mask
@@ -179,7 +179,7 @@ def sequence_buffers(x, h0, W_ih, H: int, mask, lengths, work):
         XP = linear(x.view(B * T, I), W_ih.detach()).view(B, T, G)
         HM = torch.empty(B, T, H, dtype=dtype)
     else:
-        XP = torch.mm(x.view(B * T, I), W_ih.detach().t(), out=work[:B * T * G].view(B * T, G)).view(B, T, G)
+        XP = linear_into(x.view(B * T, I), W_ih.detach(), work[:B * T * G].view(B * T, G)).view(B, T, G)
         HM = work[B * T * G:].view(B, T, H)
     HM[:, 0] = h0.detach() * m
     Y = torch.empty(B, T, H, dtype=dtype)

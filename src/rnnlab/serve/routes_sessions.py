@@ -1,8 +1,8 @@
 """Streaming sessions: open, step (micro-batched across sessions), close."""
 from __future__ import annotations
 
-import torch
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from .schemas import StepRequest
@@ -40,7 +40,9 @@ def add(app: FastAPI, state) -> None:
                 session.steps += 1
                 outputs.append(_describe(m, out, label))
             session.last_used = state.sessions.clock()
-        return {"session": session_id, "steps": session.steps, "outputs": outputs if body.all_steps else outputs[-1:]}
+        # a Response skips FastAPI's jsonable_encoder pass over the outputs (plain floats, ints and strings already)
+        return JSONResponse({"session": session_id, "steps": session.steps,
+                             "outputs": outputs if body.all_steps else outputs[-1:]})
 
     @app.delete("/models/{name}/sessions/{session_id}", summary="close a session")
     async def close(name: str, session_id: str) -> dict:
@@ -48,8 +50,8 @@ def add(app: FastAPI, state) -> None:
         return {"session": session_id, "closed": True}
 
 
-def _inputs(m, stepper, body: StepRequest, limits) -> tuple[list[torch.Tensor], list]:
-    """The request's inputs as per-step tensors (1,) or (1, I), with a label for each."""
+def _inputs(m, stepper, body: StepRequest, limits) -> tuple[list, list]:
+    """The request's inputs per step (a token id, or a feature vector as a list), with a label for each."""
     given = [k for k in ("text", "tokens", "features") if getattr(body, k) is not None]
     if len(given) != 1:
         raise ValueError("give exactly one of 'text', 'tokens' (language models) or 'features' (feature models)")
@@ -63,14 +65,14 @@ def _inputs(m, stepper, body: StepRequest, limits) -> tuple[list[torch.Tensor], 
         if bad:
             raise ValueError(f"tokens must be ids in [0, {V}), got {bad[:5]}")
         labels = [_token_text(m)(i) for i in ids]
-        xs = [torch.tensor([i], dtype=torch.long) for i in ids]
+        xs = list(ids)  # token ids: the batch's tensor is made once, in the worker
     else:
         if body.features is None:
             raise ValueError(f"model {m.name!r} reads feature vectors: feed 'features' (a list of vectors)")
         size = m.model.inputs.output_size
         if any(len(v) != size for v in body.features):
             raise ValueError(f"each feature vector must hold {size} numbers")
-        xs = [torch.tensor([v], dtype=torch.float32) for v in body.features]
+        xs = [list(v) for v in body.features]
         labels = [None] * len(xs)
     if not xs:
         raise ValueError("nothing to feed: the inputs are empty")

@@ -118,8 +118,11 @@ class _Pending:
 class MicroBatcher:
     """Requests of one model from many sessions, gathered for up to ``window_s`` and run as one batch.
 
-    ``run(items) -> results`` (one result per item, in order) is called in a worker thread, once per batch.
-    With ``enabled=False`` each submission is run alone (the baseline the load benchmark compares with).
+    ``run(items) -> results`` (one result per item, in order) is called once per batch: in a worker thread for a
+    batch of several items (the event loop reads and answers other requests meanwhile), in the event loop itself
+    for a batch of one (a hand-off to a thread and back costs more than a one-row step of most models: it wakes
+    two threads). With ``enabled=False`` each submission is run alone, at once, one after another (the baseline
+    the load benchmark compares with).
     """
 
     def __init__(self, run: Callable[[list], list], *, window_s: float, max_batch: int, enabled: bool = True) -> None:
@@ -134,7 +137,7 @@ class MicroBatcher:
     async def submit(self, item: Any) -> Any:
         """One item's result, computed in a batch with the items submitted around the same time."""
         if not self.enabled:
-            return (await asyncio.to_thread(self._run, [item]))[0]
+            return self._run([item])[0]
         self._start()
         future = asyncio.get_running_loop().create_future()
         self.queue.put_nowait(_Pending(item, future))
@@ -157,7 +160,8 @@ class MicroBatcher:
             if not batch:
                 continue
             try:
-                results = await asyncio.to_thread(self._run, [p.item for p in batch])
+                items = [p.item for p in batch]
+                results = self._run(items) if len(items) == 1 else await asyncio.to_thread(self._run, items)
             except Exception as e:  # one bad batch fails its requests, not the worker
                 for p in batch:
                     if not p.future.done():

@@ -106,7 +106,7 @@ class Stepper:
         row as plain Python values (the softmax, top-k and ``tolist`` done once for the batch):
         {"hidden": [units], "gates"?: {name: [units]}, "top"?: ([p], [id]), "output"?: [O]}."""
         rows = [s.row for s in steps]
-        x = torch.cat([s.x for s in steps], dim=0)  # (B,) or (B, I)
+        x = _batch_inputs([s.x for s in steps])  # (B,) or (B, I)
         probed = [b for b, s in enumerate(steps) if s.probe]
         probe = torch.tensor(probed, dtype=torch.long) if probed else False
         out = table.step(lambda x_, state: self.step(x_, state, probe=probe), rows, x)
@@ -127,14 +127,23 @@ class Stepper:
         return results
 
 
+def _batch_inputs(xs: list) -> Tensor:
+    """B inputs (ints, lists of I numbers, or tensors (1,) / (1, I)) -> (B,) token ids or (B, I) features."""
+    if all(isinstance(x, Tensor) for x in xs):
+        return torch.cat(xs, dim=0)
+    if all(isinstance(x, int) for x in xs):
+        return torch.tensor(xs, dtype=torch.long)
+    return torch.tensor([x.tolist()[0] if isinstance(x, Tensor) else x for x in xs], dtype=torch.float32)
+
+
 @dataclass(frozen=True)
 class SessionStep:
     """One session's step request for :meth:`Stepper.step_sessions`."""
 
     row: int
     """The session's row in the model's state table."""
-    x: Tensor
-    """The input: (1,) a token id or (1, I) a feature vector."""
+    x: Union[int, list, Tensor]
+    """The input: a token id, a feature vector (a list of I numbers), or either as a tensor (1,) / (1, I)."""
     probe: bool = False
     """Return the gate activations too."""
     units: int = 32

@@ -81,14 +81,14 @@ sys.exit(main(sys.argv[3:]))
 
 class Server:
     def __init__(self, bundle: Path, batching: bool, sessions: int, threads: int, window_ms: float,
-                 profile: str | None = None) -> None:
+                 profile: str | None = None, http: str = "auto") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(threads),
                "RNNLAB_THREADS": str(threads)}
         self.proc = subprocess.Popen(
             [sys.executable, "-c", SERVER_MAIN, str(threads), profile or "",
-             "serve", str(bundle), "--name", "lm", "--port", str(self.port),
+             "serve", str(bundle), "--name", "lm", "--port", str(self.port), "--http", http,
              "--limits.batching", str(batching).lower(), "--limits.max_sessions", str(sessions + 8),
              "--limits.max_concurrent", "4", "--limits.max_queue", "64", "--limits.batch_window_ms", str(window_ms),
              "--limits.max_batch", str(max(sessions, 1))],
@@ -105,6 +105,12 @@ class Server:
             except httpx.HTTPError:
                 time.sleep(0.2)
         raise RuntimeError(f"the server did not start: {self.proc.stderr.read().decode()[-500:]}")
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system, all threads) the server's process has used: less load-dependent than
+        throughput on a shared machine."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -183,33 +189,39 @@ async def _drive(port: int, ids: list[str], end: float, body: dict) -> tuple[lis
 
 def _client_process(port: int, ids: list[str], end_in: float, body: dict, queue) -> None:
     end = time.monotonic() + end_in
-    queue.put(asyncio.run(_drive(port, ids, end, body)))
+    latencies, errors = asyncio.run(_drive(port, ids, end, body))
+    t = os.times()
+    queue.put((latencies, errors, t.user + t.system))
 
 
-def load_sessions(url: str, port: int, sessions: int, seconds: float, procs: int, body: dict) -> dict:
+def load_sessions(server: Server, sessions: int, seconds: float, procs: int, body: dict) -> dict:
     import httpx
 
+    url, port = server.url, server.port
     with httpx.Client(base_url=url, timeout=60) as c:
         ids = [c.post("/models/lm/sessions").json()["session"] for _ in range(sessions)]
         ctx = multiprocessing.get_context("fork")
         queue = ctx.Queue()
         workers = [ctx.Process(target=_client_process, args=(port, ids[k::procs], seconds, body, queue))
                    for k in range(procs)]
-        start = time.monotonic()
+        start, cpu = time.monotonic(), server.cpu_s()
         for w in workers:
             w.start()
         parts = [queue.get(timeout=seconds + 120) for _ in workers]
-        elapsed = time.monotonic() - start
+        elapsed, cpu = time.monotonic() - start, server.cpu_s() - cpu
         for w in workers:
             w.join()
         health = c.get("/health").json()
         for sid in ids:
             c.delete(f"/models/lm/sessions/{sid}")
-    latencies = [t for lat, _ in parts for t in lat]
-    errors = sum(e for _, e in parts)
+    latencies = [t for lat, _, _ in parts for t in lat]
+    errors = sum(e for _, e, _ in parts)
+    client_cpu = sum(c for _, _, c in parts)
     batching = health["batching"].get("lm", {})
     return {**summary(latencies, errors, elapsed, "steps", len(latencies)), "rss_mb": health["rss_bytes"] / 2**20,
             "mean_batch": batching.get("mean_batch"),
+            "server_cpu_ms_per_step": round(1e3 * cpu / max(len(latencies), 1), 3),
+            "client_cpu_ms_per_step": round(1e3 * client_cpu / max(len(latencies), 1), 3),
             "sessions_state_bytes_total": health["sessions"]["state_bytes"],
             "state_bytes_per_session": health["sessions"]["state_bytes"] // max(sessions, 1)}
 
@@ -293,6 +305,7 @@ def main() -> None:
     ap.add_argument("--units", type=int, default=None, help="hidden units each step response carries (0: none; "
                     "default the server's probe_units)")
     ap.add_argument("--phases", default="sessions,in_process", help="comma-separated: generate, sessions, in_process")
+    ap.add_argument("--http", choices=["auto", "httptools", "h11"], default="auto", help="the server's HTTP parser")
     ap.add_argument("--profile", type=str, default=None, help="a folder: run the servers under cProfile and write "
                     "server_batched.prof / server_one_by_one.prof there (pstats)")
     ap.add_argument("--bundle", type=str, default=None, help="a textgen bundle (default: train a small one)")
@@ -315,7 +328,8 @@ def main() -> None:
             for batching in (True, False):
                 key = "batched" if batching else "one_by_one"
                 profile = str(Path(args.profile) / f"server_{key}.prof") if args.profile else None
-                server = Server(bundle, batching, args.sessions, args.threads, args.window_ms, profile)
+                server = Server(bundle, batching, args.sessions, args.threads, args.window_ms, profile,
+                                args.http)
                 try:
                     server.wait()
                     if batching and "generate" in phases:
@@ -323,7 +337,7 @@ def main() -> None:
                             load_generate(server.url, args.clients, args.seconds, args.tokens))
                     if "sessions" in phases:
                         results["phases"][f"sessions_{key}"] = load_sessions(
-                            server.url, server.port, args.sessions, args.seconds, args.client_procs, body)
+                            server, args.sessions, args.seconds, args.client_procs, body)
                 finally:
                     server.stop()
         if "in_process" in phases:
@@ -336,11 +350,13 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"{args.cell} {args.layers}x{args.hidden}, {args.sessions} sessions, {args.threads} thread(s)")
-    print(f"{'phase':<22}{'req/s':>9}{'units/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'RSS MB':>8}{'batch':>7}")
+    print(f"{'phase':<22}{'req/s':>9}{'units/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'RSS MB':>8}{'batch':>7}"
+          f"{'srv cpu ms/step':>16}{'client':>8}")
     for name, r in p.items():
         units = r.get("tokens_per_s", r.get("steps_per_s"))
         print(f"{name:<22}{r['requests_per_s']:>9}{units:>10}{r['p50_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}"
-              f"{r['rss_mb']:>8.0f}{str(r.get('mean_batch', '-')):>7}")
+              f"{r['rss_mb']:>8.0f}{str(r.get('mean_batch', '-')):>7}{str(r.get('server_cpu_ms_per_step', '-')):>16}"
+              f"{str(r.get('client_cpu_ms_per_step', '-')):>8}")
     if "sessions_speedup" in results:
         print(f"over HTTP: micro-batched / one by one = {results['sessions_speedup']}x steps/s")
     if "in_process" in results:

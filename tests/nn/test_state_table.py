@@ -81,3 +81,23 @@ def test_bad_rows_and_states_name_the_problem():
         StateTable(torch.zeros(1, 1, 3), capacity=0)
     with pytest.raises(ValueError, match=r"tensors \(L, 1, H\), got \(1, 2, 3\)"):
         StateTable(torch.zeros(1, 2, 3))
+
+
+def test_a_growth_between_gather_and_scatter_keeps_the_stepped_states():
+    """The server allocates rows on its event loop while a worker thread steps others: the scatter lands in
+    the grown storage."""
+    layer = GRU(I, H).eval()
+    table = StateTable.for_layer(layer, capacity=2)
+    rows = [table.allocate(), table.allocate()]
+    x = torch.randn(2, I)
+
+    def step_and_grow(x_, state):
+        for _ in range(5):
+            table.allocate()  # capacity 2 -> 8 while the step is in flight
+        return layer.step(x_, state)
+
+    with torch.no_grad():
+        table.step(step_and_grow, rows, x)
+        _, expected = layer.step(x, layer.initial_state(2))
+    assert table.capacity == 8
+    assert_close(table.gather(rows), expected)

@@ -28,7 +28,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor
 
-from .state import LSTMState, State, map_state
+from .state import State, map_state
 
 Rows = Union[Sequence[int], Tensor]
 
@@ -58,7 +58,7 @@ class StateTable:
         self.lock = threading.Lock()
 
     @classmethod
-    def for_layer(cls, layer: Any, capacity: int = 16, *, device=None, dtype=None) -> "StateTable":
+    def for_layer(cls, layer: Any, capacity: int = 16, *, device=None, dtype=None) -> StateTable:
         """A table for the streams of ``layer`` (anything with ``initial_state(batch_size, device=, dtype=)``)."""
         return cls(layer.initial_state(1, device=device, dtype=dtype), capacity)
 

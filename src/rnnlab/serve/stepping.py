@@ -101,7 +101,7 @@ class Stepper:
         return StateTable(self.initial_state(), capacity)
 
     @torch.no_grad()
-    def step_sessions(self, table: StateTable, steps: list["SessionStep"]) -> list[dict]:
+    def step_sessions(self, table: StateTable, steps: list[SessionStep]) -> list[dict]:
         """One batched step of B sessions' rows in ``table``: gather, one forward, scatter; the outputs of each
         row as plain Python values (the softmax, top-k and ``tolist`` done once for the batch):
         {"hidden": [units], "gates"?: {name: [units]}, "top"?: ([p], [id]), "output"?: [O]}."""

@@ -269,14 +269,17 @@ def step_in_process(bundle: Path, sessions: int, seconds: float, rounds: int, bo
         fn()  # warm-up
     per_round = seconds / rounds / len(contenders)
     rates: dict[str, list[float]] = {k: [] for k in contenders}
+    cpu: dict[str, list[float]] = {k: [] for k in contenders}  # CPU seconds per step: less load-dependent
     names = list(contenders)
     for r in range(rounds):
         for name in names if r % 2 == 0 else reversed(names):
-            n, start = 0, time.perf_counter()
+            n, start, cpu0 = 0, time.perf_counter(), time.process_time()
             while time.perf_counter() - start < per_round:
                 n += contenders[name]()
             rates[name].append(n / (time.perf_counter() - start))
+            cpu[name].append((time.process_time() - cpu0) / n)
     med = {k: round(statistics.median(v), 1) for k, v in rates.items()}
+    cpu_ms = {k: round(1e3 * statistics.median(v), 3) for k, v in cpu.items()}
     return {"batched_steps_per_s": med["batched"], "one_by_one_steps_per_s": med["one_by_one"],
             "speedup": round(statistics.median(a / b for a, b in zip(rates["batched"], rates["one_by_one"])), 2),
             "model_only_batched_steps_per_s": med["model_batched"],
@@ -285,6 +288,7 @@ def step_in_process(bundle: Path, sessions: int, seconds: float, rounds: int, bo
                 a / b for a, b in zip(rates["model_batched"], rates["model_alone"])), 2),
             "us_per_step_one_by_one": round(1e6 / med["one_by_one"], 1),
             "us_per_step_model_alone": round(1e6 / med["model_alone"], 1),
+            "cpu_ms_per_step": cpu_ms,
             "rounds": rounds, "state_table_bytes_reserved": table.bytes_reserved}
 
 
@@ -364,6 +368,7 @@ def main() -> None:
         print(f"in process (state table, no HTTP): together {q['batched_steps_per_s']} steps/s, one at a time "
               f"{q['one_by_one_steps_per_s']} steps/s = {q['speedup']}x (median of {q['rounds']} rounds); "
               f"model step only {q['model_only_speedup']}x, {q['us_per_step_model_alone']} us alone")
+        print(f"  CPU ms per step: {q['cpu_ms_per_step']}")
     print(f"wrote {args.out} in {results['wall_s']} s")
 
 

@@ -1,8 +1,10 @@
 """Streaming sessions: open, step (micro-batched across sessions), close."""
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from .schemas import StepRequest
@@ -26,8 +28,11 @@ def add(app: FastAPI, state) -> None:
         session = state.sessions.create(name, state.table(m))
         return {"session": session.id, "model": name, "ttl_s": limits.session_ttl_s, "state_bytes": session.bytes}
 
-    @app.post("/models/{name}/sessions/{session_id}/step", summary="feed inputs; get outputs, the state moves on")
-    async def step(name: str, session_id: str, body: StepRequest) -> dict:
+    @app.post("/models/{name}/sessions/{session_id}/step", summary="feed inputs; get outputs, the state moves on",
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": StepRequest.model_json_schema()}}}})
+    async def step(name: str, session_id: str, request: Request) -> dict:
+        body = _step_body(await request.body())
         m, stepper = streaming(name)
         session = state.sessions.get(session_id, name)
         inputs, labels = _inputs(m, stepper, body, limits)
@@ -48,6 +53,15 @@ def add(app: FastAPI, state) -> None:
     async def close(name: str, session_id: str) -> dict:
         await state.sessions.delete(session_id, name)
         return {"session": session_id, "closed": True}
+
+
+def _step_body(raw: bytes) -> StepRequest:
+    """The step body, parsed and validated in one pass by pydantic (FastAPI's own body handling, a JSON parse, a
+    walk of its dependencies and a validation of the dict, was a sixth of the server's time per step request)."""
+    try:
+        return StepRequest.model_validate_json(raw)
+    except ValidationError as e:
+        raise RequestValidationError(e.errors(include_url=False, include_context=False)) from None
 
 
 def _inputs(m, stepper, body: StepRequest, limits) -> tuple[list, list]:

@@ -26,8 +26,8 @@ def build_parser() -> ArgumentParser:
                    help="the address to bind (127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
     p.add_argument("--port", type=int, default=8000, help="the TCP port")
     p.add_argument("--http", type=str, default="auto", choices=["auto", "httptools", "h11"],
-                   help="uvicorn's HTTP parser: auto takes httptools where installed (the serve extra), else h11 "
-                        "(pure Python: about twice the server's time per small request)")
+                   help="uvicorn's HTTP parser: auto takes httptools where it is installed, else h11 "
+                        "(pure Python; on the load benchmark both cost the same within the noise)")
     p.add_argument("--name", nargs="+", type=str, default=None,
                    help="names of the bundles in the URLs, in their order (default: the run folder's name)")
     p.add_class_arguments(ServeLimits, "limits", fail_untyped=True)

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from conftest import client, make_app, run_async
 from rnnlab.serve.sessions import MicroBatcher
-from rnnlab.serve.stepping import TokenStepper, stepper_for
+from rnnlab.serve.stepping import SessionStep, TokenStepper, stepper_for
 
 TEXTS = ["def f", "The cat", "return x", "mat 3.", "sat on", "x + 1", "f2(x)", "on the"]
 
@@ -46,22 +46,38 @@ def test_micro_batched_steps_equal_each_session_stepped_alone(loaded):
 
 
 def test_the_batcher_itself_matches_single_steps_to_1e6(loaded):
+    """40 sessions' rows of a state table, stepped by the micro-batcher, equal each state stepped alone."""
     stepper = stepper_for(loaded["poems"])
     assert isinstance(stepper, TokenStepper)
-    batcher = MicroBatcher(lambda x, s: stepper.step(x, s), window_s=0.01, max_batch=64)
+    table = stepper.new_table(capacity=8)
+    batcher = MicroBatcher(lambda steps: stepper.step_sessions(table, steps), window_s=0.01, max_batch=64)
     torch.manual_seed(0)
     states = [stepper.step(torch.tensor([i % 20]), stepper.initial_state())[1] for i in range(40)]
+    rows = [table.allocate() for _ in states]
+    for r, s in zip(rows, states):
+        table.scatter([r], s)
     tokens = [torch.tensor([(3 * i) % 30]) for i in range(40)]
+    probe = [i % 3 == 0 for i in range(40)]  # some rows ask for the gates
 
     async def go():
-        return await asyncio.gather(*[batcher.submit(x, s) for x, s in zip(tokens, states)])
+        return await asyncio.gather(*[batcher.submit(SessionStep(r, x, p, 16, 3))
+                                      for r, x, p in zip(rows, tokens, probe)])
 
     batched = run_async(go())
     assert batcher.largest > 1
-    for x, s, (out, state) in zip(tokens, states, batched):
-        ref, ref_state = stepper.step(x, s)
-        assert torch.allclose(out["logits"], ref["logits"], atol=1e-6)
-        assert torch.allclose(state.h, ref_state.h, atol=1e-6) and torch.allclose(state.c, ref_state.c, atol=1e-6)
+    for r, x, s, p, out in zip(rows, tokens, states, probe, batched):
+        ref, ref_state = stepper.step(x, s, probe=True)
+        torch.testing.assert_close(torch.tensor(out["hidden"]), ref["hidden"][0, :16], atol=1e-6, rtol=0)
+        top_p, top_ids = torch.softmax(ref["logits"][0], -1).topk(3)
+        assert out["top"][1] == top_ids.tolist()
+        torch.testing.assert_close(torch.tensor(out["top"][0]), top_p, atol=1e-6, rtol=0)
+        assert ("gates" in out) == p
+        if p:
+            torch.testing.assert_close(torch.tensor(out["gates"]["forget"]), ref["gate_forget"][0, :16],
+                                       atol=1e-6, rtol=0)
+        state = table.gather([r])
+        torch.testing.assert_close(state.h, ref_state.h, atol=1e-6, rtol=0)
+        torch.testing.assert_close(state.c, ref_state.c, atol=1e-6, rtol=0)
 
 
 def test_concurrent_steps_on_one_session_are_serialised(loaded):
@@ -109,3 +125,29 @@ def test_models_that_cannot_stream_say_so(loaded):
     api = TestClient(make_app(loaded))
     r = api.post("/models/dates/sessions")
     assert r.status_code == 400 and "cannot stream" in r.json()["error"]
+
+
+def test_gates_only_when_the_step_asks_and_units_choose_the_hidden_size(loaded):
+    api = TestClient(make_app(loaded))
+    s = api.post("/models/poems/sessions").json()["session"]
+    plain = api.post(f"/models/poems/sessions/{s}/step", json={"text": "a"}).json()["outputs"][0]
+    assert "gates" not in plain and len(plain["hidden"]) == 16  # the fixture's probe_units
+    probed = api.post(f"/models/poems/sessions/{s}/step", json={"text": "a", "probe": True, "units": 4}).json()
+    out = probed["outputs"][0]
+    assert len(out["hidden"]) == 4 and set(out["gates"]) == {"input", "forget", "output"}
+    assert all(len(g) == 4 and all(0 <= v <= 1 for v in g) for g in out["gates"].values())
+    small = api.post(f"/models/poems/sessions/{s}/step", json={"text": "a", "units": 0, "top_k": 1}).json()
+    assert set(small["outputs"][0]) == {"input", "next"}
+
+
+def test_a_closed_sessions_row_is_reused_from_the_initial_state(loaded):
+    api = TestClient(make_app(loaded))
+    a = api.post("/models/poems/sessions").json()["session"]
+    api.post(f"/models/poems/sessions/{a}/step", json={"text": "The cat"})
+    api.delete(f"/models/poems/sessions/{a}")
+    b = api.post("/models/poems/sessions").json()["session"]
+    table = api.get("/health").json()["state_tables"]["poems"]
+    assert table["rows"] == 1 and table["capacity"] >= 1
+    out = api.post(f"/models/poems/sessions/{b}/step", json={"text": "d", "all_steps": True}).json()["outputs"]
+    alone = _feed_alone(loaded, "d")
+    assert torch.allclose(torch.tensor(out[0]["hidden"]), alone[0][0], atol=1e-5)

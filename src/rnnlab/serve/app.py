@@ -24,6 +24,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
+from rnnlab.nn.state_table import StateTable
+
 from .limits import ServeLimits
 from .models import Served, accepts_text_inputs, check_options, load_models
 from .schemas import GenerateRequest, PredictRequest, StepRequest, TextsRequest, TranslateRequest
@@ -125,6 +127,7 @@ class State:
         self.admission = Admission(limits.max_concurrent, limits.max_queue)
         self.sessions = SessionStore(max_sessions=limits.max_sessions, max_bytes=limits.max_session_bytes,
                                      ttl_s=limits.session_ttl_s)
+        self.tables: dict[str, StateTable] = {}
         self.batchers: dict[str, MicroBatcher] = {}
         self.active_generations = 0
         self.generations_stopped = 0
@@ -135,11 +138,18 @@ class State:
             raise HTTPException(404, f"no model {name!r}; the models are: {', '.join(self.models)}")
         return self.models[name]
 
+    def table(self, m: Served) -> StateTable:
+        """The state table of ``m``'s sessions (a row per session), made on first use."""
+        if m.name not in self.tables:
+            self.tables[m.name] = stepper_for(m, self.limits.probe_units).new_table()
+        return self.tables[m.name]
+
     def batcher(self, m: Served) -> MicroBatcher:
+        """The micro-batcher of ``m``'s session steps: each batch is one gather/step/scatter of the table."""
         if m.name not in self.batchers:
-            stepper = stepper_for(m, self.limits.probe_units)
+            stepper, table = stepper_for(m, self.limits.probe_units), self.table(m)
             self.batchers[m.name] = MicroBatcher(
-                lambda x, s: stepper.step(x, s), window_s=self.limits.batch_window_ms / 1000,
+                lambda steps: stepper.step_sessions(table, steps), window_s=self.limits.batch_window_ms / 1000,
                 max_batch=self.limits.max_batch, enabled=self.limits.batching)
         return self.batchers[m.name]
 
@@ -249,6 +259,8 @@ def _routes(app: FastAPI, state: State) -> None:
                          "state_bytes": s.sessions.bytes, "max_state_bytes": s.limits.max_session_bytes,
                          "ttl_s": s.limits.session_ttl_s},
             "batching": {name: b.stats() for name, b in s.batchers.items()},
+            "state_tables": {name: {"rows": len(t), "capacity": t.capacity, "row_bytes": t.row_bytes,
+                                    "bytes_reserved": t.bytes_reserved} for name, t in s.tables.items()},
         }
 
     @app.get("/models", summary="the served models: task, sizes, metrics, endpoints")

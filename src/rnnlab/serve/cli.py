@@ -25,6 +25,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--host", type=str, default="127.0.0.1",
                    help="the address to bind (127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
     p.add_argument("--port", type=int, default=8000, help="the TCP port")
+    p.add_argument("--http", type=str, default="auto", choices=["auto", "httptools", "h11"],
+                   help="uvicorn's HTTP parser: auto takes httptools where it is installed, else h11 "
+                        "(pure Python; on the load benchmark both cost the same within the noise)")
     p.add_argument("--name", nargs="+", type=str, default=None,
                    help="names of the bundles in the URLs, in their order (default: the run folder's name)")
     p.add_class_arguments(ServeLimits, "limits", fail_untyped=True)
@@ -47,5 +50,12 @@ def run(ns) -> int:
     for name, m in models.items():
         log.info("serving %s (%s) from %s", name, m.task, m.path)
     log.info("http://%s:%d/ (API: /docs)", ns.host, ns.port)
-    uvicorn.run(app, host=ns.host, port=int(ns.port), log_level="warning")
+    http = getattr(ns, "http", "auto")
+    if http == "httptools":
+        import importlib.util
+
+        if importlib.util.find_spec("httptools") is None:
+            raise ValueError("--http httptools needs the httptools package: pip install httptools "
+                             "(or 'rnnlab[serve]'), or pass --http h11")
+    uvicorn.run(app, host=ns.host, port=int(ns.port), log_level="warning", http=http)
     return 0

@@ -47,3 +47,7 @@ class StepRequest(_Strict):
     features: Optional[list[list[float]]] = Field(None, description="feature models: vectors to feed, one per step")
     top_k: int = Field(5, ge=1, le=100, description="language models: the most likely next tokens to return")
     all_steps: bool = Field(False, description="return the outputs of every fed step, not only the last")
+    probe: bool = Field(False, description="add the gate activations of the last layer (LSTM input/forget/output, "
+                                           "GRU reset/update): a second product of its weights, so off unless asked")
+    units: Optional[int] = Field(None, ge=0, description="hidden (and gate) units to return, the first ones of the "
+                                                          "last layer; None: --limits.probe_units, 0: none")

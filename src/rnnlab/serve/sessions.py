@@ -1,11 +1,14 @@
 """Streaming sessions (the state kept on the server between requests) and the micro-batcher that steps them.
 
-:class:`SessionStore` bounds the sessions by count, by memory and by idle time (TTL); a session used after
-its TTL answers 410, one never seen 404. Each session has an ``asyncio.Lock``: concurrent steps on one session
-run one after another, each from the state the previous one left.
+A session's state is a row of its model's :class:`~rnnlab.nn.state_table.StateTable`: opening a session
+allocates a row, closing or expiring it frees the row. :class:`SessionStore` bounds the sessions by count, by
+memory and by idle time (TTL); a session used after its TTL answers 410, one never seen 404. Each session has
+an ``asyncio.Lock``: concurrent steps on one session run one after another, each from the state the previous
+one left (and a row is never in two steps of one batch).
 
 :class:`MicroBatcher` gathers the steps that arrive within ``batch_window_ms`` (up to ``max_batch``) from any
-sessions of one model, stacks their states along the batch dim, runs one ``step`` and scatters the rows back.
+sessions of one model and hands them to ``run`` in one call in a worker thread: the stepper gathers the rows'
+states from the table, runs one ``step`` and scatters them back (:meth:`Stepper.step_sessions`).
 """
 from __future__ import annotations
 
@@ -17,9 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rnnlab.nn.state import State
-
-from .stepping import cat_states, split_state
+from rnnlab.nn.state_table import StateTable
 
 
 class SessionError(Exception):
@@ -34,7 +35,8 @@ class SessionError(Exception):
 class Session:
     id: str
     model: str
-    state: State
+    table: StateTable
+    row: int
     bytes: int
     last_used: float
     steps: int = 0
@@ -53,21 +55,23 @@ class SessionStore:
     def bytes(self) -> int:
         return sum(s.bytes for s in self.sessions.values())
 
-    def create(self, model: str, state: State, nbytes: int) -> Session:
+    def create(self, model: str, table: StateTable) -> Session:
+        """A new session of ``model`` with a row of ``table`` (its model's states)."""
         self.sweep()
+        nbytes = table.row_bytes
         if len(self.sessions) >= self.max_sessions:
             raise SessionError(429, f"{len(self.sessions)} sessions are open, the server's limit "
                                     "(--limits.max_sessions): close one (DELETE) or wait for idle ones to expire")
         if self.bytes + nbytes > self.max_bytes:
             raise SessionError(429, f"the sessions' states would take more than {self.max_bytes} bytes "
                                     "(--limits.max_session_bytes): close one or wait for idle ones to expire")
-        session = Session(secrets.token_urlsafe(16), model, state, nbytes, self.clock())
+        session = Session(secrets.token_urlsafe(16), model, table, table.allocate(), nbytes, self.clock())
         self.sessions[session.id] = session
         return session
 
     def get(self, session_id: str, model: str) -> Session:
         session = self.sessions.get(session_id)
-        if session is not None and self._idle(session):
+        if session is not None and self._idle(session) and not session.lock.locked():
             self._expire(session)
             session = None
         if session is None:
@@ -80,9 +84,12 @@ class SessionStore:
         session.last_used = self.clock()
         return session
 
-    def delete(self, session_id: str, model: str) -> None:
-        self.get(session_id, model)
-        del self.sessions[session_id]
+    async def delete(self, session_id: str, model: str) -> None:
+        """Close a session; a step in flight on it finishes first (its row is not handed out before)."""
+        session = self.get(session_id, model)
+        async with session.lock:
+            if self.sessions.pop(session_id, None) is not None:
+                session.table.free(session.row)
 
     def sweep(self) -> int:
         """Close the sessions idle longer than the TTL; returns how many."""
@@ -95,7 +102,8 @@ class SessionStore:
         return self.clock() - session.last_used > self.ttl_s
 
     def _expire(self, session: Session) -> None:
-        self.sessions.pop(session.id, None)
+        if self.sessions.pop(session.id, None) is not None:
+            session.table.free(session.row)
         self.expired[session.id] = None
         while len(self.expired) > 10_000:
             self.expired.popitem(last=False)
@@ -103,20 +111,22 @@ class SessionStore:
 
 @dataclass
 class _Pending:
-    x: Any
-    state: State
+    item: Any
     future: asyncio.Future
 
 
 class MicroBatcher:
-    """Steps of one model from many sessions, gathered for up to ``window_s`` and run as one batch.
+    """Requests of one model from many sessions, gathered for up to ``window_s`` and run as one batch.
 
-    ``step(x (B, ...), state (L, B, H)) -> (outputs {name: (B, ...)}, state)`` is called in a worker thread.
-    With ``enabled=False`` each submission is stepped alone (the baseline the load benchmark compares with).
+    ``run(items) -> results`` (one result per item, in order) is called once per batch: in a worker thread for a
+    batch of several items (the event loop reads and answers other requests meanwhile), in the event loop itself
+    for a batch of one (a hand-off to a thread and back costs more than a one-row step of most models: it wakes
+    two threads). With ``enabled=False`` each submission is run alone, at once, one after another (the baseline
+    the load benchmark compares with).
     """
 
-    def __init__(self, step: Callable, *, window_s: float, max_batch: int, enabled: bool = True) -> None:
-        self.step, self.window_s, self.max_batch, self.enabled = step, window_s, max_batch, enabled
+    def __init__(self, run: Callable[[list], list], *, window_s: float, max_batch: int, enabled: bool = True) -> None:
+        self.run, self.window_s, self.max_batch, self.enabled = run, window_s, max_batch, enabled
         self.queue: asyncio.Queue | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.worker: asyncio.Task | None = None
@@ -124,14 +134,13 @@ class MicroBatcher:
         self.steps = 0
         self.largest = 0
 
-    async def submit(self, x: Any, state: State) -> tuple[dict, State]:
-        """One row's step: x (1, ...) and state (L, 1, H) -> (outputs {name: (1, ...)}, state (L, 1, H))."""
+    async def submit(self, item: Any) -> Any:
+        """One item's result, computed in a batch with the items submitted around the same time."""
         if not self.enabled:
-            outputs, new = await asyncio.to_thread(self._run, [x], [state])
-            return outputs[0], new[0]
+            return self._run([item])[0]
         self._start()
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Pending(x, state, future))
+        self.queue.put_nowait(_Pending(item, future))
         return await future
 
     def _start(self) -> None:
@@ -151,26 +160,23 @@ class MicroBatcher:
             if not batch:
                 continue
             try:
-                outputs, states = await asyncio.to_thread(self._run, [p.x for p in batch], [p.state for p in batch])
+                items = [p.item for p in batch]
+                results = self._run(items) if len(items) == 1 else await asyncio.to_thread(self._run, items)
             except Exception as e:  # one bad batch fails its requests, not the worker
                 for p in batch:
                     if not p.future.done():
                         p.future.set_exception(e)
                 continue
-            for p, out, state in zip(batch, outputs, states):
+            for p, result in zip(batch, results):
                 if not p.future.done():
-                    p.future.set_result((out, state))
+                    p.future.set_result(result)
 
-    def _run(self, xs: list, states: list[State]) -> tuple[list[dict], list[State]]:
-        import torch
-
-        rows = len(xs)
-        outputs, state = self.step(torch.cat(xs, dim=0), cat_states(states))
+    def _run(self, items: list) -> list:
+        results = self.run(items)
         self.batches += 1
-        self.steps += rows
-        self.largest = max(self.largest, rows)
-        per_row = [{k: v[b : b + 1] for k, v in outputs.items()} for b in range(rows)]
-        return per_row, split_state(state, rows)
+        self.steps += len(items)
+        self.largest = max(self.largest, len(items))
+        return results
 
     def stats(self) -> dict:
         return {"batching": self.enabled, "batches": self.batches, "steps": self.steps, "largest_batch": self.largest,

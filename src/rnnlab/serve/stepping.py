@@ -2,11 +2,13 @@
 
 A :class:`Stepper` wraps a model whose encoder is recurrent and unidirectional: ``step(x, state)`` advances B
 rows at once (x (B,) token ids or (B, I) features; the state (L, B, H), an ``LSTMState`` of two for the LSTM),
-so that the micro-batcher can stack the states of many sessions along dim 1 and step them in one forward.
+so that the micro-batcher can step many sessions in one forward: their states are rows of a
+:class:`~rnnlab.nn.state_table.StateTable` (``step_sessions`` gathers, steps and scatters them at once).
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
@@ -14,17 +16,8 @@ from torch import Tensor
 from rnnlab.nn.gru_cell import GRUCell
 from rnnlab.nn.lstm_cell import LSTMCell
 from rnnlab.nn.recurrent import Recurrent
-from rnnlab.nn.state import LSTMState, State, map_state, select_layer, zip_states
-
-
-def cat_states(states: list[State]) -> State:
-    """Per-session states (L, 1, H) -> one batched state (L, B, H)."""
-    return zip_states(lambda *ts: torch.cat(ts, dim=1), *states)
-
-
-def split_state(state: State, rows: int) -> list[State]:
-    """A batched state (L, B, H) -> B states (L, 1, H), each its own copy (no view keeps the batch alive)."""
-    return [map_state(lambda t, b=b: t[:, b : b + 1].clone(), state) for b in range(rows)]
+from rnnlab.nn.state import LSTMState, State, map_state, select_layer
+from rnnlab.nn.state_table import StateTable
 
 
 def state_bytes(state: State) -> int:
@@ -84,17 +77,79 @@ class Stepper:
         raise NotImplementedError
 
     @torch.no_grad()
-    def step(self, x: Tensor, state: State, *, probe: bool = True) -> tuple[dict[str, Tensor], State]:
-        """x (B,) or (B, I), state (L, B, H) -> ({"hidden" (B, units), head outputs, gates}, new state)."""
+    def step(self, x: Tensor, state: State, *, probe: Union[bool, Tensor] = False) -> tuple[dict[str, Tensor], State]:
+        """x (B,) or (B, I), state (L, B, H) -> ({"hidden" (B, units), head outputs, gates}, new state).
+
+        ``probe``: True adds the gates of every row ({"gate_NAME": (B, units)}), a row index (P,) those of the
+        P rows it names ((P, units), in its order), False none: the probe is a second product of the last
+        layer's weights, so a step pays for it only when a request asks."""
         e = self.embed(x)  # (B, E)
         y, new = self.encoder.step(e, state)  # (B, H)
         out = {"hidden": y[:, : self.units], **self.head(y)}
-        if probe:
+        if probe is True or (isinstance(probe, Tensor) and probe.numel()):
             layer = self.encoder.layer
             h_new = new.h if isinstance(new, LSTMState) else new  # (L, B, H)
-            x_last = e if h_new.shape[0] == 1 else h_new[-2]
-            out.update({f"gate_{k}": v for k, v in gate_probe(layer, x_last, state, self.units).items()})
+            x_last = e if h_new.shape[0] == 1 else h_new[-2]  # (B, I_L)
+            before = state
+            if isinstance(probe, Tensor):
+                x_last, before = x_last.index_select(0, probe), map_state(lambda t: t.index_select(1, probe), state)
+            out.update({f"gate_{k}": v for k, v in gate_probe(layer, x_last, before, self.units).items()})
         return out, new
+
+    def new_table(self, capacity: int = 64) -> StateTable:
+        """A :class:`StateTable` for this model's sessions, one row each."""
+        return StateTable(self.initial_state(), capacity)
+
+    @torch.no_grad()
+    def step_sessions(self, table: StateTable, steps: list[SessionStep]) -> list[dict]:
+        """One batched step of B sessions' rows in ``table``: gather, one forward, scatter; the outputs of each
+        row as plain Python values (the softmax, top-k and ``tolist`` done once for the batch):
+        {"hidden": [units], "gates"?: {name: [units]}, "top"?: ([p], [id]), "output"?: [O]}."""
+        rows = [s.row for s in steps]
+        x = _batch_inputs([s.x for s in steps])  # (B,) or (B, I)
+        probed = [b for b, s in enumerate(steps) if s.probe]
+        probe = torch.tensor(probed, dtype=torch.long) if probed else False
+        out = table.step(lambda x_, state: self.step(x_, state, probe=probe), rows, x)
+        hidden = out["hidden"].tolist()  # B lists of units
+        results = [{"hidden": h[: s.units]} for h, s in zip(hidden, steps)]
+        gates = {k[5:]: v.tolist() for k, v in out.items() if k.startswith("gate_")}
+        for p, b in enumerate(probed):
+            results[b]["gates"] = {name: g[p][: steps[b].units] for name, g in gates.items()}
+        if "logits" in out:
+            probs = torch.softmax(out["logits"].float(), dim=-1)  # (B, V)
+            k = min(max(s.top_k for s in steps), probs.shape[1])
+            p, ids = probs.topk(k, dim=1)  # (B, k)
+            for r, s, ps, ks in zip(results, steps, p.tolist(), ids.tolist()):
+                r["top"] = (ps[: s.top_k], ks[: s.top_k])
+        if "output" in out:
+            for r, o in zip(results, out["output"].tolist()):
+                r["output"] = o
+        return results
+
+
+def _batch_inputs(xs: list) -> Tensor:
+    """B inputs (ints, lists of I numbers, or tensors (1,) / (1, I)) -> (B,) token ids or (B, I) features."""
+    if all(isinstance(x, Tensor) for x in xs):
+        return torch.cat(xs, dim=0)
+    if all(isinstance(x, int) for x in xs):
+        return torch.tensor(xs, dtype=torch.long)
+    return torch.tensor([x.tolist()[0] if isinstance(x, Tensor) else x for x in xs], dtype=torch.float32)
+
+
+@dataclass(frozen=True)
+class SessionStep:
+    """One session's step request for :meth:`Stepper.step_sessions`."""
+
+    row: int
+    """The session's row in the model's state table."""
+    x: Union[int, list, Tensor]
+    """The input: a token id, a feature vector (a list of I numbers), or either as a tensor (1,) / (1, I)."""
+    probe: bool = False
+    """Return the gate activations too."""
+    units: int = 32
+    """Hidden units (and gate units) to return: the first ones of the last layer."""
+    top_k: int = 5
+    """Language models: the most likely next tokens to return."""
 
 
 class TokenStepper(Stepper):

@@ -7,7 +7,8 @@ One training step, forward + backward with teacher forcing (ratio 1), on synthet
 speed does not depend on the data). For every shape, in one process, interleaved, one call of each per round:
 
   none                 the attention-free Seq2Seq (its decoder is one call of torch's fused LSTM kernel)
-  <attention> before   the step loop, Seq2Seq._forward_steps: decode_step T times (the code before issue 12, but its Luong scores now use the row-vector bmm of nn.attention)
+  <attention> before   the step loop, Seq2Seq._forward_steps: decode_step T times (the code before issue 12;
+                       its Luong scores have since moved to nn.attention's row-vector bmm)
   <attention> after    Seq2Seq.forward: structures/teacher_forcing.py (products hoisted out of the loop)
 
 The table gives, per contender, the median ms per step, target tokens/s, and the median over rounds of the

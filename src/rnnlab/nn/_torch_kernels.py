@@ -21,7 +21,7 @@ from torch import Tensor
 
 __all__ = [
     "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell",
-    "native_layer_norm", "onednn_linear", "ONEDNN_LINEAR",
+    "native_layer_norm", "onednn_linear", "onednn_pack_linear_weight", "ONEDNN_LINEAR",
 ]
 
 
@@ -129,5 +129,20 @@ def onednn_linear(a: Tensor, w: Tensor) -> Optional[Tensor]:
         return None
     try:
         return _ONEDNN_LINEAR_OP(a, w, None, "none", [], "")
+    except RuntimeError:
+        return None
+
+
+_ONEDNN_REORDER_LINEAR_WEIGHT_OP = getattr(getattr(torch.ops, "mkldnn", None), "_reorder_linear_weight", None)
+
+
+def onednn_pack_linear_weight(w: Tensor, batch_size: int) -> Optional[Tensor]:
+    """``w`` (N, K) float32 reordered once into the blocked layout oneDNN's linear reads for ``batch_size`` rows (an
+    opaque mkldnn tensor for :func:`onednn_linear`), or None where this build lacks the op or refuses the input.
+    What ``torch.compile`` does to a frozen ``nn.Linear``; an unpacked weight is reordered again on every call."""
+    if not ONEDNN_LINEAR or _ONEDNN_REORDER_LINEAR_WEIGHT_OP is None:
+        return None
+    try:
+        return _ONEDNN_REORDER_LINEAR_WEIGHT_OP(w.detach().contiguous(), batch_size)
     except RuntimeError:
         return None

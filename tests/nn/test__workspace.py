@@ -14,3 +14,41 @@ def test_scratch_is_reused_and_nested_calls_get_their_own():
         assert c.data_ptr() == ptr and c.numel() == 80
     with scratch(10, torch.float64) as d:  # one pool per dtype
         assert d.dtype == torch.float64
+
+
+def test_saved_buffer_is_reused_only_once_nothing_holds_it(monkeypatch):
+    import threading
+
+    from rnnlab.nn import _workspace
+    from rnnlab.nn._workspace import saved_buffer
+
+    monkeypatch.setattr(_workspace, "_local", threading.local())  # an empty pool
+
+    a = saved_buffer(1000, torch.float32)
+    view = a[:10].view(2, 5)  # as a saved tensor of an autograd graph would hold it
+    ptr = a.data_ptr()
+    del a
+    b = saved_buffer(1000, torch.float32)
+    assert b.data_ptr() != ptr  # still referenced through the view: another buffer
+    del view, b
+    c = saved_buffer(900, torch.float32)  # the first buffer, now free, fits
+    assert c.numel() == 900 and c.data_ptr() == ptr
+    held = [c] + [saved_buffer(1000, torch.float32) for _ in range(3)]
+    assert len({t.data_ptr() for t in held}) == len(held)  # nothing handed out twice while in use
+
+
+def test_saved_buffers_survive_a_retained_graph():
+    """A graph kept for a second backward keeps its saved buffer: a forward in between must not overwrite it."""
+    from rnnlab.nn.fused_lstm import lstm_sequence
+
+    torch.manual_seed(0)
+    B, T, I, H = 3, 5, 4, 6
+    w = [torch.randn(4 * H, I, requires_grad=True), torch.randn(4 * H, H, requires_grad=True)]
+    ln = dict(ln_ih=torch.ones(4 * H), ln_hh=torch.ones(4 * H), ln_c=(torch.ones(H), torch.zeros(H)))
+    x = torch.randn(B, T, I)
+    y, _, _ = lstm_sequence(x, None, None, *w, None, None, **ln)
+    first = torch.autograd.grad(y.sum(), w, retain_graph=True)
+    lstm_sequence(torch.randn(B, T, I), None, None, *w, None, None, **ln)[0].sum().backward()  # another graph
+    again = torch.autograd.grad(y.sum(), w)
+    for a, b in zip(first, again):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

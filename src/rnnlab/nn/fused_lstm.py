@@ -45,8 +45,8 @@ from torch import Tensor
 
 from ._checks import check_sequence_args, check_state_tensor
 from ._gemm import linear, linear_packed, pack
-from ._torch_kernels import native_layer_norm
-from ._workspace import scratch
+from ._torch_kernels import native_layer_norm_out
+from ._workspace import saved_buffer, scratch
 from .masking import lengths_to_mask
 
 __all__ = ["lstm_sequence", "lstm_sequence_reference"]
@@ -128,7 +128,8 @@ def lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, *,
                                 mask, lengths, float(eps))
     B, T, _ = x.shape
     G, H = weight_hh.shape
-    with torch.no_grad(), scratch(B * T * (G + H), x.dtype) as work:  # inference: nothing kept for a backward pass
+    ln = ln_ih is not None
+    with torch.no_grad(), scratch(B * T * (G + H + (G if ln else 0)), x.dtype) as work:  # inference: nothing kept
         Y, ST, _ = _forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, g_c, b_c, mask, lengths,
                             float(eps), work=work)
     return Y, ST[0].clone(), ST[1].clone()
@@ -192,7 +193,7 @@ def sequence_buffers(x, h0, W_ih, H: int, mask, lengths, work):
 def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps, *, work=None):
     """The forward pass under no_grad. Returns Y (B, T, H), ST (2, B, H) the final (h, c), and what the backward needs.
 
-    ``work``: scratch of B·T·(G + H) elements for x̂ and h ⊙ m when nothing is kept for a backward pass (inference);
+    ``work``: scratch of B·T·(G + H) elements for x̂ and h ⊙ m (and B·T·G more for LN(x̂) with layer norm) when nothing is kept for a backward pass (inference);
     None: they are allocated and saved, with the per-step values the backward needs."""
     B, T, _ = x.shape
     G, H = W_hh.shape
@@ -200,14 +201,22 @@ def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, leng
     dtype = x.dtype
     W_hh = W_hh.contiguous()
     x = x.contiguous()  # saved for the backward pass, which reads it as (B·T, I)
-    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, work)
+    n_work = B * T * (G + H)  # inference: work holds x̂ and h ⊙ m, then LN(x̂)
+    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, None if work is None else work[:n_work])
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, g_c, b_c, G, H, dtype)
     save = work is None
     ST = torch.stack([h0.detach(), c0.detach()])  # (2, B, H): running h, c
     HP = torch.empty(B, G, dtype=dtype)  # ĥ_t
-    SV = torch.empty(B, T if save else 1, _layout(G, H, ln), dtype=dtype)  # inference: one scratch row per b
+    K = _layout(G, H, ln)
+    if save:  # SV (B, T, K) and LN(x̂) (B, T, G), kept for the backward pass, in memory reused between calls
+        kept = saved_buffer(B * T * (K + (G if ln else 0)), dtype)
+        SV = kept[:B * T * K].view(B, T, K)
+    else:
+        SV = torch.empty(B, 1, K, dtype=dtype)  # inference: one scratch row per b
     if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
-        XP, _, rstd_x = native_layer_norm(XP, [G], None, None, eps)
+        XN = (kept[B * T * K:] if save else work[n_work:]).view(B, T, G)
+        rstd_x = torch.empty(B, T, 1, dtype=dtype)
+        XP, _, _ = native_layer_norm_out(XP, [G], eps, out=(XN, torch.empty(B, T, 1, dtype=dtype), rstd_x))
         if save:
             SV[:, :, -3] = rstd_x.view(B, T)
     SC = _scalars(eps, G, H, dtype)

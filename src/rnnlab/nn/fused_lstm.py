@@ -221,17 +221,18 @@ def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, leng
             SV[:, :, -3] = rstd_x.view(B, T)
     SC = _scalars(eps, G, H, dtype)
 
-    XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.detach().numpy() for a in (XP, HP, P, m, L, ST, Y, HM, SV))
+    HN = HM[:, 0].clone()  # (B, H) h_{t-1} ⊙ m again, contiguous: a strided operand halves oneDNN's speed
+    XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_ = (
+        a.detach().numpy() for a in (XP, HP, P, m, L, ST, Y, HM, HN, SV))
     with torch.no_grad():
         if _whole_loop(B, G, H):  # small: the whole loop in one numba call, no Python per step
             W_T = W_hh.detach().t().contiguous().numpy()  # (H, G)
-            _forward_loop(T_run, W_T, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, save)
+            _forward_loop(T_run, W_T, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln, save)
         else:
             W_p = pack(W_hh, B)  # reordered once for oneDNN: no reorder per step
-            hm_steps = HM.unbind(1)
             for t in range(T_run):
-                HP_ = linear_packed(hm_steps[t], W_p).numpy()  # ĥ_t (B, G)
-                _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, save)
+                HP_ = linear_packed(HN, W_p).numpy()  # ĥ_t (B, G)
+                _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln, save)
     return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
 
 
@@ -275,21 +276,21 @@ class _FusedLSTM(torch.autograd.Function):
                 DHP[:, T_run:].zero_()
             DS = torch.stack([dhT, dcT]).contiguous()  # (2, B, H): dL/dh_t, dL/dc_t carried back in time
             DHM = torch.empty(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
+            DA = torch.empty(B, G, dtype=dtype)  # DHP[:, t] again, contiguous, the operand of that product
             ACC = np.zeros(3 * G + 2 * H, dtype=np.float64)  # [db | dγ_ih | dγ_hh | dγ_c | dβ_c]
             SC = _scalars(eps, G, H, dtype)
 
-            dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (
-                a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
+            dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_ = (
+                a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DA, DS))
             P_ = ctx.P.numpy()
             if _whole_loop(B, G, H):
                 W_ = W_hh.detach().contiguous().numpy()  # (G, H): DHM = DHP_t W_hh
-                _backward_loop(T_run, W_, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
+                _backward_loop(T_run, W_, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_, ACC, SC, ln)
             else:
                 W_p = pack(W_hh.detach().t().contiguous(), B)  # (H, G): DHM = DHP_t W_hh as linear(DHP_t, W_hh_T)
-                dhp_steps = DHP.unbind(1)
                 for t in range(T_run - 1, -1, -1):
-                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
-                    DHM = linear_packed(dhp_steps[t], W_p)
+                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_, ACC, SC, ln)
+                    DHM = linear_packed(DA, W_p)
                     DHM_ = DHM.numpy()
 
             need = ctx.needs_input_grad
@@ -386,10 +387,10 @@ def _normalize(v, out, inv_n, eps):
 
 
 @numba.njit(**_JIT)
-def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save):
+def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save):
     """Step t for every row b. XP (B, T, G) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, G) ĥ_t;
     P packed params; M (B, H) mask; L (B,) lengths; ST (2, B, H) h, c (updated); Y (B, T, H) and HM (B, T, H)
-    h ⊙ m written at t and t+1; SV (B, T, K) saved, or (B, 1, K) scratch without ``save``.
+    h ⊙ m written at t and t+1; HN (B, H) h_t ⊙ m for the next product (left as is for a row past its end); SV (B, T, K) saved, or (B, 1, K) scratch without ``save``.
     Every inner loop runs over one contiguous gate slice so that it vectorises."""
     B, T, G = XP.shape
     H = G // 4
@@ -432,12 +433,14 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save):
         else:
             for j in range(H):
                 th[j] = _tanh(c[j])
+        hn = HN[b]
         for j in range(H):
             h[j] = o[j] * th[j]  # h_t = o tanh(ĉ_t)
             y[j] = h[j]
+            hn[j] = h[j] * m[j]
         if not last:
             for j in range(H):
-                hm_next[j] = h[j] * m[j]
+                hm_next[j] = hn[j]
 
 
 @numba.njit(inline="always", **_JIT)
@@ -458,9 +461,10 @@ def _layer_norm_backward(da, gain, v_n, rstd, inv_n, out, acc_gain):
 
 
 @numba.njit(**_JIT)
-def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
+def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln):
     """Backward of step t for every row b. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product; DS (2, B, H)
-    dL/dh_t, dL/dc_t carried (updated to t-1); DXP, DHP (B, T, G) written at t; ACC float64 parameter grads."""
+    dL/dh_t, dL/dc_t carried (updated to t-1); DXP, DHP (B, T, G) written at t, DA (B, G) = DHP[:, t] contiguous
+    (the operand of the product that makes the next DHM); ACC float64 parameter grads."""
     B, T, G = DXP.shape
     H = G // 4
     inv_g, inv_h = SC[1], SC[2]
@@ -473,6 +477,7 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
         if t >= L[b]:  # frozen step: the carried grads pass through unchanged
             DXP[b, t, :] = 0
             da[:] = 0
+            DA[b, :] = 0
             continue
         sv = SV[b, t]
         a, c_prev, th = sv[0:G], sv[G:G + H], sv[G + H:G + 2 * H]
@@ -505,6 +510,7 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
             h_n = sv[G + 2 * H:2 * G + 2 * H]
             _layer_norm_backward(da, g_ih, XN[b, t], rstd[0], inv_g, DXP[b, t], acc_ih)
             _layer_norm_backward(da, g_hh, h_n, rstd[1], inv_g, da, acc_hh)
+        DA[b, :] = da
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -531,16 +537,16 @@ def _matmul(A, W, out):
 
 
 @numba.njit(**_JIT)
-def _forward_loop(T_run, W_T, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save):
+def _forward_loop(T_run, W_T, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save):
     """Steps 0..T_run-1 of :func:`_forward_step`, each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ; W_T (H, G) = W_hhᵀ."""
     for t in range(T_run):
-        _matmul(HM[:, t], W_T, HP)
-        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save)
+        _matmul(HN, W_T, HP)
+        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save)
 
 
 @numba.njit(**_JIT)
-def _backward_loop(T_run, W, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
+def _backward_loop(T_run, W, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln):
     """Steps T_run-1..0 of :func:`_backward_step`, each followed by DHM = DHP_t W_hh; W (G, H) = W_hh."""
     for t in range(T_run - 1, -1, -1):
-        _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln)
-        _matmul(DHP[:, t], W, DHM)
+        _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln)
+        _matmul(DA, W, DHM)

@@ -52,3 +52,14 @@ def test_saved_buffers_survive_a_retained_graph():
     again = torch.autograd.grad(y.sum(), w)
     for a, b in zip(first, again):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_saved_buffers_kept_are_bounded(monkeypatch):
+    import threading
+
+    from rnnlab.nn import _workspace
+
+    monkeypatch.setattr(_workspace, "_local", threading.local())
+    held = [_workspace.saved_buffer(10 + i, torch.float32) for i in range(_workspace._KEPT + 3)]  # all in use
+    assert len(_workspace._local.saved[torch.float32]) == _workspace._KEPT
+    assert len({t.data_ptr() for t in held}) == len(held)

@@ -53,5 +53,6 @@ def saved_buffer(numel: int, dtype: torch.dtype) -> torch.Tensor:
     kept.append(buf)
     if len(kept) > _KEPT:  # drop the smallest buffer that nothing uses (or, if all are in use, the oldest)
         idle = [b for b in kept if b is not buf and sole_owner(b)]
-        kept.remove(min(idle, key=torch.Tensor.numel) if idle else kept[0])
+        drop = min(idle, key=torch.Tensor.numel) if idle else kept[0]
+        del kept[next(i for i, b in enumerate(kept) if b is drop)]  # by identity: == on tensors compares values
     return buf[:numel]

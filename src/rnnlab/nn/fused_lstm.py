@@ -129,7 +129,7 @@ def lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, *,
     B, T, _ = x.shape
     G, H = weight_hh.shape
     ln = ln_ih is not None
-    with torch.no_grad(), scratch(B * T * (G + H + (G if ln else 0)), x.dtype) as work:  # inference: nothing kept
+    with torch.no_grad(), scratch(B * T * G if ln else 0, x.dtype) as work:  # inference: nothing kept
         Y, ST, _ = _forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, g_c, b_c, mask, lengths,
                             float(eps), work=work)
     return Y, ST[0].clone(), ST[1].clone()
@@ -193,16 +193,16 @@ def sequence_buffers(x, h0, W_ih, H: int, mask, lengths, work):
 def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps, *, work=None):
     """The forward pass under no_grad. Returns Y (B, T, H), ST (2, B, H) the final (h, c), and what the backward needs.
 
-    ``work``: scratch of B·T·(G + H) elements for x̂ and h ⊙ m (and B·T·G more for LN(x̂) with layer norm) when nothing is kept for a backward pass (inference);
-    None: they are allocated and saved, with the per-step values the backward needs."""
+    ``work``: scratch of B·T·G elements (for LN(x̂) with layer norm) when nothing is kept for a backward pass
+    (inference); None: the per-step values the backward needs are saved. x̂ comes from oneDNN in both cases (into
+    fresh memory: no ``out=`` there; ``torch.mm(out=)`` runs MKL, 1.4-3x slower at these shapes on this AMD CPU)."""
     B, T, _ = x.shape
     G, H = W_hh.shape
     ln = g_ih is not None
     dtype = x.dtype
     W_hh = W_hh.contiguous()
     x = x.contiguous()  # saved for the backward pass, which reads it as (B·T, I)
-    n_work = B * T * (G + H)  # inference: work holds x̂ and h ⊙ m, then LN(x̂)
-    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, None if work is None else work[:n_work])
+    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, None)
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, g_c, b_c, G, H, dtype)
     save = work is None
     ST = torch.stack([h0.detach(), c0.detach()])  # (2, B, H): running h, c
@@ -214,7 +214,7 @@ def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, leng
     else:
         SV = torch.empty(B, 1, K, dtype=dtype)  # inference: one scratch row per b
     if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
-        XN = (kept[B * T * K:] if save else work[n_work:]).view(B, T, G)
+        XN = (kept[B * T * K:] if save else work).view(B, T, G)
         rstd_x = torch.empty(B, T, 1, dtype=dtype)
         XP, _, _ = native_layer_norm_out(XP, [G], eps, out=(XN, torch.empty(B, T, 1, dtype=dtype), rstd_x))
         if save:

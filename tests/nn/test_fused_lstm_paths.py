@@ -28,6 +28,13 @@ def test_both_loops_match_reference(path, dtype, ln, lengths):
         torch.testing.assert_close(a, b, **TOL[dtype], msg=lambda m, name=name: f"{path} {name}: {m}")
 
 
+def test_whole_loop_product_with_a_remainder(path):
+    """H = 13: the numba product's blocks of eight rows leave a remainder (forward K = 13, backward K = 52)."""
+    args, kw = make_case(3, 4, 5, 13, dtype=torch.float64, ln=True, mask=True, lengths="mixed")
+    for a, b in zip(outputs_and_grads(lstm_sequence, args, kw), outputs_and_grads(lstm_sequence_reference, args, kw)):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
 @pytest.mark.parametrize("ln", [False, True], ids=["plain", "ln"])
 def test_both_loops_inference_match_reference(path, ln):
     args, kw = make_case(4, 6, 5, 16, dtype=torch.float32, ln=ln, mask=True, lengths="short")

@@ -72,7 +72,7 @@ def _install_timers() -> dict:
     fused_lstm._backward_loop = _timed(saved["_backward_loop"], "loop")
     fused_lstm.native_layer_norm_out = _timed(saved["native_layer_norm_out"], "input_product", phased=False)
     fused_lstm.sequence_buffers = _timed(saved["sequence_buffers"], "input_product", phased=False)
-    fused_lstm.linear = _timed(saved["linear"], "end_products", phased=False)  # dx (backward only)
+    fused_lstm.linear = _timed(saved["linear"], "linear")  # forward: inside sequence_buffers; backward: dx
     fused_lstm.pack = _timed(saved["pack"], "pack", phased=False)
     return saved
 
@@ -82,6 +82,7 @@ def profile(shape, rounds: int) -> list[dict]:
     B, T, I, H = shape
     x = torch.randn(B, T, I)
     rows = []
+    ref = torch.nn.LSTM(I, H, batch_first=True)
     saved = _install_timers()
     real_matmul = torch.Tensor.__matmul__
     try:
@@ -89,8 +90,14 @@ def profile(shape, rounds: int) -> list[dict]:
             layer = LSTM(I, H, **kw)
             for mode in ("train", "infer"):
                 layer.train(mode == "train")
+                ref.train(mode == "train")
+                torch_run = (train_step if mode == "train" else inference)(ref, x)
                 samples = defaultdict(list)
                 for r in range(rounds + 1):
+                    t0 = time.perf_counter()
+                    torch_run()
+                    if r:  # round 0 warms up
+                        samples["torch"].append(time.perf_counter() - t0)
                     _clock.clear()
                     _PHASE[0] = "fwd"
                     t0 = time.perf_counter()
@@ -112,14 +119,20 @@ def profile(shape, rounds: int) -> list[dict]:
                     if r == 0:
                         continue  # warm-up
                     parts = dict(_clock)
+                    parts.pop("linear_fwd", None)  # nested in sequence_buffers (input_product)
+                    parts["end_products"] = parts.get("end_products", 0.0) + parts.pop("linear_bwd", 0.0)
                     samples["total"].append(total)
                     samples["forward"].append(t1 - t0)
                     for k, v in parts.items():
                         samples[k].append(v)
                     samples["rest"].append(total - sum(parts.values()))
                 med = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
+                gemm = sum(med.get(k, 0.0) for k in ("input_product", "product_recurrent_fwd",
+                                                     "product_recurrent_bwd", "end_products"))
+                elementwise = med.get("kernel_fwd", 0.0) + med.get("kernel_bwd", 0.0)
                 rows.append({"shape": f"{B},{T},{I},{H}", "option": name, "mode": mode,
                              **{f"{k}_ms": v for k, v in med.items()},
+                             "gemm_ms": gemm, "elementwise_ms": elementwise,
                              "rest_us_per_step": 1e3 * med["rest"] / T})
     finally:
         for k, v in saved.items():
@@ -127,7 +140,7 @@ def profile(shape, rounds: int) -> list[dict]:
     return rows
 
 
-PROFILE_COLUMNS = ["shape", "option", "mode", "total_ms", "input_product_ms", "product_recurrent_fwd_ms",
+PROFILE_COLUMNS = ["shape", "option", "mode", "torch_ms", "total_ms", "gemm_ms", "elementwise_ms", "input_product_ms", "product_recurrent_fwd_ms",
                    "kernel_fwd_ms", "product_recurrent_bwd_ms", "kernel_bwd_ms", "loop_fwd_ms", "loop_bwd_ms",
                    "end_products_ms", "pack_ms", "rest_ms", "rest_us_per_step"]
 

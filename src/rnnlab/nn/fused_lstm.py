@@ -22,11 +22,15 @@ no shift (the biases are the shift), the LN of c_t has one. The carried c_t is n
 real step.
 
 Implementation (CPU, float32/float64): a ``torch.autograd.Function`` with a hand-written backward through
-time. The forward does the input product and its layer norm for all steps at once (torch), then per step
-one ``torch.mm`` for the recurrent product and one serial numba kernel for everything element-wise (LN of
-ĥ_t, gates, cell, LN of c, h, lengths), writing into buffers allocated once and saving what the backward
-needs. Steps past the longest row are skipped.
-The backward runs one kernel and one ``torch.mm`` per step and collects the pre-activation gradients of
+time. The forward does the input product and its layer norm for all steps at once (oneDNN, torch), then per
+step the recurrent product and one serial numba kernel for everything element-wise (LN of ĥ_t, gates, cell,
+LN of c, h, lengths), writing into buffers allocated once and saving what the backward needs. Steps past the
+longest row are skipped. The per-step product runs on oneDNN with W_hh reordered once per call
+(``_gemm.pack``) on a contiguous operand that the kernel writes (h_t ⊙ m); where it is small (B·4H·H ≤ 2^20
+multiply-adds) the whole loop over time is one numba call with its own product instead, since a oneDNN call
+and the Python around it cost more than such a product. What the forward saves for the backward comes from
+memory reused once nothing references it (``_workspace.saved_buffer``: no page faults per call).
+The backward runs one kernel and one product per step likewise and collects the pre-activation gradients of
 all steps, so dW_ih, dW_hh and dx are single matmuls at the end. In float32 the kernels use a rational
 tanh (Eigen's, error ~1e-7) that the compiler vectorises; sigmoid(x) = (1 + tanh(x/2)) / 2. The fused path
 also serves inference (no grad). Anything else (another device or dtype) runs
@@ -386,6 +390,21 @@ def _normalize(v, out, inv_n, eps):
     return rstd
 
 
+@numba.njit(inline="always", **_JIT)
+def _moments(v, inv_n, eps):
+    """(mean(v), 1 / sqrt(var(v) + eps)), two passes (the biased variance about the mean, as torch)."""
+    n = v.shape[0]
+    s = _ZERO * v[0]
+    for k in range(n):
+        s += v[k]
+    mu = s * inv_n
+    s2 = _ZERO * v[0]
+    for k in range(n):
+        d = v[k] - mu
+        s2 += d * d
+    return mu, _ONE / np.sqrt(s2 * inv_n + eps)
+
+
 @numba.njit(**_JIT)
 def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save):
     """Step t for every row b. XP (B, T, G) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, G) ĥ_t;
@@ -411,9 +430,12 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save):
         h, c, m = ST[0, b], ST[1, b], M[b]
         if ln:
             h_n, c_n, rstd = sv[G + 2 * H:2 * G + 2 * H], sv[2 * G + 2 * H:2 * G + 3 * H], sv[2 * G + 3 * H:]
-            rstd[1] = _normalize(h_hat, h_n, inv_g, eps)
-            for k in range(G):
-                a[k] = g_ih[k] * x_hat[k] + g_hh[k] * h_n[k] + bias[k]
+            mu, rstd[1] = _moments(h_hat, inv_g, eps)
+            r1 = rstd[1]
+            for k in range(G):  # normalise ĥ and form the pre-activation in one pass
+                hn = (h_hat[k] - mu) * r1
+                h_n[k] = hn
+                a[k] = g_ih[k] * x_hat[k] + g_hh[k] * hn + bias[k]
         else:
             for k in range(G):
                 a[k] = x_hat[k] + h_hat[k] + bias[k]

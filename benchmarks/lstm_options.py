@@ -140,7 +140,8 @@ def profile(shape, rounds: int) -> list[dict]:
     return rows
 
 
-PROFILE_COLUMNS = ["shape", "option", "mode", "torch_ms", "total_ms", "gemm_ms", "elementwise_ms", "input_product_ms", "product_recurrent_fwd_ms",
+PROFILE_COLUMNS = ["shape", "option", "mode", "torch_ms", "total_ms", "gemm_ms", "elementwise_ms", "input_product_ms",
+                   "product_recurrent_fwd_ms",
                    "kernel_fwd_ms", "product_recurrent_bwd_ms", "kernel_bwd_ms", "loop_fwd_ms", "loop_bwd_ms",
                    "end_products_ms", "pack_ms", "rest_ms", "rest_us_per_step"]
 

@@ -2,11 +2,10 @@
 shapes) and a Python loop with one packed oneDNN product per step (larger ones), forward, backward and inference."""
 import pytest
 import torch
+from test_fused_lstm import TOL, make_case, outputs_and_grads
 
 from rnnlab.nn import _gemm, fused_lstm
 from rnnlab.nn.fused_lstm import lstm_sequence, lstm_sequence_reference
-
-from test_fused_lstm import TOL, make_case, outputs_and_grads
 
 
 @pytest.fixture(params=["whole_loop", "per_step"])

@@ -163,7 +163,8 @@ def sole_owner(t: Tensor) -> bool:
     return _STORAGE_USE_COUNT(storage._cdata) == 2
 
 
-def native_layer_norm_out(x: Tensor, normalized_shape: list, eps: float, *, out: tuple) -> tuple[Tensor, Tensor, Tensor]:
+def native_layer_norm_out(x: Tensor, normalized_shape: list, eps: float, *,
+                          out: tuple) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`native_layer_norm` without gain and shift, written into ``out = (y, mean, rstd)`` (shapes as there):
     the normalised rows land in memory the caller keeps (no fresh allocation, no page faults on it)."""
     return _native_layer_norm_out(x, normalized_shape, None, None, eps, out0=out[0], out1=out[1], out2=out[2])

@@ -132,10 +132,9 @@ def lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, *,
                                 mask, lengths, float(eps))
     B, T, _ = x.shape
     G, H = weight_hh.shape
-    ln = ln_ih is not None
-    with torch.no_grad(), scratch(B * T * G if ln else 0, x.dtype) as work:  # inference: nothing kept
+    with torch.no_grad():  # inference: nothing kept for a backward pass
         Y, ST, _ = _forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, g_c, b_c, mask, lengths,
-                            float(eps), work=work)
+                            float(eps), save=False)
     return Y, ST[0].clone(), ST[1].clone()
 
 
@@ -194,12 +193,12 @@ def sequence_buffers(x, h0, W_ih, H: int, mask, lengths, work):
     return XP, HM, Y, m, L, T_run
 
 
-def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps, *, work=None):
+def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps, *, save=True):
     """The forward pass under no_grad. Returns Y (B, T, H), ST (2, B, H) the final (h, c), and what the backward needs.
 
-    ``work``: scratch of B·T·G elements (for LN(x̂) with layer norm) when nothing is kept for a backward pass
-    (inference); None: the per-step values the backward needs are saved. x̂ comes from oneDNN in both cases (into
-    fresh memory: no ``out=`` there; ``torch.mm(out=)`` runs MKL, 1.4-3x slower at these shapes on this AMD CPU)."""
+    ``save``: keep the per-step values the backward needs; False (inference): one scratch row per b, and LN(x̂) is
+    done by the kernel per step (in cache) instead of in a pass over (B, T, G) before the loop. x̂ comes from
+    oneDNN (into fresh memory: no ``out=`` there; ``torch.mm(out=)`` runs MKL, slower on this AMD CPU)."""
     B, T, _ = x.shape
     G, H = W_hh.shape
     ln = g_ih is not None
@@ -208,7 +207,6 @@ def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, leng
     x = x.contiguous()  # saved for the backward pass, which reads it as (B·T, I)
     XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, None)
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, g_c, b_c, G, H, dtype)
-    save = work is None
     ST = torch.stack([h0.detach(), c0.detach()])  # (2, B, H): running h, c
     HP = torch.empty(B, G, dtype=dtype)  # ĥ_t
     K = _layout(G, H, ln)
@@ -217,12 +215,11 @@ def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, leng
         SV = kept[:B * T * K].view(B, T, K)
     else:
         SV = torch.empty(B, 1, K, dtype=dtype)  # inference: one scratch row per b
-    if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
-        XN = (kept[B * T * K:] if save else work).view(B, T, G)
+    if ln and save:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
+        XN = kept[B * T * K:].view(B, T, G)
         rstd_x = torch.empty(B, T, 1, dtype=dtype)
         XP, _, _ = native_layer_norm_out(XP, [G], eps, out=(XN, torch.empty(B, T, 1, dtype=dtype), rstd_x))
-        if save:
-            SV[:, :, -3] = rstd_x.view(B, T)
+        SV[:, :, -3] = rstd_x.view(B, T)
     SC = _scalars(eps, G, H, dtype)
 
     HN = HM[:, 0].clone()  # (B, H) h_{t-1} ⊙ m again, contiguous: a strided operand halves oneDNN's speed
@@ -407,9 +404,10 @@ def _moments(v, inv_n, eps):
 
 @numba.njit(**_JIT)
 def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save):
-    """Step t for every row b. XP (B, T, G) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, G) ĥ_t;
-    P packed params; M (B, H) mask; L (B,) lengths; ST (2, B, H) h, c (updated); Y (B, T, H) and HM (B, T, H)
-    h ⊙ m written at t and t+1; HN (B, H) h_t ⊙ m for the next product (left as is for a row past its end); SV (B, T, K) saved, or (B, 1, K) scratch without ``save``.
+    """Step t for every row b. XP (B, T, G) x̂; with layer norm LN(x̂) (its rstd in SV) when ``save``, else the raw
+    x̂, normalised here; HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (2, B, H) h, c
+    (updated); Y (B, T, H) and HM (B, T, H) h ⊙ m written at t and t+1; HN (B, H) h_t ⊙ m for the next product
+    (left as is for a row past its end); SV (B, T, K) saved, or (B, 1, K) scratch without ``save``.
     Every inner loop runs over one contiguous gate slice so that it vectorises."""
     B, T, G = XP.shape
     H = G // 4
@@ -432,10 +430,17 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save):
             h_n, c_n, rstd = sv[G + 2 * H:2 * G + 2 * H], sv[2 * G + 2 * H:2 * G + 3 * H], sv[2 * G + 3 * H:]
             mu, rstd[1] = _moments(h_hat, inv_g, eps)
             r1 = rstd[1]
-            for k in range(G):  # normalise ĥ and form the pre-activation in one pass
-                hn = (h_hat[k] - mu) * r1
-                h_n[k] = hn
-                a[k] = g_ih[k] * x_hat[k] + g_hh[k] * hn + bias[k]
+            if save:  # x̂ was normalised before the loop (the backward reads it)
+                for k in range(G):  # normalise ĥ and form the pre-activation in one pass
+                    hn = (h_hat[k] - mu) * r1
+                    h_n[k] = hn
+                    a[k] = g_ih[k] * x_hat[k] + g_hh[k] * hn + bias[k]
+            else:  # inference: x̂ normalised here, while its row is in cache
+                mu_x, r_x = _moments(x_hat, inv_g, eps)
+                for k in range(G):
+                    hn = (h_hat[k] - mu) * r1
+                    h_n[k] = hn
+                    a[k] = g_ih[k] * ((x_hat[k] - mu_x) * r_x) + g_hh[k] * hn + bias[k]
         else:
             for k in range(G):
                 a[k] = x_hat[k] + h_hat[k] + bias[k]

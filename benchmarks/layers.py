@@ -99,8 +99,9 @@ def main() -> None:
     parser.add_argument("--groups", default="plain,options,min,step", help="comma-separated: plain, options, min, step")
     parser.add_argument("--shapes", default="", help="indices into SHAPES to run, e.g. 0,3 (default: all)")
     parser.add_argument("--out", default="layers.json", help="file name under benchmarks/results/")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a loaded machine)")
     args = parser.parse_args()
-    setup_threads(2)
+    setup_threads(args.threads)
     torch.manual_seed(0)
     shapes = SHAPES[:1] + SHAPES[-1:] if args.quick else SHAPES
     if args.shapes:

@@ -108,3 +108,34 @@ def test_onednn_linear_is_the_plain_product():
 
     torch.testing.assert_close(linear(a, w), a @ w.t(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(linear(a.double(), w.double()), a.double() @ w.double().t())
+
+
+def test_sole_owner_counts_views_and_numpy_arrays():
+    t = torch.empty(10)
+    assert K.sole_owner(t)
+    v = t[2:5]
+    assert not K.sole_owner(t)
+    del v
+    assert K.sole_owner(t)
+    a = t.numpy()
+    assert not K.sole_owner(t)
+    del a
+    assert K.sole_owner(t)
+
+
+def test_native_layer_norm_out_writes_into_the_given_tensors():
+    x = torch.randn(3, 4, 8)
+    y, mean, rstd = torch.empty(3, 4, 8), torch.empty(3, 4, 1), torch.empty(3, 4, 1)
+    K.native_layer_norm_out(x, [8], 1e-5, out=(y, mean, rstd))
+    torch.testing.assert_close(y, torch.nn.functional.layer_norm(x, [8]))
+    torch.testing.assert_close(rstd, 1 / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-5))
+
+
+def test_onednn_pack_linear_weight_is_read_by_onednn_linear():
+    a, w = torch.randn(6, 5), torch.randn(3, 5)
+    packed = K.onednn_pack_linear_weight(w, 6)
+    if not K.ONEDNN_LINEAR:
+        assert packed is None
+        return
+    assert packed is not None and packed.is_mkldnn, "torch.ops.mkldnn._reorder_linear_weight changed"
+    torch.testing.assert_close(K.onednn_linear(a, packed), a @ w.t(), rtol=1e-5, atol=1e-5)

@@ -2,7 +2,7 @@
 import torch
 
 from rnnlab.nn import _workspace
-from rnnlab.nn._workspace import release_saved, saved_buffer, scratch
+from rnnlab.nn._workspace import saved_buffer, scratch
 
 
 def test_scratch_is_reused_and_nested_calls_get_their_own():
@@ -17,25 +17,55 @@ def test_scratch_is_reused_and_nested_calls_get_their_own():
         assert d.dtype == torch.float64
 
 
-class _Owner:
-    """Stands in for an autograd ctx: the buffer goes back to the pool when it is collected."""
+def test_saved_buffer_is_reused_only_once_nothing_holds_it(monkeypatch):
+    import threading
 
 
-def test_saved_buffer_comes_back_only_when_its_owner_is_gone():
-    owner = _Owner()
-    a = saved_buffer(owner, 1000, torch.float32)
-    assert a.numel() == 1000
+    monkeypatch.setattr(_workspace, "_local", threading.local())  # an empty pool
+
+    a = saved_buffer(1000, torch.float32)
+    view = a[:10].view(2, 5)  # as a saved tensor of an autograd graph would hold it
     ptr = a.data_ptr()
-    b = saved_buffer(_Owner(), 1000, torch.float32)  # the first is still owned: another buffer
-    assert b.data_ptr() != ptr
-    del owner
-    c = saved_buffer(_Owner(), 900, torch.float32)  # now it is handed out again (the smallest that fits)
-    assert c.data_ptr() == ptr and c.numel() == 900
+    del a
+    b = saved_buffer(1000, torch.float32)
+    assert b.data_ptr() != ptr  # still referenced through the view: another buffer
+    del view, b
+    c = saved_buffer(900, torch.float32)  # the first buffer, now free, fits
+    assert c.numel() == 900 and c.data_ptr() == ptr
+    held = [c] + [saved_buffer(1000, torch.float32) for _ in range(3)]
+    assert len({t.data_ptr() for t in held}) == len(held)  # nothing handed out twice while in use
 
 
-def test_saved_buffer_is_not_reused_while_a_retained_graph_can_still_read_it():
-    """A graph kept with retain_graph=True keeps its saved tensors: a second backward pass after other forward
-    passes gets the same gradients."""
+def test_saved_buffers_survive_a_retained_graph():
+    """A graph kept for a second backward keeps its saved buffer: a forward in between must not overwrite it."""
+    from rnnlab.nn.fused_lstm import lstm_sequence
+
+    torch.manual_seed(0)
+    B, T, I, H = 3, 5, 4, 6
+    w = [torch.randn(4 * H, I, requires_grad=True), torch.randn(4 * H, H, requires_grad=True)]
+    ln = dict(ln_ih=torch.ones(4 * H), ln_hh=torch.ones(4 * H), ln_c=(torch.ones(H), torch.zeros(H)))
+    x = torch.randn(B, T, I)
+    y, _, _ = lstm_sequence(x, None, None, *w, None, None, **ln)
+    first = torch.autograd.grad(y.sum(), w, retain_graph=True)
+    lstm_sequence(torch.randn(B, T, I), None, None, *w, None, None, **ln)[0].sum().backward()  # another graph
+    again = torch.autograd.grad(y.sum(), w)
+    for a, b in zip(first, again):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_saved_buffers_kept_are_bounded(monkeypatch):
+    import threading
+
+
+    monkeypatch.setattr(_workspace, "_local", threading.local())
+    held = [_workspace.saved_buffer(10 + i, torch.float32) for i in range(_workspace._KEPT + 3)]  # all in use
+    assert len(_workspace._local.saved[torch.float32]) == _workspace._KEPT
+    assert len({t.data_ptr() for t in held}) == len(held)
+
+
+def test_saved_buffer_is_not_reused_while_a_retained_gru_graph_can_still_read_it():
+    """The GRU's graph kept with retain_graph=True keeps its saved tensors: a second backward pass after other
+    forward passes gets the same gradients."""
     from rnnlab.nn.fused_gru import gru_sequence
 
     torch.manual_seed(0)
@@ -50,11 +80,12 @@ def test_saved_buffer_is_not_reused_while_a_retained_graph_can_still_read_it():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_release_saved_empties_the_pool():
-    owner = _Owner()
-    ptr = saved_buffer(owner, 777, torch.float64).data_ptr()
-    del owner
-    release_saved()
-    fresh = saved_buffer(_Owner(), 777, torch.float64)
-    assert fresh.numel() == 777  # a new buffer: the old one was dropped (its address may be reused by malloc)
-    assert not any(b.data_ptr() == ptr for b in _workspace._saved_pool.get(torch.float64, []))
+def test_release_saved_empties_the_pool(monkeypatch):
+    import threading
+
+
+    monkeypatch.setattr(_workspace, "_local", threading.local())
+    _workspace.saved_buffer(777, torch.float64)
+    assert _workspace._local.saved[torch.float64]
+    _workspace.release_saved()
+    assert "saved" not in _workspace._local.__dict__

@@ -154,7 +154,11 @@ def test_step_refuses_bidirectional():
 def test_auto_picks_the_torch_kernel_only_when_it_can():
     assert LSTM(I, H)._resolve_impl() == "torch"
     assert LSTM(I, H, layer_norm=True)._resolve_impl() == "numba"
-    assert LSTM(I, H, recurrent_dropout=0.1)._resolve_impl() == "numba"
+    # recurrent dropout alone: numba in training, torch's kernel out of training (the mask is 1 there)
+    rd = LSTM(I, H, recurrent_dropout=0.1)
+    assert rd.train()._impl_for(torch.randn(B, T, I)) == "numba"
+    assert rd.eval()._impl_for(torch.randn(B, T, I)) == "torch"
+    assert LSTM(I, H, recurrent_dropout=0.1, layer_norm=True).eval()._impl_for(torch.randn(B, T, I)) == "numba"
     assert GRU(I, H, layer_norm=True)._resolve_impl() == "numba"
     # the plain GRU: the numba kernel on the CPU in float32/float64 (faster than torch's CPU GRU), else torch's
     gru = GRU(I, H)

@@ -21,7 +21,8 @@ from torch import Tensor
 
 __all__ = [
     "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell",
-    "native_layer_norm", "onednn_linear", "ONEDNN_LINEAR",
+    "native_layer_norm", "onednn_linear", "onednn_pack_linear_weight", "ONEDNN_LINEAR", "sole_owner",
+    "native_layer_norm_out",
 ]
 
 
@@ -44,6 +45,7 @@ _VF = torch._VF
 _SEQUENCE = {name: _private(_VF, name, "torch._VF") for name in ("lstm", "gru", "rnn_tanh", "rnn_relu")}
 _CELL = {name: _private(_VF, name, "torch._VF") for name in ("lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell")}
 _native_layer_norm = _private(torch, "native_layer_norm", "torch")
+_native_layer_norm_out = _private(torch.ops.aten.native_layer_norm, "out", "torch.ops.aten.native_layer_norm")
 
 HX = Union[Tensor, tuple]
 
@@ -131,3 +133,38 @@ def onednn_linear(a: Tensor, w: Tensor) -> Optional[Tensor]:
         return _ONEDNN_LINEAR_OP(a, w, None, "none", [], "")
     except RuntimeError:
         return None
+
+
+_ONEDNN_REORDER_LINEAR_WEIGHT_OP = getattr(getattr(torch.ops, "mkldnn", None), "_reorder_linear_weight", None)
+
+
+def onednn_pack_linear_weight(w: Tensor, batch_size: int) -> Optional[Tensor]:
+    """``w`` (N, K) float32 reordered once into the blocked layout oneDNN's linear reads for ``batch_size`` rows (an
+    opaque mkldnn tensor for :func:`onednn_linear`), or None where this build lacks the op or refuses the input.
+    What ``torch.compile`` does to a frozen ``nn.Linear``; an unpacked weight is reordered again on every call."""
+    if not ONEDNN_LINEAR or _ONEDNN_REORDER_LINEAR_WEIGHT_OP is None:
+        return None
+    try:
+        return _ONEDNN_REORDER_LINEAR_WEIGHT_OP(w.detach().contiguous(), batch_size)
+    except RuntimeError:
+        return None
+
+
+_STORAGE_USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)
+
+
+def sole_owner(t: Tensor) -> bool:
+    """Whether ``t`` is the only tensor (no view, no autograd saved tensor, no numpy array) that holds its memory:
+    the reference count of its storage, through torch's private ``torch._C._storage_Use_Count``. False where this
+    torch lacks it (a caller then never reuses the memory)."""
+    if _STORAGE_USE_COUNT is None:
+        return False
+    storage = t.untyped_storage()  # this wrapper holds one reference itself
+    return _STORAGE_USE_COUNT(storage._cdata) == 2
+
+
+def native_layer_norm_out(x: Tensor, normalized_shape: list, eps: float, *,
+                          out: tuple) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`native_layer_norm` without gain and shift, written into ``out = (y, mean, rstd)`` (shapes as there):
+    the normalised rows land in memory the caller keeps (no fresh allocation, no page faults on it)."""
+    return _native_layer_norm_out(x, normalized_shape, None, None, eps, out0=out[0], out1=out[1], out2=out[2])

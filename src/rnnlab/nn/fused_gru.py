@@ -187,7 +187,7 @@ class _FusedGRU(torch.autograd.Function):
     def forward(ctx, x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps):
         B, T, _ = x.shape
         G, H = W_hh.shape
-        work = saved_buffer(ctx, _work_size(B, T, G, H, g_ih is not None, True), x.dtype)  # pooled: see _workspace
+        work = saved_buffer(_work_size(B, T, G, H, g_ih is not None, True), x.dtype)  # pooled: see _workspace
         Y, hT, (x, m, L, P, XP, HM, SV, T_run) = _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths,
                                                           eps, work=work, save=True)
         ctx.save_for_backward(x, W_ih, W_hh, m, L, XP, HM, SV)

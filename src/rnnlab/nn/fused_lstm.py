@@ -22,11 +22,15 @@ no shift (the biases are the shift), the LN of c_t has one. The carried c_t is n
 real step.
 
 Implementation (CPU, float32/float64): a ``torch.autograd.Function`` with a hand-written backward through
-time. The forward does the input product and its layer norm for all steps at once (torch), then per step
-one ``torch.mm`` for the recurrent product and one serial numba kernel for everything element-wise (LN of
-ĥ_t, gates, cell, LN of c, h, lengths), writing into buffers allocated once and saving what the backward
-needs. Steps past the longest row are skipped.
-The backward runs one kernel and one ``torch.mm`` per step and collects the pre-activation gradients of
+time. The forward does the input product and its layer norm for all steps at once (oneDNN, torch), then per
+step the recurrent product and one serial numba kernel for everything element-wise (LN of ĥ_t, gates, cell,
+LN of c, h, lengths), writing into buffers allocated once and saving what the backward needs. Steps past the
+longest row are skipped. The per-step product runs on oneDNN with W_hh reordered once per call
+(``_gemm.pack``) on a contiguous operand that the kernel writes (h_t ⊙ m); where it is small (B·4H·H ≤ 2^20
+multiply-adds) the whole loop over time is one numba call with its own product instead, since a oneDNN call
+and the Python around it cost more than such a product. What the forward saves for the backward comes from
+memory reused once nothing references it (``_workspace.saved_buffer``: no page faults per call).
+The backward runs one kernel and one product per step likewise and collects the pre-activation gradients of
 all steps, so dW_ih, dW_hh and dx are single matmuls at the end. In float32 the kernels use a rational
 tanh (Eigen's, error ~1e-7) that the compiler vectorises; sigmoid(x) = (1 + tanh(x/2)) / 2. The fused path
 also serves inference (no grad). Anything else (another device or dtype) runs
@@ -44,9 +48,9 @@ from numba.extending import overload
 from torch import Tensor
 
 from ._checks import check_sequence_args, check_state_tensor
-from ._gemm import linear, linear_into
-from ._torch_kernels import native_layer_norm
-from ._workspace import scratch
+from ._gemm import linear, linear_into, linear_packed, pack
+from ._torch_kernels import native_layer_norm_out
+from ._workspace import saved_buffer, scratch
 from .masking import lengths_to_mask
 
 __all__ = ["lstm_sequence", "lstm_sequence_reference"]
@@ -128,9 +132,9 @@ def lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, *,
                                 mask, lengths, float(eps))
     B, T, _ = x.shape
     G, H = weight_hh.shape
-    with torch.no_grad(), scratch(B * T * (G + H), x.dtype) as work:  # inference: nothing kept for a backward pass
+    with torch.no_grad():  # inference: nothing kept for a backward pass
         Y, ST, _ = _forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, g_c, b_c, mask, lengths,
-                            float(eps), work=work)
+                            float(eps), save=False)
     return Y, ST[0].clone(), ST[1].clone()
 
 
@@ -189,37 +193,59 @@ def sequence_buffers(x, h0, W_ih, H: int, mask, lengths, work):
     return XP, HM, Y, m, L, T_run
 
 
-def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps, *, work=None):
+def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps, *, save=True):
     """The forward pass under no_grad. Returns Y (B, T, H), ST (2, B, H) the final (h, c), and what the backward needs.
 
-    ``work``: scratch of B·T·(G + H) elements for x̂ and h ⊙ m when nothing is kept for a backward pass (inference);
-    None: they are allocated and saved, with the per-step values the backward needs."""
+    ``save``: keep the per-step values the backward needs; False (inference): one scratch row per b, and LN(x̂) is
+    done by the kernel per step (in cache) instead of in a pass over (B, T, G) before the loop. x̂ comes from
+    oneDNN (into fresh memory: no ``out=`` there; ``torch.mm(out=)`` runs MKL, slower on this AMD CPU)."""
     B, T, _ = x.shape
     G, H = W_hh.shape
     ln = g_ih is not None
     dtype = x.dtype
     W_hh = W_hh.contiguous()
     x = x.contiguous()  # saved for the backward pass, which reads it as (B·T, I)
-    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, work)
+    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, None)
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, g_c, b_c, G, H, dtype)
-    save = work is None
     ST = torch.stack([h0.detach(), c0.detach()])  # (2, B, H): running h, c
     HP = torch.empty(B, G, dtype=dtype)  # ĥ_t
-    SV = torch.empty(B, T if save else 1, _layout(G, H, ln), dtype=dtype)  # inference: one scratch row per b
-    if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
-        XP, _, rstd_x = native_layer_norm(XP, [G], None, None, eps)
-        if save:
-            SV[:, :, -3] = rstd_x.view(B, T)
+    K = _layout(G, H, ln)
+    if save:  # SV (B, T, K) and LN(x̂) (B, T, G), kept for the backward pass, in memory reused between calls
+        kept = saved_buffer(B * T * (K + (G if ln else 0)), dtype)
+        SV = kept[:B * T * K].view(B, T, K)
+    else:
+        SV = torch.empty(B, 1, K, dtype=dtype)  # inference: one scratch row per b
+    if ln and save:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
+        XN = kept[B * T * K:].view(B, T, G)
+        rstd_x = torch.empty(B, T, 1, dtype=dtype)
+        XP, _, _ = native_layer_norm_out(XP, [G], eps, out=(XN, torch.empty(B, T, 1, dtype=dtype), rstd_x))
+        SV[:, :, -3] = rstd_x.view(B, T)
     SC = _scalars(eps, G, H, dtype)
 
-    W_hh_ = W_hh.detach()
-    hm_steps = HM.unbind(1)
-    XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.detach().numpy() for a in (XP, HP, P, m, L, ST, Y, HM, SV))
+    HN = HM[:, 0].clone()  # (B, H) h_{t-1} ⊙ m again, contiguous: a strided operand halves oneDNN's speed
+    XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_ = (
+        a.detach().numpy() for a in (XP, HP, P, m, L, ST, Y, HM, HN, SV))
     with torch.no_grad():
-        for t in range(T_run):
-            HP_ = linear(hm_steps[t], W_hh_).numpy()  # ĥ_t (B, G) on oneDNN (see _gemm)
-            _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, save)
+        if _whole_loop(B, G, H):  # small: the whole loop in one numba call, no Python per step
+            W_T = W_hh.detach().t().contiguous().numpy()  # (H, G)
+            _forward_loop(T_run, W_T, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln, save)
+        else:
+            W_p = pack(W_hh, B)  # reordered once for oneDNN: no reorder per step
+            for t in range(T_run):
+                HP_ = linear_packed(HN, W_p).numpy()  # ĥ_t (B, G)
+                _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln, save)
     return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
+
+
+def _whole_loop(B: int, G: int, H: int) -> bool:
+    """Whether the recurrent product is small enough that running the whole loop over time in one numba call (its
+    own product, no Python per step) beats a oneDNN call per step, whose fixed cost is ~10-30 µs. Measured, one
+    thread: (8, 64) x (64, 256) 7 µs in numba against 13 µs (packed oneDNN) + ~8 µs of Python per step;
+    (16, 256) x (256, 1024) 1390 µs against 78 µs."""
+    return B * G * H <= _WHOLE_LOOP_MAX
+
+
+_WHOLE_LOOP_MAX = 1 << 20  # B·G·H multiply-adds per step
 
 
 class _FusedLSTM(torch.autograd.Function):
@@ -251,18 +277,22 @@ class _FusedLSTM(torch.autograd.Function):
                 DHP[:, T_run:].zero_()
             DS = torch.stack([dhT, dcT]).contiguous()  # (2, B, H): dL/dh_t, dL/dc_t carried back in time
             DHM = torch.empty(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
+            DA = torch.empty(B, G, dtype=dtype)  # DHP[:, t] again, contiguous, the operand of that product
             ACC = np.zeros(3 * G + 2 * H, dtype=np.float64)  # [db | dγ_ih | dγ_hh | dγ_c | dβ_c]
             SC = _scalars(eps, G, H, dtype)
 
-            dhp_steps = DHP.unbind(1)
-            dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (
-                a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
+            dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_ = (
+                a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DA, DS))
             P_ = ctx.P.numpy()
-            W_hh_T = W_hh.detach().t().contiguous()  # (H, G): DHM = DHP_t W_hh as linear(DHP_t, W_hh_T)
-            for t in range(T_run - 1, -1, -1):
-                _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
-                DHM = linear(dhp_steps[t], W_hh_T)
-                DHM_ = DHM.numpy()
+            if _whole_loop(B, G, H):
+                W_ = W_hh.detach().contiguous().numpy()  # (G, H): DHM = DHP_t W_hh
+                _backward_loop(T_run, W_, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_, ACC, SC, ln)
+            else:
+                W_p = pack(W_hh.detach().t().contiguous(), B)  # (H, G): DHM = DHP_t W_hh as linear(DHP_t, W_hh_T)
+                for t in range(T_run - 1, -1, -1):
+                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_, ACC, SC, ln)
+                    DHM = linear_packed(DA, W_p)
+                    DHM_ = DHM.numpy()
 
             need = ctx.needs_input_grad
             dx = linear(DXP.view(B * T, G), W_ih.detach().t().contiguous()).view(B, T, I) if need[0] else None
@@ -357,11 +387,27 @@ def _normalize(v, out, inv_n, eps):
     return rstd
 
 
+@numba.njit(inline="always", **_JIT)
+def _moments(v, inv_n, eps):
+    """(mean(v), 1 / sqrt(var(v) + eps)), two passes (the biased variance about the mean, as torch)."""
+    n = v.shape[0]
+    s = _ZERO * v[0]
+    for k in range(n):
+        s += v[k]
+    mu = s * inv_n
+    s2 = _ZERO * v[0]
+    for k in range(n):
+        d = v[k] - mu
+        s2 += d * d
+    return mu, _ONE / np.sqrt(s2 * inv_n + eps)
+
+
 @numba.njit(**_JIT)
-def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save):
-    """Step t for every row b. XP (B, T, G) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, G) ĥ_t;
-    P packed params; M (B, H) mask; L (B,) lengths; ST (2, B, H) h, c (updated); Y (B, T, H) and HM (B, T, H)
-    h ⊙ m written at t and t+1; SV (B, T, K) saved, or (B, 1, K) scratch without ``save``.
+def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save):
+    """Step t for every row b. XP (B, T, G) x̂; with layer norm LN(x̂) (its rstd in SV) when ``save``, else the raw
+    x̂, normalised here; HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (2, B, H) h, c
+    (updated); Y (B, T, H) and HM (B, T, H) h ⊙ m written at t and t+1; HN (B, H) h_t ⊙ m for the next product
+    (left as is for a row past its end); SV (B, T, K) saved, or (B, 1, K) scratch without ``save``.
     Every inner loop runs over one contiguous gate slice so that it vectorises."""
     B, T, G = XP.shape
     H = G // 4
@@ -382,9 +428,19 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save):
         h, c, m = ST[0, b], ST[1, b], M[b]
         if ln:
             h_n, c_n, rstd = sv[G + 2 * H:2 * G + 2 * H], sv[2 * G + 2 * H:2 * G + 3 * H], sv[2 * G + 3 * H:]
-            rstd[1] = _normalize(h_hat, h_n, inv_g, eps)
-            for k in range(G):
-                a[k] = g_ih[k] * x_hat[k] + g_hh[k] * h_n[k] + bias[k]
+            mu, rstd[1] = _moments(h_hat, inv_g, eps)
+            r1 = rstd[1]
+            if save:  # x̂ was normalised before the loop (the backward reads it)
+                for k in range(G):  # normalise ĥ and form the pre-activation in one pass
+                    hn = (h_hat[k] - mu) * r1
+                    h_n[k] = hn
+                    a[k] = g_ih[k] * x_hat[k] + g_hh[k] * hn + bias[k]
+            else:  # inference: x̂ normalised here, while its row is in cache
+                mu_x, r_x = _moments(x_hat, inv_g, eps)
+                for k in range(G):
+                    hn = (h_hat[k] - mu) * r1
+                    h_n[k] = hn
+                    a[k] = g_ih[k] * ((x_hat[k] - mu_x) * r_x) + g_hh[k] * hn + bias[k]
         else:
             for k in range(G):
                 a[k] = x_hat[k] + h_hat[k] + bias[k]
@@ -404,12 +460,14 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save):
         else:
             for j in range(H):
                 th[j] = _tanh(c[j])
+        hn = HN[b]
         for j in range(H):
             h[j] = o[j] * th[j]  # h_t = o tanh(ĉ_t)
             y[j] = h[j]
+            hn[j] = h[j] * m[j]
         if not last:
             for j in range(H):
-                hm_next[j] = h[j] * m[j]
+                hm_next[j] = hn[j]
 
 
 @numba.njit(inline="always", **_JIT)
@@ -430,9 +488,10 @@ def _layer_norm_backward(da, gain, v_n, rstd, inv_n, out, acc_gain):
 
 
 @numba.njit(**_JIT)
-def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
+def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln):
     """Backward of step t for every row b. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product; DS (2, B, H)
-    dL/dh_t, dL/dc_t carried (updated to t-1); DXP, DHP (B, T, G) written at t; ACC float64 parameter grads."""
+    dL/dh_t, dL/dc_t carried (updated to t-1); DXP, DHP (B, T, G) written at t, DA (B, G) = DHP[:, t] contiguous
+    (the operand of the product that makes the next DHM); ACC float64 parameter grads."""
     B, T, G = DXP.shape
     H = G // 4
     inv_g, inv_h = SC[1], SC[2]
@@ -445,6 +504,7 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
         if t >= L[b]:  # frozen step: the carried grads pass through unchanged
             DXP[b, t, :] = 0
             da[:] = 0
+            DA[b, :] = 0
             continue
         sv = SV[b, t]
         a, c_prev, th = sv[0:G], sv[G:G + H], sv[G + H:G + 2 * H]
@@ -477,3 +537,53 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
             h_n = sv[G + 2 * H:2 * G + 2 * H]
             _layer_norm_backward(da, g_ih, XN[b, t], rstd[0], inv_g, DXP[b, t], acc_ih)
             _layer_norm_backward(da, g_hh, h_n, rstd[1], inv_g, da, acc_hh)
+        DA[b, :] = da
+
+
+# ----------------------------------------------------------------------------------------------------
+# numba loops over all time steps for small shapes: the recurrent product in numba too, no Python per step.
+# ----------------------------------------------------------------------------------------------------
+
+
+@numba.njit(inline="always", **_JIT)
+def _matmul(A, W, out):
+    """out = A @ W: A (M, K) with contiguous rows, W (K, N), out (M, N) C-contiguous rows.
+    The inner loop runs over contiguous rows of W, so it vectorises; eight rows of W per pass over a row of out
+    cut the loads and stores of out eightfold (they, not the multiply-adds, bound the plain loop)."""
+    M, K = A.shape
+    N = W.shape[1]
+    K8 = K - K % 8
+    for r in range(M):
+        o = out[r]
+        a = A[r]
+        for n in range(N):
+            o[n] = _ZERO * o[n]
+        for k in range(0, K8, 8):
+            v0, v1, v2, v3 = a[k], a[k + 1], a[k + 2], a[k + 3]
+            v4, v5, v6, v7 = a[k + 4], a[k + 5], a[k + 6], a[k + 7]
+            w0, w1, w2, w3 = W[k], W[k + 1], W[k + 2], W[k + 3]
+            w4, w5, w6, w7 = W[k + 4], W[k + 5], W[k + 6], W[k + 7]
+            for n in range(N):
+                o[n] += (v0 * w0[n] + v1 * w1[n] + v2 * w2[n] + v3 * w3[n]) + (
+                    v4 * w4[n] + v5 * w5[n] + v6 * w6[n] + v7 * w7[n])
+        for k in range(K8, K):
+            v = a[k]
+            w = W[k]
+            for n in range(N):
+                o[n] += v * w[n]
+
+
+@numba.njit(**_JIT)
+def _forward_loop(T_run, W_T, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save):
+    """Steps 0..T_run-1 of :func:`_forward_step`, each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ; W_T (H, G) = W_hhᵀ."""
+    for t in range(T_run):
+        _matmul(HN, W_T, HP)
+        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save)
+
+
+@numba.njit(**_JIT)
+def _backward_loop(T_run, W, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln):
+    """Steps T_run-1..0 of :func:`_backward_step`, each followed by DHM = DHP_t W_hh; W (G, H) = W_hh."""
+    for t in range(T_run - 1, -1, -1):
+        _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln)
+        _matmul(DA, W, DHM)

@@ -177,7 +177,7 @@ class _FusedRNN(torch.autograd.Function):
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # bf16 autocast: the kernel runs in float32
     def forward(ctx, x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu):
         B, T, _ = x.shape
-        work = saved_buffer(ctx, _work_size(B, T, W_hh.shape[0], g_ih is not None, True), x.dtype)  # see _workspace
+        work = saved_buffer(_work_size(B, T, W_hh.shape[0], g_ih is not None, True), x.dtype)  # see _workspace
         Y, hT, (x, m, L, P, XP, HM, SV, T_run) = _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths,
                                                           eps, relu, work=work, save=True)
         ctx.save_for_backward(x, W_ih, W_hh, m, L, XP, HM, SV, Y)  # Y: φ' is read off h_t

@@ -113,6 +113,11 @@ class Recurrent(nn.Module):
         )
         self._state_type = type(self.cells[0].initial_state(1))
         self._torch_kind = _torch_kind(self.cells[0])  # "lstm" | "gru" | "rnn_tanh" | "rnn_relu" | None
+        # an LSTM whose one option is recurrent dropout: outside training the mask is 1, so torch's kernel runs it
+        cell0 = self.cells[0]
+        self._eval_torch_kind = (
+            "lstm" if type(cell0) is LSTMCell and cell0.recurrent_dropout and not cell0.layer_norm else None
+        )
         if impl == "torch" and self._torch_kind is None:
             if name in _CELLS:
                 raise ValueError(
@@ -159,6 +164,8 @@ class Recurrent(nn.Module):
         state = self._check_state(state, x_t.shape[0], x_t)
         # torch's fused cell kernels: half the time of the cell's ops
         torch_step = _TORCH_CELL[self._torch_kind] if self._impl in ("torch", "auto_gru", "auto_rnn") else None
+        if self._impl_for(x_t) == "torch" and self._eval_torch_kind is not None:  # dropout LSTM out of training
+            torch_step = _TORCH_CELL[self._eval_torch_kind]
         new_states = []
         y = x_t
         for l, cell in enumerate(self.cells):
@@ -189,6 +196,8 @@ class Recurrent(nn.Module):
             return "auto_rnn"
         if self._torch_kind is not None:
             return "torch"
+        if self._eval_torch_kind is not None:
+            return "auto_lstm_dropout"
         return "numba" if type(self.cells[0]) in _NUMBA else "loop"
 
     def _impl_for(self, x: Tensor) -> str:
@@ -202,7 +211,11 @@ class Recurrent(nn.Module):
           (64, 100, 256, 512), matrix products dominate) to 4x (training, (8, 500, 32, 64)).
         - RNN tanh (benchmarks/fused_rnn.py, one thread, 15 rounds, on a loaded machine where two threads waited
           on each other): training 0.41 (8, 500, 32, 64) to 0.86 (64, 100, 256, 512), inference 0.72 to 0.92;
-          torch's CPU RNN, like its GRU, runs per-step ops, ours one GEMM and one compiled kernel per step."""
+          torch's CPU RNN, like its GRU, runs per-step ops, ours one GEMM and one compiled kernel per step.
+        - The recurrent-dropout LSTM (no layer norm) out of training is a plain LSTM (the mask is 1): torch's
+          kernel, 1.5-2.3x faster than the numba one at inference (benchmarks/lstm_options.py); in training numba."""
+        if self._impl == "auto_lstm_dropout":
+            return "numba" if self.training else "torch"
         if self._impl not in ("auto_gru", "auto_rnn"):
             return self._impl
         cpu_float = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
@@ -210,7 +223,7 @@ class Recurrent(nn.Module):
 
     def _forward_torch(self, x: Tensor, state: State, lengths: Optional[Tensor]):
         """torch.nn's fused kernel on this layer's parameters (what torch.nn.LSTM.forward does)."""
-        run = _TORCH_SEQUENCE[self._torch_kind]
+        run = _TORCH_SEQUENCE[self._torch_kind or self._eval_torch_kind]
         weights = [p for cell in self.cells for p in _cell_weights(cell)]
         options = dict(has_bias=self.cells[0].bias_ih is not None, num_layers=self.num_layers, dropout=self.dropout,
                        train=self.training, bidirectional=self.bidirectional)
@@ -225,7 +238,7 @@ class Recurrent(nn.Module):
             out_packed = PackedSequence(result[0], packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
             out, _ = pad_packed_sequence(out_packed, batch_first=True, total_length=x.shape[1])
             new = tuple(h.index_select(1, packed.unsorted_indices) for h in result[1:])
-        return out, (LSTMState(*new) if self._torch_kind == "lstm" else new[0])
+        return out, (LSTMState(*new) if self._state_type is LSTMState else new[0])
 
     def _forward_cells(self, x: Tensor, state: State, lengths: Optional[Tensor], *, numba: bool):
         """Layer by layer, direction by direction: the cells (stepped, or whole sequences), or the numba LSTM."""

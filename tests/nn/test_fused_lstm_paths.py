@@ -1,0 +1,66 @@
+"""The fused LSTM's two loops over time agree with the reference: one numba call for the whole sequence (small
+shapes) and a Python loop with one packed oneDNN product per step (larger ones), forward, backward and inference."""
+import pytest
+import torch
+from test_fused_lstm import TOL, make_case, outputs_and_grads
+
+from rnnlab.nn import _gemm, fused_lstm
+from rnnlab.nn.fused_lstm import lstm_sequence, lstm_sequence_reference
+
+
+@pytest.fixture(params=["whole_loop", "per_step"])
+def path(request, monkeypatch):
+    """Force one loop: the threshold on B·G·H set above or below every test shape."""
+    monkeypatch.setattr(fused_lstm, "_WHOLE_LOOP_MAX", 1 << 40 if request.param == "whole_loop" else 0)
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("ln", [False, True], ids=["plain", "ln"])
+@pytest.mark.parametrize("lengths", [None, "mixed"])
+def test_both_loops_match_reference(path, dtype, ln, lengths):
+    args, kw = make_case(5, 7, 6, 8, dtype=dtype, ln=ln, mask=True, lengths=lengths)
+    fused = outputs_and_grads(lstm_sequence, args, kw)
+    ref = outputs_and_grads(lstm_sequence_reference, args, kw)
+    names = ["y", "hT", "cT"] + [f"grad {i}" for i in range(len(fused) - 3)]
+    for name, a, b in zip(names, fused, ref):
+        torch.testing.assert_close(a, b, **TOL[dtype], msg=lambda m, name=name: f"{path} {name}: {m}")
+
+
+def test_whole_loop_product_with_a_remainder(path):
+    """H = 13: the numba product's blocks of eight rows leave a remainder (forward K = 13, backward K = 52)."""
+    args, kw = make_case(3, 4, 5, 13, dtype=torch.float64, ln=True, mask=True, lengths="mixed")
+    for a, b in zip(outputs_and_grads(lstm_sequence, args, kw), outputs_and_grads(lstm_sequence_reference, args, kw)):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("ln", [False, True], ids=["plain", "ln"])
+def test_both_loops_inference_match_reference(path, ln):
+    args, kw = make_case(4, 6, 5, 16, dtype=torch.float32, ln=ln, mask=True, lengths="short")
+    with torch.no_grad():
+        got = lstm_sequence(*args, **kw)
+        want = lstm_sequence_reference(*args, **kw)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, **TOL[torch.float32])
+
+
+def test_whole_loop_threshold_picks_small_shapes():
+    assert fused_lstm._whole_loop(8, 256, 64)  # (8, 500, 32, 64) of benchmarks/layers.py
+    assert not fused_lstm._whole_loop(16, 1024, 256)  # (16, 1024, 128, 256)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_packed_product_is_the_plain_product(dtype):
+    a, w = torch.randn(7, 33, dtype=dtype), torch.randn(20, 33, dtype=dtype)
+    packed = _gemm.pack(w, 7)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
+    torch.testing.assert_close(_gemm.linear_packed(a, packed), a @ w.t(), **tol)
+    torch.testing.assert_close(_gemm.linear_packed(a[:, :], packed), a @ w.t(), **tol)
+    strided = torch.randn(7, 3, 33, dtype=dtype)[:, 1]  # a row-strided view, as the per-step slices of (B, T, H)
+    torch.testing.assert_close(_gemm.linear_packed(strided, packed), strided @ w.t(), **tol)
+
+
+def test_pack_respects_the_onednn_switch(monkeypatch):
+    monkeypatch.setattr(_gemm, "_ONEDNN", False)
+    w = torch.randn(4, 3)
+    assert not _gemm.pack(w, 2).is_mkldnn

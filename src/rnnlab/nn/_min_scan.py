@@ -315,7 +315,8 @@ def min_scan(kind: str, x: Tensor, weight: Tensor, bias: Tensor | None, h0: Tens
     inputs = (x, weight, bias, h0)
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         return _MinScan.apply(x, weight, bias, h0, lengths, bool(reverse), kind)
-    if torch.is_autocast_enabled("cpu"):
-        x, weight, bias, h0 = (t.float() for t in inputs)
-    _, h, h_last = _forward(kind, x, weight.contiguous(), bias.contiguous(), h0, lengths, bool(reverse))
+    with torch.autocast("cpu", enabled=False):  # bf16 autocast: the GEMM and the kernel run in float32
+        if torch.is_autocast_enabled("cpu"):
+            x, weight, bias, h0 = (t.float() for t in inputs)
+        _, h, h_last = _forward(kind, x, weight.contiguous(), bias.contiguous(), h0, lengths, bool(reverse))
     return h, h_last

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from rnnlab.nn import _min_scan
 from rnnlab.nn._min_scan import _exp, min_scan
 from rnnlab.nn.min_rnn import MinGRU, MinLSTM
 
@@ -51,9 +52,11 @@ def test_float32_exp_is_within_two_ulp_and_saturates():
     np.testing.assert_allclose(y64, np.exp([-1.0, 0.0, 700.0]), rtol=1e-15)
 
 
+@pytest.mark.parametrize("block", [1 << 17, 12])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
-def test_kernel_gradcheck_float64_with_lengths(kind, reverse):
+def test_kernel_gradcheck_float64_with_lengths(kind, reverse, block, monkeypatch):
+    monkeypatch.setattr(_min_scan, "_BLOCK", block)
     n = 2 if kind == "gru" else 3
     g = torch.Generator().manual_seed(3)
     x = (2 * torch.randn(3, 5, 2, generator=g, dtype=torch.float64)).requires_grad_()
@@ -66,9 +69,16 @@ def test_kernel_gradcheck_float64_with_lengths(kind, reverse):
     )
 
 
+# k values per block: the default (one block here), several whole rows (9·8 = 72 values a row for minGRU), and
+# windows of time within a row (2 or 3 steps), so that state and gradient cross block boundaries
+BLOCKS = [1 << 17, 150, 20]
+
+
+@pytest.mark.parametrize("block", BLOCKS)
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("cls", CLASSES)
-def test_two_layers_with_lengths_equal_the_log_scan_float64(cls, bidirectional):
+def test_two_layers_with_lengths_equal_the_log_scan_float64(cls, bidirectional, block, monkeypatch):
+    monkeypatch.setattr(_min_scan, "_BLOCK", block)
     kernel, ref = _pair(cls, 3, 4, torch.float64, num_layers=2, bidirectional=bidirectional)
     D = 2 if bidirectional else 1
     g = torch.Generator().manual_seed(1)
@@ -80,7 +90,8 @@ def test_two_layers_with_lengths_equal_the_log_scan_float64(cls, bidirectional):
 
 
 @pytest.mark.parametrize("cls", CLASSES)
-def test_float32_larger_shape_equals_the_float64_log_scan(cls):
+def test_float32_larger_shape_equals_the_float64_log_scan(cls, monkeypatch):
+    monkeypatch.setattr(_min_scan, "_BLOCK", 40 * 3 * 64)  # 64-step windows, a partial one at the end
     # the reference in float64: the float32 log-space scan itself is off by ~1e-2 in the weight gradient here
     kernel, ref = _pair(cls, 16, 40, torch.float32, bidirectional=True)
     ref.double()

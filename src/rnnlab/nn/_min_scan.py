@@ -157,7 +157,6 @@ def _gru_forward(k, bias, h0, lengths, reverse, one, h, h_last):  # pragma: no c
 @numba.njit(**_JIT)
 def _gru_backward(k, bias, h0, lengths, reverse, one, h, grad_h, grad_last, dk, dh0, dbias):  # pragma: no cover
     B, T, H = h.shape
-    dbias[:] = 0
     for b in range(B):
         L = lengths[b]
         carry = dh0[b]  # a_{t+1} ⊙ G_{t+1}; ends as ∂L/∂h0
@@ -208,7 +207,6 @@ def _lstm_forward(k, bias, h0, lengths, reverse, one, h, h_last):  # pragma: no 
 @numba.njit(**_JIT)
 def _lstm_backward(k, bias, h0, lengths, reverse, one, h, grad_h, grad_last, dk, dh0, dbias):  # pragma: no cover
     B, T, H = h.shape
-    dbias[:] = 0
     for b in range(B):
         L = lengths[b]
         carry = dh0[b]
@@ -253,20 +251,95 @@ def _np(t: Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
+# oneDNN's matmul (the one torch.nn.LSTM's CPU kernel uses) for the float32 GEMMs that it runs faster than
+# torch.mm (MKL) on the AMD EPYC target: measured at (M, I, n·H) = (16384, 128, 512), one thread, interleaved,
+# x Wᵀ 0.74x and ∂L/∂k W 0.47x the time of torch.mm; ∂L/∂kᵀ x (a long reduction over M) is slower there
+# (1.7x), so it stays on torch.mm. float64 (which oneDNN lacks) and builds without it use torch.mm.
+_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _matmul_nt(a: Tensor, b: Tensor) -> Tensor:
+    """a (M, K) @ b (N, K)ᵀ -> (M, N), b contiguous."""
+    if _ONEDNN and a.dtype == torch.float32:
+        return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+    return torch.mm(a, b.t())
+
+
 def _product(x2: Tensor, weight: Tensor) -> Tensor:
     """(M, I) @ (n·H, I)ᵀ -> (M, n·H): the input GEMM, without bias."""
-    return torch.mm(x2, weight.t())
+    return _matmul_nt(x2, weight)
+
+
+# k values per block (512 KB of float32): a block's k is computed, scanned and dropped while it sits in L2.
+# Measured at (16, 1024, 128, 256), minGRU inference, one thread, interleaved: the whole-sequence GEMM and scan
+# took 1.96x the time of blocks of 256 steps (the GEMM alone on the whole sequence 1.47x): writing k to memory
+# and reading it back cost more than the scan's arithmetic.
+_BLOCK = 1 << 17
+
+
+def _blocks(B: int, T: int, width: int, reverse: bool):
+    """(b0, b1, t0, t1) blocks of the sequence, in the order the scan visits them: several whole rows where they
+    fit, else windows of time of one row (so that x[b0:b1, t0:t1] and h[b0:b1, t0:t1] stay contiguous)."""
+    rows = max(1, _BLOCK // (T * width))
+    steps = T if rows > 1 else max(1, min(T, _BLOCK // width))
+    for b0 in range(0, B, rows):
+        starts = range(0, T, steps)
+        for t0 in reversed(starts) if reverse else starts:
+            yield b0, min(B, b0 + rows), t0, min(T, t0 + steps)
+
+
+def _steps_in(lengths: np.ndarray, t0: int, t1: int) -> np.ndarray:
+    """How many of the steps t0 … t1−1 are real, per row: the block's own lengths."""
+    return np.clip(lengths - t0, 0, t1 - t0)
 
 
 def _forward(kind: str, x: Tensor, weight: Tensor, bias: Tensor, h0: Tensor, lengths: Tensor, reverse: bool):
-    """k and the scan: returns k (B, T, n·H), h (B, T, H), h_last (B, H). Keeps nothing else."""
-    B, T, _ = x.shape
-    H = h0.shape[1]
-    k = _product(x.reshape(B * T, -1), weight).view(B, T, -1)  # (B, T, n·H)
-    h = x.new_empty(B, T, H)
-    h_last = x.new_empty(B, H)
-    _KERNELS[kind][0](_np(k), _np(bias), _np(h0), lengths.numpy(), reverse, _one(x), _np(h), _np(h_last))
-    return k, h, h_last
+    """The scan block by block: GEMM of the block, then the kernel on it while k is in cache.
+
+    Returns h (B, T, H) and h_last (B, H); keeps nothing else (the backward recomputes k per block)."""
+    B, T, I = x.shape
+    width = weight.shape[0]
+    forward, one, lengths_np = _KERNELS[kind][0], _one(x), lengths.numpy()
+    h = x.new_empty(B, T, h0.shape[1])
+    state = h0.clone()  # (B, H) the running state: the kernel reads it as h0 and writes h_last into it
+    for b0, b1, t0, t1 in _blocks(B, T, width, reverse):
+        k = _product(x[b0:b1, t0:t1].reshape(-1, I), weight).view(b1 - b0, t1 - t0, width)  # (b, t, n·H)
+        s = _np(state[b0:b1])
+        forward(_np(k), _np(bias), s, _steps_in(lengths_np[b0:b1], t0, t1), reverse, one, _np(h[b0:b1, t0:t1]), s)
+    return h, state
+
+
+def _backward(kind, x, weight, bias, h0, lengths, reverse, h, grad_h, grad_last, need):
+    """The reverse scan block by block, in the opposite order to the forward: recompute the block's k, run the
+    backward kernel (∂L/∂k of the block, in cache), then its share of ∂L/∂x and ∂L/∂W (two GEMMs)."""
+    B, T, I = x.shape
+    width = weight.shape[0]
+    backward, one, lengths_np = _KERNELS[kind][1], _one(x), lengths.numpy()
+    carry = grad_last.clone()  # (B, H) ∂L/∂(state after the blocks still to go back through); ends as ∂L/∂h0
+    dx = x.new_empty(B, T, I) if need[0] else None
+    dweight = weight.new_zeros(weight.shape)
+    dbias = bias.new_zeros(bias.shape)
+    weight_t = weight.t().contiguous()  # (I, n·H)
+    dk = x.new_empty(max(_BLOCK, width))  # ∂L/∂k of one block (the largest holds at most this)
+    for b0, b1, t0, t1 in _blocks(B, T, width, not reverse):
+        xb = x[b0:b1, t0:t1].reshape(-1, I)  # (b·t, I)
+        k = _product(xb, weight).view(b1 - b0, t1 - t0, width)
+        # the state the block started from: h just before it in the scan's order, or h0 where the block is first
+        if not reverse:
+            start = h[b0:b1, t0 - 1] if t0 > 0 else h0[b0:b1]
+        else:
+            inside = torch.from_numpy(lengths_np[b0:b1] > t1).unsqueeze(1)  # (b, 1) t1 is a real step
+            start = torch.where(inside, h[b0:b1, min(t1, T - 1)], h0[b0:b1]) if t1 < T else h0[b0:b1]
+        dkb = dk[: k.numel()].view(k.shape)
+        c = _np(carry[b0:b1])
+        backward(_np(k), _np(bias), _np(start.contiguous()), _steps_in(lengths_np[b0:b1], t0, t1), reverse, one,
+                 _np(h[b0:b1, t0:t1]), _np(grad_h[b0:b1, t0:t1]), c, _np(dkb), c, _np(dbias))
+        dk2 = dkb.view(-1, width)  # (b·t, n·H)
+        if dx is not None:
+            dx[b0:b1, t0:t1] = _matmul_nt(dk2, weight_t).view(b1 - b0, t1 - t0, I)
+        if need[1]:
+            dweight.addmm_(dk2.t(), xb)
+    return dx, dweight, dbias, carry
 
 
 class _MinScan(torch.autograd.Function):
@@ -275,8 +348,9 @@ class _MinScan(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # bf16 autocast: run in float32
     def forward(ctx, x, weight, bias, h0, lengths, reverse, kind):
-        k, h, h_last = _forward(kind, x, weight, bias, h0, lengths, reverse)
-        ctx.save_for_backward(x, weight, bias, h0, k, h)
+        weight = weight.contiguous()
+        h, h_last = _forward(kind, x, weight, bias, h0, lengths, reverse)
+        ctx.save_for_backward(x, weight, bias, h0, h)
         ctx.lengths, ctx.reverse, ctx.kind = lengths, reverse, kind
         return h, h_last
 
@@ -284,18 +358,13 @@ class _MinScan(torch.autograd.Function):
     @once_differentiable
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad_h, grad_last):
-        x, weight, bias, h0, k, h = ctx.saved_tensors
-        B, T, I = x.shape
+        x, weight, bias, h0, h = ctx.saved_tensors
         grad_h = torch.zeros_like(h) if grad_h is None else grad_h.contiguous()
-        grad_last = torch.zeros_like(h0) if grad_last is None else grad_last.contiguous()
-        dk, dh0, dbias = torch.empty_like(k), torch.empty_like(h0), torch.empty_like(bias)
-        _KERNELS[ctx.kind][1](_np(k), _np(bias), _np(h0), ctx.lengths.numpy(), ctx.reverse, _one(x), _np(h),
-                              _np(grad_h), _np(grad_last), _np(dk), _np(dh0), _np(dbias))
-        dk2 = dk.view(B * T, -1)  # (B·T, n·H)
+        grad_last = torch.zeros_like(h0) if grad_last is None else grad_last
         need = ctx.needs_input_grad
-        dx = torch.mm(dk2, weight).view(B, T, I) if need[0] else None  # (B, T, I)
-        dweight = torch.mm(dk2.t(), x.reshape(B * T, I)) if need[1] else None  # (n·H, I): one GEMM
-        return dx, dweight, dbias if need[2] else None, dh0 if need[3] else None, None, None, None
+        dx, dweight, dbias, dh0 = _backward(ctx.kind, x, weight, bias, h0, ctx.lengths, ctx.reverse, h, grad_h,
+                                            grad_last, need)
+        return dx, dweight if need[1] else None, dbias if need[2] else None, dh0 if need[3] else None, None, None, None
 
 
 def min_scan(kind: str, x: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor,
@@ -315,8 +384,8 @@ def min_scan(kind: str, x: Tensor, weight: Tensor, bias: Tensor | None, h0: Tens
     inputs = (x, weight, bias, h0)
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         return _MinScan.apply(x, weight, bias, h0, lengths, bool(reverse), kind)
+    if torch.is_autocast_enabled("cpu"):
+        x, weight, bias, h0 = (t.float() for t in inputs)
     with torch.autocast("cpu", enabled=False):  # bf16 autocast: the GEMM and the kernel run in float32
-        if torch.is_autocast_enabled("cpu"):
-            x, weight, bias, h0 = (t.float() for t in inputs)
-        _, h, h_last = _forward(kind, x, weight.contiguous(), bias.contiguous(), h0, lengths, bool(reverse))
+        h, h_last = _forward(kind, x, weight.contiguous(), bias.contiguous(), h0, lengths, bool(reverse))
     return h, h_last

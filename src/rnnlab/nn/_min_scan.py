@@ -2,19 +2,22 @@
 
 What a minGRU/minLSTM layer computes, per row b and direction, with n = 2 (minGRU) or 3 (minLSTM):
 
-    k = x Wᵀ                        (B·T, n·H)   the only matrix product (one GEMM, outside the kernel)
+    k = x Wᵀ                        (B·T, n·H)   the only matrix product (a GEMM, outside the kernel)
     a_t, b_t = gates(k_t + bias)    (H,) each    element-wise, never stored
     h_t = a_t ⊙ h_{t-1} + b_t       (H,)         the scan
 
-The forward kernel reads k once and writes h once; the bias is added inside (the GEMM has none, so no
-pass copies the bias into its output). The backward kernel runs the scan in reverse,
+The sequence is cut into blocks of about 512 KB of k (:func:`_blocks`: several whole rows, or windows of
+time of one row). For each block, in the scan's order, the GEMM writes the block's k and the forward kernel
+reads it while it is still in L2, adding the bias (the GEMM has none) and writing h: k never goes to memory,
+and nothing but h is kept for the backward. The backward visits the blocks in the opposite order, recomputes
+each block's k (one more GEMM, measured cheaper than storing k: see :func:`_forward`) and runs the scan in
+reverse,
 
     G_t = ∂L/∂h_t + a_{t+1} ⊙ G_{t+1}   (the carry),   ∂L/∂k_t from G_t, the recomputed gates and h_{t-1},
 
-reading k, h and ∂L/∂h once and writing ∂L/∂k once, with ∂L/∂bias summed on the way; the weight gradient
-is then one GEMM, ∂L/∂W = (∂L/∂k)ᵀ x, and ∂L/∂x = (∂L/∂k) W another. Recomputing the gates in the backward
-costs a few exps per element; storing them would cost a write and a read of n·B·T·H values, and the kernel
-is memory-bound once its exps are vectorised.
+reading h and ∂L/∂h once and writing ∂L/∂k once, with ∂L/∂bias summed on the way; then the weight gradient is
+one GEMM, ∂L/∂W = (∂L/∂k)ᵀ x, and ∂L/∂x = (∂L/∂k) W another. The carry crosses block boundaries, as the state
+does in the forward.
 
 Lengths and direction live inside the kernels, so no pass masks, gathers or reverses anything:
 row b runs over its first L_b steps, forwards (t = 0 … L_b−1) or backwards (t = L_b−1 … 0), writing
@@ -22,10 +25,12 @@ h at the step's own position; outputs past L_b are zero and the final state is h
 
 Speed: numba has no vector math library here (no SVML), so ``math.exp`` is a scalar libm call that
 stops LLVM from vectorising the loop over H. :func:`_exp` is therefore a float32 exp written out in
-arithmetic (Cody–Waite range reduction, the Cephes expf polynomial, 2ⁿ built from its bits; relative
-error ≤ 2 ulp), which LLVM vectorises with the rest of the loop; float64 keeps ``math.exp``.
-Measured at (B, T, H) = (16, 1024, 256), one thread: the minGRU forward kernel went from 100 ms (scalar
-exps) to a few ms. See benchmarks/min_rnn.py for the split between the GEMM and the kernels.
+arithmetic (Cody–Waite range reduction, the Cephes expf polynomial, 2ⁿ built from its bits; within 2.5 ulp
+of exp, tested), which LLVM vectorises with the rest of the loop; float64 keeps ``math.exp``. The kernels
+also need ``error_model="numpy"``: numba's default checks every float division for zero, and that check
+alone kept the loop scalar. Measured per element in cache, one thread: the minGRU forward kernel 2.1 ns
+(31.5 ns before both changes), the backward 3.7 ns (37.7 ns). See benchmarks/min_rnn.py for the split of
+a layer's time between the GEMMs and the kernels.
 """
 from __future__ import annotations
 
@@ -271,9 +276,10 @@ def _product(x2: Tensor, weight: Tensor) -> Tensor:
 
 
 # k values per block (512 KB of float32): a block's k is computed, scanned and dropped while it sits in L2.
-# Measured at (16, 1024, 128, 256), minGRU inference, one thread, interleaved: the whole-sequence GEMM and scan
-# took 1.96x the time of blocks of 256 steps (the GEMM alone on the whole sequence 1.47x): writing k to memory
-# and reading it back cost more than the scan's arithmetic.
+# Measured at (16, 1024, 128, 256), minGRU, one thread, interleaved: inference on the whole sequence (one
+# GEMM writing all of k, then the kernel) took 1.96x the time of blocks of 256 steps (the whole GEMM alone
+# 1.47x); training with k stored whole in the forward took 1.01x the time of these blocks with k recomputed
+# in the backward.
 _BLOCK = 1 << 17
 
 
@@ -310,35 +316,34 @@ def _forward(kind: str, x: Tensor, weight: Tensor, bias: Tensor, h0: Tensor, len
 
 
 def _backward(kind, x, weight, bias, h0, lengths, reverse, h, grad_h, grad_last, need):
-    """The reverse scan block by block, in the opposite order to the forward: recompute the block's k, run the
-    backward kernel (∂L/∂k of the block, in cache), then its share of ∂L/∂x and ∂L/∂W (two GEMMs)."""
+    """The reverse scan block by block, in the opposite order to the forward: recompute the block's k (its GEMM)
+    and run the backward kernel on it while it is in cache, writing ∂L/∂k; then ∂L/∂x and ∂L/∂W, one GEMM each.
+
+    Measured against ∂L/∂x and ∂L/∂W block by block (while ∂L/∂k is in cache), minGRU, one thread, interleaved,
+    time(one GEMM at the end) / time(per block): 1.03-1.14 at (16, 1024, 128, 256), 0.87 at (64, 100, 256, 512)
+    and (64, 200, 64, 128), 0.99 at (32, 100, 128, 256), 1.03 at (8, 500, 32, 64), 0.91 at (4, 4096, 64, 128)."""
     B, T, I = x.shape
     width = weight.shape[0]
     backward, one, lengths_np = _KERNELS[kind][1], _one(x), lengths.numpy()
     carry = grad_last.clone()  # (B, H) ∂L/∂(state after the blocks still to go back through); ends as ∂L/∂h0
-    dx = x.new_empty(B, T, I) if need[0] else None
-    dweight = weight.new_zeros(weight.shape)
+    dk = x.new_empty(B, T, width)  # ∂L/∂k
     dbias = bias.new_zeros(bias.shape)
-    weight_t = weight.t().contiguous()  # (I, n·H)
-    dk = x.new_empty(max(_BLOCK, width))  # ∂L/∂k of one block (the largest holds at most this)
     for b0, b1, t0, t1 in _blocks(B, T, width, not reverse):
-        xb = x[b0:b1, t0:t1].reshape(-1, I)  # (b·t, I)
-        k = _product(xb, weight).view(b1 - b0, t1 - t0, width)
+        k = _product(x[b0:b1, t0:t1].reshape(-1, I), weight).view(b1 - b0, t1 - t0, width)
         # the state the block started from: h just before it in the scan's order, or h0 where the block is first
         if not reverse:
             start = h[b0:b1, t0 - 1] if t0 > 0 else h0[b0:b1]
+        elif t1 < T:
+            inside = torch.from_numpy(lengths_np[b0:b1] > t1).unsqueeze(1)  # (b, 1): is t1 a real step
+            start = torch.where(inside, h[b0:b1, t1], h0[b0:b1])
         else:
-            inside = torch.from_numpy(lengths_np[b0:b1] > t1).unsqueeze(1)  # (b, 1) t1 is a real step
-            start = torch.where(inside, h[b0:b1, min(t1, T - 1)], h0[b0:b1]) if t1 < T else h0[b0:b1]
-        dkb = dk[: k.numel()].view(k.shape)
+            start = h0[b0:b1]
         c = _np(carry[b0:b1])
         backward(_np(k), _np(bias), _np(start.contiguous()), _steps_in(lengths_np[b0:b1], t0, t1), reverse, one,
-                 _np(h[b0:b1, t0:t1]), _np(grad_h[b0:b1, t0:t1]), c, _np(dkb), c, _np(dbias))
-        dk2 = dkb.view(-1, width)  # (b·t, n·H)
-        if dx is not None:
-            dx[b0:b1, t0:t1] = _matmul_nt(dk2, weight_t).view(b1 - b0, t1 - t0, I)
-        if need[1]:
-            dweight.addmm_(dk2.t(), xb)
+                 _np(h[b0:b1, t0:t1]), _np(grad_h[b0:b1, t0:t1]), c, _np(dk[b0:b1, t0:t1]), c, _np(dbias))
+    dk2 = dk.view(B * T, width)
+    dx = _matmul_nt(dk2, weight.t().contiguous()).view(B, T, I) if need[0] else None  # (B, T, I)
+    dweight = torch.mm(dk2.t(), x.view(B * T, I)) if need[1] else None  # (n·H, I)
     return dx, dweight, dbias, carry
 
 

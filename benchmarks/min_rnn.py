@@ -8,10 +8,11 @@ slows them alike. Reported: the median time and the median over rounds of time /
 A training step is forward + backward of outputs.mean() with parameter gradients; inference is the forward
 under torch.no_grad().
 
-The split: the fused minGRU/minLSTM path is one GEMM forward (k = x Wᵀ), one numba kernel forward (gates + scan),
-one numba kernel backward, and two GEMMs backward (∂L/∂x = ∂L/∂k W, ∂L/∂W = ∂L/∂kᵀ x). Each is timed on its
-own (interleaved with the others) on the layer's real sizes, so that where a target is missed the table shows
-whether the GEMMs or the element-wise kernels are the limit. numba compiles (or loads its cache) before timing.
+The split: the fused minGRU/minLSTM path (rnnlab.nn._min_scan.min_scan) is, block by block, a GEMM (k = x Wᵀ)
+and a numba kernel (gates + scan) forward, and a GEMM (k again) and a numba kernel (the reverse scan) backward,
+then two GEMMs (∂L/∂x = ∂L/∂k W, ∂L/∂W = ∂L/∂kᵀ x). It is timed as it runs and again with its kernels made
+no-ops (interleaved): the difference is the kernels' time, the rest the GEMMs' (and the glue's), so that where a
+target is missed the table shows which is the limit. numba compiles (or loads its cache) before timing.
 Writes benchmarks/results/min_rnn.json and prints two tables.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from common import interleaved, median_ms, print_table, ratio, setup_threads, write_json
-from rnnlab.nn._min_scan import _KERNELS, _matmul_nt, _np, _one
+from rnnlab.nn._min_scan import _KERNELS, min_scan
 from rnnlab.nn.min_rnn import MinGRU, MinLSTM
 
 # benchmarks/layers.py's five shapes (B, T, I, H), the issue's target first
@@ -75,40 +76,47 @@ def measure_layers(shape, rounds: int, with_log: bool) -> list[dict]:
 
 
 def measure_split(shape, rounds: int) -> list[dict]:
-    """The parts of the fused path timed one by one: the GEMMs (as _min_scan runs them) and the kernels."""
+    """The fused path with and without its numba kernels (replaced by no-ops): the difference is the kernels'
+    time, the rest is the GEMMs and the glue around them (blocks, allocation, the Python loop)."""
     B, T, I, H = shape
     rows = []
     for name, (_, kind, n) in MIN.items():
-        forward, backward = _KERNELS[kind]
         g = torch.Generator().manual_seed(0)
-        x = torch.randn(B * T, I, generator=g)
-        weight = torch.randn(n * H, I, generator=g) / I ** 0.5
-        bias, h0 = torch.zeros(n * H), torch.zeros(B, H)
-        lengths = torch.full((B,), T, dtype=torch.int64)
-        k = torch.mm(x, weight.t()).view(B, T, n * H)
-        h, h_last = torch.empty(B, T, H), torch.empty(B, H)
-        grad_h, grad_last = torch.randn(B, T, H, generator=g), torch.zeros(B, H)
-        dk, dh0, dbias = torch.empty_like(k), torch.empty_like(h0), torch.empty_like(bias)
-        one = _one(x)
-        common = (_np(k), _np(bias), _np(h0), lengths.numpy(), False, one, _np(h))
-        dk2 = dk.view(B * T, n * H)
-        weight_t = weight.t().contiguous()
-        parts = {
-            "GEMM forward (x Wᵀ)": lambda: _matmul_nt(x, weight),
-            "kernel forward": lambda: forward(*common, _np(h_last)),
-            "kernel backward": lambda: backward(*common, _np(grad_h), _np(grad_last), _np(dk), _np(dh0), _np(dbias)),
-            "GEMM backward dx": lambda: _matmul_nt(dk2, weight_t),
-            "GEMM backward dW": lambda: torch.mm(dk2.t(), x),
-        }
-        times = interleaved(parts, rounds=rounds)
-        ms = {part: median_ms(ts) for part, ts in times.items()}
-        train_total = sum(ms.values())
-        infer_total = ms["GEMM forward (x Wᵀ)"] + ms["kernel forward"]
-        for part, t in ms.items():
-            rows.append({"shape": f"{B},{T},{I},{H}", "model": name, "part": part, "ms": t,
-                         "of_train": t / train_total,
-                         "of_infer": t / infer_total if part in ("GEMM forward (x Wᵀ)", "kernel forward") else None})
+        x = torch.randn(B, T, I, generator=g).requires_grad_()
+        weight = (torch.randn(n * H, I, generator=g) / I ** 0.5).requires_grad_()
+        bias = torch.zeros(n * H).requires_grad_()
+        h0 = torch.zeros(B, H)
+
+        def train():
+            h, _ = min_scan(kind, x, weight, bias, h0)
+            h.mean().backward()
+            x.grad = weight.grad = bias.grad = None
+
+        def infer():
+            with torch.no_grad():
+                min_scan(kind, x, weight, bias, h0)
+
+        def without_kernels(fn):
+            def run():
+                _KERNELS[kind] = (_noop, _noop)
+                try:
+                    fn()
+                finally:
+                    _KERNELS[kind] = kernels
+            return run
+
+        kernels = _KERNELS[kind]
+        times = interleaved({"train": train, "train GEMMs": without_kernels(train),
+                             "infer": infer, "infer GEMMs": without_kernels(infer)}, rounds=rounds)
+        for mode in ("train", "infer"):
+            total, gemms = median_ms(times[mode]), median_ms(times[f"{mode} GEMMs"])
+            rows.append({"shape": f"{B},{T},{I},{H}", "model": name, "mode": mode, "ms": total,
+                         "GEMMs_ms": gemms, "kernels_ms": total - gemms, "GEMM_share": gemms / total})
     return rows
+
+
+def _noop(*args) -> None:
+    return None
 
 
 def main() -> None:
@@ -144,8 +152,8 @@ def main() -> None:
     print(f"\n{args.threads} thread(s), medians of {rounds} interleaved rounds; vs_X = median of time / time(X)")
     print(f"numba compile or cache load (first call): {first_call_s:.2f} s; measurements: {wall_s:.0f} s\n")
     print_table(layer_rows, ["shape", "mode", "model", "ms", "vs_LSTM", "vs_GRU"])
-    print("\nwhere the fused path's time goes (each part timed alone, interleaved):\n")
-    print_table(split_rows, ["shape", "model", "part", "ms", "of_train", "of_infer"])
+    print("\nwhere the fused path's time goes (min_scan alone; GEMMs_ms: the same with the kernels made no-ops):\n")
+    print_table(split_rows, ["shape", "model", "mode", "ms", "GEMMs_ms", "kernels_ms", "GEMM_share"])
     print(f"\nwritten {path}")
 
 

@@ -45,6 +45,8 @@ from numba.extending import intrinsic, overload
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from rnnlab.nn._workspace import scratch
+
 __all__ = ["min_scan", "KINDS"]
 
 KINDS = ("gru", "lstm")  # minGRU: k = [k_z, k_h]; minLSTM: k = [k_f, k_i, k_h]
@@ -326,8 +328,22 @@ def _backward(kind, x, weight, bias, h0, lengths, reverse, h, grad_h, grad_last,
     width = weight.shape[0]
     backward, one, lengths_np = _KERNELS[kind][1], _one(x), lengths.numpy()
     carry = grad_last.clone()  # (B, H) ∂L/∂(state after the blocks still to go back through); ends as ∂L/∂h0
-    dk = x.new_empty(B, T, width)  # ∂L/∂k
     dbias = bias.new_zeros(bias.shape)
+    # ∂L/∂k lives only inside this call: reused scratch memory, not fresh pages (their first-touch faults took
+    # most of the backward kernel's time on the loaded target, as nn/_workspace.py measured for the fused LSTM)
+    with scratch(B * T * width, x.dtype) as buf:
+        dk = buf.view(B, T, width)
+        _reverse_scan(backward, one, x, weight, bias, h0, lengths_np, reverse, h, grad_h, carry, dk, dbias)
+        dk2 = dk.view(B * T, width)
+        dx = _matmul_nt(dk2, weight.t().contiguous()).view(B, T, I) if need[0] else None  # (B, T, I)
+        dweight = torch.mm(dk2.t(), x.view(B * T, I)) if need[1] else None  # (n·H, I)
+    return dx, dweight, dbias, carry
+
+
+def _reverse_scan(backward, one, x, weight, bias, h0, lengths_np, reverse, h, grad_h, carry, dk, dbias):
+    """The backward kernel block by block, each block's k recomputed; writes dk, dbias and carry (∂L/∂h0)."""
+    B, T, I = x.shape
+    width = weight.shape[0]
     for b0, b1, t0, t1 in _blocks(B, T, width, not reverse):
         k = _product(x[b0:b1, t0:t1].reshape(-1, I), weight).view(b1 - b0, t1 - t0, width)
         # the state the block started from: h just before it in the scan's order, or h0 where the block is first
@@ -341,10 +357,6 @@ def _backward(kind, x, weight, bias, h0, lengths, reverse, h, grad_h, grad_last,
         c = _np(carry[b0:b1])
         backward(_np(k), _np(bias), _np(start.contiguous()), _steps_in(lengths_np[b0:b1], t0, t1), reverse, one,
                  _np(h[b0:b1, t0:t1]), _np(grad_h[b0:b1, t0:t1]), c, _np(dk[b0:b1, t0:t1]), c, _np(dbias))
-    dk2 = dk.view(B * T, width)
-    dx = _matmul_nt(dk2, weight.t().contiguous()).view(B, T, I) if need[0] else None  # (B, T, I)
-    dweight = torch.mm(dk2.t(), x.view(B * T, I)) if need[1] else None  # (n·H, I)
-    return dx, dweight, dbias, carry
 
 
 class _MinScan(torch.autograd.Function):

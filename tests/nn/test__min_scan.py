@@ -47,6 +47,9 @@ def test_float32_exp_is_within_two_ulp_and_saturates():
     _exp_all(x, y)
     want = np.exp(np.clip(x.astype(np.float64), -87, 88))
     assert np.all(np.abs(y - want) <= 2.5 * np.spacing(want.astype(np.float32)))
+    nan = np.array([np.nan, 1.0], dtype=np.float32)
+    _exp_all(nan, nan)
+    assert np.isnan(nan[0]) and nan[1] == np.float32(np.e)
     y64 = np.empty(3)
     _exp_all(np.array([-1.0, 0.0, 700.0]), y64)  # float64 keeps math.exp: no clamp
     np.testing.assert_allclose(y64, np.exp([-1.0, 0.0, 700.0]), rtol=1e-15)
@@ -120,6 +123,19 @@ def test_without_bias_and_only_some_gradients(cls):
     out_ref.sum().backward()
     torch.testing.assert_close(grad_x, x.grad)
     torch.testing.assert_close(kernel.cells[0].linear.weight.grad, ref.cells[0].linear.weight.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("cls", CLASSES)
+def test_nan_in_the_input_comes_out_as_nan(cls, dtype):
+    # a diverging run must show: NaN in x_t gives NaN from step t on, as the reference path does
+    kernel, _ = _pair(cls, 3, 5, dtype)
+    x = torch.randn(2, 6, 3, dtype=dtype)
+    x[0, 2, 1] = float("nan")
+    with torch.no_grad():
+        out, state = kernel(x)
+    assert out[0, 2:].isnan().all() and state[0, 0].isnan().all()
+    assert not out[0, :2].isnan().any() and not out[1].isnan().any()
 
 
 @pytest.mark.parametrize("cls", CLASSES)

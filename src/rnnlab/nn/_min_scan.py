@@ -51,8 +51,10 @@ __all__ = ["min_scan", "KINDS"]
 
 KINDS = ("gru", "lstm")  # minGRU: k = [k_z, k_h]; minLSTM: k = [k_f, k_i, k_h]
 
-# No 'reassoc': the range reduction's rounding trick (y + 1.5·2²³ − 1.5·2²³) must not be folded away.
-_FASTMATH = {"nnan", "ninf", "nsz", "arcp", "contract"}
+# Only fused multiply-add and division by reciprocal: no 'reassoc' (the range reduction's rounding trick,
+# y + 1.5·2²³ − 1.5·2²³, must not be folded away) and no 'nnan'/'ninf' (a NaN in x must come out as NaN in h,
+# as in the reference path, so that a diverging run shows; the clamp in _exp would otherwise swallow it).
+_FASTMATH = {"arcp", "contract"}
 # error_model="numpy": a float division by zero gives inf, not a Python exception; the check it would
 # need in every iteration stops LLVM from vectorising the loop (measured: 15 ns per sigmoid, not 0.4)
 _JIT = dict(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
@@ -107,11 +109,11 @@ def _exp_overload(x):
     if x == types.float32:
 
         def exp32(x):
-            x = min(max(x, _X_MIN), _X_MAX)
-            y = x * _LOG2E + _ROUND  # n = round(x / ln 2) sits in y's low bits
+            xc = min(max(x, _X_MIN), _X_MAX)  # x first: Python's min/max (and numba's) then pass NaN through
+            y = xc * _LOG2E + _ROUND  # n = round(x / ln 2) sits in y's low bits
             n = _float32_bits(y) - _ROUND_BITS
             nf = y - _ROUND
-            r = x - nf * _LN2_HI - nf * _LN2_LO  # |r| ≤ ln2 / 2
+            r = xc - nf * _LN2_HI - nf * _LN2_LO  # |r| ≤ ln2 / 2
             p = ((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5
             p = p * r * r + r + _ONE  # e^r
             two_n = _bits_float32(np.int32((n + 127) << 23))  # 2ⁿ

@@ -94,7 +94,7 @@ class _MinRNNCell(nn.Module):
 
     def _use_kernel(self, x: Tensor) -> bool:
         """The fused numba kernel: CPU float32/float64 (under bf16 autocast it runs in float32), unless
-        scan="log". Measured (benchmarks/min_rnn.py, one thread) 8-14x faster than the log-space scan in
+        scan="log". Measured (benchmarks/min_rnn.py, one thread) 7-14x faster than the log-space scan in
         training and 9-45x in inference at the four smaller shapes of benchmarks/layers.py."""
         return self.scan != "log" and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 

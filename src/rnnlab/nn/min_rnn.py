@@ -15,8 +15,10 @@ Deviations and choices, each as the paper allows:
   scan applies. Both scan modes use the same g, so they give the same numbers.
 * minLSTM uses the normalised, time-independent-scale gates f' = f/(f+i), i' = i/(f+i)
   (§3.2.3), and has no output gate and no separate cell state: the state is h.
-* ``scan="numba"`` (the default on CPU, float32/float64) computes the gates inside numba
-  kernels for the forward and backward passes, in one pass over B·T·H memory each; ``scan="log"``
+* ``scan="numba"`` (the default on CPU, float32/float64) runs :mod:`rnnlab.nn._min_scan`: block by
+  block of the sequence, the input GEMM and a fused numba kernel for gates + scan + lengths + direction
+  while the block's pre-activations are in cache, and a reverse-scan backward whose weight gradient is one
+  GEMM; so the element-wise work costs one pass over B·T·H memory each way; ``scan="log"``
   computes log a_t, log b_t straight from the pre-activations and runs the Heinsen scan (§B,
   Listings 2 and 4), which is what the paper uses on GPUs.
 
@@ -28,18 +30,16 @@ run both ways (``bidirectional``) and stream (``step``) as every other layer doe
 """
 from __future__ import annotations
 
-import math
 from typing import Literal, Optional, get_args
 
-import numba
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 from rnnlab.nn._checks import check_dtype_match, check_input, check_state_tensor
 from rnnlab.nn.masking import last_real, lengths_to_mask
-from rnnlab.nn.recurrent import Recurrent
+from rnnlab.nn._min_scan import min_scan
+from rnnlab.nn.recurrent import Recurrent, _reverse_padded
 from rnnlab.nn.scan import linear_scan, log_space_scan
 
 __all__ = ["MinGRU", "MinLSTM", "MinGRUCell", "MinLSTMCell", "g", "log_g"]
@@ -57,118 +57,6 @@ def log_g(x: Tensor) -> Tensor:
     """log g(x), stable for all x: log(x + 0.5) for x ≥ 0, −softplus(−x) = log σ(x) otherwise."""
     # relu keeps the unused branch finite, so its zero gradient never becomes 0 * inf
     return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), -F.softplus(-x))
-
-
-# ---------------------------------------------------------------------------------------------
-# Fused CPU path: gates and scan in one numba pass forward and one backward, straight from the
-# Linear's output k. Profiling the unfused step (torch gates, then linear_scan) at (16, 1024, 128,
-# 256) showed the gate math and its autograd (where, cat of the chunk gradients, sigmoid_backward,
-# mul) taking more time than the Linear and the scan together; here it costs no extra pass over
-# B·T·H memory. The backward recomputes the gates from k rather than storing them, and carries
-# a_{t+1} ⊙ G_{t+1} along t (see rnnlab.nn.scan for the scan's backward).
-# ---------------------------------------------------------------------------------------------
-
-
-@numba.njit(cache=True, nogil=True)
-def _min_gru_forward_kernel(k, h0, h):  # pragma: no cover - compiled
-    B, T, H = h.shape
-    for b in range(B):
-        for t in range(T):
-            for j in range(H):
-                z = 1.0 / (1.0 + math.exp(-k[b, t, j]))  # update gate
-                k_h = k[b, t, H + j]
-                h_tilde = k_h + 0.5 if k_h >= 0 else 1.0 / (1.0 + math.exp(-k_h))
-                h_prev = h[b, t - 1, j] if t > 0 else h0[b, j]
-                h[b, t, j] = (1.0 - z) * h_prev + z * h_tilde
-
-
-@numba.njit(cache=True, nogil=True)
-def _min_gru_backward_kernel(k, h0, h, grad, dk, dh0):  # pragma: no cover - compiled
-    B, T, H = h.shape
-    for b in range(B):
-        carry = dh0[b]  # a_{t+1} ⊙ G_{t+1}; ends as a_1 ⊙ G_1 = ∂L/∂h0
-        carry[:] = 0.0
-        for t in range(T - 1, -1, -1):
-            for j in range(H):
-                G = grad[b, t, j] + carry[j]
-                z = 1.0 / (1.0 + math.exp(-k[b, t, j]))
-                k_h = k[b, t, H + j]
-                if k_h >= 0:
-                    h_tilde, dg = k_h + 0.5, 1.0
-                else:
-                    s = 1.0 / (1.0 + math.exp(-k_h))
-                    h_tilde, dg = s, s * (1.0 - s)
-                h_prev = h[b, t - 1, j] if t > 0 else h0[b, j]
-                dk[b, t, j] = G * (h_tilde - h_prev) * z * (1.0 - z)  # ∂L/∂k_z
-                dk[b, t, H + j] = G * z * dg  # ∂L/∂k_h
-                carry[j] = (1.0 - z) * G
-
-
-@numba.njit(cache=True, nogil=True)
-def _min_lstm_forward_kernel(k, h0, h):  # pragma: no cover - compiled
-    B, T, H = h.shape
-    for b in range(B):
-        for t in range(T):
-            for j in range(H):
-                f = 1.0 / (1.0 + math.exp(-k[b, t, j]))  # forget gate
-                i = 1.0 / (1.0 + math.exp(-k[b, t, H + j]))  # input gate
-                k_h = k[b, t, 2 * H + j]
-                h_tilde = k_h + 0.5 if k_h >= 0 else 1.0 / (1.0 + math.exp(-k_h))
-                f_norm = f / (f + i)  # f'; i' = 1 − f'
-                h_prev = h[b, t - 1, j] if t > 0 else h0[b, j]
-                h[b, t, j] = f_norm * h_prev + (1.0 - f_norm) * h_tilde
-
-
-@numba.njit(cache=True, nogil=True)
-def _min_lstm_backward_kernel(k, h0, h, grad, dk, dh0):  # pragma: no cover - compiled
-    B, T, H = h.shape
-    for b in range(B):
-        carry = dh0[b]
-        carry[:] = 0.0
-        for t in range(T - 1, -1, -1):
-            for j in range(H):
-                G = grad[b, t, j] + carry[j]
-                f = 1.0 / (1.0 + math.exp(-k[b, t, j]))
-                i = 1.0 / (1.0 + math.exp(-k[b, t, H + j]))
-                k_h = k[b, t, 2 * H + j]
-                if k_h >= 0:
-                    h_tilde, dg = k_h + 0.5, 1.0
-                else:
-                    s = 1.0 / (1.0 + math.exp(-k_h))
-                    h_tilde, dg = s, s * (1.0 - s)
-                total = f + i
-                f_norm = f / total
-                h_prev = h[b, t - 1, j] if t > 0 else h0[b, j]
-                dfn = G * (h_prev - h_tilde) / (total * total)  # ∂L/∂f' · ∂f'/∂(f, i) shared factor
-                dk[b, t, j] = dfn * i * f * (1.0 - f)  # ∂L/∂k_f
-                dk[b, t, H + j] = -dfn * f * i * (1.0 - i)  # ∂L/∂k_i
-                dk[b, t, 2 * H + j] = G * (1.0 - f_norm) * dg  # ∂L/∂k_h
-                carry[j] = f_norm * G
-
-
-class _FusedMinRNNScan(torch.autograd.Function):
-    """k (B, T, n·H), h0 (B, H) -> h (B, T, H), gates computed inside the kernels."""
-
-    @staticmethod
-    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # bf16 autocast: the kernel runs in float32
-    def forward(ctx, k: Tensor, h0: Tensor, kernels) -> Tensor:
-        k, h0 = k.contiguous(), h0.contiguous()
-        B, T, _ = k.shape
-        h = k.new_empty(B, T, h0.shape[1])  # (B, T, H)
-        kernels[0](k.detach().numpy(), h0.detach().numpy(), h.numpy())
-        ctx.kernels = kernels
-        ctx.save_for_backward(k, h0, h)
-        return h
-
-    @staticmethod
-    @once_differentiable
-    @torch.amp.custom_bwd(device_type="cpu")
-    def backward(ctx, grad: Tensor):
-        k, h0, h = ctx.saved_tensors
-        grad = grad.contiguous()  # e.g. the expanded ones of outputs.sum()
-        dk, dh0 = torch.empty_like(k), torch.empty_like(h0)
-        ctx.kernels[1](k.numpy(), h0.numpy(), h.numpy(), grad.numpy(), dk.numpy(), dh0.numpy())
-        return dk, dh0, None
 
 
 class _MinRNNCell(nn.Module):
@@ -204,6 +92,12 @@ class _MinRNNCell(nn.Module):
         w = self.linear.weight
         return torch.zeros(batch_size, self.hidden_size, device=device or w.device, dtype=dtype or w.dtype)
 
+    def _use_kernel(self, x: Tensor) -> bool:
+        """The fused numba kernel: CPU float32/float64 (under bf16 autocast it runs in float32), unless
+        scan="log". Measured (benchmarks/min_rnn.py, one thread) 7-14x faster than the log-space scan in
+        training and 9-45x in inference at the four smaller shapes of benchmarks/layers.py."""
+        return self.scan != "log" and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
     def _use_log_scan(self, x: Tensor) -> bool:
         if self.scan == "auto":
             return not (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64))
@@ -226,17 +120,26 @@ class _MinRNNCell(nn.Module):
         h = a * state + b
         return h, h
 
-    def sequence(self, x: Tensor, state: Tensor, lengths: Optional[Tensor], mask: Optional[Tensor] = None):
+    # Recurrent runs the backward direction through ``sequence(..., reverse=True)`` instead of reversing x
+    # and the outputs around it: the numba kernel walks each row backwards from its last real step itself.
+    runs_reversed = True
+
+    def sequence(self, x: Tensor, state: Tensor, lengths: Optional[Tensor], mask: Optional[Tensor] = None, *,
+                 reverse: bool = False):
         """The parallel form, unchecked: x (B, T, I), state (B, H), lengths (B,) CPU int64 or None.
 
         Returns (outputs (B, T, H), state (B, H)). Past a row's length the outputs are zero and its state
-        is h at its last real step, as if a_t = 1 and b_t = 0 there.
+        is h at its last real step, as if a_t = 1 and b_t = 0 there. ``reverse`` reads each row from its
+        last real step back to its first (the backward direction); outputs stay at their own positions.
         """
+        if self._use_kernel(x):  # gates, scan, lengths and direction in one numba pass (nn/_min_scan.py)
+            return min_scan(self.kind, x, self.linear.weight, self.linear.bias, state, lengths, reverse=reverse)
+        if reverse:
+            h, last = self.sequence(_reverse_padded(x, lengths), state, lengths)
+            return _reverse_padded(h, lengths), last
         k = self.linear(x)  # (B, T, num_gates·H)
         if self._use_log_scan(x):
             h = log_space_scan(*self._log_coefficients(k), state)  # (B, T, H)
-        elif x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
-            h = _FusedMinRNNScan.apply(k, state, self._kernels)  # (B, T, H)
         else:  # "numba" asked for off the CPU or in low precision: torch gates, torch scan
             h = linear_scan(*self._coefficients(k), state)  # (B, T, H)
         if lengths is None:
@@ -268,7 +171,7 @@ class MinGRUCell(_MinRNNCell):
     """
 
     num_gates = 2
-    _kernels = (_min_gru_forward_kernel, _min_gru_backward_kernel)
+    kind = "gru"
 
     def _coefficients(self, k: Tensor) -> tuple[Tensor, Tensor]:
         k_z, k_h = k.chunk(2, dim=-1)  # (..., H) each
@@ -299,7 +202,7 @@ class MinLSTMCell(_MinRNNCell):
     """
 
     num_gates = 3
-    _kernels = (_min_lstm_forward_kernel, _min_lstm_backward_kernel)
+    kind = "lstm"
 
     def _coefficients(self, k: Tensor) -> tuple[Tensor, Tensor]:
         k_f, k_i, k_h = k.chunk(3, dim=-1)  # (..., H) each

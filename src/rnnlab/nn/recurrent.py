@@ -253,6 +253,11 @@ class Recurrent(nn.Module):
                 k = l * D + d
                 cell = self.cells[k]
                 mask = _sample_mask(cell, x)
+                if d == 1 and not numba and getattr(cell, "runs_reversed", False):  # minGRU/minLSTM: in the kernel
+                    y, s = cell.sequence(out, select_layer(state, k), lengths, mask, reverse=True)
+                    ys.append(y)
+                    final.append(s)
+                    continue
                 xin = _reverse_padded(out, lengths) if d == 1 else out
                 if numba:
                     run = _NUMBA[type(cell)]

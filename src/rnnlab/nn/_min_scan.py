@@ -1,0 +1,410 @@
+"""Fused CPU kernels for minGRU and minLSTM: gates + scan + output in one pass over the Linear's output.
+
+What a minGRU/minLSTM layer computes, per row b and direction, with n = 2 (minGRU) or 3 (minLSTM):
+
+    k = x Wᵀ                        (B·T, n·H)   the only matrix product (a GEMM, outside the kernel)
+    a_t, b_t = gates(k_t + bias)    (H,) each    element-wise, never stored
+    h_t = a_t ⊙ h_{t-1} + b_t       (H,)         the scan
+
+The sequence is cut into blocks of about 512 KB of k (:func:`_blocks`: several whole rows, or windows of
+time of one row). For each block, in the scan's order, the GEMM writes the block's k and the forward kernel
+reads it while it is still in L2, adding the bias (the GEMM has none) and writing h: k never goes to memory,
+and nothing but h is kept for the backward. The backward visits the blocks in the opposite order, recomputes
+each block's k (one more GEMM, measured cheaper than storing k: see :func:`_forward`) and runs the scan in
+reverse,
+
+    G_t = ∂L/∂h_t + a_{t+1} ⊙ G_{t+1}   (the carry),   ∂L/∂k_t from G_t, the recomputed gates and h_{t-1},
+
+reading h and ∂L/∂h once and writing ∂L/∂k once, with ∂L/∂bias summed on the way; then the weight gradient is
+one GEMM, ∂L/∂W = (∂L/∂k)ᵀ x, and ∂L/∂x = (∂L/∂k) W another. The carry crosses block boundaries, as the state
+does in the forward.
+
+Lengths and direction live inside the kernels, so no pass masks, gathers or reverses anything:
+row b runs over its first L_b steps, forwards (t = 0 … L_b−1) or backwards (t = L_b−1 … 0), writing
+h at the step's own position; outputs past L_b are zero and the final state is h at the last step run.
+
+Speed: numba has no vector math library here (no SVML), so ``math.exp`` is a scalar libm call that
+stops LLVM from vectorising the loop over H. :func:`_exp` is therefore a float32 exp written out in
+arithmetic (Cody–Waite range reduction, the Cephes expf polynomial, 2ⁿ built from its bits; within 2.5 ulp
+of exp, tested), which LLVM vectorises with the rest of the loop; float64 keeps ``math.exp``. The kernels
+also need ``error_model="numpy"``: numba's default checks every float division for zero, and that check
+alone kept the loop scalar. Measured per element in cache, one thread: the minGRU forward kernel 2.1 ns
+(31.5 ns before both changes), the backward 3.7 ns (37.7 ns). See benchmarks/min_rnn.py for the split of
+a layer's time between the GEMMs and the kernels.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import torch
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic, overload
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from rnnlab.nn._workspace import scratch
+
+__all__ = ["min_scan", "KINDS"]
+
+KINDS = ("gru", "lstm")  # minGRU: k = [k_z, k_h]; minLSTM: k = [k_f, k_i, k_h]
+
+# Only fused multiply-add and division by reciprocal: no 'reassoc' (the range reduction's rounding trick,
+# y + 1.5·2²³ − 1.5·2²³, must not be folded away) and no 'nnan'/'ninf' (a NaN in x must come out as NaN in h,
+# as in the reference path, so that a diverging run shows; the clamp in _exp would otherwise swallow it).
+_FASTMATH = {"arcp", "contract"}
+# error_model="numpy": a float division by zero gives inf, not a Python exception; the check it would
+# need in every iteration stops LLVM from vectorising the loop (measured: 15 ns per sigmoid, not 0.4)
+_JIT = dict(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+
+
+# ---------------------------------------------------------------------------------------------
+# A float32 exp that LLVM can vectorise (no call in the loop).
+# ---------------------------------------------------------------------------------------------
+@intrinsic
+def _float32_bits(typingctx, x):
+    """The bits of a float32 as an int32 (a bit cast, no conversion)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(types.float32), codegen
+
+
+@intrinsic
+def _bits_float32(typingctx, i):
+    """An int32's bits read as a float32."""
+    if i != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+_F32 = np.float32
+_LOG2E = _F32(1.44269504088896341)
+_LN2_HI = _F32(0.693359375)  # ln 2 split in two (Cody–Waite): n·_LN2_HI is exact
+_LN2_LO = _F32(-2.12194440e-4)
+_ROUND = _F32(12582912.0)  # 1.5·2²³: adding it rounds to an integer, held in the low mantissa bits
+_ROUND_BITS = np.int32(0x4B400000)
+_X_MAX = _F32(88.0)
+_X_MIN = _F32(-87.0)  # exp(-87) ≈ 1.6e-38, the smallest normal float32 order: 2ⁿ stays normal
+_P0, _P1, _P2 = _F32(1.9875691500e-4), _F32(1.3981999507e-3), _F32(8.3334519073e-3)
+_P3, _P4, _P5 = _F32(4.1665795894e-2), _F32(1.6666665459e-1), _F32(5.0000001201e-1)
+_ONE = _F32(1.0)
+
+
+def _exp(x):  # pragma: no cover - replaced by the overload inside numba
+    return math.exp(x)
+
+
+@overload(_exp, inline="always")
+def _exp_overload(x):
+    if x == types.float32:
+
+        def exp32(x):
+            xc = min(max(x, _X_MIN), _X_MAX)  # x first: Python's min/max (and numba's) then pass NaN through
+            y = xc * _LOG2E + _ROUND  # n = round(x / ln 2) sits in y's low bits
+            n = _float32_bits(y) - _ROUND_BITS
+            nf = y - _ROUND
+            r = xc - nf * _LN2_HI - nf * _LN2_LO  # |r| ≤ ln2 / 2
+            p = ((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5
+            p = p * r * r + r + _ONE  # e^r
+            two_n = _bits_float32(np.int32((n + 127) << 23))  # 2ⁿ
+            return p * two_n
+
+        return exp32
+    if isinstance(x, types.Float):
+        return lambda x: math.exp(x)
+    return None
+
+
+# ``one`` is 1 in the array's dtype, passed in: a literal 1 or 0.5 would be int64/float64 and promote
+# every float32 expression it touches to float64 (half the vector width, conversions both ways).
+@numba.njit(inline="always", **_JIT)
+def _sigmoid(x, one):
+    return one / (one + _exp(-x))
+
+
+@numba.njit(inline="always", **_JIT)
+def _g_and_slope(k, one):
+    """g(k) = k + 0.5 for k ≥ 0, σ(k) below, and g'(k) = 1 or σ(k)(1 − σ(k)); no branch (both computed)."""
+    s = _sigmoid(k, one)
+    pos = k >= 0
+    return (k + one / (one + one) if pos else s), (one if pos else s * (one - s))
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels. k (B, T, n·H) without bias; bias (n·H,); h0 (B, H); lengths (B,) int64 in [1, T];
+# h (B, T, H) outputs; h_last (B, H) final state. One row at a time, inner loop over H contiguous.
+# ---------------------------------------------------------------------------------------------
+@numba.njit(**_JIT)
+def _gru_forward(k, bias, h0, lengths, reverse, one, h, h_last):  # pragma: no cover - compiled
+    B, T, H = h.shape
+    for b in range(B):
+        L = lengths[b]
+        prev = h0[b]
+        for s in range(L):
+            t = L - 1 - s if reverse else s
+            kb, out = k[b, t], h[b, t]
+            for j in range(H):
+                z = _sigmoid(kb[j] + bias[j], one)  # update gate
+                h_tilde, _ = _g_and_slope(kb[H + j] + bias[H + j], one)
+                out[j] = prev[j] + z * (h_tilde - prev[j])  # (1 − z) h_{t-1} + z h̃
+            prev = out
+        h_last[b] = prev
+        for t in range(L, T):
+            h[b, t] = 0
+
+
+@numba.njit(**_JIT)
+def _gru_backward(k, bias, h0, lengths, reverse, one, h, grad_h, grad_last, dk, dh0, dbias):  # pragma: no cover
+    B, T, H = h.shape
+    for b in range(B):
+        L = lengths[b]
+        carry = dh0[b]  # a_{t+1} ⊙ G_{t+1}; ends as ∂L/∂h0
+        carry[:] = grad_last[b]
+        for s in range(L - 1, -1, -1):
+            t = L - 1 - s if reverse else s
+            if s == 0:
+                prev = h0[b]
+            else:
+                prev = h[b, t + 1] if reverse else h[b, t - 1]
+            kb, gb, dkb = k[b, t], grad_h[b, t], dk[b, t]
+            for j in range(H):
+                G = gb[j] + carry[j]
+                z = _sigmoid(kb[j] + bias[j], one)
+                h_tilde, slope = _g_and_slope(kb[H + j] + bias[H + j], one)
+                dz = G * (h_tilde - prev[j]) * z * (one - z)  # ∂L/∂k_z
+                dh = G * z * slope  # ∂L/∂k_h
+                dkb[j] = dz
+                dkb[H + j] = dh
+                dbias[j] += dz
+                dbias[H + j] += dh
+                carry[j] = (one - z) * G
+        for t in range(L, T):
+            dk[b, t] = 0
+
+
+@numba.njit(**_JIT)
+def _lstm_forward(k, bias, h0, lengths, reverse, one, h, h_last):  # pragma: no cover - compiled
+    B, T, H = h.shape
+    for b in range(B):
+        L = lengths[b]
+        prev = h0[b]
+        for s in range(L):
+            t = L - 1 - s if reverse else s
+            kb, out = k[b, t], h[b, t]
+            for j in range(H):
+                f = _sigmoid(kb[j] + bias[j], one)  # forget gate
+                i = _sigmoid(kb[H + j] + bias[H + j], one)  # input gate
+                h_tilde, _ = _g_and_slope(kb[2 * H + j] + bias[2 * H + j], one)
+                f_norm = f / (f + i)  # f'; i' = 1 − f'
+                out[j] = h_tilde + f_norm * (prev[j] - h_tilde)
+            prev = out
+        h_last[b] = prev
+        for t in range(L, T):
+            h[b, t] = 0
+
+
+@numba.njit(**_JIT)
+def _lstm_backward(k, bias, h0, lengths, reverse, one, h, grad_h, grad_last, dk, dh0, dbias):  # pragma: no cover
+    B, T, H = h.shape
+    for b in range(B):
+        L = lengths[b]
+        carry = dh0[b]
+        carry[:] = grad_last[b]
+        for s in range(L - 1, -1, -1):
+            t = L - 1 - s if reverse else s
+            if s == 0:
+                prev = h0[b]
+            else:
+                prev = h[b, t + 1] if reverse else h[b, t - 1]
+            kb, gb, dkb = k[b, t], grad_h[b, t], dk[b, t]
+            for j in range(H):
+                G = gb[j] + carry[j]
+                f = _sigmoid(kb[j] + bias[j], one)
+                i = _sigmoid(kb[H + j] + bias[H + j], one)
+                h_tilde, slope = _g_and_slope(kb[2 * H + j] + bias[2 * H + j], one)
+                total = f + i
+                f_norm = f / total
+                dfn = G * (prev[j] - h_tilde) / (total * total)  # shared factor of ∂L/∂f and ∂L/∂i
+                df = dfn * i * f * (one - f)  # ∂L/∂k_f
+                di = -dfn * f * i * (one - i)  # ∂L/∂k_i
+                dh = G * (one - f_norm) * slope  # ∂L/∂k_h
+                dkb[j] = df
+                dkb[H + j] = di
+                dkb[2 * H + j] = dh
+                dbias[j] += df
+                dbias[H + j] += di
+                dbias[2 * H + j] += dh
+                carry[j] = f_norm * G
+        for t in range(L, T):
+            dk[b, t] = 0
+
+
+_KERNELS = {"gru": (_gru_forward, _gru_backward), "lstm": (_lstm_forward, _lstm_backward)}
+
+
+def _one(t: Tensor):
+    return np.float32(1) if t.dtype == torch.float32 else np.float64(1)
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().numpy()
+
+
+# oneDNN's matmul (the one torch.nn.LSTM's CPU kernel uses) for the float32 GEMMs that it runs faster than
+# torch.mm (MKL) on the AMD EPYC target: measured at (M, I, n·H) = (16384, 128, 512), one thread, interleaved,
+# x Wᵀ 0.74x and ∂L/∂k W 0.47x the time of torch.mm; ∂L/∂kᵀ x (a long reduction over M) is slower there
+# (1.7x), so it stays on torch.mm. float64 (which oneDNN lacks) and builds without it use torch.mm.
+_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _matmul_nt(a: Tensor, b: Tensor) -> Tensor:
+    """a (M, K) @ b (N, K)ᵀ -> (M, N), b contiguous."""
+    if _ONEDNN and a.dtype == torch.float32:
+        return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+    return torch.mm(a, b.t())
+
+
+def _product(x2: Tensor, weight: Tensor) -> Tensor:
+    """(M, I) @ (n·H, I)ᵀ -> (M, n·H): the input GEMM, without bias."""
+    return _matmul_nt(x2, weight)
+
+
+# k values per block (512 KB of float32): a block's k is computed, scanned and dropped while it sits in L2.
+# Measured at (16, 1024, 128, 256), minGRU, one thread, interleaved: inference on the whole sequence (one
+# GEMM writing all of k, then the kernel) took 1.96x the time of blocks of 256 steps (the whole GEMM alone
+# 1.47x); training with k stored whole in the forward took 1.01x the time of these blocks with k recomputed
+# in the backward.
+_BLOCK = 1 << 17
+
+
+def _blocks(B: int, T: int, width: int, reverse: bool):
+    """(b0, b1, t0, t1) blocks of the sequence, in the order the scan visits them: several whole rows where they
+    fit, else windows of time of one row (so that x[b0:b1, t0:t1] and h[b0:b1, t0:t1] stay contiguous)."""
+    rows = max(1, _BLOCK // (T * width))
+    steps = T if rows > 1 else max(1, min(T, _BLOCK // width))
+    for b0 in range(0, B, rows):
+        starts = range(0, T, steps)
+        for t0 in reversed(starts) if reverse else starts:
+            yield b0, min(B, b0 + rows), t0, min(T, t0 + steps)
+
+
+def _steps_in(lengths: np.ndarray, t0: int, t1: int) -> np.ndarray:
+    """How many of the steps t0 … t1−1 are real, per row: the block's own lengths."""
+    return np.clip(lengths - t0, 0, t1 - t0)
+
+
+def _forward(kind: str, x: Tensor, weight: Tensor, bias: Tensor, h0: Tensor, lengths: Tensor, reverse: bool):
+    """The scan block by block: GEMM of the block, then the kernel on it while k is in cache.
+
+    Returns h (B, T, H) and h_last (B, H); keeps nothing else (the backward recomputes k per block)."""
+    B, T, I = x.shape
+    width = weight.shape[0]
+    forward, one, lengths_np = _KERNELS[kind][0], _one(x), lengths.numpy()
+    h = x.new_empty(B, T, h0.shape[1])
+    state = h0.clone()  # (B, H) the running state: the kernel reads it as h0 and writes h_last into it
+    for b0, b1, t0, t1 in _blocks(B, T, width, reverse):
+        k = _product(x[b0:b1, t0:t1].reshape(-1, I), weight).view(b1 - b0, t1 - t0, width)  # (b, t, n·H)
+        s = _np(state[b0:b1])
+        forward(_np(k), _np(bias), s, _steps_in(lengths_np[b0:b1], t0, t1), reverse, one, _np(h[b0:b1, t0:t1]), s)
+    return h, state
+
+
+def _backward(kind, x, weight, bias, h0, lengths, reverse, h, grad_h, grad_last, need):
+    """The reverse scan block by block, in the opposite order to the forward: recompute the block's k (its GEMM)
+    and run the backward kernel on it while it is in cache, writing ∂L/∂k; then ∂L/∂x and ∂L/∂W, one GEMM each.
+
+    Measured against ∂L/∂x and ∂L/∂W block by block (while ∂L/∂k is in cache), minGRU, one thread, interleaved,
+    time(one GEMM at the end) / time(per block): 1.03-1.14 at (16, 1024, 128, 256), 0.87 at (64, 100, 256, 512)
+    and (64, 200, 64, 128), 0.99 at (32, 100, 128, 256), 1.03 at (8, 500, 32, 64), 0.91 at (4, 4096, 64, 128)."""
+    B, T, I = x.shape
+    width = weight.shape[0]
+    backward, one, lengths_np = _KERNELS[kind][1], _one(x), lengths.numpy()
+    carry = grad_last.clone()  # (B, H) ∂L/∂(state after the blocks still to go back through); ends as ∂L/∂h0
+    dbias = bias.new_zeros(bias.shape)
+    # ∂L/∂k lives only inside this call: reused scratch memory, not fresh pages (their first-touch faults took
+    # most of the backward kernel's time on the loaded target, as nn/_workspace.py measured for the fused LSTM)
+    with scratch(B * T * width, x.dtype) as buf:
+        dk = buf.view(B, T, width)
+        _reverse_scan(backward, one, x, weight, bias, h0, lengths_np, reverse, h, grad_h, carry, dk, dbias)
+        dk2 = dk.view(B * T, width)
+        dx = _matmul_nt(dk2, weight.t().contiguous()).view(B, T, I) if need[0] else None  # (B, T, I)
+        dweight = torch.mm(dk2.t(), x.view(B * T, I)) if need[1] else None  # (n·H, I)
+    return dx, dweight, dbias, carry
+
+
+def _reverse_scan(backward, one, x, weight, bias, h0, lengths_np, reverse, h, grad_h, carry, dk, dbias):
+    """The backward kernel block by block, each block's k recomputed; writes dk, dbias and carry (∂L/∂h0)."""
+    B, T, I = x.shape
+    width = weight.shape[0]
+    for b0, b1, t0, t1 in _blocks(B, T, width, not reverse):
+        k = _product(x[b0:b1, t0:t1].reshape(-1, I), weight).view(b1 - b0, t1 - t0, width)
+        # the state the block started from: h just before it in the scan's order, or h0 where the block is first
+        if not reverse:
+            start = h[b0:b1, t0 - 1] if t0 > 0 else h0[b0:b1]
+        elif t1 < T:
+            inside = torch.from_numpy(lengths_np[b0:b1] > t1).unsqueeze(1)  # (b, 1): is t1 a real step
+            start = torch.where(inside, h[b0:b1, t1], h0[b0:b1])
+        else:
+            start = h0[b0:b1]
+        c = _np(carry[b0:b1])
+        backward(_np(k), _np(bias), _np(start.contiguous()), _steps_in(lengths_np[b0:b1], t0, t1), reverse, one,
+                 _np(h[b0:b1, t0:t1]), _np(grad_h[b0:b1, t0:t1]), c, _np(dk[b0:b1, t0:t1]), c, _np(dbias))
+
+
+class _MinScan(torch.autograd.Function):
+    """(x, weight, bias, h0) -> (h (B, T, H), h_last (B, H)); the backward as the module docstring says."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # bf16 autocast: run in float32
+    def forward(ctx, x, weight, bias, h0, lengths, reverse, kind):
+        weight = weight.contiguous()
+        h, h_last = _forward(kind, x, weight, bias, h0, lengths, reverse)
+        ctx.save_for_backward(x, weight, bias, h0, h)
+        ctx.lengths, ctx.reverse, ctx.kind = lengths, reverse, kind
+        return h, h_last
+
+    @staticmethod
+    @once_differentiable
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, grad_h, grad_last):
+        x, weight, bias, h0, h = ctx.saved_tensors
+        grad_h = torch.zeros_like(h) if grad_h is None else grad_h.contiguous()
+        grad_last = torch.zeros_like(h0) if grad_last is None else grad_last
+        need = ctx.needs_input_grad
+        dx, dweight, dbias, dh0 = _backward(ctx.kind, x, weight, bias, h0, ctx.lengths, ctx.reverse, h, grad_h,
+                                            grad_last, need)
+        return dx, dweight if need[1] else None, dbias if need[2] else None, dh0 if need[3] else None, None, None, None
+
+
+def min_scan(kind: str, x: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor,
+             lengths: Tensor | None = None, *, reverse: bool = False) -> tuple[Tensor, Tensor]:
+    """minGRU (``kind="gru"``) or minLSTM (``"lstm"``) over a whole sequence on the CPU, float32 or float64.
+
+    x (B, T, I), weight (n·H, I), bias (n·H,) or None, h0 (B, H), lengths (B,) int in [1, T] or None,
+    ``reverse`` runs each row from its last real step back to its first.
+    Returns (h (B, T, H), zero past each row's length, h_last (B, H), h at the last step run).
+    Differentiable in x, weight, bias and h0; without a gradient to compute, the forward keeps nothing.
+    """
+    B, T, _ = x.shape
+    x, h0 = x.contiguous(), h0.contiguous()
+    if bias is None:
+        bias = x.new_zeros(weight.shape[0])
+    lengths = torch.full((B,), T, dtype=torch.int64) if lengths is None else lengths.to(torch.int64).contiguous()
+    inputs = (x, weight, bias, h0)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        return _MinScan.apply(x, weight, bias, h0, lengths, bool(reverse), kind)
+    if torch.is_autocast_enabled("cpu"):
+        x, weight, bias, h0 = (t.float() for t in inputs)
+    with torch.autocast("cpu", enabled=False):  # bf16 autocast: the GEMM and the kernel run in float32
+        h, h_last = _forward(kind, x, weight.contiguous(), bias.contiguous(), h0, lengths, bool(reverse))
+    return h, h_last

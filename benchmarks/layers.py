@@ -10,7 +10,11 @@ Three groups, each as a ratio to torch.nn (time rnnlab / time torch.nn; below 1 
    against torch.nn.LSTM of the same size (target: training <= 2.0 at (32,100,128,256) and (64,100,256,512));
    the plain autograd loop (impl="loop") is measured at the first shape for context;
 3. minGRU / minLSTM training and inference against torch.nn.LSTM (target at (16,1024,128,256): minGRU
-   training <= 0.67, i.e. at least 1.5x faster).
+   training <= 0.67, i.e. at least 1.5x faster);
+4. ``step``: streaming at batch 1, ``layer.step`` of the LSTM, GRU and RNN with 1 and 2 layers at (I, H) =
+   (64, 256) and (256, 1024) against torch.nn.LSTMCell/GRUCell/RNNCell (two chained for two layers), target
+   <= 1.1 (issue 12); ``extra_us`` is what remains per step above torch's, in microseconds. Measure it with
+   ``--groups step --threads 1``.
 A training step is forward + backward of outputs.mean() with parameter gradients; inference is the
 forward under torch.no_grad(). Writes benchmarks/results/layers.json and prints a table.
 """
@@ -66,29 +70,49 @@ def measure(group: str, shape, contenders: dict[str, nn.Module], baseline: str, 
     return rows
 
 
-def measure_streaming(rounds: int, steps: int = 200) -> list[dict]:
-    """Streaming, one step at a time with batch 1 (serving, generation): layer.step vs torch.nn's cells."""
+STEP_SHAPES = [(64, 256), (256, 1024)]
+STEP_CELLS = {"LSTM": nn.LSTMCell, "GRU": nn.GRUCell, "RNN": nn.RNNCell}
+
+
+def streaming_contenders(kind: str, I: int, H: int, layers: int, steps: int) -> dict:
+    """``steps`` steps at batch 1 from a zero state: rnnlab's layer.step against a chain of torch.nn cells."""
+    ours = OURS[kind](I, H, num_layers=layers).eval()
+    cells = [STEP_CELLS[kind](I if l == 0 else H, H).eval() for l in range(layers)]
+    x = torch.randn(1, I)
+    lstm = kind == "LSTM"
+
+    def run_ours():
+        with torch.no_grad():
+            s = None
+            for _ in range(steps):
+                _, s = ours.step(x, s)
+
+    def run_torch():
+        with torch.no_grad():
+            s = [None] * layers
+            for _ in range(steps):
+                y = x
+                for l, cell in enumerate(cells):
+                    s[l] = cell(y, s[l])
+                    y = s[l][0] if lstm else s[l]
+
+    return {"torch": run_torch, "ours": run_ours}
+
+
+def measure_streaming(rounds: int, steps: int) -> list[dict]:
+    """Streaming, one step at a time with batch 1 (serving, generation): layer.step vs torch.nn's cells
+    (for L layers, L cells chained). ``extra_us``: the time per step above torch's, in microseconds."""
     rows = []
-    for kind, ours_cls, torch_cell in (("LSTM", LSTM, nn.LSTMCell), ("GRU", GRU, nn.GRUCell)):
-        ours, cell = ours_cls(64, 256).eval(), torch_cell(64, 256).eval()
-        x = torch.randn(1, 64)
-
-        def run_ours(ours=ours, x=x):
-            with torch.no_grad():
-                s = None
-                for _ in range(steps):
-                    _, s = ours.step(x, s)
-
-        def run_torch(cell=cell, x=x):
-            with torch.no_grad():
-                s = None
-                for _ in range(steps):
-                    s = cell(x, s)
-
-        times = interleaved({"torch": run_torch, "ours": run_ours}, rounds=rounds)
-        rows.append({"group": "step", "shape": "1,1,64,256", "mode": "infer", "model": f"rnnlab {kind}.step",
-                     "ms": median_ms(times["ours"]) / steps, "torch_ms": median_ms(times["torch"]) / steps,
-                     "ratio": ratio(times, "ours", "torch"), "baseline": f"torch.nn.{kind}Cell"})
+    for I, H in STEP_SHAPES:
+        for layers in (1, 2):
+            for kind in STEP_CELLS:
+                fns = streaming_contenders(kind, I, H, layers, steps)
+                times = interleaved(fns, rounds=rounds)
+                ms, torch_ms = median_ms(times["ours"]) / steps, median_ms(times["torch"]) / steps
+                rows.append({"group": "step", "shape": f"1,{layers}L,{I},{H}", "mode": "infer",
+                             "model": f"rnnlab {kind}.step", "ms": ms, "torch_ms": torch_ms,
+                             "ratio": ratio(times, "ours", "torch"), "extra_us": 1e3 * (ms - torch_ms),
+                             "baseline": f"{layers} x torch.nn.{kind}Cell"})
     return rows
 
 
@@ -99,8 +123,10 @@ def main() -> None:
     parser.add_argument("--groups", default="plain,options,min,step", help="comma-separated: plain, options, min, step")
     parser.add_argument("--shapes", default="", help="indices into SHAPES to run, e.g. 0,3 (default: all)")
     parser.add_argument("--out", default="layers.json", help="file name under benchmarks/results/")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the step group: measure with 1)")
+    parser.add_argument("--steps", type=int, default=100, help="step group: steps per round")
     args = parser.parse_args()
-    setup_threads(2)
+    setup_threads(args.threads)
     torch.manual_seed(0)
     shapes = SHAPES[:1] + SHAPES[-1:] if args.quick else SHAPES
     if args.shapes:
@@ -128,9 +154,10 @@ def main() -> None:
             rows += measure("min", shape, c, "torch.nn.LSTM", rounds, ("train", "infer"))
         print(f"done {shape}", flush=True)
     if "step" in groups:
-        rows += measure_streaming(rounds)
+        rows += measure_streaming(rounds, args.steps)
     path = write_json(args.out, {"rounds": rounds, "rows": rows})
-    print_table(rows, ["group", "shape", "mode", "model", "ms", "torch_ms", "ratio"])
+    print_table(rows, ["group", "shape", "mode", "model", "ms", "torch_ms", "ratio"]
+                + (["extra_us"] if "step" in groups else []))
     print(f"\nwritten {path}")
 
 

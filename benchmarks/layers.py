@@ -1,8 +1,8 @@
 """rnnlab's recurrent layers against torch.nn in the same process: training step and inference.
 
-Run by hand:  .venv/bin/python benchmarks/layers.py [--rounds 15] [--quick]
+Run by hand:  .venv/bin/python benchmarks/layers.py [--rounds 15] [--quick] [--groups step,generate --threads 1]
 
-Three groups, each as a ratio to torch.nn (time rnnlab / time torch.nn; below 1 is faster):
+Five groups, each as a ratio to torch.nn (time rnnlab / time torch.nn; below 1 is faster):
 1. plain LSTM, GRU, RNN (rnnlab's LSTM and RNN run torch's own kernel: the wrapper must cost nothing, target
    <= 1.05; rnnlab's GRU runs its numba kernel on the CPU, target <= 0.77, i.e. 1.3x faster; in detail, with
    the numba kernel forced and the layer-norm GRU: benchmarks/fused_gru.py);
@@ -14,13 +14,17 @@ Three groups, each as a ratio to torch.nn (time rnnlab / time torch.nn; below 1 
 4. ``step``: streaming at batch 1, ``layer.step`` of the LSTM, GRU and RNN with 1 and 2 layers at (I, H) =
    (64, 256) and (256, 1024) against torch.nn.LSTMCell/GRUCell/RNNCell (two chained for two layers), target
    <= 1.1 (issue 12); ``extra_us`` is what remains per step above torch's, in microseconds. Measure it with
-   ``--groups step --threads 1``.
+   ``--groups step --threads 1``;
+5. ``generate``: LanguageModel.generate sampling 100 tokens at batch 1 (vocabulary 96, embedding 64, hidden 256,
+   1 and 2 layers of LSTM, GRU, RNN) against the plain PyTorch loop of the same size (embedding -> torch.nn
+   cells -> linear -> softmax -> multinomial); tokens per second and the ratio of times per token.
 A training step is forward + backward of outputs.mean() with parameter gradients; inference is the
 forward under torch.no_grad(). Writes benchmarks/results/layers.json and prints a table.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import torch
 from torch import nn
@@ -28,6 +32,8 @@ from torch import nn
 from common import interleaved, median_ms, print_table, ratio, setup_threads, write_json
 from rnnlab.nn import GRU, LSTM, RNN
 from rnnlab.nn.min_rnn import MinGRU, MinLSTM
+from rnnlab.structures.encoders import EncoderConfig
+from rnnlab.structures.language_model import LanguageModel, LanguageModelConfig
 
 SHAPES = [(32, 100, 128, 256), (64, 200, 64, 128), (8, 500, 32, 64), (64, 100, 256, 512), (16, 1024, 128, 256)]
 TORCH = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}
@@ -111,16 +117,69 @@ def measure_streaming(rounds: int, steps: int) -> list[dict]:
                 ms, torch_ms = median_ms(times["ours"]) / steps, median_ms(times["torch"]) / steps
                 rows.append({"group": "step", "shape": f"1,{layers}L,{I},{H}", "mode": "infer",
                              "model": f"rnnlab {kind}.step", "ms": ms, "torch_ms": torch_ms,
-                             "ratio": ratio(times, "ours", "torch"), "extra_us": 1e3 * (ms - torch_ms),
+                             "ratio": ratio(times, "ours", "torch"), "extra_us": extra_us(times, "ours", "torch", steps),
                              "baseline": f"{layers} x torch.nn.{kind}Cell"})
     return rows
+
+
+GENERATE = dict(vocab=96, embedding=64, hidden=256, tokens=100)
+
+
+def generation_contenders(kind: str, layers: int) -> dict:
+    """Sampling ``tokens`` tokens at batch 1: LanguageModel.generate against the plain PyTorch loop of the same
+    size (embedding -> torch.nn cells -> linear -> softmax -> multinomial)."""
+    V, E, H, N = GENERATE["vocab"], GENERATE["embedding"], GENERATE["hidden"], GENERATE["tokens"]
+    lm = LanguageModel(LanguageModelConfig(vocab_size=V, embedding_size=E,
+                                           encoder=EncoderConfig(kind=kind, hidden_size=H, num_layers=layers))).eval()
+    embedding, head = nn.Embedding(V, E), nn.Linear(H, V)
+    cells = [STEP_CELLS[kind.upper()](E if l == 0 else H, H) for l in range(layers)]
+    lstm = kind == "lstm"
+    prompt = torch.tensor([[1]])
+
+    def run_plain():
+        with torch.no_grad():
+            token, s, out = prompt[:, 0], [None] * layers, []
+            for _ in range(N):
+                y = embedding(token)
+                for l, cell in enumerate(cells):
+                    s[l] = cell(y, s[l])
+                    y = s[l][0] if lstm else s[l]
+                token = torch.multinomial(torch.softmax(head(y), dim=-1), 1).squeeze(1)
+                out.append(token)
+            return torch.stack(out, dim=1)
+
+    def run_ours():
+        return lm.generate(prompt, max_new_tokens=N)
+
+    return {"torch": run_plain, "ours": run_ours}
+
+
+def measure_generation(rounds: int) -> list[dict]:
+    """Tokens per second of LanguageModel.generate (sampling, batch 1) against the plain loop."""
+    rows, N = [], GENERATE["tokens"]
+    for layers in (1, 2):
+        for kind in ("lstm", "gru", "rnn"):
+            times = interleaved(generation_contenders(kind, layers), rounds=rounds)
+            ms, torch_ms = median_ms(times["ours"]) / N, median_ms(times["torch"]) / N
+            rows.append({"group": "generate", "shape": f"1,{layers}L,{GENERATE['embedding']},{GENERATE['hidden']}",
+                         "mode": "sample", "model": f"LanguageModel {kind}", "ms": ms, "torch_ms": torch_ms,
+                         "ratio": ratio(times, "ours", "torch"), "extra_us": extra_us(times, "ours", "torch", N),
+                         "tokens_per_s": 1e3 / ms, "torch_tokens_per_s": 1e3 / torch_ms,
+                         "baseline": f"embedding + {layers} x torch.nn.{kind.upper()}Cell + linear + multinomial"})
+    return rows
+
+
+def extra_us(times: dict, name: str, baseline: str, n: int) -> float:
+    """Median over rounds of (time(name) - time(baseline)) / n, in microseconds."""
+    return 1e6 * statistics.median((a - b) / n for a, b in zip(times[name], times[baseline], strict=True))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per measurement")
     parser.add_argument("--quick", action="store_true", help="two shapes, 5 rounds: a smoke run")
-    parser.add_argument("--groups", default="plain,options,min,step", help="comma-separated: plain, options, min, step")
+    parser.add_argument("--groups", default="plain,options,min,step",
+                        help="comma-separated: plain, options, min, step, generate")
     parser.add_argument("--shapes", default="", help="indices into SHAPES to run, e.g. 0,3 (default: all)")
     parser.add_argument("--out", default="layers.json", help="file name under benchmarks/results/")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the step group: measure with 1)")
@@ -155,9 +214,11 @@ def main() -> None:
         print(f"done {shape}", flush=True)
     if "step" in groups:
         rows += measure_streaming(rounds, args.steps)
+    if "generate" in groups:
+        rows += measure_generation(rounds)
     path = write_json(args.out, {"rounds": rounds, "rows": rows})
     print_table(rows, ["group", "shape", "mode", "model", "ms", "torch_ms", "ratio"]
-                + (["extra_us"] if "step" in groups else []))
+                + (["extra_us"] if "step" in groups or "generate" in groups else []))
     print(f"\nwritten {path}")
 
 

@@ -153,7 +153,8 @@ class Recurrent(nn.Module):
 
         The same numbers as ``forward`` over the whole sequence. Unidirectional layers only: the backward
         direction needs the future. The plain built-in cells run torch's fused cell kernels here with the
-        arguments checked once per shape and dtype (:mod:`rnnlab.nn._fast_step`).
+        arguments checked once per shape and dtype (:mod:`rnnlab.nn._fast_step`); with one layer, y_t and the
+        returned state may share memory (as torch.nn.LSTMCell's h): clone before writing into either in place.
         """
         if self.bidirectional:
             raise ValueError(

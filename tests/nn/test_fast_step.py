@@ -163,3 +163,30 @@ def test_the_remembered_signatures_stay_few():
     for b in range(1, 2 * _MAX_SIGNATURES):
         layer.step(torch.randn(b, I))
     assert 0 < len(layer._fast_step.checked) <= _MAX_SIGNATURES
+
+
+@pytest.mark.parametrize("cell,options", KINDS[:2], ids=IDS[:2])
+def test_a_returned_one_layer_state_changed_in_place_or_re_pointed_is_read_as_it_is_now(cell, options):
+    """The layer remembers the one-layer state it returned last (no unbind when it comes back); what a caller
+    does to that state since (an in-place reset, ``.data =``) must still count."""
+    fast, ref = _pair(cell, options)
+    x = torch.randn(B, I)
+    with torch.no_grad():
+        _, s = fast.step(x)
+        assert fast._fast_step.last is not None and fast._fast_step.last[0] is s
+        for t in _tensors(s):
+            t[:, 1].zero_()  # reset row 1 in place
+        torch.testing.assert_close(fast.step(x, s)[0], ref.step(x, s)[0])
+        _, s = fast.step(x, s)
+        first = _tensors(s)[0]
+        first.data = torch.randn(1, B, H)
+        torch.testing.assert_close(fast.step(x, s)[0], ref.step(x, s)[0])
+
+
+def test_a_state_with_a_graph_is_not_kept_by_the_layer():
+    layer = LSTM(I, H)
+    layer.step(torch.randn(B, I))
+    assert layer._fast_step.last is None  # parameters require grad: the output carries a graph
+    with torch.no_grad():
+        layer.step(torch.randn(B, I))
+    assert layer._fast_step.last is not None

@@ -13,7 +13,9 @@ without dropout between layers in training:
 - reads the weights from each cell's ``_parameters`` dict (the live entries: ``load_state_dict``, ``.to()`` and
   assigning a new Parameter all land there);
 - splits the state with one ``unbind`` per tensor and builds the new one with one ``torch.stack`` (one
-  ``unsqueeze`` for a single layer), nothing else per layer.
+  ``unsqueeze`` for a single layer), nothing else per layer;
+- with one layer, remembers the state it returned last (outside autograd): when that same state comes back, as
+  in every streaming loop, its (B, H) tensors are at hand without the ``unbind``.
 
 With one layer the returned state is a view of the step's output (``y_t`` and ``state[0]`` share memory, as
 ``torch.nn.LSTMCell``'s h does with itself).
@@ -43,6 +45,8 @@ class FastStep:
         self.hidden_size = hidden_size
         self.params = [cell._parameters for cell in cells]  # live dicts: name -> Parameter (or None: no bias)
         self.checked: set = set()
+        # one layer: (the state returned last, its (B, H) tensors), or None; see _layer_states
+        self.last: Optional[tuple] = None
 
     # -- checks, once per signature ---------------------------------------------------------------
     def signature(self, x_t, state) -> Optional[tuple]:
@@ -77,17 +81,39 @@ class FastStep:
         """x_t (B, I), state (L, B, H) (an LSTMState of two for the LSTM) or None -> (y_t (B, H), state)."""
         return self._lstm(x_t, state) if self.lstm else self._single(x_t, state)
 
+    def _remember(self, state, *tensors: Tensor):
+        """Keep a one-layer ``state`` just returned with its (B, H) tensors, unless they carry a graph (a module
+        must not keep a graph alive between calls)."""
+        self.last = None if tensors[0].requires_grad else (state, tensors)
+        return state
+
+    def _known(self, state) -> Optional[tuple]:
+        """The (B, H) tensors of ``state`` if it is the one-layer state returned last and still views them (a
+        ``.data =`` or ``set_`` since would have moved its storage)."""
+        last = self.last
+        if last is None or state is not last[0]:
+            return None
+        parts = (state,) if type(state) is Tensor else state
+        for whole, part in zip(parts, last[1]):
+            if whole.data_ptr() != part.data_ptr():
+                return None
+        return last[1]
+
     def _lstm(self, x_t: Tensor, state):
         kernel, params = self.kernel, self.params
+        if len(params) == 1:
+            p = params[0]
+            if state is None:
+                h0 = c0 = x_t.new_zeros((x_t.shape[0], self.hidden_size))  # (B, H): the kernel does not write it
+            else:
+                h0, c0 = self._known(state) or (state[0][0], state[1][0])
+            h, c = kernel(x_t, (h0, c0), p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])
+            return h, self._remember(LSTMState(h.unsqueeze(0), c.unsqueeze(0)), h, c)  # (1, B, H) each
         if state is None:
-            zeros = x_t.new_zeros((x_t.shape[0], self.hidden_size))  # (B, H): the kernel does not write its inputs
+            zeros = x_t.new_zeros((x_t.shape[0], self.hidden_size))  # (B, H)
             hs = cs = (zeros,) * len(params)
         else:
             hs, cs = state[0].unbind(0), state[1].unbind(0)  # L x (B, H)
-        if len(params) == 1:
-            p = params[0]
-            h, c = kernel(x_t, (hs[0], cs[0]), p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])
-            return h, LSTMState(h.unsqueeze(0), c.unsqueeze(0))  # (1, B, H) each
         y, new_h, new_c = x_t, [], []
         for p, h, c in zip(params, hs, cs):
             y, c = kernel(y, (h, c), p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])
@@ -98,14 +124,19 @@ class FastStep:
     def _single(self, x_t: Tensor, state):
         """GRU and Elman RNN: a state of one tensor."""
         kernel, params = self.kernel, self.params
+        if len(params) == 1:
+            p = params[0]
+            if state is None:
+                h0 = x_t.new_zeros((x_t.shape[0], self.hidden_size))  # (B, H)
+            else:
+                known = self._known(state)
+                h0 = state[0] if known is None else known[0]
+            h = kernel(x_t, h0, p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])
+            return h, self._remember(h.unsqueeze(0), h)  # (1, B, H)
         if state is None:
             hs = (x_t.new_zeros((x_t.shape[0], self.hidden_size)),) * len(params)
         else:
             hs = state.unbind(0)  # L x (B, H)
-        if len(params) == 1:
-            p = params[0]
-            h = kernel(x_t, hs[0], p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])
-            return h, h.unsqueeze(0)  # (1, B, H)
         y, new = x_t, []
         for p, h in zip(params, hs):
             y = kernel(y, h, p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])

@@ -176,6 +176,15 @@ def _check_filters(temperature: Any, top_k: Any, top_p: Any, *, allow_zero_tempe
 def _log_probs(logits: Any, rows: int, end_token: Optional[int], *, check_finite: bool = True) -> Tensor:
     """Check what ``decoder.step`` returned and turn it into log-probabilities (B, V). ``check_finite=False``
     leaves the NaN/+inf check to the caller (:func:`_decode_to_length` makes it once, on the scores)."""
+    logits = _checked_logits(logits, rows, end_token)
+    if check_finite:
+        _check_finite(logits)
+    return torch.log_softmax(logits, dim=-1)
+
+
+def _checked_logits(logits: Any, rows: int, end_token: Optional[int]) -> Tensor:
+    """What ``decoder.step`` returned, checked to be logits (B, V) (NaN/+inf aside: :func:`_check_finite`), in
+    float32 at least: a softmax over V in half precision loses the tail."""
     if not isinstance(logits, Tensor) or not logits.is_floating_point():
         given = f"dtype {logits.dtype}" if isinstance(logits, Tensor) else type(logits).__name__
         raise TypeError(f"decoder.step must return floating-point logits (B, V), got {given}")
@@ -183,11 +192,9 @@ def _log_probs(logits: Any, rows: int, end_token: Optional[int], *, check_finite
         raise ValueError(f"decoder.step must return logits of shape (B, V) with B={rows}, got {tuple(logits.shape)}")
     if end_token is not None and end_token >= logits.size(1):
         raise ValueError(f"end_token must be < V={logits.size(1)} (the logits' width), got {end_token}")
-    if check_finite:
-        _check_finite(logits)
     if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()  # a softmax over V in half precision loses the tail
-    return torch.log_softmax(logits, dim=-1)
+        logits = logits.float()
+    return logits
 
 
 def _check_finite(logits: Tensor) -> None:
@@ -314,6 +321,8 @@ def sample(
         raise TypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
 
     plain = temperature == 1 and top_k is None and (top_p is None or top_p >= 1)
+    if plain and end_token is None:
+        return _sample_to_length(decoder, start_tokens, state, max_new_tokens, generator)
 
     def choose(logits: Tensor, logp: Tensor) -> Tensor:
         if temperature == 0:
@@ -391,6 +400,35 @@ def _decode_to_length(decoder: Decoder, start_tokens: Tensor, state: Any, max_ne
             _check_finite(logp)
     lengths = torch.full((B,), max_new_tokens, dtype=torch.long, device=tokens.device)
     return Decoded(tokens, lengths, scores)
+
+
+def _sample_to_length(decoder: Decoder, start_tokens: Tensor, state: Any, max_new_tokens: int,
+                      generator: Optional[torch.Generator]) -> Decoded:
+    """Sampling from the model's own distribution (temperature 1, no filters) without an end token: the plain
+    loop of softmax and multinomial, plus one gather for the scores.
+
+    A row's score is the sum of log p(token) with p the softmax it was drawn from: a drawn token is never so
+    improbable that p underflows, so this is log_softmax's value to float precision. NaN or +inf logits make
+    their softmax row NaN, on which ``torch.multinomial`` fails; that failure is checked for them."""
+    B = start_tokens.size(0)
+    inputs = start_tokens.long()
+    chosen: list[Tensor] = []
+    token_probs: list[Tensor] = []
+    for _ in range(max_new_tokens):
+        logits, state = decoder.step(inputs, state)
+        logits = _checked_logits(logits, B, None)  # (B, V)
+        probs = torch.softmax(logits, dim=-1)  # (B, V)
+        try:
+            token = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+        except RuntimeError:  # NaN probabilities: say why, if that is why
+            _check_finite(logits)
+            raise
+        token_probs.append(probs.gather(1, token))  # (B, 1)
+        chosen.append(token)
+        inputs = token.view(B)
+    tokens = torch.cat(chosen, dim=1)  # (B, T)
+    lengths = torch.full((B,), max_new_tokens, dtype=torch.long, device=tokens.device)
+    return Decoded(tokens, lengths, torch.cat(token_probs, dim=1).log().sum(1))
 
 
 # ------------------------------------------------------------------------------------------ beam search

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
 import torch
 from torch import nn
@@ -106,7 +107,7 @@ def streaming_contenders(kind: str, I: int, H: int, layers: int, steps: int) -> 
     return {"torch": run_torch, "ours": run_ours}
 
 
-def measure_streaming(rounds: int, steps: int) -> list[dict]:
+def measure_streaming(rounds: int, steps: int, clock) -> list[dict]:
     """Streaming, one step at a time with batch 1 (serving, generation): layer.step vs torch.nn's cells
     (for L layers, L cells chained). ``extra_us``: the time per step above torch's, in microseconds."""
     rows = []
@@ -114,7 +115,7 @@ def measure_streaming(rounds: int, steps: int) -> list[dict]:
         for layers in (1, 2):
             for kind in STEP_CELLS:
                 fns = streaming_contenders(kind, I, H, layers, steps)
-                times = interleaved(fns, rounds=rounds)
+                times = interleaved(fns, rounds=rounds, clock=clock)
                 ms, torch_ms = median_ms(times["ours"]) / steps, median_ms(times["torch"]) / steps
                 rows.append({"group": "step", "shape": f"1,{layers}L,{I},{H}", "mode": "infer",
                              "model": f"rnnlab {kind}.step", "ms": ms, "torch_ms": torch_ms,
@@ -123,6 +124,7 @@ def measure_streaming(rounds: int, steps: int) -> list[dict]:
     return rows
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 GENERATE = dict(vocab=96, embedding=64, hidden=256, tokens=100)
 
 
@@ -155,12 +157,12 @@ def generation_contenders(kind: str, layers: int) -> dict:
     return {"torch": run_plain, "ours": run_ours}
 
 
-def measure_generation(rounds: int) -> list[dict]:
+def measure_generation(rounds: int, clock) -> list[dict]:
     """Tokens per second of LanguageModel.generate (sampling, batch 1) against the plain loop."""
     rows, N = [], GENERATE["tokens"]
     for layers in (1, 2):
         for kind in ("lstm", "gru", "rnn"):
-            times = interleaved(generation_contenders(kind, layers), rounds=rounds)
+            times = interleaved(generation_contenders(kind, layers), rounds=rounds, clock=clock)
             ms, torch_ms = median_ms(times["ours"]) / N, median_ms(times["torch"]) / N
             rows.append({"group": "generate", "shape": f"1,{layers}L,{GENERATE['embedding']},{GENERATE['hidden']}",
                          "mode": "sample", "model": f"LanguageModel {kind}", "ms": ms, "torch_ms": torch_ms,
@@ -185,6 +187,8 @@ def main() -> None:
     parser.add_argument("--out", default="layers.json", help="file name under benchmarks/results/")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the step group: measure with 1)")
     parser.add_argument("--steps", type=int, default=100, help="step group: steps per round")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="step and generate groups: wall time, or this thread's CPU time (on a loaded machine)")
     args = parser.parse_args()
     setup_threads(args.threads)
     torch.manual_seed(0)
@@ -214,10 +218,10 @@ def main() -> None:
             rows += measure("min", shape, c, "torch.nn.LSTM", rounds, ("train", "infer"))
         print(f"done {shape}", flush=True)
     if "step" in groups:
-        rows += measure_streaming(rounds, args.steps)
+        rows += measure_streaming(rounds, args.steps, CLOCKS[args.clock])
     if "generate" in groups:
-        rows += measure_generation(rounds)
-    path = write_json(args.out, {"rounds": rounds, "rows": rows})
+        rows += measure_generation(rounds, CLOCKS[args.clock])
+    path = write_json(args.out, {"rounds": rounds, "clock": args.clock, "rows": rows})
     print_table(rows, ["group", "shape", "mode", "model", "ms", "torch_ms", "ratio"]
                 + (["extra_us"] if "step" in groups or "generate" in groups else []))
     print(f"\nwritten {path}")

@@ -88,3 +88,19 @@ def test_language_model_generation_bans_tokens_at_every_step():
                       generator=torch.Generator().manual_seed(1))
     assert out.shape == (1, 42)
     assert not torch.isin(out[0, 2:], torch.tensor([0, 5])).any()
+
+
+def test_evaluating_switches_a_model_with_any_submodule_in_training_and_leaves_an_eval_model_alone():
+    from rnnlab.structures.generation import evaluating
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)).eval()
+    model[1].train()  # the top says eval, a submodule trains: generation must still run without dropout
+    with evaluating(model):
+        assert not any(m.training for m in model.modules())
+    assert not model.training and not model[1].training  # restored to the model's own mode, as before
+    model.eval()
+    calls = []
+    model.train = lambda mode=True: calls.append(mode)  # an eval model is not walked at all
+    with evaluating(model):
+        pass
+    assert calls == []

@@ -28,10 +28,9 @@ def setup_threads(n: int = 2) -> None:
 
 def interleaved(fns: dict[str, Callable[[], object]], *, rounds: int, warmup: int = 2,
                 clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
-    """Seconds per call of each function, over ``rounds`` rounds that run every function once.
-
-    ``clock=time.process_time`` counts the CPU time of this process instead of the wall time: on a machine shared
-    with other jobs it leaves out the time spent waiting for a core (meaningful with one thread only)."""
+    """Seconds per call of each function, over ``rounds`` rounds that run every function once. ``clock``:
+    wall time by default; ``time.thread_time`` counts only this thread's CPU time, which leaves out the time
+    other processes held the core (one-thread runs on a loaded machine)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()

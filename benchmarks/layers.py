@@ -1,8 +1,8 @@
 """rnnlab's recurrent layers against torch.nn in the same process: training step and inference.
 
-Run by hand:  .venv/bin/python benchmarks/layers.py [--rounds 15] [--quick]
+Run by hand:  .venv/bin/python benchmarks/layers.py [--rounds 15] [--quick] [--groups step,generate --threads 1]
 
-Three groups, each as a ratio to torch.nn (time rnnlab / time torch.nn; below 1 is faster):
+Five groups, each as a ratio to torch.nn (time rnnlab / time torch.nn; below 1 is faster):
 1. plain LSTM, GRU, RNN (rnnlab's LSTM and RNN run torch's own kernel: the wrapper must cost nothing, target
    <= 1.05; rnnlab's GRU runs its numba kernel on the CPU, target <= 0.77, i.e. 1.3x faster; in detail, with
    the numba kernel forced and the layer-norm GRU: benchmarks/fused_gru.py);
@@ -10,13 +10,23 @@ Three groups, each as a ratio to torch.nn (time rnnlab / time torch.nn; below 1 
    against torch.nn.LSTM of the same size (target: training <= 2.0 at (32,100,128,256) and (64,100,256,512));
    the plain autograd loop (impl="loop") is measured at the first shape for context;
 3. minGRU / minLSTM training and inference against torch.nn.LSTM (target at (16,1024,128,256): minGRU
-   training <= 0.67, i.e. at least 1.5x faster).
+   training <= 0.67, i.e. at least 1.5x faster);
+4. ``step``: streaming at batch 1, ``layer.step`` of the LSTM, GRU and RNN with 1 and 2 layers at (I, H) =
+   (64, 256) and (256, 1024) against torch.nn.LSTMCell/GRUCell/RNNCell (two chained for two layers), target
+   <= 1.1 (issue 12), and at (8, 8), where the kernel is negligible and the Python around it is what is
+   measured; ``extra_us`` is what remains per step above torch's, in microseconds. Measure it with
+   ``--groups step --threads 1``;
+5. ``generate``: LanguageModel.generate sampling 100 tokens at batch 1 (vocabulary 96, embedding 64, hidden 256,
+   1 and 2 layers of LSTM, GRU, RNN) against the plain PyTorch loop of the same size (embedding -> torch.nn
+   cells -> linear -> softmax -> multinomial); tokens per second and the ratio of times per token.
 A training step is forward + backward of outputs.mean() with parameter gradients; inference is the
 forward under torch.no_grad(). Writes benchmarks/results/layers.json and prints a table.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
 
 import torch
 from torch import nn
@@ -24,6 +34,8 @@ from torch import nn
 from common import interleaved, median_ms, print_table, ratio, setup_threads, write_json
 from rnnlab.nn import GRU, LSTM, RNN
 from rnnlab.nn.min_rnn import MinGRU, MinLSTM
+from rnnlab.structures.encoders import EncoderConfig
+from rnnlab.structures.language_model import LanguageModel, LanguageModelConfig
 
 SHAPES = [(32, 100, 128, 256), (64, 200, 64, 128), (8, 500, 32, 64), (64, 100, 256, 512), (16, 1024, 128, 256)]
 TORCH = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}
@@ -66,40 +78,117 @@ def measure(group: str, shape, contenders: dict[str, nn.Module], baseline: str, 
     return rows
 
 
-def measure_streaming(rounds: int, steps: int = 200) -> list[dict]:
-    """Streaming, one step at a time with batch 1 (serving, generation): layer.step vs torch.nn's cells."""
+STEP_SHAPES = [(8, 8), (64, 256), (256, 1024)]  # (8, 8): a negligible kernel, so the Python around it is measured
+STEP_CELLS = {"LSTM": nn.LSTMCell, "GRU": nn.GRUCell, "RNN": nn.RNNCell}
+
+
+def streaming_contenders(kind: str, I: int, H: int, layers: int, steps: int) -> dict:
+    """``steps`` steps at batch 1 from a zero state: rnnlab's layer.step against a chain of torch.nn cells."""
+    ours = OURS[kind](I, H, num_layers=layers).eval()
+    cells = [STEP_CELLS[kind](I if l == 0 else H, H).eval() for l in range(layers)]
+    x = torch.randn(1, I)
+    lstm = kind == "LSTM"
+
+    def run_ours():
+        with torch.no_grad():
+            s = None
+            for _ in range(steps):
+                _, s = ours.step(x, s)
+
+    def run_torch():
+        with torch.no_grad():
+            s = [None] * layers
+            for _ in range(steps):
+                y = x
+                for l, cell in enumerate(cells):
+                    s[l] = cell(y, s[l])
+                    y = s[l][0] if lstm else s[l]
+
+    return {"torch": run_torch, "ours": run_ours}
+
+
+def measure_streaming(rounds: int, steps: int, clock) -> list[dict]:
+    """Streaming, one step at a time with batch 1 (serving, generation): layer.step vs torch.nn's cells
+    (for L layers, L cells chained). ``extra_us``: the time per step above torch's, in microseconds."""
     rows = []
-    for kind, ours_cls, torch_cell in (("LSTM", LSTM, nn.LSTMCell), ("GRU", GRU, nn.GRUCell)):
-        ours, cell = ours_cls(64, 256).eval(), torch_cell(64, 256).eval()
-        x = torch.randn(1, 64)
-
-        def run_ours(ours=ours, x=x):
-            with torch.no_grad():
-                s = None
-                for _ in range(steps):
-                    _, s = ours.step(x, s)
-
-        def run_torch(cell=cell, x=x):
-            with torch.no_grad():
-                s = None
-                for _ in range(steps):
-                    s = cell(x, s)
-
-        times = interleaved({"torch": run_torch, "ours": run_ours}, rounds=rounds)
-        rows.append({"group": "step", "shape": "1,1,64,256", "mode": "infer", "model": f"rnnlab {kind}.step",
-                     "ms": median_ms(times["ours"]) / steps, "torch_ms": median_ms(times["torch"]) / steps,
-                     "ratio": ratio(times, "ours", "torch"), "baseline": f"torch.nn.{kind}Cell"})
+    for I, H in STEP_SHAPES:
+        for layers in (1, 2):
+            for kind in STEP_CELLS:
+                fns = streaming_contenders(kind, I, H, layers, steps)
+                times = interleaved(fns, rounds=rounds, clock=clock)
+                ms, torch_ms = median_ms(times["ours"]) / steps, median_ms(times["torch"]) / steps
+                rows.append({"group": "step", "shape": f"1,{layers}L,{I},{H}", "mode": "infer",
+                             "model": f"rnnlab {kind}.step", "ms": ms, "torch_ms": torch_ms,
+                             "ratio": ratio(times, "ours", "torch"), "extra_us": extra_us(times, "ours", "torch", steps),
+                             "baseline": f"{layers} x torch.nn.{kind}Cell"})
     return rows
+
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+GENERATE = dict(vocab=96, embedding=64, hidden=256, tokens=100)
+
+
+def generation_contenders(kind: str, layers: int) -> dict:
+    """Sampling ``tokens`` tokens at batch 1: LanguageModel.generate against the plain PyTorch loop of the same
+    size (embedding -> torch.nn cells -> linear -> softmax -> multinomial)."""
+    V, E, H, N = GENERATE["vocab"], GENERATE["embedding"], GENERATE["hidden"], GENERATE["tokens"]
+    lm = LanguageModel(LanguageModelConfig(vocab_size=V, embedding_size=E,
+                                           encoder=EncoderConfig(kind=kind, hidden_size=H, num_layers=layers))).eval()
+    embedding, head = nn.Embedding(V, E), nn.Linear(H, V)
+    cells = [STEP_CELLS[kind.upper()](E if l == 0 else H, H) for l in range(layers)]
+    lstm = kind == "lstm"
+    prompt = torch.tensor([[1]])
+
+    def run_plain():
+        with torch.no_grad():
+            token, s, out = prompt[:, 0], [None] * layers, []
+            for _ in range(N):
+                y = embedding(token)
+                for l, cell in enumerate(cells):
+                    s[l] = cell(y, s[l])
+                    y = s[l][0] if lstm else s[l]
+                token = torch.multinomial(torch.softmax(head(y), dim=-1), 1).squeeze(1)
+                out.append(token)
+            return torch.stack(out, dim=1)
+
+    def run_ours():
+        return lm.generate(prompt, max_new_tokens=N)
+
+    return {"torch": run_plain, "ours": run_ours}
+
+
+def measure_generation(rounds: int, clock) -> list[dict]:
+    """Tokens per second of LanguageModel.generate (sampling, batch 1) against the plain loop."""
+    rows, N = [], GENERATE["tokens"]
+    for layers in (1, 2):
+        for kind in ("lstm", "gru", "rnn"):
+            times = interleaved(generation_contenders(kind, layers), rounds=rounds, clock=clock)
+            ms, torch_ms = median_ms(times["ours"]) / N, median_ms(times["torch"]) / N
+            rows.append({"group": "generate", "shape": f"1,{layers}L,{GENERATE['embedding']},{GENERATE['hidden']}",
+                         "mode": "sample", "model": f"LanguageModel {kind}", "ms": ms, "torch_ms": torch_ms,
+                         "ratio": ratio(times, "ours", "torch"), "extra_us": extra_us(times, "ours", "torch", N),
+                         "tokens_per_s": 1e3 / ms, "torch_tokens_per_s": 1e3 / torch_ms,
+                         "baseline": f"embedding + {layers} x torch.nn.{kind.upper()}Cell + linear + multinomial"})
+    return rows
+
+
+def extra_us(times: dict, name: str, baseline: str, n: int) -> float:
+    """Median over rounds of (time(name) - time(baseline)) / n, in microseconds."""
+    return 1e6 * statistics.median((a - b) / n for a, b in zip(times[name], times[baseline], strict=True))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per measurement")
     parser.add_argument("--quick", action="store_true", help="two shapes, 5 rounds: a smoke run")
-    parser.add_argument("--groups", default="plain,options,min,step", help="comma-separated: plain, options, min, step")
+    parser.add_argument("--groups", default="plain,options,min,step",
+                        help="comma-separated: plain, options, min, step, generate")
     parser.add_argument("--shapes", default="", help="indices into SHAPES to run, e.g. 0,3 (default: all)")
     parser.add_argument("--out", default="layers.json", help="file name under benchmarks/results/")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a loaded machine)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the step group: measure with 1)")
+    parser.add_argument("--steps", type=int, default=100, help="step group: steps per round")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="step and generate groups: wall time, or this thread's CPU time (on a loaded machine)")
     args = parser.parse_args()
     setup_threads(args.threads)
     torch.manual_seed(0)
@@ -129,9 +218,12 @@ def main() -> None:
             rows += measure("min", shape, c, "torch.nn.LSTM", rounds, ("train", "infer"))
         print(f"done {shape}", flush=True)
     if "step" in groups:
-        rows += measure_streaming(rounds)
-    path = write_json(args.out, {"rounds": rounds, "rows": rows})
-    print_table(rows, ["group", "shape", "mode", "model", "ms", "torch_ms", "ratio"])
+        rows += measure_streaming(rounds, args.steps, CLOCKS[args.clock])
+    if "generate" in groups:
+        rows += measure_generation(rounds, CLOCKS[args.clock])
+    path = write_json(args.out, {"rounds": rounds, "clock": args.clock, "rows": rows})
+    print_table(rows, ["group", "shape", "mode", "model", "ms", "torch_ms", "ratio"]
+                + (["extra_us"] if "step" in groups or "generate" in groups else []))
     print(f"\nwritten {path}")
 
 

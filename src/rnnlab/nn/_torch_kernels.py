@@ -22,7 +22,7 @@ from torch import Tensor
 __all__ = [
     "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell",
     "native_layer_norm", "onednn_linear", "onednn_pack_linear_weight", "ONEDNN_LINEAR", "sole_owner",
-    "native_layer_norm_out",
+    "native_layer_norm_out", "cell_kernel",
 ]
 
 
@@ -108,6 +108,13 @@ def rnn_relu_cell(
 ) -> Tensor:
     """torch._VF.rnn_relu_cell: x (B, I), h (B, H) -> h (B, H)."""
     return _CELL["rnn_relu_cell"](x, h, w_ih, w_hh, b_ih, b_hh)
+
+
+def cell_kernel(name: str):
+    """The bare cell kernel ``torch._VF.<name>`` (``"lstm_cell"``, ``"gru_cell"``, ``"rnn_tanh_cell"``,
+    ``"rnn_relu_cell"``) for a hot loop that cannot afford a wrapper's call: the same function and signature as
+    the wrappers above (the LSTM's ``hx`` must already be a tuple (h, c))."""
+    return _CELL[name]
 
 
 def native_layer_norm(x: Tensor, normalized_shape: list, weight: Optional[Tensor], bias: Optional[Tensor],

@@ -38,6 +38,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import _torch_kernels as kernels
 from ._checks import check_dtype_match, check_input, check_lengths, check_state
+from ._fast_step import FastStep
 from .cell import RecurrentCell
 from .gru_cell import GRUCell
 from .lstm_cell import LSTMCell
@@ -50,6 +51,7 @@ Impl = Literal["auto", "torch", "numba", "loop"]
 _CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
 _IMPLS = get_args(Impl)
 _TORCH_SEQUENCE = {"lstm": kernels.lstm, "gru": kernels.gru, "rnn_tanh": kernels.rnn_tanh, "rnn_relu": kernels.rnn_relu}
+_TORCH_STEP = ("torch", "auto_gru", "auto_rnn")  # the resolved impls whose step runs torch's cell kernels
 _TORCH_CELL = {"lstm": kernels.lstm_cell, "gru": kernels.gru_cell, "rnn_tanh": kernels.rnn_tanh_cell,
                "rnn_relu": kernels.rnn_relu_cell}
 
@@ -129,6 +131,8 @@ class Recurrent(nn.Module):
             raise ValueError(f"impl='numba' exists for cell='lstm', 'gru' and 'rnn' only, got cell={name!r}; "
                              "use impl='auto' or 'loop'")
         self._impl = self._resolve_impl()
+        self._fast_step = (FastStep(self._torch_kind, self.cells, hidden_size)
+                           if self._impl in _TORCH_STEP and not self.bidirectional else None)
         self._names = self._torch_style_names()
         self.register_state_dict_post_hook(_to_torch_names)
         self.register_load_state_dict_pre_hook(_from_torch_names)
@@ -153,17 +157,24 @@ class Recurrent(nn.Module):
         """Advance one time step, for streaming: x_t (B, I) -> (y_t (B, H), state (L, B, H)).
 
         The same numbers as ``forward`` over the whole sequence. Unidirectional layers only: the backward
-        direction needs the future.
+        direction needs the future. The plain built-in cells run torch's fused cell kernels here with the
+        arguments checked once per shape and dtype (:mod:`rnnlab.nn._fast_step`); with one layer, y_t and the
+        returned state may share memory (as torch.nn.LSTMCell's h): clone before writing into either in place.
         """
         if self.bidirectional:
             raise ValueError(
                 "step() needs a unidirectional layer (bidirectional=False): the backward direction reads the future"
             )
-        x_t = check_input(x_t, self.input_size, ndim=2, name="x_t")
-        self._check_dtype("x_t", x_t)
-        state = self._check_state(state, x_t.shape[0], x_t)
+        fast = self._fast_step
+        if fast is not None and not (self.dropout and self.training and self.num_layers > 1):
+            signature = fast.signature(x_t, state)
+            if signature not in fast.checked:
+                x_t, state = self._check_step(x_t, state)
+                fast.remember(signature)
+            return fast(x_t, state)
+        x_t, state = self._check_step(x_t, state)
         # torch's fused cell kernels: half the time of the cell's ops
-        torch_step = _TORCH_CELL[self._torch_kind] if self._impl in ("torch", "auto_gru", "auto_rnn") else None
+        torch_step = _TORCH_CELL[self._torch_kind] if self._impl in _TORCH_STEP else None
         if self._impl_for(x_t) == "torch" and self._eval_torch_kind is not None:  # dropout LSTM out of training
             torch_step = _TORCH_CELL[self._eval_torch_kind]
         new_states = []
@@ -277,6 +288,12 @@ class Recurrent(nn.Module):
         ref = cell.weight_ih if isinstance(cell, RecurrentCell) else next(cell.parameters(), None)
         if ref is not None:
             check_dtype_match(name, x, ref)
+
+    def _check_step(self, x_t, state) -> tuple[Tensor, State]:
+        """step's arguments checked (messages naming them), the state filled with zeros when None."""
+        x_t = check_input(x_t, self.input_size, ndim=2, name="x_t")
+        self._check_dtype("x_t", x_t)
+        return x_t, self._check_state(state, x_t.shape[0], x_t)
 
     def _check_state(self, state, batch_size: int, ref: Tensor) -> State:
         if state is None:

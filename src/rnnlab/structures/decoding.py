@@ -173,8 +173,18 @@ def _check_filters(temperature: Any, top_k: Any, top_p: Any, *, allow_zero_tempe
             raise ValueError(f"top_p must be None or a number in (0, 1], got {top_p}")
 
 
-def _log_probs(logits: Any, rows: int, end_token: Optional[int]) -> Tensor:
-    """Check what ``decoder.step`` returned and turn it into log-probabilities (B, V)."""
+def _log_probs(logits: Any, rows: int, end_token: Optional[int], *, check_finite: bool = True) -> Tensor:
+    """Check what ``decoder.step`` returned and turn it into log-probabilities (B, V). ``check_finite=False``
+    leaves the NaN/+inf check to the caller (:func:`_decode_to_length` makes it once, on the scores)."""
+    logits = _checked_logits(logits, rows, end_token)
+    if check_finite:
+        _check_finite(logits)
+    return torch.log_softmax(logits, dim=-1)
+
+
+def _checked_logits(logits: Any, rows: int, end_token: Optional[int]) -> Tensor:
+    """What ``decoder.step`` returned, checked to be logits (B, V) (NaN/+inf aside: :func:`_check_finite`), in
+    float32 at least: a softmax over V in half precision loses the tail."""
     if not isinstance(logits, Tensor) or not logits.is_floating_point():
         given = f"dtype {logits.dtype}" if isinstance(logits, Tensor) else type(logits).__name__
         raise TypeError(f"decoder.step must return floating-point logits (B, V), got {given}")
@@ -182,13 +192,25 @@ def _log_probs(logits: Any, rows: int, end_token: Optional[int]) -> Tensor:
         raise ValueError(f"decoder.step must return logits of shape (B, V) with B={rows}, got {tuple(logits.shape)}")
     if end_token is not None and end_token >= logits.size(1):
         raise ValueError(f"end_token must be < V={logits.size(1)} (the logits' width), got {end_token}")
-    if bool((logits.isnan() | logits.isposinf()).any()):  # -inf is a masked token; NaN or +inf is a broken model
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return logits
+
+
+def _check_finite(logits: Tensor) -> None:
+    """-inf is a masked token; NaN or +inf is a broken model."""
+    if _maybe_not_finite(logits) and bool((logits.isnan() | logits.isposinf()).any()):
         raise ValueError("the model's next-token logits are not finite (NaN or +inf): its weights are broken, "
                          "e.g. saved from a diverged training run; retrain it (lower --trainer.lr, "
                          "--trainer.clip_norm 1.0)")
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()  # a softmax over V in half precision loses the tail
-    return torch.log_softmax(logits, dim=-1)
+
+
+def _maybe_not_finite(logits: Tensor) -> bool:
+    """A one-reduction screen for NaN or +inf among the logits, run at every generated token: their float64 sum
+    is NaN or +inf when one is there (-inf alone, a masked token, gives -inf), and a float32 sum cannot overflow
+    in float64. True also for a float64 sum that overflows; the caller then looks element by element."""
+    total = float(logits.detach().sum(dtype=torch.float64))
+    return total != total or total == math.inf
 
 
 # --------------------------------------------------------------------------------------- greedy / sample
@@ -214,7 +236,13 @@ def filter_logits(
             f"shape {tuple(logits.shape)} dtype {logits.dtype}" if isinstance(logits, Tensor) else type(logits).__name__
         )
         raise TypeError(f"logits must be a floating-point tensor (..., V), got {given}")
-    logits = logits / temperature
+    return _filter(logits, temperature, top_k, top_p)
+
+
+def _filter(logits: Tensor, temperature: float, top_k: Optional[int], top_p: Optional[float]) -> Tensor:
+    """:func:`filter_logits` without the checks (the decoding loop checked the options once)."""
+    if temperature != 1:
+        logits = logits / temperature
     V = logits.size(-1)
     if top_k is not None and top_k < V:
         keep = logits.topk(top_k, dim=-1).indices  # (..., k)
@@ -254,7 +282,8 @@ def greedy(
         :class:`Decoded` (tokens (B, T), lengths (B,), scores (B,)).
     """
     _check_common(start_tokens, max_new_tokens, end_token, pad_token)
-    return _decode(decoder, start_tokens, state, max_new_tokens, end_token, pad_token, lambda logits: logits.argmax(-1))
+    return _decode(decoder, start_tokens, state, max_new_tokens, end_token, pad_token,
+                   lambda logits, logp: logits.argmax(-1, keepdim=True))
 
 
 def sample(
@@ -291,12 +320,18 @@ def sample(
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
 
-    def choose(logits: Tensor) -> Tensor:
+    plain = temperature == 1 and top_k is None and (top_p is None or top_p >= 1)
+    if plain and end_token is None:
+        return _sample_to_length(decoder, start_tokens, state, max_new_tokens, generator)
+
+    def choose(logits: Tensor, logp: Tensor) -> Tensor:
         if temperature == 0:
-            return logits.argmax(-1)
-        filtered = filter_logits(logits.float(), temperature=temperature, top_k=top_k, top_p=top_p)
-        probs = torch.log_softmax(filtered, dim=-1).exp()  # (B, V)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+            return logits.argmax(-1, keepdim=True)
+        if plain:  # the model's own distribution: its log-probabilities are at hand
+            probs = logp.exp()  # (B, V)
+        else:
+            probs = torch.log_softmax(_filter(logits.float(), temperature, top_k, top_p), dim=-1).exp()  # (B, V)
+        return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
 
     return _decode(decoder, start_tokens, state, max_new_tokens, end_token, pad_token, choose)
 
@@ -308,9 +343,11 @@ def _decode(
     max_new_tokens: int,
     end_token: Optional[int],
     pad_token: int,
-    choose: Callable[[Tensor], Tensor],
+    choose: Callable[[Tensor, Tensor], Tensor],
 ) -> Decoded:
-    """The loop shared by greedy and sampling: one token per row per step, ``choose(logits) -> tokens``."""
+    """The loop shared by greedy and sampling: one token per row per step, ``choose(logits, logp) -> tokens (B, 1)``."""
+    if end_token is None:
+        return _decode_to_length(decoder, start_tokens, state, max_new_tokens, choose)
     B = start_tokens.size(0)
     inputs = start_tokens.long()
     ended = torch.zeros(B, dtype=torch.bool, device=start_tokens.device)
@@ -320,19 +357,78 @@ def _decode(
     for _ in range(max_new_tokens):
         logits, state = decoder.step(inputs, state)
         logp = _log_probs(logits, B, end_token)  # (B, V)
-        token = choose(logits)  # (B,)
+        token = choose(logits, logp).squeeze(1)  # (B,)
         token_logp = logp.gather(1, token.unsqueeze(1)).squeeze(1)  # (B,)
         scores = (0 if scores is None else scores) + token_logp.masked_fill(ended, 0.0)
         lengths += (~ended).long()
         out.append(token.masked_fill(ended, pad_token))
-        if end_token is None:
-            inputs = token
-            continue
         ended = ended | (token == end_token)
         if bool(ended.all()):
             break
         inputs = token.masked_fill(ended, end_token)  # finished rows keep being fed a valid token
     return Decoded(torch.stack(out, dim=1), lengths, scores)  # tokens (B, T)
+
+
+def _decode_to_length(decoder: Decoder, start_tokens: Tensor, state: Any, max_new_tokens: int,
+                      choose: Callable[[Tensor, Tensor], Tensor]) -> Decoded:
+    """:func:`_decode` without an end token: every row runs ``max_new_tokens`` steps, so nothing is masked and
+    the per-token work is the model's step, the log-probabilities, the choice and one gather (generation at
+    batch 1 is bound by these small operations).
+
+    Non-finite logits (NaN, +inf) are caught without a check per token: they make their whole row of
+    log-probabilities NaN, so sampling fails on them (checked then) and the argmax path leaves a NaN score
+    (checked at the end)."""
+    B = start_tokens.size(0)
+    inputs = start_tokens.long()
+    chosen: list[Tensor] = []
+    token_logps: list[Tensor] = []
+    for _ in range(max_new_tokens):
+        logits, state = decoder.step(inputs, state)
+        logp = _log_probs(logits, B, None, check_finite=False)  # (B, V)
+        try:
+            token = choose(logits, logp)  # (B, 1)
+        except RuntimeError:  # torch.multinomial on NaN probabilities: say why, if that is why
+            _check_finite(logits)
+            raise
+        token_logps.append(logp.gather(1, token))  # (B, 1)
+        chosen.append(token)
+        inputs = token.view(B)
+    tokens = torch.cat(chosen, dim=1)  # (B, T)
+    scores = torch.cat(token_logps, dim=1).sum(1)  # (B,)
+    if bool(scores.isnan().any()):
+        for logp in token_logps:
+            _check_finite(logp)
+    lengths = torch.full((B,), max_new_tokens, dtype=torch.long, device=tokens.device)
+    return Decoded(tokens, lengths, scores)
+
+
+def _sample_to_length(decoder: Decoder, start_tokens: Tensor, state: Any, max_new_tokens: int,
+                      generator: Optional[torch.Generator]) -> Decoded:
+    """Sampling from the model's own distribution (temperature 1, no filters) without an end token: the plain
+    loop of softmax and multinomial, plus one gather for the scores.
+
+    A row's score is the sum of log p(token) with p the softmax it was drawn from: a drawn token is never so
+    improbable that p underflows, so this is log_softmax's value to float precision. NaN or +inf logits make
+    their softmax row NaN, on which ``torch.multinomial`` fails; that failure is checked for them."""
+    B = start_tokens.size(0)
+    inputs = start_tokens.long()
+    chosen: list[Tensor] = []
+    token_probs: list[Tensor] = []
+    for _ in range(max_new_tokens):
+        logits, state = decoder.step(inputs, state)
+        logits = _checked_logits(logits, B, None)  # (B, V)
+        probs = torch.softmax(logits, dim=-1)  # (B, V)
+        try:
+            token = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+        except RuntimeError:  # NaN probabilities: say why, if that is why
+            _check_finite(logits)
+            raise
+        token_probs.append(probs.gather(1, token))  # (B, 1)
+        chosen.append(token)
+        inputs = token.view(B)
+    tokens = torch.cat(chosen, dim=1)  # (B, T)
+    lengths = torch.full((B,), max_new_tokens, dtype=torch.long, device=tokens.device)
+    return Decoded(tokens, lengths, torch.cat(token_probs, dim=1).log().sum(1))
 
 
 # ------------------------------------------------------------------------------------------ beam search

@@ -159,11 +159,13 @@ class _Banning:
         if any(not 0 <= i < vocab_size for i in ids) or len(ids) >= vocab_size:
             raise ValueError(f"banned_tokens must be ids in [0, {vocab_size}) leaving at least one allowed, got {ids}")
         self.decoder, self.ids = decoder, ids
+        self.index: Optional[Tensor] = None  # the ids as a tensor on the logits' device, made at the first step
 
     def step(self, tokens: Tensor, state):
         logits, state = self.decoder.step(tokens, state)
-        index = torch.tensor(self.ids, device=logits.device)
-        return logits.index_fill(1, index, float("-inf")), state  # (B, V)
+        if self.index is None or self.index.device != logits.device:
+            self.index = torch.tensor(self.ids, device=logits.device)
+        return logits.index_fill(1, self.index, float("-inf")), state  # (B, V)
 
     def reorder(self, state, index: Tensor):
         return self.decoder.reorder(state, index)
@@ -172,15 +174,19 @@ class _Banning:
 class _RecurrentLMDecoder(StepDecoder):
     """One recurrent step per token; the state is the layer state (batch is its dim 1)."""
 
+    def __init__(self, model: LanguageModel) -> None:
+        super().__init__(model)
+        # looked up once: at batch 1 a token costs tens of microseconds, and each module attribute lookup counts
+        self.embedding, self.encoder_step, self.head = model.inputs.embedding, model.encoder.step, model.head
+
     def prime(self, tokens: Tensor):
         if tokens.shape[1] == 0:
             return None
         return self.model({"x": tokens}).state
 
     def step(self, tokens: Tensor, state):
-        emb = self.model.inputs.embedding(tokens)  # (B, E)
-        y, state = self.model.encoder.step(emb, state)  # (B, H)
-        return self.model.head(y), state  # (B, V)
+        y, state = self.encoder_step(self.embedding(tokens), state)  # (B, E) -> (B, H)
+        return self.head(y), state  # (B, V)
 
     def reorder(self, state, index: Tensor):
         return reorder_state(state, index, batch_dim=1)  # (L, B, H)

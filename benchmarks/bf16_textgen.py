@@ -35,11 +35,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table, setup_threads, write_json  # noqa: E402
-from trainer import text_corpus  # noqa: E402
 from rnnlab.structures import LanguageModel  # noqa: E402
 from rnnlab.tasks.textgen import TextgenConfig  # noqa: E402
 from rnnlab.training import TokenStream, Trainer  # noqa: E402
 from rnnlab.training.trainer import resolve_precision  # noqa: E402
+from trainer import text_corpus  # noqa: E402
 
 PRESET = TextgenConfig()
 
@@ -166,7 +166,9 @@ def contenders(train_docs: list, data: torch.Tensor, vocab: int, steps: int, aut
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds; round r trains every contender with seed r")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds; round r trains every contender with seed first_seed + r")
+    parser.add_argument("--first-seed", type=int, default=0, help="seed of the first round (to split a long run)")
     parser.add_argument("--steps", type=int, default=400, help="training steps per run")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 steps, 1 round")
     parser.add_argument("--out", default="bf16_textgen.json", help="file name under benchmarks/results/")
@@ -185,22 +187,25 @@ def main() -> None:
     for run in contenders(train_docs, data, vocab, min(10, args.steps), auto).values():
         run(0)  # warm-up, not recorded: the first run in a process pays oneDNN's primitive creation
     for r in range(args.rounds):
-        for name in list(runs) if r % 2 == 0 else list(runs)[::-1]:
-            tokens, seconds, forward = runs[name](r)
-            results[name].append({"seed": r, "tokens_per_s": tokens / seconds, "seconds": seconds,
+        seed = args.first_seed + r
+        for name in list(runs) if seed % 2 == 0 else list(runs)[::-1]:
+            tokens, seconds, forward = runs[name](seed)
+            results[name].append({"seed": seed, "tokens_per_s": tokens / seconds, "seconds": seconds,
                                   "valid_loss": valid_loss(forward, valid)})
             print(f"round {r} {name}: {tokens / seconds:,.0f} tok/s, valid {results[name][-1]['valid_loss']:.4f}",
                   flush=True)
-    seconds = time.perf_counter() - t_start
-    rows = table(results, auto)
+        # after every round, so that a run cut short keeps what it measured
+        seconds = time.perf_counter() - t_start
+        rows = table(results, auto)
+        path = write_json(args.out, {"preset": {"embedding": PRESET.model.embedding_size,
+                                                "hidden": PRESET.model.encoder.hidden_size,
+                                                "batch": PRESET.batch_size, "bptt": PRESET.bptt},
+                                     "steps": args.steps, "rounds": r + 1, "first_seed": args.first_seed,
+                                     "threads": args.threads, "auto_precision": auto, "seconds": seconds,
+                                     "runs": results, "rows": rows})
     print(f"\nchar-LM preset: E={PRESET.model.embedding_size}, LSTM-{PRESET.model.encoder.hidden_size}, "
           f"B={PRESET.batch_size}, k={PRESET.bptt}, {args.steps} steps, {args.rounds} rounds, {args.threads} threads")
     print_table(rows, ["contender", "tokens_per_s", "vs_rnnlab_float32", "vs_plain_bf16", "valid_loss", "valid_sd"])
-    path = write_json(args.out, {"preset": {"embedding": PRESET.model.embedding_size,
-                                            "hidden": PRESET.model.encoder.hidden_size, "batch": PRESET.batch_size,
-                                            "bptt": PRESET.bptt}, "steps": args.steps, "rounds": args.rounds,
-                                 "threads": args.threads, "auto_precision": auto, "seconds": seconds,
-                                 "runs": results, "rows": rows})
     print(f"\n{seconds:.0f} s; written {path}")
 
 
@@ -212,7 +217,8 @@ def table(results: dict, auto: str) -> list[dict]:
     for name, runs in results.items():
         losses = [run["valid_loss"] for run in runs]
         rows.append({"contender": name, "tokens_per_s": statistics.median(run["tokens_per_s"] for run in runs),
-                     "vs_rnnlab_float32": per_round(name, "rnnlab float32"), "vs_plain_bf16": per_round(name, "plain bf16"),
+                     "vs_rnnlab_float32": per_round(name, "rnnlab float32"),
+                     "vs_plain_bf16": per_round(name, "plain bf16"),
                      "valid_loss": statistics.mean(losses),
                      "valid_sd": statistics.stdev(losses) if len(losses) > 1 else 0.0})
     return rows

@@ -122,7 +122,8 @@ def summary(rows: list[dict]) -> list[dict]:
 
 def cases(args) -> list[dict]:
     shapes = [SHAPES[int(i)] for i in args.shapes.split(",")] if args.shapes else SHAPES
-    out = [{"kind": "layer", "cell": cell, "mode": mode, "B": B, "T": T, "I": I, "H": H}
+    out = [{"kind": "layer", "cell": cell, "mode": mode, "B": B, "T": T, "I": I, "H": H,
+            "autocast_kernels": args.autocast_kernels}
            for (B, T, I, H) in shapes for cell in args.cells.split(",") for mode in args.modes.split(",")]
     if args.stream:
         out += [{"kind": "stream", "cell": cell, "B": 256, "I": 64, "H": 256, "steps": args.stream_steps}
@@ -141,6 +142,8 @@ def main() -> None:
     parser.add_argument("--peers", default=",".join(FRAMEWORKS), help=f"comma-separated subset of {FRAMEWORKS}")
     parser.add_argument("--no-stream", dest="stream", action="store_false", help="skip the streaming case")
     parser.add_argument("--stream-steps", type=int, default=50, help="steps per timed call in the streaming case")
+    parser.add_argument("--autocast-kernels", action="store_true",
+                        help="add rnnlab's numba kernel forced under bf16 autocast (what auto hands to torch)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: the first shape, 3 rounds")
     parser.add_argument("--out", default="peers.json", help="file name under benchmarks/results/")
     args = parser.parse_args()
@@ -163,21 +166,22 @@ def main() -> None:
                 print(f"{p}: {missing[p]}", flush=True)
                 w.close()
         rows: list[dict] = []
+        path = RESULTS / args.out
         try:
             for case in cases(args):
                 rows += measure(workers, case, rounds=args.rounds, budget=args.budget)
                 print(f"done {_label(case)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+                # after every case, so that a run cut short keeps what it measured
+                path = write_json(args.out, {"threads": args.threads, "rounds": args.rounds, "budget_s": args.budget,
+                                             "seconds": time.perf_counter() - t0, "versions": versions,
+                                             "not_installed": missing, "rows": rows, "summary": summary(rows)})
         finally:
             for w in workers:
                 w.close()
-    seconds = time.perf_counter() - t0
     print_table(rows, ["cell", "shape", "mode", "contender", "rounds", "ms", "speedup", "steps_per_s", "note"])
     print()
     print_table(summary(rows), ["cell", "mode", "contender", "shapes", "speedup"])
-    path = write_json(args.out, {"threads": args.threads, "rounds": args.rounds, "budget_s": args.budget,
-                                 "seconds": seconds, "versions": versions, "not_installed": missing,
-                                 "rows": rows, "summary": summary(rows)})
-    print(f"\n{seconds:.0f} s; written {path}")
+    print(f"\n{time.perf_counter() - t0:.0f} s; written {path}")
 
 
 if __name__ == "__main__":

@@ -66,12 +66,19 @@ def build(case: dict) -> dict[str, Callable[[], None]]:
     ref = TORCH[cell](I, H, batch_first=True).train(train)
     ours = OURS[cell](I, H).train(train)
     auto = resolve_precision("auto", torch.device("cpu")) == "bf16"
-    return {
+    fns = {
         "torch.nn": make(ref, x, False),
         "torch.nn bf16": make(ref, x, True),
         "rnnlab": make(ours, x, False),
         f"rnnlab auto ({'bf16' if auto else 'float32'})": make(ours, x, auto),
     }
+    if case.get("autocast_kernels"):
+        # what "auto" would give if it kept rnnlab's numba kernel under autocast (it computes in float32 inside)
+        # instead of handing the GRU/RNN to torch's per-step ops, whose GEMMs autocast runs in bf16
+        numba = OURS[cell](I, H, impl="numba").train(train)
+        numba.load_state_dict(ours.state_dict())
+        fns["rnnlab numba, bf16 autocast"] = make(numba, x, True)
+    return fns
 
 
 def _build_stream(case: dict) -> dict[str, Callable[[], None]]:

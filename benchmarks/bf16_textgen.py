@@ -35,6 +35,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table, setup_threads, write_json  # noqa: E402
+from rnnlab.nn import recurrent  # noqa: E402
 from rnnlab.structures import LanguageModel  # noqa: E402
 from rnnlab.tasks.textgen import TextgenConfig  # noqa: E402
 from rnnlab.training import TokenStream, Trainer  # noqa: E402
@@ -137,17 +138,22 @@ def rnnlab_forward(model: LanguageModel):
 
 # --- the rounds ---------------------------------------------------------------------------------------------
 
-def contenders(train_docs: list, data: torch.Tensor, vocab: int, steps: int, auto: str) -> dict:
+def contenders(train_docs: list, data: torch.Tensor, vocab: int, steps: int, auto: str, before: bool = False) -> dict:
     """name -> fn(seed) -> (tokens, seconds, model forward): builds a fresh seeded model and trains it."""
     m = PRESET.model
 
-    def ours(precision):
+    def ours(precision, packed=False):
         def run(seed):
             torch.manual_seed(seed)
             model = LanguageModel(m.build(vocab))
-            t0 = time.perf_counter()
-            tokens = rnnlab_train(model, train_docs, steps, precision, seed)
-            return tokens, time.perf_counter() - t0, rnnlab_forward(model.eval())
+            groups, recurrent._MAX_LENGTH_GROUPS = recurrent._MAX_LENGTH_GROUPS, 0 if packed else groups_default
+            try:
+                t0 = time.perf_counter()
+                tokens = rnnlab_train(model, train_docs, steps, precision, seed)
+                seconds = time.perf_counter() - t0
+            finally:
+                recurrent._MAX_LENGTH_GROUPS = groups
+            return tokens, seconds, rnnlab_forward(model.eval())
         return run
 
     def plain(bf16):
@@ -159,8 +165,13 @@ def contenders(train_docs: list, data: torch.Tensor, vocab: int, steps: int, aut
             return tokens, time.perf_counter() - t0, model.eval()
         return run
 
-    return {"rnnlab float32": ours("float32"), f"rnnlab auto ({auto})": ours("auto"),
+    groups_default = recurrent._MAX_LENGTH_GROUPS
+    runs = {"rnnlab float32": ours("float32"), f"rnnlab auto ({auto})": ours("auto"),
             "plain float32": plain(False), "plain bf16": plain(True)}
+    if before:  # batches cut at a document end through torch's packed-sequence kernel, as before the length groups
+        runs["rnnlab float32, packed"] = ours("float32", packed=True)
+        runs[f"rnnlab auto ({auto}), packed"] = ours("auto", packed=True)
+    return runs
 
 
 def main() -> None:
@@ -170,6 +181,8 @@ def main() -> None:
                         help="rounds; round r trains every contender with seed first_seed + r")
     parser.add_argument("--first-seed", type=int, default=0, help="seed of the first round (to split a long run)")
     parser.add_argument("--steps", type=int, default=400, help="training steps per run")
+    parser.add_argument("--before", action="store_true",
+                        help="also rnnlab with batches cut at a document end through torch's packed kernel (old path)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 steps, 1 round")
     parser.add_argument("--out", default="bf16_textgen.json", help="file name under benchmarks/results/")
     args = parser.parse_args()
@@ -181,10 +194,10 @@ def main() -> None:
     train_docs, valid_docs, vocab = text_corpus()
     data = batchify(torch.cat(train_docs), PRESET.batch_size)
     valid = batchify(torch.cat(valid_docs), PRESET.batch_size)
-    runs = contenders(train_docs, data, vocab, args.steps, auto)
+    runs = contenders(train_docs, data, vocab, args.steps, auto, args.before)
     results: dict = {name: [] for name in runs}
     t_start = time.perf_counter()
-    for run in contenders(train_docs, data, vocab, min(10, args.steps), auto).values():
+    for run in contenders(train_docs, data, vocab, min(10, args.steps), auto, args.before).values():
         run(0)  # warm-up, not recorded: the first run in a process pays oneDNN's primitive creation
     for r in range(args.rounds):
         seed = args.first_seed + r
@@ -194,15 +207,15 @@ def main() -> None:
                                   "valid_loss": valid_loss(forward, valid)})
             print(f"round {r} {name}: {tokens / seconds:,.0f} tok/s, valid {results[name][-1]['valid_loss']:.4f}",
                   flush=True)
-        # after every round, so that a run cut short keeps what it measured
-        seconds = time.perf_counter() - t_start
-        rows = table(results, auto)
-        path = write_json(args.out, {"preset": {"embedding": PRESET.model.embedding_size,
-                                                "hidden": PRESET.model.encoder.hidden_size,
-                                                "batch": PRESET.batch_size, "bptt": PRESET.bptt},
-                                     "steps": args.steps, "rounds": r + 1, "first_seed": args.first_seed,
-                                     "threads": args.threads, "auto_precision": auto, "seconds": seconds,
-                                     "runs": results, "rows": rows})
+            # after every run, so that a run cut short keeps what it measured
+            rows = table({k: v for k, v in results.items() if v}, auto)
+            path = write_json(args.out, {"preset": {"embedding": PRESET.model.embedding_size,
+                                                    "hidden": PRESET.model.encoder.hidden_size,
+                                                    "batch": PRESET.batch_size, "bptt": PRESET.bptt},
+                                         "steps": args.steps, "rounds": r + 1, "first_seed": args.first_seed,
+                                         "threads": args.threads, "auto_precision": auto,
+                                         "seconds": time.perf_counter() - t_start, "runs": results, "rows": rows})
+    seconds = time.perf_counter() - t_start
     print(f"\nchar-LM preset: E={PRESET.model.embedding_size}, LSTM-{PRESET.model.encoder.hidden_size}, "
           f"B={PRESET.batch_size}, k={PRESET.bptt}, {args.steps} steps, {args.rounds} rounds, {args.threads} threads")
     print_table(rows, ["contender", "tokens_per_s", "vs_rnnlab_float32", "vs_plain_bf16", "valid_loss", "valid_sd"])
@@ -211,6 +224,8 @@ def main() -> None:
 
 def table(results: dict, auto: str) -> list[dict]:
     def per_round(name, base):  # median over rounds of speed(name) / speed(base) in the same round
+        if base not in results:
+            return float("nan")
         return statistics.median(a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(results[name], results[base]))
 
     rows = []

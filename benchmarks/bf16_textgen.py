@@ -15,7 +15,9 @@ streams, k=64 steps per chunk (truncated BPTT, state carried and detached), Adam
 
 One round per seed: each contender trains once (order reversed every other round); tokens/s is the training time
 only; the reported ratios are medians of per-round ratios. The validation loss (nats/char) after training is
-computed by one function for every model, in float32, over the whole held-out text. Targets: rnnlab auto >= 1.6x
+computed by one function for every model, in float32, over the whole held-out text. With --before, two more
+contenders run rnnlab with the batches cut at a document end through torch's packed-sequence kernel, as before
+nn/recurrent.py ran such batches as row groups. Targets: rnnlab auto >= 1.6x
 rnnlab float32 tokens/s, and >= plain bf16's tokens/s at equal validation loss.
 Writes benchmarks/results/bf16_textgen.json and prints a table.
 """

@@ -18,7 +18,9 @@ Each framework runs in its own subprocess (peers_worker.py: KERAS_BACKEND is rea
 each own a thread pool), pinned to --threads cores. The subprocesses wait on their stdin between calls, so only
 one computes at a time: every round times one call of every contender, the order reversed every other round,
 and the figure reported is the median over rounds of time(torch.nn float32) / time(contender) measured in the
-same round ("speed-up": above 1 is faster than torch.nn). Writes benchmarks/results/peers.json and prints a table.
+same round ("speed-up": above 1 is faster than torch.nn). Writes benchmarks/results/peers.json after every case
+(and the workers' stderr to peers.log) and prints a table. Keras on the torch backend runs its cells step by step
+in Python (a training call at (64, 100, 256, 512) takes tens of seconds): --peers torch,flax,keras-jax skips it.
 """
 from __future__ import annotations
 

@@ -350,3 +350,28 @@ def test_bad_gru_state():
 def test_bad_layer_options(make, pattern):
     with pytest.raises(ValueError, match=pattern):
         make()
+
+
+@pytest.mark.parametrize("lengths", [[6, 6, 3, 3, 6, 1], [6, 5, 4, 3, 2, 1]], ids=["3 groups", "6 lengths: packed"])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_length_groups_equal_the_packed_kernel(monkeypatch, kind, lengths):
+    """The CPU torch path runs a few distinct lengths as unpacked row groups (recurrent._run_length_groups):
+    outputs, final states and every gradient equal torch's packed-sequence kernel's."""
+    from rnnlab.nn import recurrent
+
+    torch.manual_seed(0)
+    layer = Recurrent(kind, 3, 4, num_layers=2, bidirectional=True, impl="torch").double()
+    x = torch.randn(6, 6, 3, dtype=torch.float64)
+    lengths = torch.tensor(lengths)
+    results = []
+    for groups in (recurrent._MAX_LENGTH_GROUPS, 0):  # 0: always packed
+        monkeypatch.setattr(recurrent, "_MAX_LENGTH_GROUPS", groups)
+        layer.zero_grad()
+        y, s = layer(x, lengths=lengths)
+        (y.sum() + _h(s).square().sum()).backward()
+        results.append((y, _h(s), [p.grad.clone() for p in layer.parameters()]))
+    (y1, h1, g1), (y2, h2, g2) = results
+    torch.testing.assert_close(y1, y2)
+    torch.testing.assert_close(h1, h2)
+    for a, b in zip(g1, g2, strict=True):
+        torch.testing.assert_close(a, b)

@@ -119,7 +119,8 @@ def measure_streaming(rounds: int, steps: int, clock) -> list[dict]:
                 ms, torch_ms = median_ms(times["ours"]) / steps, median_ms(times["torch"]) / steps
                 rows.append({"group": "step", "shape": f"1,{layers}L,{I},{H}", "mode": "infer",
                              "model": f"rnnlab {kind}.step", "ms": ms, "torch_ms": torch_ms,
-                             "ratio": ratio(times, "ours", "torch"), "extra_us": extra_us(times, "ours", "torch", steps),
+                             "ratio": ratio(times, "ours", "torch"),
+                             "extra_us": extra_us(times, "ours", "torch", steps),
                              "baseline": f"{layers} x torch.nn.{kind}Cell"})
     return rows
 

@@ -1,4 +1,5 @@
-"""minGRU / minLSTM against torch.nn.LSTM and torch.nn.GRU on the CPU: training step, inference, and where the time goes.
+"""minGRU / minLSTM against torch.nn.LSTM and torch.nn.GRU on the CPU: training step, inference, and where the time
+goes.
 
 Run by hand:  .venv/bin/python benchmarks/min_rnn.py [--rounds 15] [--threads 1] [--shapes 0,1] [--quick]
 
@@ -88,21 +89,21 @@ def measure_split(shape, rounds: int) -> list[dict]:
         h0 = torch.zeros(B, H)
 
         def train():
-            h, _ = min_scan(kind, x, weight, bias, h0)
+            h, _ = min_scan(kind, x, weight, bias, h0)  # noqa: B023
             h.mean().backward()
-            x.grad = weight.grad = bias.grad = None
+            x.grad = weight.grad = bias.grad = None  # noqa: B023
 
         def infer():
             with torch.no_grad():
-                min_scan(kind, x, weight, bias, h0)
+                min_scan(kind, x, weight, bias, h0)  # noqa: B023
 
         def without_kernels(fn):
             def run():
-                _KERNELS[kind] = (_noop, _noop)
+                _KERNELS[kind] = (_noop, _noop)  # noqa: B023
                 try:
                     fn()
                 finally:
-                    _KERNELS[kind] = kernels
+                    _KERNELS[kind] = kernels  # noqa: B023
             return run
 
         kernels = _KERNELS[kind]

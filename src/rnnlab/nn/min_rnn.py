@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.nn._checks import check_dtype_match, check_input, check_state_tensor
-from rnnlab.nn.masking import last_real, lengths_to_mask
 from rnnlab.nn._min_scan import min_scan
+from rnnlab.nn.masking import last_real, lengths_to_mask
 from rnnlab.nn.recurrent import Recurrent, _reverse_padded
 from rnnlab.nn.scan import linear_scan, log_space_scan
 

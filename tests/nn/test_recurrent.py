@@ -165,15 +165,15 @@ def test_auto_picks_the_torch_kernel_only_when_it_can():
     assert gru._impl_for(torch.randn(B, T, I)) == "numba"
     assert gru._impl_for(torch.randn(B, T, I, dtype=torch.float64)) == "numba"
     assert gru._impl_for(torch.randn(B, T, I, dtype=torch.bfloat16)) == "torch"
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert gru._impl_for(torch.randn(B, T, I)) == "torch"
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # small layers keep the kernel (test_recurrent_autocast_choice)
+        assert GRU(I, 512)._impl_for(torch.randn(B, T, I)) == "torch"
     assert LSTM(I, H)._impl_for(torch.randn(B, T, I)) == "torch"
     # the plain RNN likewise (faster than torch's CPU RNN, benchmarks/fused_rnn.py)
     rnn = RNN(I, H, nonlinearity="relu")
     assert rnn._impl_for(torch.randn(B, T, I)) == "numba"
     assert rnn._impl_for(torch.randn(B, T, I, dtype=torch.bfloat16)) == "torch"
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert rnn._impl_for(torch.randn(B, T, I)) == "torch"
+        assert RNN(I, 512)._impl_for(torch.randn(B, T, I)) == "torch"
     assert GRU(I, H, recurrent_dropout=0.1)._resolve_impl() == "numba"
     assert RNN(I, H, layer_norm=True)._resolve_impl() == "numba"
     assert RNN(I, H, recurrent_dropout=0.1, nonlinearity="relu")._resolve_impl() == "numba"

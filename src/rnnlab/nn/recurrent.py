@@ -52,6 +52,7 @@ _CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
 _IMPLS = get_args(Impl)
 _TORCH_SEQUENCE = {"lstm": kernels.lstm, "gru": kernels.gru, "rnn_tanh": kernels.rnn_tanh, "rnn_relu": kernels.rnn_relu}
 _TORCH_STEP = ("torch", "auto_gru", "auto_rnn")  # the resolved impls whose step runs torch's cell kernels
+_AUTOCAST_NUMBA_MAX_HIDDEN = {"train": 256, "infer": 64}  # GRU/RNN under CPU bf16 autocast: see Recurrent._impl_for
 _MAX_LENGTH_GROUPS = 4  # distinct lengths up to which torch's unpacked kernel per group beats the packed one (CPU)
 _TORCH_CELL = {"lstm": kernels.lstm_cell, "gru": kernels.gru_cell, "rnn_tanh": kernels.rnn_tanh_cell,
                "rnn_relu": kernels.rnn_relu_cell}
@@ -152,6 +153,10 @@ class Recurrent(nn.Module):
         impl = self._impl_for(x)
         if impl == "torch":
             return self._forward_torch(x, state, lengths)
+        if impl == "numba" and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # bf16 autocast where our float32 kernel is faster (see _impl_for): it computes in float32 inside
+            with torch.autocast("cpu", enabled=False):
+                return self._forward_cells(x.float(), map_state(lambda t: t.float(), state), lengths, numba=True)
         return self._forward_cells(x, state, lengths, numba=impl == "numba")
 
     def step(self, x_t: Tensor, state: Optional[State] = None):
@@ -225,13 +230,23 @@ class Recurrent(nn.Module):
           on each other): training 0.41 (8, 500, 32, 64) to 0.86 (64, 100, 256, 512), inference 0.72 to 0.92;
           torch's CPU RNN, like its GRU, runs per-step ops, ours one GEMM and one compiled kernel per step.
         - The recurrent-dropout LSTM (no layer norm) out of training is a plain LSTM (the mask is 1): torch's
-          kernel, 1.5-2.3x faster than the numba one at inference (benchmarks/lstm_options.py); in training numba."""
+          kernel, 1.5-2.3x faster than the numba one at inference (benchmarks/lstm_options.py); in training numba.
+        - Under bf16 autocast on the CPU (precision "auto" on an AVX512-BF16 CPU) torch's GRU and RNN run per-step
+          ops in bf16, and our float32 kernel stays faster up to a size (``_AUTOCAST_NUMBA_MAX_HIDDEN``; one
+          thread, ``benchmarks/peers.py --autocast-kernels``, speed-up over torch.nn float32, numba vs torch bf16):
+          GRU training H=64 4.5x vs 0.63x, H=128 1.81 vs 1.44, H=256 1.87-1.99 vs 1.36-1.60, H=512 1.81 vs 3.18;
+          inference H=64 1.89 vs 0.48, H=128 1.44 vs 1.63, H=256 1.46-1.72 vs 1.87-2.09."""
         if self._impl == "auto_lstm_dropout":
             return "numba" if self.training else "torch"
         if self._impl not in ("auto_gru", "auto_rnn"):
             return self._impl
-        cpu_float = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-        return "numba" if cpu_float and not torch.is_autocast_enabled("cpu") else "torch"
+        if x.device.type != "cpu":
+            return "torch"
+        if not torch.is_autocast_enabled("cpu"):
+            return "numba" if x.dtype in (torch.float32, torch.float64) else "torch"
+        limit = _AUTOCAST_NUMBA_MAX_HIDDEN["train" if torch.is_grad_enabled() else "infer"]
+        bf16 = torch.get_autocast_dtype("cpu") == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16)
+        return "numba" if bf16 and self.hidden_size <= limit else "torch"
 
     def _forward_torch(self, x: Tensor, state: State, lengths: Optional[Tensor]):
         """torch.nn's fused kernel on this layer's parameters (what torch.nn.LSTM.forward does)."""

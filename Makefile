@@ -15,7 +15,7 @@ TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 # the extras the demo and the tests need (tensorboard is left out: `pip install -e ".[all]"` adds it)
-EXTRAS ?= train,text,forecast,speech,serve,export,test
+EXTRAS ?= train,text,forecast,speech,serve,export,peers,test
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CPU_ONLY_LINUX := $(shell [ "$$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1 && echo yes)
@@ -26,7 +26,7 @@ CPU_ONLY_LINUX := $(shell [ "$$(uname -s)" = Linux ] && ! command -v nvidia-smi 
 SYSTEM_PACKAGES := $(foreach p,chromium espeak-ng,$(if $(shell command -v $(p) 2>/dev/null),,$(p)))
 SUDO := $(if $(shell [ "$$(id -u)" = 0 ] && echo root),,sudo)
 
-.PHONY: venv system-packages demo test test-fast lint bench clean
+.PHONY: venv system-packages demo test test-fast lint bench bench-peers clean
 
 venv: $(VENV)/.installed
 
@@ -66,6 +66,10 @@ lint: venv
 
 bench: venv
 	$(PY) benchmarks/layers.py
+
+bench-peers: venv
+	$(PY) benchmarks/peers.py
+	$(PY) benchmarks/bf16_textgen.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache src/*.egg-info

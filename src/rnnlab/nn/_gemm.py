@@ -52,7 +52,8 @@ def step_product(w: Tensor, rows: int) -> Callable[[Tensor], np.ndarray]:
     w = w.detach().contiguous()
     N, K = w.shape
     if w.dtype == torch.float32 and w.device.type == "cpu" and onednn_pays(rows, K, N):
-        return lambda a: linear(a, w).numpy()
+        packed = pack(w, rows)  # reordered once for all steps (see pack)
+        return lambda a: linear_packed(a, packed).numpy()
     out = torch.empty(rows, N, dtype=w.dtype)
     out_, w_t = out.numpy(), w.t()
 

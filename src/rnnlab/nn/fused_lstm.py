@@ -48,7 +48,7 @@ from numba.extending import overload
 from torch import Tensor
 
 from ._checks import check_sequence_args, check_state_tensor
-from ._gemm import linear, linear_into, linear_packed, pack
+from ._gemm import linear, linear_into, linear_packed, pack, weight_grad
 from ._torch_kernels import native_layer_norm_out
 from ._workspace import saved_buffer, scratch
 from .masking import lengths_to_mask
@@ -298,8 +298,8 @@ class _FusedLSTM(torch.autograd.Function):
             dx = linear(DXP.view(B * T, G), W_ih.detach().t().contiguous()).view(B, T, I) if need[0] else None
             dh0 = DHM * m if need[1] else None
             dc0 = DS[1].clone() if need[2] else None
-            dW_ih = DXP.view(B * T, G).t() @ x.view(B * T, I) if need[3] else None
-            dW_hh = DHP.view(B * T, G).t() @ HM.view(B * T, H) if need[4] else None
+            dW_ih = weight_grad(DXP.view(B * T, G), x.reshape(B * T, I)) if need[3] else None  # oneDNN: ~0.55x MKL
+            dW_hh = weight_grad(DHP.view(B * T, G), HM.view(B * T, H)) if need[4] else None
         acc = torch.from_numpy(ACC).to(dtype)
         db = acc[:G]
         db_ih = db.clone() if need[5] else None

@@ -45,6 +45,7 @@ from numba.extending import intrinsic, overload
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from rnnlab.nn._gemm import weight_grad
 from rnnlab.nn._workspace import scratch
 
 __all__ = ["min_scan", "KINDS"]
@@ -262,8 +263,9 @@ def _np(t: Tensor) -> np.ndarray:
 
 # oneDNN's matmul (the one torch.nn.LSTM's CPU kernel uses) for the float32 GEMMs that it runs faster than
 # torch.mm (MKL) on the AMD EPYC target: measured at (M, I, n·H) = (16384, 128, 512), one thread, interleaved,
-# x Wᵀ 0.74x and ∂L/∂k W 0.47x the time of torch.mm; ∂L/∂kᵀ x (a long reduction over M) is slower there
-# (1.7x), so it stays on torch.mm. float64 (which oneDNN lacks) and builds without it use torch.mm.
+# x Wᵀ 0.74x and ∂L/∂k W 0.47x the time of torch.mm; ∂L/∂kᵀ x (a long reduction over M) runs as
+# _gemm.weight_grad, (xᵀ ∂L/∂k)ᵀ, 0.6-0.82x torch.mm (the other orientation was 1.7x). float64 (which oneDNN
+# lacks) and builds without it use torch.mm.
 _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
@@ -338,7 +340,7 @@ def _backward(kind, x, weight, bias, h0, lengths, reverse, h, grad_h, grad_last,
         _reverse_scan(backward, one, x, weight, bias, h0, lengths_np, reverse, h, grad_h, carry, dk, dbias)
         dk2 = dk.view(B * T, width)
         dx = _matmul_nt(dk2, weight.t().contiguous()).view(B, T, I) if need[0] else None  # (B, T, I)
-        dweight = torch.mm(dk2.t(), x.view(B * T, I)) if need[1] else None  # (n·H, I)
+        dweight = weight_grad(dk2, x.reshape(B * T, I)) if need[1] else None  # (n·H, I)
     return dx, dweight, dbias, carry
 
 

@@ -100,3 +100,39 @@ def test_transformer_language_model_generates_incrementally_as_by_prefix():
 def test_bad_configurations_fail_at_construction(make, pattern):
     with pytest.raises(ValueError, match=pattern):
         make()
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "mingru"])
+def test_a_cut_batch_whose_cut_rows_end_runs_uncut_with_the_same_loss_gradients_and_carried_state(kind):
+    """``ends`` covering every row cut short: one call over the padding gives the loss and gradients of running
+    each row to its length (float64), and the ended rows hand on zeros (what their next chunk's reset gives)."""
+    torch.manual_seed(0)
+    cfg = EncoderConfig(kind=kind, hidden_size=8, num_layers=2)
+    model = LanguageModel(LanguageModelConfig(vocab_size=9, embedding_size=6, encoder=cfg)).double()
+    x, y = torch.randint(0, 9, (4, 7)), torch.randint(0, 9, (4, 7))
+    lengths = torch.tensor([7, 3, 7, 5])
+    x, y = x.masked_fill(torch.arange(7) >= lengths[:, None], 0), y.masked_fill(torch.arange(7) >= lengths[:, None], 0)
+    with torch.no_grad():
+        state = model({"x": torch.randint(0, 9, (4, 3))}).state
+
+    def run(ends):
+        model.zero_grad()
+        batch = {"x": x, "y": y, "lengths": lengths, "state": state, "reset": torch.tensor([0, 0, 1, 0]).bool()}
+        loss, new = model.loss_and_state(batch | ({"ends": ends} if ends is not None else {}))
+        loss.backward()
+        return loss, new, [p.grad.clone() for p in model.parameters()]
+
+    ends = torch.tensor([False, True, True, True])
+    loss_ref, state_ref, grads_ref = run(None)
+    loss, new, grads = run(ends)
+    torch.testing.assert_close(loss, loss_ref, rtol=1e-12, atol=1e-12)
+    for g, g_ref in zip(grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-12)
+    as_tuple = lambda s: s if isinstance(s, tuple) else (s,)  # noqa: E731  (LSTM: (h, c); GRU: h)
+    for t, t_ref in zip(as_tuple(new), as_tuple(state_ref)):
+        torch.testing.assert_close(t[:, 0], t_ref[:, 0])  # the carried row: its state after its last token
+        assert not t[:, 1:].any()  # the ended rows: zeros
+    # a cut row that does not end its document keeps the exact path: its state after its last real token
+    _, kept, _ = run(torch.tensor([False, False, True, True]))
+    for t, t_ref in zip(as_tuple(kept), as_tuple(state_ref)):
+        torch.testing.assert_close(t, t_ref)

@@ -103,3 +103,13 @@ def test_tbptt_with_k_the_whole_sequence_is_full_bptt():
     torch.testing.assert_close(tbptt, full, rtol=0, atol=0)
     for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=0, msg=name)
+
+
+def test_ends_marks_the_rows_whose_next_chunk_resets():
+    stream = TokenStream(_docs(), batch_size=3, bptt=5)
+    batches = list(stream)
+    for now, after in zip(batches, batches[1:]):
+        assert torch.equal(now["ends"], after["reset"])
+        if "lengths" in now:  # a row cut short always ends its document
+            assert bool(now["ends"][now["lengths"] < 5].all())
+    assert bool(batches[-1]["ends"].all())  # the next epoch starts every row afresh

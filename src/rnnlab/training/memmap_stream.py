@@ -21,9 +21,10 @@ from .tbptt import StreamPosition
 
 
 class MemmapTokenStream(StreamPosition):
-    """Batches ``{"x": (B, k), "y": (B, k), "reset": (B,) bool, "num_tokens": int}`` from ``ids[starts[d]:
-    starts[d] + lengths[d]]`` for each document d, in that order: the same batches as ``TokenStream`` on those
-    documents. ``ids`` is any 1-D integer array (a memmap is read only where a batch needs it)."""
+    """Batches ``{"x": (B, k), "y": (B, k), "reset": (B,) bool, "ends": (B,) bool, "num_tokens": int}`` from
+    ``ids[starts[d]:starts[d] + lengths[d]]`` for each document d, in that order: the same batches as
+    ``TokenStream`` on those documents. ``ids`` is any 1-D integer array (a memmap is read only where a batch
+    needs it)."""
 
     def __init__(self, ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray, *, batch_size: int, bptt: int,
                  shuffle_seed: Optional[int] = None) -> None:
@@ -56,6 +57,8 @@ class MemmapTokenStream(StreamPosition):
                 "x": _long(self.ids[index]).masked_fill(~real, 0),
                 "y": _long(self.ids[index + 1]).masked_fill(~real, 0),
                 "reset": torch.from_numpy(resets[i].copy()),
+                # the row's document ends with this chunk: its next chunk resets (the epoch's last chunks end all)
+                "ends": torch.from_numpy(resets[i + 1].copy() if i + 1 < resets.shape[0] else np.ones_like(resets[i])),
                 "num_tokens": int(lens[i].sum()),
             }
             if bool((lens[i] < self.bptt).any()):

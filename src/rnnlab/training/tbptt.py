@@ -81,9 +81,12 @@ class StreamPosition:
 
 
 class TokenStream(StreamPosition):
-    """Batches ``{"x": (B, k), "y": (B, k), "reset": (B,) bool, "num_tokens": int}`` for truncated BPTT.
+    """Batches ``{"x": (B, k), "y": (B, k), "reset": (B,) bool, "ends": (B,) bool, "num_tokens": int}`` for
+    truncated BPTT.
 
-    ``lengths`` (B,) is present only in batches where some row's chunk was cut at a document end.
+    ``lengths`` (B,) is present only in batches where some row's chunk was cut at a document end. ``ends`` (B,)
+    bool marks the rows whose document ends with this chunk (their next chunk has ``reset`` True): the
+    :class:`~rnnlab.structures.LanguageModel` hands zeros on for them and so runs a cut batch in one uncut call.
     ``stateful = True`` tells the trainer to carry the state between batches. The stream remembers where it is
     (``state_dict()``: epoch and position), so a resumed run continues with the very next batch. With
     ``shuffle_seed`` the document order is shuffled every epoch by a generator seeded with seed + epoch.
@@ -119,6 +122,7 @@ class TokenStream(StreamPosition):
                 "x": tokens[index].masked_fill(~real, 0),
                 "y": tokens[index + 1].masked_fill(~real, 0),
                 "reset": self._resets[i].clone(),
+                "ends": self._ends[i].clone(),
                 "num_tokens": int(lens[i].sum()),
             }
             if bool((lens[i] < self.bptt).any()):
@@ -142,6 +146,8 @@ class TokenStream(StreamPosition):
             table = table[self.columns]  # (B, n, 3): this process's rows
             self._cache = (tokens, table[:, :, 0].T.contiguous(), table[:, :, 1].T.contiguous())
             self._resets = table[:, :, 2].T.bool().contiguous()  # (n, B)
+            # a row's document ends with a chunk when its next chunk starts one; the epoch's last chunks end all
+            self._ends = torch.cat([self._resets[1:], self._resets.new_ones((1, self._resets.shape[1]))])  # (n, B)
             self._layout_epoch = self.epoch
         return self._cache
 

@@ -530,10 +530,19 @@ def _set_lr(optimizer, config: TrainerConfig, step: int) -> None:
 
 
 def _build_optimizer(c: TrainerConfig, params) -> torch.optim.Optimizer:
+    params = list(params)
     if c.optimizer == "sgd":
         return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
     cls = torch.optim.Adam if c.optimizer == "adam" else torch.optim.AdamW
-    return cls(params, lr=c.lr, weight_decay=c.weight_decay)
+    return cls(params, lr=c.lr, weight_decay=c.weight_decay, fused=_can_fuse(params) or None)
+
+
+def _can_fuse(params: list) -> bool:
+    """Whether torch's fused Adam/AdamW kernel takes these parameters: floating, all on the CPU or all on CUDA.
+    One kernel per parameter instead of a dozen ops per parameter group: the char-LM preset's step 0.53 ms
+    instead of 1.25 ms (one thread, benchmarks/bf16_split.py, issue 12); the same update up to rounding."""
+    devices = {p.device.type for p in params}
+    return len(devices) == 1 and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params)
 
 
 def _build_plateau(c: TrainerConfig, optimizer):

@@ -14,7 +14,8 @@ streams, k=64 steps per chunk (truncated BPTT, state carried and detached), Adam
   plain bf16          the same script with ``torch.autocast("cpu", dtype=torch.bfloat16)`` around the forward
 
 One round per seed: each contender trains once (order reversed every other round); tokens/s is the training time
-only; the reported ratios are medians of per-round ratios. The validation loss (nats/char) after training is
+only (wall time, or with --clock thread this thread's CPU time); the reported ratios are medians of per-round
+ratios. The validation loss (nats/char) after training is
 computed by one function for every model, in float32, over the whole held-out text. With --before, two more
 contenders run rnnlab with the batches cut at a document end through torch's packed-sequence kernel, as before
 nn/recurrent.py ran such batches as row groups. Targets: rnnlab auto >= 1.6x
@@ -45,6 +46,7 @@ from rnnlab.training.trainer import resolve_precision  # noqa: E402
 from trainer import text_corpus  # noqa: E402
 
 PRESET = TextgenConfig()
+CLOCK = [time.perf_counter]  # --clock thread: time.thread_time, this thread's CPU time (one thread, loaded machine)
 
 
 # --- the plain script, as a PyTorch user writes it ------------------------------------------------------------
@@ -150,9 +152,9 @@ def contenders(train_docs: list, data: torch.Tensor, vocab: int, steps: int, aut
             model = LanguageModel(m.build(vocab))
             groups, recurrent._MAX_LENGTH_GROUPS = recurrent._MAX_LENGTH_GROUPS, 0 if packed else groups_default
             try:
-                t0 = time.perf_counter()
+                t0 = CLOCK[0]()
                 tokens = rnnlab_train(model, train_docs, steps, precision, seed)
-                seconds = time.perf_counter() - t0
+                seconds = CLOCK[0]() - t0
             finally:
                 recurrent._MAX_LENGTH_GROUPS = groups
             return tokens, seconds, rnnlab_forward(model.eval())
@@ -162,9 +164,9 @@ def contenders(train_docs: list, data: torch.Tensor, vocab: int, steps: int, aut
         def run(seed):
             torch.manual_seed(seed)
             model = CharLSTM(vocab, m.embedding_size, m.encoder.hidden_size)
-            t0 = time.perf_counter()
+            t0 = CLOCK[0]()
             tokens = plain_train(model, data, steps, bf16)
-            return tokens, time.perf_counter() - t0, model.eval()
+            return tokens, CLOCK[0]() - t0, model.eval()
         return run
 
     groups_default = recurrent._MAX_LENGTH_GROUPS
@@ -186,11 +188,15 @@ def main() -> None:
     parser.add_argument("--before", action="store_true",
                         help="also rnnlab with batches cut at a document end through torch's packed kernel (old path)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 steps, 1 round")
+    parser.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                        help="wall time, or this thread's CPU time (with --threads 1: leaves out the time other "
+                             "processes held the core on a loaded machine)")
     parser.add_argument("--out", default="bf16_textgen.json", help="file name under benchmarks/results/")
     args = parser.parse_args()
     if args.quick:
         args.steps, args.rounds = 20, 1
     setup_threads(args.threads)
+    CLOCK[0] = time.thread_time if args.clock == "thread" else time.perf_counter
     logging.disable(logging.INFO)
     auto = resolve_precision("auto", torch.device("cpu"))
     train_docs, valid_docs, vocab = text_corpus()
@@ -215,11 +221,12 @@ def main() -> None:
                                                     "hidden": PRESET.model.encoder.hidden_size,
                                                     "batch": PRESET.batch_size, "bptt": PRESET.bptt},
                                          "steps": args.steps, "rounds": r + 1, "first_seed": args.first_seed,
-                                         "threads": args.threads, "auto_precision": auto,
+                                         "threads": args.threads, "clock": args.clock, "auto_precision": auto,
                                          "seconds": time.perf_counter() - t_start, "runs": results, "rows": rows})
     seconds = time.perf_counter() - t_start
     print(f"\nchar-LM preset: E={PRESET.model.embedding_size}, LSTM-{PRESET.model.encoder.hidden_size}, "
-          f"B={PRESET.batch_size}, k={PRESET.bptt}, {args.steps} steps, {args.rounds} rounds, {args.threads} threads")
+          f"B={PRESET.batch_size}, k={PRESET.bptt}, {args.steps} steps, {args.rounds} rounds, {args.threads} threads, "
+          f"{args.clock} clock")
     print_table(rows, ["contender", "tokens_per_s", "vs_rnnlab_float32", "vs_plain_bf16", "valid_loss", "valid_sd"])
     print(f"\n{seconds:.0f} s; written {path}")
 

@@ -135,4 +135,5 @@ def test_a_cut_batch_whose_cut_rows_end_runs_uncut_with_the_same_loss_gradients_
     # a cut row that does not end its document keeps the exact path: its state after its last real token
     _, kept, _ = run(torch.tensor([False, False, True, True]))
     for t, t_ref in zip(as_tuple(kept), as_tuple(state_ref)):
-        torch.testing.assert_close(t, t_ref)
+        torch.testing.assert_close(t[:, :2], t_ref[:, :2])
+        assert not t[:, 2:].any()

@@ -113,3 +113,31 @@ def test_ends_marks_the_rows_whose_next_chunk_resets():
         if "lengths" in now:  # a row cut short always ends its document
             assert bool(now["ends"][now["lengths"] < 5].all())
     assert bool(batches[-1]["ends"].all())  # the next epoch starts every row afresh
+
+
+def test_training_with_ends_follows_training_that_runs_every_row_to_its_length():
+    """The trainer on the stream (cut batches in one uncut call, ended rows handing on zeros) reaches the weights
+    of the same training with every row run to its length (no ``ends``), float64; the batches are cut often."""
+
+    class WithoutEnds:
+        stateful = True
+
+        def __init__(self, stream):
+            self.stream = stream
+
+        def __len__(self):
+            return len(self.stream)
+
+        def __iter__(self):
+            return ({k: v for k, v in b.items() if k != "ends"} for b in self.stream)
+
+    weights = []
+    for wrap in (lambda s: s, WithoutEnds):
+        torch.manual_seed(0)
+        model = _lm().double()
+        stream = TokenStream(_docs(), batch_size=3, bptt=6, shuffle_seed=0)
+        assert sum("lengths" in b for b in stream) >= 3
+        Trainer(TrainerConfig(max_steps=12, max_epochs=0, progress=False, lr=1e-2)).fit(model, wrap(stream))
+        weights.append(model.state_dict())
+    for name, w in weights[0].items():
+        torch.testing.assert_close(w, weights[1][name], rtol=1e-9, atol=1e-12, msg=name)

@@ -58,7 +58,7 @@ class LanguageModel(nn.Module):
     ``state`` (the carried state of a recurrent encoder), ``reset`` (B,) bool (rows whose state starts
     from zeros: a document boundary) and ``ends`` (B,) bool (rows whose document ends in this chunk: their
     state is not carried on, it is zeros; with ``lengths`` this lets the recurrence run over the padding,
-    see :func:`_ending_rows`).
+    see :func:`_ends`).
 
     ``forward`` returns :class:`~rnnlab.structures.Output` with ``logits`` (B, T, V) and ``state``, the encoder's
     state after the last step to pass on as the next batch's ``state`` (None for encoders without one);
@@ -89,12 +89,12 @@ class LanguageModel(nn.Module):
         if self.stateful:
             if state is not None and batch.get("reset") is not None:
                 state = reset_rows(state, batch["reset"].to(x.device))
-            ends = _ending_rows(lengths, batch.get("ends"), x.shape[1])
-            if ends is not None:  # every cut row ends its document: one call over the padding, as if uncut
-                outputs, state = self.encoder.forward_with_state(x, state, None)  # (B, T, H)
-                state = reset_rows(state, ends.to(x.device))  # the ended documents' state is not carried on
-            else:
-                outputs, state = self.encoder.forward_with_state(x, state, lengths)  # (B, T, H)
+            ends = _ends(batch.get("ends"), x)
+            if ends is not None and lengths is not None and bool((ends | (lengths == x.shape[1])).all()):
+                lengths = None  # every row cut short ends its document: one call over the padding (_ends)
+            outputs, state = self.encoder.forward_with_state(x, state, lengths)  # (B, T, H)
+            if ends is not None:
+                state = reset_rows(state, ends)  # the ended documents' state is not carried on
         else:
             outputs, _ = self.encoder(x, lengths)
             state = None
@@ -232,23 +232,21 @@ class _PrefixLMDecoder(StepDecoder):
         return reorder_state(prefix, index, batch_dim=0)
 
 
-def _ending_rows(lengths: Optional[Tensor], ends: Optional[Tensor], T: int) -> Optional[Tensor]:
-    """``ends`` (B,) bool when the recurrence may run over the padding of a batch with ``lengths``, else None.
+def _ends(ends: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
+    """The batch's ``ends`` (B,) bool on ``x``'s device, checked (None when absent).
 
-    A causal encoder's outputs at a row's real positions do not depend on what follows them, and the masked loss
-    gives the padding's outputs no gradient; only the final state would differ (the state after the padding,
-    not after the row's last real token). When every row cut short (length < T) is a row whose document ends in
-    this chunk (``ends``, from :class:`~rnnlab.training.TokenStream`: its next chunk starts from zeros anyway),
-    the model runs the encoder once on the whole (B, T) batch and hands on zeros for the ended rows: the same
-    loss, gradients and carried state as running every row to its length, at the cost of one uncut batch
-    (on the CPU, torch's kernel per distinct length or its packed kernel cost 1.2-4.7x that; issue 12)."""
-    if lengths is None or ends is None:
+    Rows whose document ends in this chunk hand on zeros (their next chunk would reset them anyway). That makes
+    the padding of a batch with ``lengths`` harmless when every row cut short ends its document: a causal
+    encoder's outputs at a row's real positions do not depend on what follows them, the masked loss gives the
+    padding's outputs no gradient, and the only other difference, the state after the padding instead of after
+    the row's last real token, is replaced by zeros. So such a batch runs in one uncut call with the same loss,
+    gradients and carried state as running every row to its length; on the CPU torch's kernel per distinct
+    length, or its packed kernel, cost 1.2-4.7x that (issue 12, benchmarks/bf16_split.py)."""
+    if ends is None:
         return None
-    ends = ends.to(lengths.device, torch.bool)
-    if tuple(ends.shape) != tuple(lengths.shape):
-        raise ValueError(f"ends must be a (B,) bool tensor like lengths {tuple(lengths.shape)}, "
-                         f"got shape {tuple(ends.shape)}")
-    return ends if bool((ends | (lengths == T)).all()) else None  # every row cut short ends its document
+    if tuple(ends.shape) != (x.shape[0],):
+        raise ValueError(f"ends must be a (B,) bool tensor, B={x.shape[0]}, got shape {tuple(ends.shape)}")
+    return ends.to(x.device, torch.bool)
 
 
 def _real_targets(y: Tensor, lengths: Optional[Tensor], V: int) -> Tensor:

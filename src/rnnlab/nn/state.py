@@ -60,8 +60,14 @@ def where_state(mask: Tensor, new: State, old: State) -> State:
 
 
 def reset_rows(state: State, rows: Tensor) -> State:
-    """Zero the state of the batch rows where ``rows`` (B,) is true (a stream crossed a document boundary)."""
-    return where_state(rows, zeros_like_state(state), state)
+    """Zero the state of the batch rows where ``rows`` (B,) is true (a stream crossed a document boundary).
+
+    One masked_fill per tensor; on the CPU a batch with no such row returns ``state`` itself (most chunks of a
+    language model's stream; on an accelerator the check would wait for the device, so it is left out)."""
+    if rows.device.type == "cpu" and not bool(rows.any()):
+        return state
+    m = rows.unsqueeze(-1)  # (B, 1)
+    return map_state(lambda t: t.masked_fill(m, 0), state)
 
 
 def select_layer(state: State, index: int) -> State:

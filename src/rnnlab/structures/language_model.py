@@ -258,7 +258,7 @@ def _real_targets(y: Tensor, lengths: Optional[Tensor], V: int) -> Tensor:
     mask = lengths_to_mask(lengths, y.shape[1], device=y.device)
     real = y if mask is None else y.masked_fill(~mask, 0)
     if real.numel():
-        low, high = int(real.min()), int(real.max())
+        low, high = (int(v) for v in torch.aminmax(real))
         if low < 0 or high >= V:
             raise ValueError(f"y (the next tokens) must lie in [0, {V}) (vocab_size, the model's vocabulary), "
                              f"got min {low} and max {high}")

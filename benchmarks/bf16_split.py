@@ -1,6 +1,7 @@
 """Where a training step of the char-LM preset goes, rnnlab's Trainer step against the plain script (issue 12).
 
-Run by hand:  PYTHONPATH=src python benchmarks/bf16_split.py [--threads 1] [--rounds 4] [--steps 50] [--float32]
+Run by hand:  PYTHONPATH=src python benchmarks/bf16_split.py [--threads 1] [--rounds 4] [--steps 50]
+              [--precisions bf16,float32]
 
 Both loops are the ones benchmarks/bf16_textgen.py times, taken apart into phases and timed with
 ``time.thread_time`` (this thread's CPU time: the time other processes held the core is left out):
@@ -14,9 +15,10 @@ Both loops are the ones benchmarks/bf16_textgen.py times, taken apart into phase
   log       the run's bookkeeping (RunLogger.step, token count)
 
 rnnlab's phases call the Trainer's own helpers in the order Trainer._train_step / _fit call them. One round
-runs --steps steps of each loop (order alternating), continuing the same streams; the table holds the medians
-over rounds of ms per step per phase, and rnnlab / plain. Separately for batches with and without ``lengths``
-(a row's chunk cut at a document end). Writes benchmarks/results/bf16_split.json.
+runs --steps steps of each loop (rnnlab and plain, in each precision; order alternating), continuing the same
+streams; the table holds the medians over rounds of ms per step per phase (rnnlab's also split into batches
+without and with ``lengths``, a row's chunk cut at a document end), then medians of per-round ratios: time
+rnnlab / plain, and the bf16 speed-up time(float32) / time(bf16). Writes benchmarks/results/bf16_split.json.
 """
 from __future__ import annotations
 
@@ -172,15 +174,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds")
     parser.add_argument("--steps", type=int, default=50, help="steps per loop per round")
-    parser.add_argument("--float32", action="store_true", help="float32 instead of bf16 autocast")
+    parser.add_argument("--precisions", default="bf16,float32", help="comma-separated: bf16 (autocast), float32")
     parser.add_argument("--out", default="bf16_split.json", help="file name under benchmarks/results/")
     args = parser.parse_args()
     setup_threads(args.threads)
     logging.disable(logging.INFO)
-    bf16 = not args.float32
+    precisions = [p for p in args.precisions.split(",") if p]
     train_docs, _, vocab = text_corpus()
-    loops = {"rnnlab": rnnlab_loop(vocab, train_docs, bf16),
-             "plain": plain_loop(vocab, batchify(torch.cat(train_docs), PRESET.batch_size), bf16)}
+    data = batchify(torch.cat(train_docs), PRESET.batch_size)
+    loops = {}
+    for prec in precisions:
+        loops[f"rnnlab {prec}"] = rnnlab_loop(vocab, train_docs, prec == "bf16")
+        loops[f"plain {prec}"] = plain_loop(vocab, data, prec == "bf16")
     for step in loops.values():
         run_block(step, 10)  # warm-up: oneDNN primitives, the stream's layout
     t0 = time.perf_counter()
@@ -189,23 +194,31 @@ def main() -> None:
         for name in list(loops) if r % 2 == 0 else list(loops)[::-1]:
             blocks[name].append(run_block(loops[name], args.steps))
     rows = []
-    for name, kind in (("plain", "all"), ("rnnlab", "all"), ("rnnlab", "full"), ("rnnlab", "cut")):
-        got = [b[kind] for b in blocks[name] if kind in b]
-        if not got:
-            continue
-        row = {"loop": f"{name} {kind}", "n": sum(g["n"] for g in got)}
-        for p in PHASES + ("total",):
-            row[p] = statistics.median(sum(g[q] for q in PHASES) if p == "total" else g[p] for g in got)
-        rows.append(row)
-    plain = rows[0]
-    rows.append({"loop": "rnnlab all / plain", "n": 0} | {p: rows[1][p] / max(plain[p], 1e-9)
-                                                         for p in PHASES + ("total",)})
+    for name in loops:
+        for kind in ("all", "full", "cut") if name.startswith("rnnlab") else ("all",):
+            got = [b[kind] for b in blocks[name] if kind in b]
+            row = {"loop": f"{name} {kind}", "n": sum(g["n"] for g in got)}
+            for p in PHASES + ("total",):
+                row[p] = statistics.median(sum(g[q] for q in PHASES) if p == "total" else g[p] for g in got)
+            rows.append(row)
+
+    def ratio(a: str, b: str) -> dict:  # medians over rounds of time(a) / time(b), per phase
+        return {p: statistics.median((sum(x["all"][q] for q in PHASES) if p == "total" else x["all"][p])
+                                     / max(sum(y["all"][q] for q in PHASES) if p == "total" else y["all"][p], 1e-9)
+                                     for x, y in zip(blocks[a], blocks[b]))
+                for p in PHASES + ("total",)}
+
+    for prec in precisions:
+        rows.append({"loop": f"time rnnlab/plain {prec}", "n": ""} | ratio(f"rnnlab {prec}", f"plain {prec}"))
+    if len(precisions) == 2:
+        for impl in ("rnnlab", "plain"):
+            rows.append({"loop": f"speed-up bf16 {impl}", "n": ""} | ratio(f"{impl} float32", f"{impl} bf16"))
     seconds = time.perf_counter() - t0
-    print(f"ms per step (thread time), {'bf16' if bf16 else 'float32'}, {args.threads} thread(s), "
-          f"{args.rounds} rounds x {args.steps} steps")
+    print(f"ms per step (thread time), {args.threads} thread(s), {args.rounds} rounds x {args.steps} steps; "
+          "ratios: medians of per-round ratios")
     print_table(rows, ["loop", "n", *PHASES, "total"])
-    path = write_json(args.out, {"bf16": bf16, "threads": args.threads, "rounds": args.rounds, "steps": args.steps,
-                                 "seconds": seconds, "rows": rows, "blocks": blocks})
+    path = write_json(args.out, {"precisions": precisions, "threads": args.threads, "rounds": args.rounds,
+                                 "steps": args.steps, "seconds": seconds, "rows": rows, "blocks": blocks})
     print(f"\n{seconds:.0f} s; written {path}")
 
 

@@ -130,11 +130,9 @@ def lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, *,
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         return _FusedLSTM.apply(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, g_c, b_c,
                                 mask, lengths, float(eps))
-    B, T, _ = x.shape
-    G, H = weight_hh.shape
     with torch.no_grad():  # inference: nothing kept for a backward pass
-        Y, ST, _ = _forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, g_c, b_c, mask, lengths,
-                            float(eps), save=False)
+        Y, ST = _infer(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, g_c, b_c, mask, lengths,
+                       float(eps))
     return Y, ST[0].clone(), ST[1].clone()
 
 
@@ -235,6 +233,44 @@ def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, leng
                 HP_ = linear_packed(HN, W_p).numpy()  # ĥ_t (B, G)
                 _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln, save)
     return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
+
+
+def _infer(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps):
+    """The forward pass for inference (no grad): Y (B, T, H) and ST (2, B, H) the final (h, c); nothing else kept.
+
+    x̂ = x W_ihᵀ is computed time-major, (T, B, G), into reused scratch memory (no first-touch page faults), so
+    that the rows a step reads are one contiguous block the prefetcher streams (batch-major, the B rows of a step
+    lie T·G apart); the kernel (:func:`_infer_step`) normalises x̂ and ĥ per row while they are in cache, keeps
+    the gates in one (G,) scratch row and writes only h, c, y and the next product's operand."""
+    B, T, I = x.shape
+    G, H = W_hh.shape
+    dtype = x.dtype
+    ln = g_ih is not None
+    m = torch.ones(B, H, dtype=dtype) if mask is None else mask.detach().contiguous()
+    L = torch.full((B,), T, dtype=torch.int64) if lengths is None else lengths.contiguous()
+    T_run = int(L.max())
+    P = _pack_params(b_ih, b_hh, g_ih, g_hh, g_c, b_c, G, H, dtype)
+    ST = torch.stack([h0.detach(), c0.detach()])  # (2, B, H): running h, c
+    HN = (h0.detach() * m).contiguous()  # (B, H) h_{t-1} ⊙ m, the operand of the recurrent product
+    Y = torch.empty(B, T, H, dtype=dtype)
+    if T_run < T:
+        Y[:, T_run:].zero_()
+    SC = _scalars(eps, G, H, dtype)
+    with scratch(T_run * B * G + B * G + G, dtype) as work:
+        x_tm = x.detach()[:, :T_run].transpose(0, 1).reshape(T_run * B, I)  # (T_run·B, I), time-major copy
+        XP = linear_into(x_tm, W_ih.detach(), work[:T_run * B * G].view(T_run * B, G)).view(T_run, B, G)
+        HP = work[T_run * B * G:T_run * B * G + B * G].view(B, G)  # ĥ_t in the whole-loop path
+        A = work[T_run * B * G + B * G:]  # (G,) one row's gates
+        XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_ = (a.numpy() for a in (XP, HP, P, m, L, ST, Y, HN, A))
+        if _whole_loop(B, G, H):
+            W_T = W_hh.detach().t().contiguous().numpy()  # (H, G)
+            _infer_loop(T_run, W_T, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln)
+        else:
+            W_p = pack(W_hh.contiguous(), B)
+            for t in range(T_run):
+                HP_ = linear_packed(HN, W_p).numpy()  # ĥ_t (B, G)
+                _infer_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln)
+    return Y, ST
 
 
 def _whole_loop(B: int, G: int, H: int) -> bool:
@@ -470,6 +506,69 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save):
                 hm_next[j] = hn[j]
 
 
+@numba.njit(**_JIT)
+def _infer_step(t, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
+    """Step t of inference for every row b, keeping nothing for a backward pass. XP (T, B, G) the raw x̂
+    (time-major); HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (2, B, H) h, c (updated);
+    Y (B, T, H) written at t; HN (B, H) h_t ⊙ m for the next product (left as is past a row's end); A (G,) scratch.
+    Both layer norms' moments in one two-pass sweep over x̂ and ĥ, the gates and c_t in one loop over H (the
+    sum for LN(c) with it), the output in one more: few passes, each a contiguous loop that vectorises."""
+    B = XP.shape[1]
+    G = XP.shape[2]
+    H = G // 4
+    eps, inv_g, inv_h = SC[0], SC[1], SC[2]
+    for b in range(B):
+        if t >= L[b]:  # past this row's end: state frozen, output zero
+            for j in range(H):
+                Y[b, t, j] = _ZERO
+            continue
+        x_hat, h_hat = XP[t, b], HP[b]
+        if ln:
+            sx = _ZERO * x_hat[0]
+            sh = _ZERO * x_hat[0]
+            for k in range(G):
+                sx += x_hat[k]
+                sh += h_hat[k]
+            mx, mh = sx * inv_g, sh * inv_g
+            vx = _ZERO * x_hat[0]
+            vh = _ZERO * x_hat[0]
+            for k in range(G):
+                dx = x_hat[k] - mx
+                dh = h_hat[k] - mh
+                vx += dx * dx
+                vh += dh * dh
+            rx = _ONE / np.sqrt(vx * inv_g + eps)
+            rh = _ONE / np.sqrt(vh * inv_g + eps)
+            for k in range(G):
+                A[k] = P[G + k] * ((x_hat[k] - mx) * rx) + P[2 * G + k] * ((h_hat[k] - mh) * rh) + P[k]
+        else:
+            for k in range(G):
+                A[k] = x_hat[k] + h_hat[k] + P[k]
+        sc = _ZERO * x_hat[0]
+        for j in range(H):  # c_t = σ(f) c_{t-1} + σ(i) tanh(g)
+            c = _sigmoid(A[H + j]) * ST[1, b, j] + _sigmoid(A[j]) * _tanh(A[2 * H + j])
+            ST[1, b, j] = c
+            sc += c
+        if ln:
+            mc = sc * inv_h
+            vc = _ZERO * x_hat[0]
+            for j in range(H):
+                d = ST[1, b, j] - mc
+                vc += d * d
+            rc = _ONE / np.sqrt(vc * inv_h + eps)
+            for j in range(H):  # h_t = σ(o) tanh(LN(c_t) γ_c + β_c)
+                h = _sigmoid(A[3 * H + j]) * _tanh((ST[1, b, j] - mc) * rc * P[3 * G + j] + P[3 * G + H + j])
+                ST[0, b, j] = h
+                Y[b, t, j] = h
+                HN[b, j] = h * M[b, j]
+        else:
+            for j in range(H):
+                h = _sigmoid(A[3 * H + j]) * _tanh(ST[1, b, j])
+                ST[0, b, j] = h
+                Y[b, t, j] = h
+                HN[b, j] = h * M[b, j]
+
+
 @numba.njit(inline="always", **_JIT)
 def _layer_norm_backward(da, gain, v_n, rstd, inv_n, out, acc_gain):
     """out = d/dv of LN(v)·gain given da = dL/d(LN(v)·gain); acc_gain += da ⊙ v_n. ``out`` may be ``da``."""
@@ -587,3 +686,11 @@ def _backward_loop(T_run, W, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC
     for t in range(T_run - 1, -1, -1):
         _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln)
         _matmul(DA, W, DHM)
+
+
+@numba.njit(**_JIT)
+def _infer_loop(T_run, W_T, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
+    """Steps 0..T_run-1 of :func:`_infer_step`, each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ; W_T (H, G) = W_hhᵀ."""
+    for t in range(T_run):
+        _matmul(HN, W_T, HP)
+        _infer_step(t, XP, HP, P, M, L, ST, Y, HN, A, SC, ln)

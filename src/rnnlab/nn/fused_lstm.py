@@ -256,21 +256,38 @@ def _infer(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, length
     if T_run < T:
         Y[:, T_run:].zero_()
     SC = _scalars(eps, G, H, dtype)
-    with scratch(T_run * B * G + B * G + G, dtype) as work:
-        x_tm = x.detach()[:, :T_run].transpose(0, 1).reshape(T_run * B, I)  # (T_run·B, I), time-major copy
-        XP = linear_into(x_tm, W_ih.detach(), work[:T_run * B * G].view(T_run * B, G)).view(T_run, B, G)
-        HP = work[T_run * B * G:T_run * B * G + B * G].view(B, G)  # ĥ_t in the whole-loop path
-        A = work[T_run * B * G + B * G:]  # (G,) one row's gates
-        XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_ = (a.numpy() for a in (XP, HP, P, m, L, ST, Y, HN, A))
-        if _whole_loop(B, G, H):
-            W_T = W_hh.detach().t().contiguous().numpy()  # (H, G)
-            _infer_loop(T_run, W_T, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln)
+    x_tm = x.detach()[:, :T_run].transpose(0, 1).reshape(T_run * B, I)  # (T_run·B, I), time-major copy
+    W_ih = W_ih.detach()
+    chunk = _infer_chunk(B, G)
+    HP = torch.empty(B, G, dtype=dtype)  # ĥ_t in the whole-loop path
+    A = torch.empty(G, dtype=dtype)  # one row's gates
+    HP_, P_, M_, L_, ST_, Y_, HN_, A_ = (a.numpy() for a in (HP, P, m, L, ST, Y, HN, A))
+    whole = _whole_loop(B, G, H)
+    if whole:
+        W_T = W_hh.detach().t().contiguous().numpy()  # (H, G)
+    else:
+        W_p = pack(W_hh.contiguous(), B)
+    for t0 in range(0, T_run, chunk):  # x̂ of `chunk` steps at a time, consumed while in cache
+        t1 = min(t0 + chunk, T_run)
+        XP_ = linear(x_tm[t0 * B:t1 * B], W_ih).numpy().reshape(t1 - t0, B, G)  # (t1 - t0, B, G)
+        if whole:
+            _infer_loop(t0, t1, W_T, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln)
         else:
-            W_p = pack(W_hh.contiguous(), B)
-            for t in range(T_run):
+            for t in range(t0, t1):
                 HP_ = linear_packed(HN, W_p).numpy()  # ĥ_t (B, G)
-                _infer_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln)
+                _infer_step(t, t - t0, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln)
     return Y, ST
+
+
+def _infer_chunk(B: int, G: int) -> int:
+    """Steps of x̂ computed per input product in inference: about _INFER_CHUNK_BYTES of float32 (in L2 when the
+    kernel reads it), at least one step. Against x̂ of all steps at once, written to memory and read back, and
+    first-touched when tens of megabytes, this measured ~0.8x (one thread); a product of fewer rows costs little
+    as long as it has a few hundred."""
+    return max(1, _INFER_CHUNK_BYTES // (4 * B * G))
+
+
+_INFER_CHUNK_BYTES = 1 << 20
 
 
 def _whole_loop(B: int, G: int, H: int) -> bool:
@@ -507,9 +524,9 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save):
 
 
 @numba.njit(**_JIT)
-def _infer_step(t, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
-    """Step t of inference for every row b, keeping nothing for a backward pass. XP (T, B, G) the raw x̂
-    (time-major); HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (2, B, H) h, c (updated);
+def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
+    """Step t of inference for every row b, keeping nothing for a backward pass. XP (Tc, B, G) the raw x̂ of a
+    chunk of steps (time-major), step t at XP[tx]; HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (2, B, H) h, c (updated);
     Y (B, T, H) written at t; HN (B, H) h_t ⊙ m for the next product (left as is past a row's end); A (G,) scratch.
     Both layer norms' moments in one two-pass sweep over x̂ and ĥ, the gates and c_t in one loop over H (the
     sum for LN(c) with it), the output in one more: few passes, each a contiguous loop that vectorises."""
@@ -522,7 +539,7 @@ def _infer_step(t, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
             for j in range(H):
                 Y[b, t, j] = _ZERO
             continue
-        x_hat, h_hat = XP[t, b], HP[b]
+        x_hat, h_hat = XP[tx, b], HP[b]
         if ln:
             sx = _ZERO * x_hat[0]
             sh = _ZERO * x_hat[0]
@@ -689,8 +706,9 @@ def _backward_loop(T_run, W, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC
 
 
 @numba.njit(**_JIT)
-def _infer_loop(T_run, W_T, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
-    """Steps 0..T_run-1 of :func:`_infer_step`, each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ; W_T (H, G) = W_hhᵀ."""
-    for t in range(T_run):
+def _infer_loop(t0, t1, W_T, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
+    """Steps t0..t1-1 of :func:`_infer_step` (x̂ of step t at XP[t - t0]), each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ;
+    W_T (H, G) = W_hhᵀ."""
+    for t in range(t0, t1):
         _matmul(HN, W_T, HP)
-        _infer_step(t, XP, HP, P, M, L, ST, Y, HN, A, SC, ln)
+        _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, A, SC, ln)

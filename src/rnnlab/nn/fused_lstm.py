@@ -25,15 +25,18 @@ Implementation (CPU, float32/float64): a ``torch.autograd.Function`` with a hand
 time. The forward does the input product and its layer norm for all steps at once (oneDNN, torch), then per
 step the recurrent product and one serial numba kernel for everything element-wise (LN of ĥ_t, gates, cell,
 LN of c, h, lengths), writing into buffers allocated once and saving what the backward needs. Steps past the
-longest row are skipped. The per-step product runs on oneDNN with W_hh reordered once per call
+longest row are skipped. Inference (no grad) keeps nothing: x̂ is computed time-major, a chunk of steps (~1 MB)
+at a time right before they run (in cache, no (B, T, 4H) buffer), and its own kernel normalises x̂ and ĥ per
+row and writes only h, c and y. The per-step product runs on oneDNN with W_hh reordered once per call
 (``_gemm.pack``) on a contiguous operand that the kernel writes (h_t ⊙ m); where it is small (B·4H·H ≤ 2^20
 multiply-adds) the whole loop over time is one numba call with its own product instead, since a oneDNN call
 and the Python around it cost more than such a product. What the forward saves for the backward comes from
 memory reused once nothing references it (``_workspace.saved_buffer``: no page faults per call).
 The backward runs one kernel and one product per step likewise and collects the pre-activation gradients of
 all steps, so dW_ih, dW_hh and dx are single matmuls at the end. In float32 the kernels use a rational
-tanh (Eigen's, error ~1e-7) that the compiler vectorises; sigmoid(x) = (1 + tanh(x/2)) / 2. The fused path
-also serves inference (no grad). Anything else (another device or dtype) runs
+tanh (Eigen's, error ~1e-7) that the compiler vectorises; sigmoid(x) = (1 + tanh(x/2)) / 2. Inner loops index
+slices by the loop variable only (an offset index gets numba's negative-index wraparound, which can keep LLVM
+from vectorising the loop). Anything else (another device or dtype) runs
 :func:`lstm_sequence_reference`, the plain autograd loop. Double backward is not supported.
 The kernels are compiled on first use per dtype (~10-20 s) and cached on disk (numba ``cache=True``).
 """
@@ -191,12 +194,10 @@ def sequence_buffers(x, h0, W_ih, H: int, mask, lengths, work):
     return XP, HM, Y, m, L, T_run
 
 
-def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps, *, save=True):
-    """The forward pass under no_grad. Returns Y (B, T, H), ST (2, B, H) the final (h, c), and what the backward needs.
-
-    ``save``: keep the per-step values the backward needs; False (inference): one scratch row per b, and LN(x̂) is
-    done by the kernel per step (in cache) instead of in a pass over (B, T, G) before the loop. x̂ comes from
-    oneDNN (into fresh memory: no ``out=`` there; ``torch.mm(out=)`` runs MKL, slower on this AMD CPU)."""
+def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps):
+    """The forward pass of training under no_grad. Returns Y (B, T, H), ST (2, B, H) the final (h, c), and what the
+    backward needs. (Inference runs :func:`_infer`.) x̂ comes from oneDNN (into fresh memory: no ``out=`` there;
+    ``torch.mm(out=)`` runs MKL, slower on this AMD CPU)."""
     B, T, _ = x.shape
     G, H = W_hh.shape
     ln = g_ih is not None
@@ -208,12 +209,10 @@ def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, leng
     ST = torch.stack([h0.detach(), c0.detach()])  # (2, B, H): running h, c
     HP = torch.empty(B, G, dtype=dtype)  # ĥ_t
     K = _layout(G, H, ln)
-    if save:  # SV (B, T, K) and LN(x̂) (B, T, G), kept for the backward pass, in memory reused between calls
-        kept = saved_buffer(B * T * (K + (G if ln else 0)), dtype)
-        SV = kept[:B * T * K].view(B, T, K)
-    else:
-        SV = torch.empty(B, 1, K, dtype=dtype)  # inference: one scratch row per b
-    if ln and save:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
+    # SV (B, T, K) and LN(x̂) (B, T, G), kept for the backward pass, in memory reused between calls
+    kept = saved_buffer(B * T * (K + (G if ln else 0)), dtype)
+    SV = kept[:B * T * K].view(B, T, K)
+    if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
         XN = kept[B * T * K:].view(B, T, G)
         rstd_x = torch.empty(B, T, 1, dtype=dtype)
         XP, _, _ = native_layer_norm_out(XP, [G], eps, out=(XN, torch.empty(B, T, 1, dtype=dtype), rstd_x))
@@ -226,12 +225,12 @@ def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, leng
     with torch.no_grad():
         if _whole_loop(B, G, H):  # small: the whole loop in one numba call, no Python per step
             W_T = W_hh.detach().t().contiguous().numpy()  # (H, G)
-            _forward_loop(T_run, W_T, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln, save)
+            _forward_loop(T_run, W_T, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln)
         else:
             W_p = pack(W_hh, B)  # reordered once for oneDNN: no reorder per step
             for t in range(T_run):
                 HP_ = linear_packed(HN, W_p).numpy()  # ĥ_t (B, G)
-                _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln, save)
+                _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln)
     return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
 
 
@@ -456,11 +455,11 @@ def _moments(v, inv_n, eps):
 
 
 @numba.njit(**_JIT)
-def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save):
-    """Step t for every row b. XP (B, T, G) x̂; with layer norm LN(x̂) (its rstd in SV) when ``save``, else the raw
-    x̂, normalised here; HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (2, B, H) h, c
-    (updated); Y (B, T, H) and HM (B, T, H) h ⊙ m written at t and t+1; HN (B, H) h_t ⊙ m for the next product
-    (left as is for a row past its end); SV (B, T, K) saved, or (B, 1, K) scratch without ``save``.
+def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
+    """Step t of training for every row b. XP (B, T, G) x̂, with layer norm LN(x̂) (its rstd in SV); HP (B, G) ĥ_t;
+    P packed params; M (B, H) mask; L (B,) lengths; ST (2, B, H) h, c (updated); Y (B, T, H) and HM (B, T, H)
+    h ⊙ m written at t and t+1; HN (B, H) h_t ⊙ m for the next product (left as is for a row past its end);
+    SV (B, T, K) what the backward pass reads.
     Every inner loop runs over one contiguous gate slice so that it vectorises."""
     B, T, G = XP.shape
     H = G // 4
@@ -476,24 +475,17 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save):
             if not last:
                 hm_next[:] = HM[b, t]
             continue
-        x_hat, h_hat, sv = XP[b, t], HP[b], SV[b, t if save else 0]
+        x_hat, h_hat, sv = XP[b, t], HP[b], SV[b, t]
         a, c_prev, th = sv[0:G], sv[G:G + H], sv[G + H:G + 2 * H]  # a becomes the activated gates
         h, c, m = ST[0, b], ST[1, b], M[b]
         if ln:
             h_n, c_n, rstd = sv[G + 2 * H:2 * G + 2 * H], sv[2 * G + 2 * H:2 * G + 3 * H], sv[2 * G + 3 * H:]
             mu, rstd[1] = _moments(h_hat, inv_g, eps)
             r1 = rstd[1]
-            if save:  # x̂ was normalised before the loop (the backward reads it)
-                for k in range(G):  # normalise ĥ and form the pre-activation in one pass
-                    hn = (h_hat[k] - mu) * r1
-                    h_n[k] = hn
-                    a[k] = g_ih[k] * x_hat[k] + g_hh[k] * hn + bias[k]
-            else:  # inference: x̂ normalised here, while its row is in cache
-                mu_x, r_x = _moments(x_hat, inv_g, eps)
-                for k in range(G):
-                    hn = (h_hat[k] - mu) * r1
-                    h_n[k] = hn
-                    a[k] = g_ih[k] * ((x_hat[k] - mu_x) * r_x) + g_hh[k] * hn + bias[k]
+            for k in range(G):  # normalise ĥ and form the pre-activation in one pass (x̂ normalised before the loop)
+                hn = (h_hat[k] - mu) * r1
+                h_n[k] = hn
+                a[k] = g_ih[k] * x_hat[k] + g_hh[k] * hn + bias[k]
         else:
             for k in range(G):
                 a[k] = x_hat[k] + h_hat[k] + bias[k]
@@ -704,11 +696,11 @@ def _matmul(A, W, out):
 
 
 @numba.njit(**_JIT)
-def _forward_loop(T_run, W_T, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save):
+def _forward_loop(T_run, W_T, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
     """Steps 0..T_run-1 of :func:`_forward_step`, each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ; W_T (H, G) = W_hhᵀ."""
     for t in range(T_run):
         _matmul(HN, W_T, HP)
-        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, save)
+        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln)
 
 
 @numba.njit(**_JIT)

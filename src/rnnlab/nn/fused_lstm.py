@@ -251,9 +251,9 @@ def _infer(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, length
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, g_c, b_c, G, H, dtype)
     ST = torch.stack([h0.detach(), c0.detach()])  # (2, B, H): running h, c
     HN = (h0.detach() * m).contiguous()  # (B, H) h_{t-1} ⊙ m, the operand of the recurrent product
-    Y = torch.empty(B, T, H, dtype=dtype)
+    Y = torch.empty(T, B, H, dtype=dtype)  # time-major: a step writes one contiguous block; returned as a view
     if T_run < T:
-        Y[:, T_run:].zero_()
+        Y[T_run:].zero_()
     SC = _scalars(eps, G, H, dtype)
     x_tm = x.detach()[:, :T_run].transpose(0, 1).reshape(T_run * B, I)  # (T_run·B, I), time-major copy
     W_ih = W_ih.detach()
@@ -275,7 +275,7 @@ def _infer(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, length
             for t in range(t0, t1):
                 HP_ = linear_packed(HN, W_p).numpy()  # ĥ_t (B, G)
                 _infer_step(t, t - t0, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln)
-    return Y, ST
+    return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.LSTM's batch_first output)
 
 
 def _infer_chunk(B: int, G: int) -> int:
@@ -519,7 +519,7 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
 def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
     """Step t of inference for every row b, keeping nothing for a backward pass. XP (Tc, B, G) the raw x̂ of a
     chunk of steps (time-major), step t at XP[tx]; HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths;
-    ST (2, B, H) h, c (updated); Y (B, T, H) written at t; HN (B, H) h_t ⊙ m for the next product (left as is past
+    ST (2, B, H) h, c (updated); Y (T, B, H) written at t; HN (B, H) h_t ⊙ m for the next product (left as is past
     a row's end); A (G,) scratch. Both layer norms' moments in one two-pass sweep over x̂ and ĥ, the gates and c_t
     in one loop over H (the sum for LN(c) with it), h_t in one more: few passes, each contiguous.
     Every operand of an inner loop is a slice indexed by the loop variable alone: an offset index (``P[3 * G + j]``)
@@ -533,7 +533,7 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
     g_c, b_c = P[3 * G:3 * G + H], P[3 * G + H:3 * G + 2 * H]
     a_i, a_f, a_g, a_o = A[0:H], A[H:2 * H], A[2 * H:3 * H], A[3 * H:G]
     for b in range(B):
-        y = Y[b, t]
+        y = Y[t, b]
         if t >= L[b]:  # past this row's end: state frozen, output zero
             for j in range(H):
                 y[j] = _ZERO

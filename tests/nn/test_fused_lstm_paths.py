@@ -64,3 +64,32 @@ def test_pack_respects_the_onednn_switch(monkeypatch):
     monkeypatch.setattr(_gemm, "_ONEDNN", False)
     w = torch.randn(4, 3)
     assert not _gemm.pack(w, 2).is_mkldnn
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("ln", [False, True], ids=["plain", "ln"])
+def test_inference_in_chunks_of_steps_matches_reference(path, dtype, ln, monkeypatch):
+    """x̂ computed a few steps at a time (chunks of 1 and of 2 steps over T = 7, the last one short), with dropout
+    mask, rows that end early (lengths) and a given initial state; float64 exact to the reference's tolerance."""
+    args, kw = make_case(3, 7, 5, 8, dtype=dtype, ln=ln, mask=True, lengths="mixed")
+    with torch.no_grad():
+        want = lstm_sequence_reference(*args, **kw)
+        for steps in (1, 2):
+            monkeypatch.setattr(fused_lstm, "_INFER_CHUNK_BYTES", steps * 4 * 3 * 32)  # 4 bytes · B · G
+            assert fused_lstm._infer_chunk(3, 32) == steps
+            got = lstm_sequence(*args, **kw)
+            assert got[0].shape == want[0].shape
+            for name, a, b in zip(["y", "hT", "cT"], got, want):
+                torch.testing.assert_close(a, b, **TOL[dtype], msg=lambda m, name=name: f"{steps} {name}: {m}")
+
+
+def test_inference_output_feeds_a_second_layer():
+    """y comes back as a time-major buffer viewed (B, T, H): usable as the next layer's input, as a contiguous y."""
+    args, kw = make_case(3, 6, 5, 8, dtype=torch.float64, ln=True, mask=False, lengths=None)
+    x2_args, kw2 = make_case(3, 6, 8, 8, dtype=torch.float64, ln=True, mask=False, lengths=None)
+    with torch.no_grad():
+        y, _, _ = lstm_sequence(*args, **kw)
+        got = lstm_sequence(y, *x2_args[1:], **kw2)
+        want = lstm_sequence_reference(y.contiguous(), *x2_args[1:], **kw2)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])

@@ -80,7 +80,7 @@ def test_inference_in_chunks_of_steps_matches_reference(path, dtype, ln, monkeyp
             got = lstm_sequence(*args, **kw)
             assert got[0].shape == want[0].shape
             for name, a, b in zip(["y", "hT", "cT"], got, want):
-                torch.testing.assert_close(a, b, **TOL[dtype], msg=lambda m, name=name: f"{steps} {name}: {m}")
+                torch.testing.assert_close(a, b, **TOL[dtype], msg=lambda m, name=name, steps=steps: f"{steps} {name}: {m}")
 
 
 def test_inference_output_feeds_a_second_layer():

@@ -9,7 +9,7 @@ subprocesses on 127.0.0.1 (micro-batching on, then off), and drives it:
 2. sessions: --sessions clients each stepping its own streaming session one character per request for
    --seconds, batched then one by one: steps/s, p50/p99, errors, RSS, the mean batch. The clients are a minimal
    HTTP/1.1 keep-alive client on asyncio streams (httpx costs more CPU per request than the server does),
-   spread over --client-procs processes;
+   spread over --client-procs processes; --lean both runs it against the lean step path and FastAPI's route;
 3. in process, no HTTP: the server's own path (``Stepper.step_sessions`` on a ``StateTable`` of --sessions rows:
    gather, one step, scatter, softmax/top-k) with all rows as one batch against one row at a time, in
    --rounds interleaved rounds of --seconds/--rounds each; the median of the per-round ratios. Also the bare
@@ -81,7 +81,7 @@ sys.exit(main(sys.argv[3:]))
 
 class Server:
     def __init__(self, bundle: Path, batching: bool, sessions: int, threads: int, window_ms: float,
-                 profile: str | None = None, http: str = "auto") -> None:
+                 profile: str | None = None, http: str = "auto", lean: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(threads),
@@ -91,7 +91,7 @@ class Server:
              "serve", str(bundle), "--name", "lm", "--port", str(self.port), "--http", http,
              "--limits.batching", str(batching).lower(), "--limits.max_sessions", str(sessions + 8),
              "--limits.max_concurrent", "4", "--limits.max_queue", "64", "--limits.batch_window_ms", str(window_ms),
-             "--limits.max_batch", str(max(sessions, 1))],
+             "--limits.max_batch", str(max(sessions, 1)), "--limits.lean_step", str(lean).lower()],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def wait(self) -> None:
@@ -310,6 +310,8 @@ def main() -> None:
                     "default the server's probe_units)")
     ap.add_argument("--phases", default="sessions,in_process", help="comma-separated: generate, sessions, in_process")
     ap.add_argument("--http", choices=["auto", "httptools", "h11"], default="auto", help="the server's HTTP parser")
+    ap.add_argument("--lean", choices=["on", "off", "both"], default="on", help="the step route's lean ASGI path "
+                    "(--limits.lean_step): on, off (FastAPI's route), or both (off: phases named *_fastapi)")
     ap.add_argument("--profile", type=str, default=None, help="a folder: run the servers under cProfile and write "
                     "server_batched.prof / server_one_by_one.prof there (pstats)")
     ap.add_argument("--bundle", type=str, default=None, help="a textgen bundle (default: train a small one)")
@@ -329,14 +331,15 @@ def main() -> None:
         bundle = Path(args.bundle) if args.bundle else train_bundle(Path(tmp), args.cell, args.hidden, args.layers)
         results = {"config": vars(args), "request_body": body, "phases": {}}
         if phases & {"generate", "sessions"}:
-            for batching in (True, False):
-                key = "batched" if batching else "one_by_one"
+            leans = {"on": [True], "off": [False], "both": [True, False]}[args.lean]
+            for batching, lean in [(b, le) for b in (True, False) for le in leans]:
+                key = ("batched" if batching else "one_by_one") + ("" if lean or args.lean == "off" else "_fastapi")
                 profile = str(Path(args.profile) / f"server_{key}.prof") if args.profile else None
                 server = Server(bundle, batching, args.sessions, args.threads, args.window_ms, profile,
-                                args.http)
+                                args.http, lean)
                 try:
                     server.wait()
-                    if batching and "generate" in phases:
+                    if batching and lean == leans[0] and "generate" in phases:
                         results["phases"]["generate"] = asyncio.run(
                             load_generate(server.url, args.clients, args.seconds, args.tokens))
                     if "sessions" in phases:
@@ -350,6 +353,9 @@ def main() -> None:
     if "sessions" in phases:
         results["sessions_speedup"] = round(p["sessions_batched"]["steps_per_s"] / max(
             p["sessions_one_by_one"]["steps_per_s"], 1e-9), 2)
+        if "sessions_batched_fastapi" in p:
+            results["sessions_speedup_fastapi"] = round(p["sessions_batched_fastapi"]["steps_per_s"] / max(
+                p["sessions_one_by_one_fastapi"]["steps_per_s"], 1e-9), 2)
     results["wall_s"] = round(time.monotonic() - wall, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -362,7 +368,9 @@ def main() -> None:
               f"{r['rss_mb']:>8.0f}{str(r.get('mean_batch', '-')):>7}{str(r.get('server_cpu_ms_per_step', '-')):>16}"
               f"{str(r.get('client_cpu_ms_per_step', '-')):>8}")
     if "sessions_speedup" in results:
-        print(f"over HTTP: micro-batched / one by one = {results['sessions_speedup']}x steps/s")
+        print(f"over HTTP: micro-batched / one by one = {results['sessions_speedup']}x steps/s"
+              + (f" (FastAPI's route: {results['sessions_speedup_fastapi']}x)" if "sessions_speedup_fastapi" in results
+                 else ""))
     if "in_process" in results:
         q = results["in_process"]
         print(f"in process (state table, no HTTP): together {q['batched_steps_per_s']} steps/s, one at a time "

@@ -32,13 +32,13 @@ class ServeLimits:
     """Batch the steps that sessions send together into one forward (false: step each request alone)."""
     batch_window_ms: float = 2.0
     """How long the micro-batcher waits for more steps after the first one arrives."""
-    lean_step: bool = True
-    """Answer the session step route (POST .../sessions/ID/step) with a lean ASGI handler in front of FastAPI: the
-    same answers and errors at a fraction of the CPU per request (false: FastAPI's route)."""
     max_batch: int = 256
     """The most session steps in one batched forward."""
     probe_units: int = 32
     """Hidden units returned per step for the web page's heat map (the first ones of the last layer)."""
+    lean_step: bool = True
+    """Answer the session step route (POST .../sessions/ID/step) with a lean ASGI handler in front of FastAPI: the
+    same answers and errors at a fraction of the CPU per request (false: FastAPI's route)."""
 
     def __post_init__(self) -> None:
         for f in fields(self):

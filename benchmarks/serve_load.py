@@ -87,13 +87,15 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(threads),
                "RNNLAB_THREADS": str(threads)}
+        # stderr to a file: a pipe nobody reads fills up and blocks the server; read it only when it failed
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-c", SERVER_MAIN, str(threads), profile or "",
              "serve", str(bundle), "--name", "lm", "--port", str(self.port), "--http", http,
              "--limits.batching", str(batching).lower(), "--limits.max_sessions", str(sessions + 8),
              "--limits.max_concurrent", "4", "--limits.max_queue", "64", "--limits.batch_window_ms", str(window_ms),
              "--limits.max_batch", str(max(sessions, 1)), "--limits.lean_step", str(lean).lower()],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            env=env, stdout=subprocess.DEVNULL, stderr=self.log)
 
     def wait(self) -> None:
         import httpx
@@ -105,7 +107,10 @@ class Server:
                     return
             except httpx.HTTPError:
                 time.sleep(0.2)
-        raise RuntimeError(f"the server did not start: {self.proc.stderr.read().decode()[-500:]}")
+        self.proc.kill()  # before reading its log: a server still starting would never close it
+        self.proc.wait(timeout=10)
+        self.log.seek(0)
+        raise RuntimeError(f"the server did not start within 120 s: {self.log.read().decode()[-500:]}")
 
     def cpu_s(self) -> float:
         """CPU seconds (user + system, all threads) the server's process has used: less load-dependent than
@@ -115,7 +120,12 @@ class Server:
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(timeout=10)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # a graceful shutdown waiting on stuck connections
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.log.close()
 
 
 def percentile(lat: list[float], q: float):

@@ -9,7 +9,8 @@ subprocesses on 127.0.0.1 (micro-batching on, then off), and drives it:
 2. sessions: --sessions clients each stepping its own streaming session one character per request for
    --seconds, batched then one by one: steps/s, p50/p99, errors, RSS, the mean batch. The clients are a minimal
    HTTP/1.1 keep-alive client on asyncio streams (httpx costs more CPU per request than the server does),
-   spread over --client-procs processes;
+   spread over --client-procs processes; --lean both runs it against the lean step path and FastAPI's route;
+   all servers stay up and are driven in --http-rounds interleaved rounds (medians of the per-round ratios);
 3. in process, no HTTP: the server's own path (``Stepper.step_sessions`` on a ``StateTable`` of --sessions rows:
    gather, one step, scatter, softmax/top-k) with all rows as one batch against one row at a time, in
    --rounds interleaved rounds of --seconds/--rounds each; the median of the per-round ratios. Also the bare
@@ -81,18 +82,20 @@ sys.exit(main(sys.argv[3:]))
 
 class Server:
     def __init__(self, bundle: Path, batching: bool, sessions: int, threads: int, window_ms: float,
-                 profile: str | None = None, http: str = "auto") -> None:
+                 profile: str | None = None, http: str = "auto", lean: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(threads),
                "RNNLAB_THREADS": str(threads)}
+        # stderr to a file: a pipe nobody reads fills up and blocks the server; read it only when it failed
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-c", SERVER_MAIN, str(threads), profile or "",
              "serve", str(bundle), "--name", "lm", "--port", str(self.port), "--http", http,
              "--limits.batching", str(batching).lower(), "--limits.max_sessions", str(sessions + 8),
              "--limits.max_concurrent", "4", "--limits.max_queue", "64", "--limits.batch_window_ms", str(window_ms),
-             "--limits.max_batch", str(max(sessions, 1))],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             "--limits.max_batch", str(max(sessions, 1)), "--limits.lean_step", str(lean).lower()],
+            env=env, stdout=subprocess.DEVNULL, stderr=self.log)
 
     def wait(self) -> None:
         import httpx
@@ -104,7 +107,10 @@ class Server:
                     return
             except httpx.HTTPError:
                 time.sleep(0.2)
-        raise RuntimeError(f"the server did not start: {self.proc.stderr.read().decode()[-500:]}")
+        self.proc.kill()  # before reading its log: a server still starting would never close it
+        self.proc.wait(timeout=10)
+        self.log.seek(0)
+        raise RuntimeError(f"the server did not start within 120 s: {self.log.read().decode()[-500:]}")
 
     def cpu_s(self) -> float:
         """CPU seconds (user + system, all threads) the server's process has used: less load-dependent than
@@ -114,7 +120,12 @@ class Server:
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(timeout=10)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # a graceful shutdown waiting on stuck connections
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.log.close()
 
 
 def percentile(lat: list[float], q: float):
@@ -292,10 +303,61 @@ def step_in_process(bundle: Path, sessions: int, seconds: float, rounds: int, bo
             "rounds": rounds, "state_table_bytes_reserved": table.bytes_reserved}
 
 
+def http_phases(args, bundle: Path, phases: set, body: dict) -> tuple[dict, list]:
+    """The generate and sessions phases. The servers (batched and one by one; lean step path and FastAPI's route
+    with --lean both) are all started first and stay up; the sessions phase drives them in --http-rounds
+    interleaved rounds of --seconds/--http-rounds each (the order reversed every other round), so that a change
+    in the machine's load falls on all of them; ratios are medians of the per-round ratios."""
+    leans = {"on": [True], "off": [False], "both": [True, False]}[args.lean]
+    configs = [(b, le) for b in (True, False) for le in leans]
+
+    def key(batching: bool, lean: bool) -> str:
+        return ("batched" if batching else "one_by_one") + ("" if lean or args.lean == "off" else "_fastapi")
+
+    servers = {}
+    out, rounds = {}, []
+    try:
+        for batching, lean in configs:
+            k = key(batching, lean)
+            profile = str(Path(args.profile) / f"server_{k}.prof") if args.profile else None
+            servers[k] = Server(bundle, batching, args.sessions, args.threads, args.window_ms, profile, args.http, lean)
+        for server in servers.values():
+            server.wait()
+        if "generate" in phases:
+            out["generate"] = asyncio.run(load_generate(servers[key(True, leans[0])].url, args.clients, args.seconds,
+                                                        args.tokens))
+        if "sessions" in phases:
+            names = list(servers)
+            for r in range(args.http_rounds):
+                rounds.append({k: load_sessions(servers[k], args.sessions, args.seconds / args.http_rounds,
+                                                args.client_procs, body)
+                               for k in (names if r % 2 == 0 else reversed(names))})
+    finally:
+        for server in servers.values():
+            server.stop()
+    for k in servers if rounds else ():
+        runs = [rd[k] for rd in rounds]
+        merged = {**runs[-1], **{f: round(statistics.median(x[f] for x in runs), 1)
+                                 for f in ("requests_per_s", "steps_per_s", "p50_ms", "p99_ms")}}
+        steps = sum(x["requests"] for x in runs)
+        for f in ("server_cpu_ms_per_step", "client_cpu_ms_per_step"):  # total CPU / total steps
+            merged[f] = round(sum(x[f] * x["requests"] for x in runs) / max(steps, 1), 3)
+        merged.update(requests=steps, errors=sum(x["errors"] for x in runs), rounds=len(runs))
+        base = k.replace("batched", "one_by_one") if k.startswith("batched") else None
+        if base is not None:
+            merged["speedup_per_round"] = [round(rd[k]["steps_per_s"] / max(rd[base]["steps_per_s"], 1e-9), 2)
+                                           for rd in rounds]
+            merged["speedup_median_of_rounds"] = round(statistics.median(merged["speedup_per_round"]), 2)
+        out[f"sessions_{k}"] = merged
+    return out, rounds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=20.0, help="how long each HTTP phase runs (<= 60), and the "
                     "in-process phase in all")
+    ap.add_argument("--http-rounds", type=int, default=3, help="interleaved rounds of the sessions phase (each "
+                    "server --seconds/--http-rounds per round)")
     ap.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads of the server and this process")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the in-process phase")
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients against /generate")
@@ -310,6 +372,8 @@ def main() -> None:
                     "default the server's probe_units)")
     ap.add_argument("--phases", default="sessions,in_process", help="comma-separated: generate, sessions, in_process")
     ap.add_argument("--http", choices=["auto", "httptools", "h11"], default="auto", help="the server's HTTP parser")
+    ap.add_argument("--lean", choices=["on", "off", "both"], default="on", help="the step route's lean ASGI path "
+                    "(--limits.lean_step): on, off (FastAPI's route), or both (off: phases named *_fastapi)")
     ap.add_argument("--profile", type=str, default=None, help="a folder: run the servers under cProfile and write "
                     "server_batched.prof / server_one_by_one.prof there (pstats)")
     ap.add_argument("--bundle", type=str, default=None, help="a textgen bundle (default: train a small one)")
@@ -317,6 +381,8 @@ def main() -> None:
     args = ap.parse_args()
     if not 1 <= args.seconds <= 60 or not 1 <= args.sessions <= 1024 or not 1 <= args.clients <= 256:
         raise SystemExit("--seconds must be in 1..60, --sessions in 1..1024, --clients in 1..256")
+    if not 1 <= args.http_rounds <= args.seconds:
+        raise SystemExit("--http-rounds must be in 1..--seconds (each round drives each server >= 1 s)")
     phases = set(args.phases.split(","))
     if phases - {"generate", "sessions", "in_process"}:
         raise SystemExit(f"--phases: unknown {sorted(phases - {'generate', 'sessions', 'in_process'})}")
@@ -329,27 +395,14 @@ def main() -> None:
         bundle = Path(args.bundle) if args.bundle else train_bundle(Path(tmp), args.cell, args.hidden, args.layers)
         results = {"config": vars(args), "request_body": body, "phases": {}}
         if phases & {"generate", "sessions"}:
-            for batching in (True, False):
-                key = "batched" if batching else "one_by_one"
-                profile = str(Path(args.profile) / f"server_{key}.prof") if args.profile else None
-                server = Server(bundle, batching, args.sessions, args.threads, args.window_ms, profile,
-                                args.http)
-                try:
-                    server.wait()
-                    if batching and "generate" in phases:
-                        results["phases"]["generate"] = asyncio.run(
-                            load_generate(server.url, args.clients, args.seconds, args.tokens))
-                    if "sessions" in phases:
-                        results["phases"][f"sessions_{key}"] = load_sessions(
-                            server, args.sessions, args.seconds, args.client_procs, body)
-                finally:
-                    server.stop()
+            results["phases"], results["http_rounds"] = http_phases(args, bundle, phases, body)
         if "in_process" in phases:
             results["in_process"] = step_in_process(bundle, args.sessions, args.seconds, args.rounds, body)
     p = results["phases"]
     if "sessions" in phases:
-        results["sessions_speedup"] = round(p["sessions_batched"]["steps_per_s"] / max(
-            p["sessions_one_by_one"]["steps_per_s"], 1e-9), 2)
+        results["sessions_speedup"] = p["sessions_batched"]["speedup_median_of_rounds"]
+        if "sessions_batched_fastapi" in p:
+            results["sessions_speedup_fastapi"] = p["sessions_batched_fastapi"]["speedup_median_of_rounds"]
     results["wall_s"] = round(time.monotonic() - wall, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -362,7 +415,9 @@ def main() -> None:
               f"{r['rss_mb']:>8.0f}{str(r.get('mean_batch', '-')):>7}{str(r.get('server_cpu_ms_per_step', '-')):>16}"
               f"{str(r.get('client_cpu_ms_per_step', '-')):>8}")
     if "sessions_speedup" in results:
-        print(f"over HTTP: micro-batched / one by one = {results['sessions_speedup']}x steps/s")
+        print(f"over HTTP: micro-batched / one by one = {results['sessions_speedup']}x steps/s"
+              + (f" (FastAPI's route: {results['sessions_speedup_fastapi']}x)" if "sessions_speedup_fastapi" in results
+                 else ""))
     if "in_process" in results:
         q = results["in_process"]
         print(f"in process (state table, no HTTP): together {q['batched_steps_per_s']} steps/s, one at a time "

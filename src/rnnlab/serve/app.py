@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 
 from rnnlab.nn.state_table import StateTable
 
+from .lean import LeanStep, ServeApp, read_body
 from .limits import ServeLimits
 from .models import Served, accepts_text_inputs, check_options, load_models
 from .schemas import GenerateRequest, PredictRequest, StepRequest, TextsRequest, TranslateRequest
@@ -78,25 +79,11 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None:
-            if not length.isdigit():
-                return await _send_json(send, 400, {"error": "the Content-Length header is not a number"})
-            if int(length) > self.max_bytes:
-                return await _send_json(send, 413, _too_large(self.max_bytes))
         # read the body here, up to the limit, and replay it: a body without Content-Length is counted too
-        chunks, seen = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            seen += len(chunks[-1])
-            if seen > self.max_bytes:
-                return await _send_json(send, 413, _too_large(self.max_bytes))
-            if not message.get("more_body", False):
-                break
-        body, replayed = b"".join(chunks), False
+        body = await read_body(scope, receive, send, self.max_bytes)
+        if body is None:
+            return  # answered 400/413, or the client went away
+        replayed = False
 
         async def replay():
             nonlocal replayed
@@ -106,17 +93,6 @@ class BodyLimit:
             return await receive()  # after the body: http.disconnect, when it comes
 
         return await self.app(scope, replay, send)
-
-
-def _too_large(limit: int) -> dict:
-    return {"error": f"the request body is larger than {limit} bytes (--limits.max_body_bytes)"}
-
-
-async def _send_json(send, status: int, body: dict) -> None:
-    data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
-    await send({"type": "http.response.body", "body": data})
 
 
 class State:
@@ -169,7 +145,7 @@ def create_app(bundles: dict[str, Union[str, Path]], limits: ServeLimits | None 
     ``models``: bundles already loaded (:func:`~rnnlab.serve.models.load_models`), shared between apps in tests."""
     limits = limits if limits is not None else ServeLimits()
     state = State(models if models is not None else load_models(bundles), limits)
-    app = FastAPI(title="rnnlab serve", docs_url=None, redoc_url=None,
+    app = ServeApp(title="rnnlab serve", docs_url=None, redoc_url=None,
                   description="Trained rnnlab bundles over HTTP; see docs/serve.md.")
     app.state.rnnlab = state
     _errors(app, limits)
@@ -179,42 +155,40 @@ def create_app(bundles: dict[str, Union[str, Path]], limits: ServeLimits | None 
     routes_tasks.add(app, state)
     routes_sessions.add(app, state)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    if limits.lean_step:
+        app.lean = LeanStep(lambda name, session_id, raw: routes_sessions.step_answer(state, name, session_id, raw),
+                            lambda exc: error_answer(exc, limits), limits.max_body_bytes)
     return app
 
 
-def _errors(app: FastAPI, limits: ServeLimits) -> None:
-    def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError):
+def error_answer(exc: Exception, limits: ServeLimits) -> tuple[int, dict, dict | None] | None:
+    """(status, JSON body, headers) of the answer to ``exc``, None for an unexpected one (a 500): one mapping for
+    FastAPI's exception handlers and the lean step path (:mod:`.lean`), so that both answer alike."""
+    if isinstance(exc, RequestValidationError):
         parts = []
         for e in exc.errors()[:5]:
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
             parts.append(f"{where}: {e.get('msg')}")
-        return error(422, "; ".join(parts) or "invalid request")
+        return 422, {"error": "; ".join(parts) or "invalid request"}, None
+    if isinstance(exc, HTTPException):
+        return exc.status_code, {"error": str(exc.detail)}, getattr(exc, "headers", None)
+    if isinstance(exc, SessionError):
+        return exc.status, {"error": str(exc)}, {"Retry-After": str(limits.retry_after_s)} if exc.status == 429 else None
+    if isinstance(exc, Busy):
+        return 429, {"error": "the server is busy: every slot and queue place is taken (--limits.max_concurrent, "
+                              "--limits.max_queue); retry later"}, {"Retry-After": str(limits.retry_after_s)}
+    if isinstance(exc, (ValueError, TypeError)):
+        return 400, {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}, None
+    return None
 
-    @app.exception_handler(HTTPException)
-    async def http(request: Request, exc: HTTPException):
-        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
-    @app.exception_handler(SessionError)
-    async def session(request: Request, exc: SessionError):
-        headers = {"Retry-After": str(limits.retry_after_s)} if exc.status == 429 else None
-        return error(exc.status, str(exc), headers)
+def _errors(app: FastAPI, limits: ServeLimits) -> None:
+    async def handler(request: Request, exc: Exception):
+        status, body, headers = error_answer(exc, limits)
+        return JSONResponse(body, status_code=status, headers=headers)
 
-    @app.exception_handler(Busy)
-    async def busy(request: Request, exc: Busy):
-        return error(429, "the server is busy: every slot and queue place is taken (--limits.max_concurrent, "
-                          "--limits.max_queue); retry later", {"Retry-After": str(limits.retry_after_s)})
-
-    @app.exception_handler(ValueError)
-    async def value(request: Request, exc: ValueError):
-        return error(400, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-
-    @app.exception_handler(TypeError)
-    async def type_(request: Request, exc: TypeError):
-        return error(400, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    for kind in (RequestValidationError, HTTPException, SessionError, Busy, ValueError, TypeError):
+        app.add_exception_handler(kind, handler)
 
 
 def _rss_bytes() -> int | None:

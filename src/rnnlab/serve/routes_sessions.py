@@ -14,17 +14,9 @@ from .stepping import SessionStep, TokenStepper, stepper_for
 def add(app: FastAPI, state) -> None:
     limits = state.limits
 
-    def streaming(name: str):
-        m = state.model(name)
-        stepper = stepper_for(m, limits.probe_units)
-        if stepper is None:
-            raise HTTPException(400, f"model {name!r} ({m.task}) cannot stream: sessions need a unidirectional "
-                                     "recurrent encoder (lstm, gru, rnn, mingru, minlstm)")
-        return m, stepper
-
     @app.post("/models/{name}/sessions", status_code=201, summary="open a streaming session (the state stays here)")
     async def open_session(name: str) -> dict:
-        m, stepper = streaming(name)
+        m, stepper = _streaming(state, name)
         session = state.sessions.create(name, state.table(m))
         return {"session": session.id, "model": name, "ttl_s": limits.session_ttl_s, "state_bytes": session.bytes}
 
@@ -32,27 +24,45 @@ def add(app: FastAPI, state) -> None:
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                   "schema": StepRequest.model_json_schema()}}}})
     async def step(name: str, session_id: str, request: Request) -> dict:
-        body = _step_body(await request.body())
-        m, stepper = streaming(name)
-        session = state.sessions.get(session_id, name)
-        inputs, labels = _inputs(m, stepper, body, limits)
-        units = limits.probe_units if body.units is None else min(body.units, limits.probe_units)
-        batcher = state.batcher(m)
-        outputs = []
-        async with session.lock:  # one step request at a time per session: its row is in one step at a time
-            for x, label in zip(inputs, labels):
-                out = await batcher.submit(SessionStep(session.row, x, body.probe, units, body.top_k))
-                session.steps += 1
-                outputs.append(_describe(m, out, label))
-            session.last_used = state.sessions.clock()
-        # a Response skips FastAPI's jsonable_encoder pass over the outputs (plain floats, ints and strings already)
-        return JSONResponse({"session": session_id, "steps": session.steps,
-                             "outputs": outputs if body.all_steps else outputs[-1:]})
+        # a Response skips FastAPI's jsonable_encoder pass over the outputs (plain floats, ints and strings already);
+        # with --limits.lean_step (the default) requests to this path are answered by .lean before FastAPI sees them
+        return JSONResponse(await step_answer(state, name, session_id, await request.body()))
 
     @app.delete("/models/{name}/sessions/{session_id}", summary="close a session")
     async def close(name: str, session_id: str) -> dict:
         await state.sessions.delete(session_id, name)
         return {"session": session_id, "closed": True}
+
+
+async def step_answer(state, name: str, session_id: str, raw: bytes) -> dict:
+    """The answer to ``POST /models/{name}/sessions/{session_id}/step`` with body ``raw`` (JSON bytes), for both
+    the FastAPI route and the lean path: the body validated, each input submitted to the model's micro-batcher
+    (one step request at a time per session). Raises what :func:`~.app.error_answer` maps to 4xx answers."""
+    limits = state.limits
+    body = _step_body(raw)
+    m, stepper = _streaming(state, name)
+    session = state.sessions.get(session_id, name)
+    inputs, labels = _inputs(m, stepper, body, limits)
+    units = limits.probe_units if body.units is None else min(body.units, limits.probe_units)
+    batcher = state.batcher(m)
+    outputs = []
+    async with session.lock:  # one step request at a time per session: its row is in one step at a time
+        for x, label in zip(inputs, labels):
+            out = await batcher.submit(SessionStep(session.row, x, body.probe, units, body.top_k))
+            session.steps += 1
+            outputs.append(_describe(m, out, label))
+        session.last_used = state.sessions.clock()
+    return {"session": session_id, "steps": session.steps, "outputs": outputs if body.all_steps else outputs[-1:]}
+
+
+def _streaming(state, name: str):
+    """The served model ``name`` and its stepper; 404 for an unknown model, 400 for one that cannot stream."""
+    m = state.model(name)
+    stepper = stepper_for(m, state.limits.probe_units)
+    if stepper is None:
+        raise HTTPException(400, f"model {name!r} ({m.task}) cannot stream: sessions need a unidirectional "
+                                 "recurrent encoder (lstm, gru, rnn, mingru, minlstm)")
+    return m, stepper
 
 
 def _step_body(raw: bytes) -> StepRequest:

@@ -3,13 +3,14 @@ numbers of torch's cell kernel, for one and two layers, and follow the weights w
 import pytest
 import torch
 
-from rnnlab.nn import LSTM, _fast_step
+from rnnlab.nn import GRU, LSTM, _fast_step
 
 
 @pytest.mark.parametrize("layers", [1, 2])
-def test_batched_step_equals_the_cell_kernel(layers):
+@pytest.mark.parametrize("cls", [LSTM, GRU])
+def test_batched_step_equals_the_cell_kernel(layers, cls):
     torch.manual_seed(0)
-    lstm = LSTM(64, 256, num_layers=layers)
+    lstm = cls(64, 256, num_layers=layers)
     x = torch.randn(6, 64, 64)  # steps, then B=64 rows
     with torch.no_grad():
         assert lstm._fast_step._batched(x[0])
@@ -19,7 +20,8 @@ def test_batched_step_equals_the_cell_kernel(layers):
             with torch.enable_grad():  # the same step in autograd mode runs torch's cell kernel
                 y_ref, state_ref = lstm.step(x[t], state_ref)
             torch.testing.assert_close(y_new, y_ref.detach(), rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(state_new.c, state_ref.c.detach(), rtol=1e-5, atol=1e-5)
+        last = (lambda s: s.c) if cls is LSTM else (lambda s: s)
+        torch.testing.assert_close(last(state_new), last(state_ref).detach(), rtol=1e-5, atol=1e-5)
 
 
 def test_packed_weights_follow_a_weight_update():

@@ -21,11 +21,12 @@ With one layer the returned state is a view of the step's output (``y_t`` and ``
 ``torch.nn.LSTMCell``'s h does with itself).
 
 Many streams at once (a server stepping its sessions' rows of a ``StateTable``): outside autograd, for a float32
-LSTM layer on the CPU whose step is a large product (B·4H·(I+H) ≥ :data:`BATCHED_MIN_MACS`), the gates come from two
-oneDNN products on weights reordered once into oneDNN's blocked layout (kept until the weight changes) instead of
-``torch._VF.lstm_cell``, whose products run on MKL (slower on the AMD EPYC this was measured on): at B = 256,
-(I, H) = (64, 256) / (512, 512) / (1024, 1024), 0.48 / 0.48 / 0.45 of the time, one thread. The element-wise part
-is a few torch ops, tanh as 2σ(2x) − 1 (torch's CPU tanh is several times slower than its sigmoid here).
+LSTM or GRU layer on the CPU whose step is a large product (B·GH·(I+H) ≥ :data:`BATCHED_MIN_MACS`, G gates), the
+gates come from two oneDNN products on weights reordered once into oneDNN's blocked layout (kept until the weight
+changes) instead of ``torch._VF.lstm_cell`` / ``gru_cell``, whose products run on MKL (slower on the AMD EPYC this
+was measured on): LSTM at B = 256, (I, H) = (64, 256) / (512, 512) / (1024, 1024), 0.48 / 0.48 / 0.45 of the
+time, one thread. The element-wise part is a few torch ops, tanh as 2σ(2x) − 1 (torch's CPU tanh is several
+times slower than its sigmoid here).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from .state import LSTMState
 
 _MAX_SIGNATURES = 64  # a server sees a handful of batch sizes; forget them all past this many
 BATCHED_MIN_MACS = 2_500_000
-"""Per layer and step, from this many multiply-adds (B·4H·(I+H)) an LSTM step outside autograd runs its products
+"""Per layer and step, from this many multiply-adds (B·GH·(I+H)) an LSTM/GRU step outside autograd runs its products
 on oneDNN with packed weights (see the module docstring); below it torch's cell kernel, cheaper to call."""
 
 
@@ -53,6 +54,7 @@ class FastStep:
     def __init__(self, kind: str, cells: nn.ModuleList, hidden_size: int) -> None:
         self.kernel = kernels.cell_kernel(f"{kind}_cell")
         self.lstm = kind == "lstm"
+        self.gates = {"lstm": 4, "gru": 3}.get(kind, 0)  # the oneDNN path covers the LSTM and the GRU
         self.hidden_size = hidden_size
         self.params = [cell._parameters for cell in cells]  # live dicts: name -> Parameter (or None: no bias)
         self.checked: set = set()
@@ -112,11 +114,11 @@ class FastStep:
         return last[1]
 
     def _batched(self, x_t: Tensor) -> bool:
-        """Whether this LSTM step runs the oneDNN products (see the module docstring)."""
-        if torch.is_grad_enabled() or x_t.dtype != torch.float32 or x_t.device.type != "cpu" or not _gemm._ONEDNN:
+        """Whether this LSTM or GRU step runs the oneDNN products (see the module docstring)."""
+        if self.gates == 0 or torch.is_grad_enabled() or x_t.dtype != torch.float32 or x_t.device.type != "cpu":
             return False
         H = self.hidden_size
-        return x_t.shape[0] * 4 * H * (x_t.shape[1] + H) >= BATCHED_MIN_MACS
+        return _gemm._ONEDNN and x_t.shape[0] * self.gates * H * (x_t.shape[1] + H) >= BATCHED_MIN_MACS
 
     def _pack(self, layer: int, name: str, w: Tensor) -> Tensor:
         key = (w.data_ptr(), w._version)
@@ -137,6 +139,20 @@ class FastStep:
         c_new.addcmul_(torch.sigmoid(i), torch.sigmoid(gg * 2).mul_(2).sub_(1))  # + σ(i) tanh(g)
         h_new = torch.sigmoid(c_new * 2).mul_(2).sub_(1).mul_(torch.sigmoid(o))  # σ(o) tanh(c)
         return h_new, c_new
+
+    def _gru_cell_onednn(self, layer: int, x: Tensor, h: Tensor, p: dict) -> Tensor:
+        """One GRU cell step (torch's equations), x (B, I), h (B, H) -> h', with the products on oneDNN."""
+        gi = _gemm.linear_packed(x, self._pack(layer, "weight_ih", p["weight_ih"]))  # (B, 3H)
+        gh = _gemm.linear_packed(h, self._pack(layer, "weight_hh", p["weight_hh"]))
+        if p["bias_ih"] is not None:
+            gi += p["bias_ih"]
+            gh += p["bias_hh"]
+        i_r, i_z, i_n = gi.chunk(3, 1)
+        h_r, h_z, h_n = gh.chunk(3, 1)
+        r = torch.sigmoid(i_r + h_r)
+        z = torch.sigmoid(i_z + h_z)
+        n = torch.sigmoid((i_n + r * h_n).mul_(2)).mul_(2).sub_(1)  # tanh(i_n + r ⊙ h_n)
+        return n.addcmul_(z, h - n)  # (1 − z) ⊙ n + z ⊙ h
 
     def _lstm(self, x_t: Tensor, state):
         params = self.params
@@ -166,7 +182,11 @@ class FastStep:
 
     def _single(self, x_t: Tensor, state):
         """GRU and Elman RNN: a state of one tensor."""
-        kernel, params = self.kernel, self.params
+        params = self.params
+        if self._batched(x_t):
+            kernels_ = [lambda x, h, *w, l=l: self._gru_cell_onednn(l, x, h, params[l]) for l in range(len(params))]
+        else:
+            kernels_ = [self.kernel] * len(params)
         if len(params) == 1:
             p = params[0]
             if state is None:
@@ -174,14 +194,14 @@ class FastStep:
             else:
                 known = self._known(state)
                 h0 = state[0] if known is None else known[0]
-            h = kernel(x_t, h0, p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])
+            h = kernels_[0](x_t, h0, p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])
             return h, self._remember(h.unsqueeze(0), h)  # (1, B, H)
         if state is None:
             hs = (x_t.new_zeros((x_t.shape[0], self.hidden_size)),) * len(params)
         else:
             hs = state.unbind(0)  # L x (B, H)
         y, new = x_t, []
-        for p, h in zip(params, hs):
+        for kernel, p, h in zip(kernels_, params, hs):
             y = kernel(y, h, p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])
             new.append(y)
         return y, torch.stack(new)  # (L, B, H)

@@ -12,7 +12,6 @@ expired session, 413 body too large, 422 malformed JSON or wrong types, 429 busy
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -173,7 +172,8 @@ def error_answer(exc: Exception, limits: ServeLimits) -> tuple[int, dict, dict |
     if isinstance(exc, HTTPException):
         return exc.status_code, {"error": str(exc.detail)}, getattr(exc, "headers", None)
     if isinstance(exc, SessionError):
-        return exc.status, {"error": str(exc)}, {"Retry-After": str(limits.retry_after_s)} if exc.status == 429 else None
+        retry = {"Retry-After": str(limits.retry_after_s)} if exc.status == 429 else None
+        return exc.status, {"error": str(exc)}, retry
     if isinstance(exc, Busy):
         return 429, {"error": "the server is busy: every slot and queue place is taken (--limits.max_concurrent, "
                               "--limits.max_queue); retry later"}, {"Retry-After": str(limits.retry_after_s)}

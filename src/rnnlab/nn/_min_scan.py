@@ -45,7 +45,7 @@ from numba.extending import intrinsic, overload
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from rnnlab.nn._gemm import weight_grad
+from rnnlab.nn._gemm import linear, weight_grad
 from rnnlab.nn._workspace import scratch
 
 __all__ = ["min_scan", "KINDS"]
@@ -261,24 +261,10 @@ def _np(t: Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-# oneDNN's matmul (the one torch.nn.LSTM's CPU kernel uses) for the float32 GEMMs that it runs faster than
-# torch.mm (MKL) on the AMD EPYC target: measured at (M, I, n·H) = (16384, 128, 512), one thread, interleaved,
-# x Wᵀ 0.74x and ∂L/∂k W 0.47x the time of torch.mm; ∂L/∂kᵀ x (a long reduction over M) runs as
-# _gemm.weight_grad, (xᵀ ∂L/∂k)ᵀ, 0.6-0.82x torch.mm (the other orientation was 1.7x). float64 (which oneDNN
-# lacks) and builds without it use torch.mm.
-_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-def _matmul_nt(a: Tensor, b: Tensor) -> Tensor:
-    """a (M, K) @ b (N, K)ᵀ -> (M, N), b contiguous."""
-    if _ONEDNN and a.dtype == torch.float32:
-        return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
-    return torch.mm(a, b.t())
-
-
-def _product(x2: Tensor, weight: Tensor) -> Tensor:
-    """(M, I) @ (n·H, I)ᵀ -> (M, n·H): the input GEMM, without bias."""
-    return _matmul_nt(x2, weight)
+# The GEMMs run through _gemm (oneDNN, the library torch.nn.LSTM's CPU kernel uses, where it is faster than
+# torch.mm's MKL on the AMD EPYC target; torch.mm for float64 and builds without it): measured at (M, I, n·H) =
+# (16384, 128, 512), one thread, interleaved, x Wᵀ 0.74x and ∂L/∂k W 0.47x the time of torch.mm; ∂L/∂kᵀ x (a long
+# reduction over M) as _gemm.weight_grad, (xᵀ ∂L/∂k)ᵀ, 0.6-0.82x torch.mm (the other orientation was 1.7x).
 
 
 # k values per block (512 KB of float32): a block's k is computed, scanned and dropped while it sits in L2.
@@ -315,7 +301,7 @@ def _forward(kind: str, x: Tensor, weight: Tensor, bias: Tensor, h0: Tensor, len
     h = x.new_empty(B, T, h0.shape[1])
     state = h0.clone()  # (B, H) the running state: the kernel reads it as h0 and writes h_last into it
     for b0, b1, t0, t1 in _blocks(B, T, width, reverse):
-        k = _product(x[b0:b1, t0:t1].reshape(-1, I), weight).view(b1 - b0, t1 - t0, width)  # (b, t, n·H)
+        k = linear(x[b0:b1, t0:t1].reshape(-1, I), weight).view(b1 - b0, t1 - t0, width)  # (b, t, n·H)
         s = _np(state[b0:b1])
         forward(_np(k), _np(bias), s, _steps_in(lengths_np[b0:b1], t0, t1), reverse, one, _np(h[b0:b1, t0:t1]), s)
     return h, state
@@ -339,7 +325,7 @@ def _backward(kind, x, weight, bias, h0, lengths, reverse, h, grad_h, grad_last,
         dk = buf.view(B, T, width)
         _reverse_scan(backward, one, x, weight, bias, h0, lengths_np, reverse, h, grad_h, carry, dk, dbias)
         dk2 = dk.view(B * T, width)
-        dx = _matmul_nt(dk2, weight.t().contiguous()).view(B, T, I) if need[0] else None  # (B, T, I)
+        dx = linear(dk2, weight.t().contiguous()).view(B, T, I) if need[0] else None  # (B, T, I)
         dweight = weight_grad(dk2, x.reshape(B * T, I)) if need[1] else None  # (n·H, I)
     return dx, dweight, dbias, carry
 
@@ -349,7 +335,7 @@ def _reverse_scan(backward, one, x, weight, bias, h0, lengths_np, reverse, h, gr
     B, T, I = x.shape
     width = weight.shape[0]
     for b0, b1, t0, t1 in _blocks(B, T, width, not reverse):
-        k = _product(x[b0:b1, t0:t1].reshape(-1, I), weight).view(b1 - b0, t1 - t0, width)
+        k = linear(x[b0:b1, t0:t1].reshape(-1, I), weight).view(b1 - b0, t1 - t0, width)
         # the state the block started from: h just before it in the scan's order, or h0 where the block is first
         if not reverse:
             start = h[b0:b1, t0 - 1] if t0 > 0 else h0[b0:b1]

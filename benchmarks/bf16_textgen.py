@@ -14,7 +14,7 @@ streams, k=64 steps per chunk (truncated BPTT, state carried and detached), Adam
   plain bf16          the same script with ``torch.autocast("cpu", dtype=torch.bfloat16)`` around the forward
 
 One round per seed: each contender trains once (order reversed every other round); tokens/s is the training time
-only (wall time, or with --clock thread this thread's CPU time); the reported ratios are medians of per-round
+only (wall time, or with --clock cpu this thread's CPU time); the reported ratios are medians of per-round
 ratios. The validation loss (nats/char) after training is
 computed by one function for every model, in float32, over the whole held-out text. With --before, two more
 contenders run rnnlab with the batches cut at a document end through torch's packed-sequence kernel, as before
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_table, setup_threads, write_json  # noqa: E402
+from common import CLOCKS, print_table, setup_threads, write_json  # noqa: E402
 from rnnlab.nn import recurrent  # noqa: E402
 from rnnlab.structures import LanguageModel  # noqa: E402
 from rnnlab.tasks.textgen import TextgenConfig  # noqa: E402
@@ -46,7 +46,7 @@ from rnnlab.training.trainer import resolve_precision  # noqa: E402
 from trainer import text_corpus  # noqa: E402
 
 PRESET = TextgenConfig()
-CLOCK = [time.perf_counter]  # --clock thread: time.thread_time, this thread's CPU time (one thread, loaded machine)
+CLOCK = [time.perf_counter]  # --clock cpu: time.thread_time, this thread's CPU time (one thread, loaded machine)
 
 
 # --- the plain script, as a PyTorch user writes it ------------------------------------------------------------
@@ -188,7 +188,7 @@ def main() -> None:
     parser.add_argument("--before", action="store_true",
                         help="also rnnlab with batches cut at a document end through torch's packed kernel (old path)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 steps, 1 round")
-    parser.add_argument("--clock", choices=("wall", "thread"), default="wall",
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                         help="wall time, or this thread's CPU time (with --threads 1: leaves out the time other "
                              "processes held the core on a loaded machine)")
     parser.add_argument("--out", default="bf16_textgen.json", help="file name under benchmarks/results/")
@@ -196,7 +196,7 @@ def main() -> None:
     if args.quick:
         args.steps, args.rounds = 20, 1
     setup_threads(args.threads)
-    CLOCK[0] = time.thread_time if args.clock == "thread" else time.perf_counter
+    CLOCK[0] = CLOCKS[args.clock]
     logging.disable(logging.INFO)
     auto = resolve_precision("auto", torch.device("cpu"))
     train_docs, valid_docs, vocab = text_corpus()

@@ -26,6 +26,11 @@ def setup_threads(n: int = 2) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(n))
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+"""The clocks of ``--clock``: wall time, or this thread's CPU time, which leaves out the time other processes held
+the core (one-thread runs on a loaded machine)."""
+
+
 def interleaved(fns: dict[str, Callable[[], object]], *, rounds: int, warmup: int = 2,
                 clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """Seconds per call of each function, over ``rounds`` rounds that run every function once. ``clock``:

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 from torch import nn
 
-from common import interleaved, median_ms, print_table, ratio, setup_threads, write_json
+from common import CLOCKS, interleaved, median_ms, print_table, ratio, setup_threads, write_json
 from rnnlab.nn import GRU, LSTM, RNN
 from rnnlab.nn.min_rnn import MinGRU, MinLSTM
 from rnnlab.structures.encoders import EncoderConfig
@@ -125,7 +124,6 @@ def measure_streaming(rounds: int, steps: int, clock) -> list[dict]:
     return rows
 
 
-CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 GENERATE = dict(vocab=96, embedding=64, hidden=256, tokens=100)
 
 

@@ -39,7 +39,7 @@ import time
 
 import torch
 
-from common import interleaved, print_table, setup_threads, write_json
+from common import CLOCKS, interleaved, print_table, setup_threads, write_json
 from rnnlab.structures.decoders import DecoderConfig
 from rnnlab.structures.encoders import EncoderConfig
 from rnnlab.structures.seq2seq import Seq2Seq, Seq2SeqConfig
@@ -117,15 +117,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="cpu: this process's CPU time (time.process_time), for a machine shared with other jobs; "
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="cpu: this thread's CPU time (time.thread_time), for a machine shared with other jobs; "
                              "one thread only")
     parser.add_argument("--profile", action="store_true", help="also split one step's time by kind of op")
     args = parser.parse_args()
     if args.clock == "cpu" and args.threads != 1:
-        parser.error("--clock cpu adds up the time of every thread: use it with --threads 1")
+        parser.error("--clock cpu counts this thread only: use it with --threads 1")
     setup_threads(args.threads)
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    clock = CLOCKS[args.clock]
     rows, profiles = [], {}
     started = time.perf_counter()
     for shape in args.shapes:

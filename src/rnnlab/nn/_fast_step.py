@@ -30,6 +30,7 @@ times slower than its sigmoid here).
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Optional
 
 import torch
@@ -59,6 +60,9 @@ class FastStep:
         self.params = [cell._parameters for cell in cells]  # live dicts: name -> Parameter (or None: no bias)
         self.checked: set = set()
         self._packed: dict = {}  # (layer, weight name) -> ((data_ptr, version), the weight packed for oneDNN)
+        self._torch_kernels = [self.kernel] * len(cells)
+        onednn_cell = self._lstm_cell_onednn if self.lstm else self._gru_cell_onednn
+        self._onednn_kernels = [partial(onednn_cell, layer) for layer in range(len(cells))]
         # one layer: (the state returned last, its (B, H) tensors), or None; see _layer_states
         self.last: Optional[tuple] = None
 
@@ -114,11 +118,17 @@ class FastStep:
         return last[1]
 
     def _batched(self, x_t: Tensor) -> bool:
-        """Whether this LSTM or GRU step runs the oneDNN products (see the module docstring)."""
-        if self.gates == 0 or torch.is_grad_enabled() or x_t.dtype != torch.float32 or x_t.device.type != "cpu":
-            return False
+        """Whether this LSTM or GRU step runs the oneDNN products (see the module docstring). The size is tested
+        first: a step at batch 1 pays one multiplication for this."""
         H = self.hidden_size
-        return _gemm._ONEDNN and x_t.shape[0] * self.gates * H * (x_t.shape[1] + H) >= BATCHED_MIN_MACS
+        if x_t.shape[0] * self.gates * H * (x_t.shape[1] + H) < BATCHED_MIN_MACS:
+            return False
+        return (_gemm._ONEDNN and not torch.is_grad_enabled() and x_t.dtype == torch.float32
+                and x_t.device.type == "cpu")
+
+    def _kernels(self, x_t: Tensor) -> list:
+        """The cell step of each layer for this call: torch's cell kernel, or the oneDNN one (same arguments)."""
+        return self._onednn_kernels if self._batched(x_t) else self._torch_kernels
 
     def _pack(self, layer: int, name: str, w: Tensor) -> Tensor:
         key = (w.data_ptr(), w._version)
@@ -127,26 +137,28 @@ class FastStep:
             entry = self._packed[(layer, name)] = (key, _gemm.pack(w, 64))
         return entry[1]
 
-    def _lstm_cell_onednn(self, layer: int, x: Tensor, hc: tuple, p: dict):
-        """One LSTM cell step, x (B, I), hc ((B, H), (B, H)) -> (h, c), with the products on oneDNN."""
+    def _lstm_cell_onednn(self, layer: int, x: Tensor, hc: tuple, w_ih, w_hh, b_ih, b_hh):
+        """One LSTM cell step, x (B, I), hc ((B, H), (B, H)) -> (h, c), with the products on oneDNN; the arguments
+        of torch's cell kernel after the layer's index."""
         h, c = hc
-        g = _gemm.linear_packed(x, self._pack(layer, "weight_ih", p["weight_ih"]))  # (B, 4H)
-        g += _gemm.linear_packed(h, self._pack(layer, "weight_hh", p["weight_hh"]))
-        if p["bias_ih"] is not None:
-            g += p["bias_ih"] + p["bias_hh"]
+        g = _gemm.linear_packed(x, self._pack(layer, "weight_ih", w_ih))  # (B, 4H)
+        g += _gemm.linear_packed(h, self._pack(layer, "weight_hh", w_hh))
+        if b_ih is not None:
+            g += b_ih + b_hh
         i, f, gg, o = g.chunk(4, 1)
         c_new = torch.sigmoid(f) * c
         c_new.addcmul_(torch.sigmoid(i), torch.sigmoid(gg * 2).mul_(2).sub_(1))  # + σ(i) tanh(g)
         h_new = torch.sigmoid(c_new * 2).mul_(2).sub_(1).mul_(torch.sigmoid(o))  # σ(o) tanh(c)
         return h_new, c_new
 
-    def _gru_cell_onednn(self, layer: int, x: Tensor, h: Tensor, p: dict) -> Tensor:
-        """One GRU cell step (torch's equations), x (B, I), h (B, H) -> h', with the products on oneDNN."""
-        gi = _gemm.linear_packed(x, self._pack(layer, "weight_ih", p["weight_ih"]))  # (B, 3H)
-        gh = _gemm.linear_packed(h, self._pack(layer, "weight_hh", p["weight_hh"]))
-        if p["bias_ih"] is not None:
-            gi += p["bias_ih"]
-            gh += p["bias_hh"]
+    def _gru_cell_onednn(self, layer: int, x: Tensor, h: Tensor, w_ih, w_hh, b_ih, b_hh) -> Tensor:
+        """One GRU cell step (torch's equations), x (B, I), h (B, H) -> h', with the products on oneDNN; the
+        arguments of torch's cell kernel after the layer's index."""
+        gi = _gemm.linear_packed(x, self._pack(layer, "weight_ih", w_ih))  # (B, 3H)
+        gh = _gemm.linear_packed(h, self._pack(layer, "weight_hh", w_hh))
+        if b_ih is not None:
+            gi += b_ih
+            gh += b_hh
         i_r, i_z, i_n = gi.chunk(3, 1)
         h_r, h_z, h_n = gh.chunk(3, 1)
         r = torch.sigmoid(i_r + h_r)
@@ -155,11 +167,7 @@ class FastStep:
         return n.addcmul_(z, h - n)  # (1 − z) ⊙ n + z ⊙ h
 
     def _lstm(self, x_t: Tensor, state):
-        params = self.params
-        if self._batched(x_t):
-            kernels_ = [lambda x, hc, *w, l=l: self._lstm_cell_onednn(l, x, hc, params[l]) for l in range(len(params))]
-        else:
-            kernels_ = [self.kernel] * len(params)
+        params, kernels_ = self.params, self._kernels(x_t)
         if len(params) == 1:
             p = params[0]
             if state is None:
@@ -182,11 +190,7 @@ class FastStep:
 
     def _single(self, x_t: Tensor, state):
         """GRU and Elman RNN: a state of one tensor."""
-        params = self.params
-        if self._batched(x_t):
-            kernels_ = [lambda x, h, *w, l=l: self._gru_cell_onednn(l, x, h, params[l]) for l in range(len(params))]
-        else:
-            kernels_ = [self.kernel] * len(params)
+        params, kernels_ = self.params, self._kernels(x_t)
         if len(params) == 1:
             p = params[0]
             if state is None:

@@ -1,6 +1,8 @@
 """The char-LM preset in bf16: rnnlab's Trainer against a plain PyTorch script, float32 and bf16 (issue 12).
 
 Run by hand:  PYTHONPATH=src python benchmarks/bf16_textgen.py [--threads 2] [--rounds 3] [--steps 400]
+On a GPU:     PYTHONPATH=src python benchmarks/bf16_textgen.py --device cuda (bf16 autocast on CUDA; the clock
+              waits for the GPU at the end of each run, and every step's ``loss.item()`` waits for it too)
 
 The model and recipe are the textgen preset's (configs/textgen.yaml, tasks/textgen.py defaults): characters of
 the embedded corpus (Python's documentation, last 10% held out), embedding 64 -> LSTM 256 -> linear, B=32
@@ -47,6 +49,14 @@ from trainer import text_corpus  # noqa: E402
 
 PRESET = TextgenConfig()
 CLOCK = [time.perf_counter]  # --clock cpu: time.thread_time, this thread's CPU time (one thread, loaded machine)
+DEVICE = [torch.device("cpu")]  # --device
+
+
+def _now() -> float:
+    """The clock, after the GPU (if any) has finished the work queued so far."""
+    if DEVICE[0].type == "cuda":
+        torch.cuda.synchronize()
+    return CLOCK[0]()
 
 
 # --- the plain script, as a PyTorch user writes it ------------------------------------------------------------
@@ -72,6 +82,7 @@ def batchify(ids: torch.Tensor, rows: int) -> torch.Tensor:
 def plain_train(model: CharLSTM, data: torch.Tensor, steps: int, bf16: bool) -> int:
     """``steps`` truncated-BPTT steps over ``data`` (B, n); returns the tokens trained on."""
     c, k = PRESET.trainer, PRESET.bptt
+    data = data.to(DEVICE[0])
     opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / c.warmup_steps))
     state, i, tokens = None, 0, 0
@@ -81,7 +92,7 @@ def plain_train(model: CharLSTM, data: torch.Tensor, steps: int, bf16: bool) -> 
         x, y = data[:, i:i + k], data[:, i + 1:i + k + 1]
         if state is not None:
             state = tuple(s.detach() for s in state)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(DEVICE[0].type, dtype=torch.bfloat16, enabled=bf16):
             logits, state = model(x, state)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
@@ -100,7 +111,7 @@ def plain_train(model: CharLSTM, data: torch.Tensor, steps: int, bf16: bool) -> 
 def rnnlab_train(model: LanguageModel, docs: list, steps: int, precision: str, seed: int) -> int:
     config = dataclasses.replace(PRESET.trainer, max_steps=steps, max_time=0.0, eval_every=0, precision=precision,
                                  progress=False, curves=False, log_every=10_000, run_dir="", seed=seed,
-                                 device="cpu")
+                                 device=DEVICE[0].type)
     stream = lambda: TokenStream(docs, batch_size=PRESET.batch_size, bptt=PRESET.bptt, shuffle_seed=seed)  # noqa: E731
     Trainer(config).fit(model, stream(), None)
     return _tokens(stream(), steps)
@@ -125,7 +136,7 @@ def valid_loss(forward, data: torch.Tensor) -> float:
     k, state, total, count = PRESET.bptt, None, 0.0, 0
     for i in range(0, data.shape[1] - 1, k):
         x, y = data[:, i:i + k], data[:, i + 1:i + k + 1]
-        x = x[:, : y.shape[1]]
+        x, y = x[:, : y.shape[1]].to(DEVICE[0]), y.to(DEVICE[0])
         logits, state = forward(x, state)
         total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="sum"))
         count += y.numel()
@@ -152,9 +163,9 @@ def contenders(train_docs: list, data: torch.Tensor, vocab: int, steps: int, aut
             model = LanguageModel(m.build(vocab))
             groups, recurrent._MAX_LENGTH_GROUPS = recurrent._MAX_LENGTH_GROUPS, 0 if packed else groups_default
             try:
-                t0 = CLOCK[0]()
+                t0 = _now()
                 tokens = rnnlab_train(model, train_docs, steps, precision, seed)
-                seconds = CLOCK[0]() - t0
+                seconds = _now() - t0
             finally:
                 recurrent._MAX_LENGTH_GROUPS = groups
             return tokens, seconds, rnnlab_forward(model.eval())
@@ -163,10 +174,10 @@ def contenders(train_docs: list, data: torch.Tensor, vocab: int, steps: int, aut
     def plain(bf16):
         def run(seed):
             torch.manual_seed(seed)
-            model = CharLSTM(vocab, m.embedding_size, m.encoder.hidden_size)
-            t0 = CLOCK[0]()
+            model = CharLSTM(vocab, m.embedding_size, m.encoder.hidden_size).to(DEVICE[0])
+            t0 = _now()
             tokens = plain_train(model, data, steps, bf16)
-            return tokens, CLOCK[0]() - t0, model.eval()
+            return tokens, _now() - t0, model.eval()
         return run
 
     groups_default = recurrent._MAX_LENGTH_GROUPS
@@ -191,14 +202,16 @@ def main() -> None:
     parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                         help="wall time, or this thread's CPU time (with --threads 1: leaves out the time other "
                              "processes held the core on a loaded machine)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where every contender trains")
     parser.add_argument("--out", default="bf16_textgen.json", help="file name under benchmarks/results/")
     args = parser.parse_args()
     if args.quick:
         args.steps, args.rounds = 20, 1
     setup_threads(args.threads)
     CLOCK[0] = CLOCKS[args.clock]
+    DEVICE[0] = torch.device(args.device)
     logging.disable(logging.INFO)
-    auto = resolve_precision("auto", torch.device("cpu"))
+    auto = resolve_precision("auto", DEVICE[0])
     train_docs, valid_docs, vocab = text_corpus()
     data = batchify(torch.cat(train_docs), PRESET.batch_size)
     valid = batchify(torch.cat(valid_docs), PRESET.batch_size)
@@ -221,12 +234,13 @@ def main() -> None:
                                                     "hidden": PRESET.model.encoder.hidden_size,
                                                     "batch": PRESET.batch_size, "bptt": PRESET.bptt},
                                          "steps": args.steps, "rounds": r + 1, "first_seed": args.first_seed,
-                                         "threads": args.threads, "clock": args.clock, "auto_precision": auto,
+                                         "threads": args.threads, "clock": args.clock, "device": args.device,
+                                         "auto_precision": auto,
                                          "seconds": time.perf_counter() - t_start, "runs": results, "rows": rows})
     seconds = time.perf_counter() - t_start
     print(f"\nchar-LM preset: E={PRESET.model.embedding_size}, LSTM-{PRESET.model.encoder.hidden_size}, "
           f"B={PRESET.batch_size}, k={PRESET.bptt}, {args.steps} steps, {args.rounds} rounds, {args.threads} threads, "
-          f"{args.clock} clock")
+          f"{args.clock} clock, {args.device}")
     print_table(rows, ["contender", "tokens_per_s", "vs_rnnlab_float32", "vs_plain_bf16", "valid_loss", "valid_sd"])
     print(f"\n{seconds:.0f} s; written {path}")
 

@@ -115,3 +115,139 @@ def test_trainer_runs_bf16_on_the_gpu(tmp_path):
                            run_dir=str(tmp_path / "run"))
     metrics = Trainer(config).fit(model, data, data)
     assert math.isfinite(metrics["valid_loss"]) and next(model.parameters()).device.type == "cuda"
+
+
+def test_batched_streaming_steps_on_the_gpu_through_a_state_table():
+    """Sessions as rows of a StateTable on the GPU, stepped in mixed batches, equal each session run whole.
+    B·G·H·(I+H) is above the CPU's oneDNN step threshold: on the GPU the step must stay on torch's kernels."""
+    from rnnlab.nn import StateTable
+
+    torch.manual_seed(0)
+    for make in (lambda: LSTM(64, 256, num_layers=2), lambda: GRU(64, 256, num_layers=2)):
+        layer = make().cuda()
+        x = torch.randn(40, 5, 64, device="cuda")
+        whole, _ = layer(x)
+        table = StateTable.for_layer(layer, capacity=8, device="cuda")
+        rows = [table.allocate() for _ in range(40)]  # grows past the capacity
+        with torch.no_grad():
+            for t in range(5):
+                order = torch.randperm(40).tolist()  # each step's batch lists the sessions in another order
+                y = table.step(layer, [rows[i] for i in order], x[order, t])
+                assert torch.allclose(y, whole[order, t], atol=1e-4), (t, (y - whole[order, t]).abs().max())
+
+
+def test_precision_auto_on_a_gpu_picks_bf16_except_for_recurrent_models():
+    from rnnlab.training.trainer import resolve_precision
+
+    gpu = torch.device("cuda")
+    bf16 = "bf16" if torch.cuda.is_bf16_supported() else "float32"
+    assert resolve_precision("auto", gpu) == bf16
+    transformer = ManyToOne(ManyToOneConfig(3, vocab_size=11, embedding_size=8,
+                                            encoder=EncoderConfig(kind="transformer", hidden_size=16)))
+    assert resolve_precision("auto", gpu, transformer) == bf16
+    assert resolve_precision("auto", gpu, LSTM(3, 4)) == "float32"
+    assert resolve_precision("auto", gpu, torch.nn.Sequential(torch.nn.GRU(3, 4))) == "float32"
+
+
+@pytest.mark.parametrize("attention", ["none", "bahdanau", "luong-dot", "luong-general"])
+def test_attention_seq2seq_training_on_the_gpu_equals_the_cpu(attention):
+    """The teacher-forced decoder (its hoisted products and, on the CPU, the fused LSTM decoder) against the GPU's
+    torch path: loss and every gradient in float64."""
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(9, src_vocab_size=7, embedding_size=4, attention=attention,
+                           decoder=DecoderConfig(hidden_size=6), encoder=EncoderConfig(hidden_size=6))
+    cpu, gpu = _both(lambda: Seq2Seq(config))
+    src = torch.randint(3, 7, (3, 5))
+    y = torch.randint(3, 9, (3, 4))
+    lengths = torch.tensor([5, 2, 4])
+    loss_c = cpu.loss({"x": src, "lengths": lengths, "y": y})
+    loss_g = gpu.loss({"x": src.cuda(), "lengths": lengths, "y": y.cuda()})
+    _close(loss_c.detach(), loss_g.detach())
+    loss_c.backward()
+    loss_g.backward()
+    for (n, p), q in zip(cpu.named_parameters(), gpu.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad.cpu(), atol=1e-8, rtol=1e-8), n
+
+
+def test_language_model_trains_with_precision_auto_on_the_gpu(tmp_path):
+    from rnnlab.training import Trainer, TrainerConfig
+
+    torch.manual_seed(0)
+    from rnnlab.training import TokenStream
+
+    lm = LanguageModel(LanguageModelConfig(vocab_size=11, embedding_size=8, encoder=EncoderConfig(hidden_size=16)))
+    # documents of several lengths: batches cut at a document end carry lengths (CPU) and ends (moved to the GPU)
+    docs = [torch.randint(0, 11, (n,)) for n in (30, 7, 19, 44, 12, 25)]
+    data = TokenStream(docs, batch_size=3, bptt=8, shuffle_seed=0)
+    assert any("lengths" in b for b in data)
+    trainer = Trainer(TrainerConfig(device="cuda", precision="auto", max_epochs=1, lr=1e-2, progress=False,
+                                    run_dir=str(tmp_path / "run")))
+    metrics = trainer.fit(lm, data, data)
+    assert math.isfinite(metrics["valid_loss"])
+    assert trainer.precision == "float32"  # a recurrent model on a GPU (see resolve_precision)
+
+
+@pytest.mark.parametrize("make", [lambda: LSTM(5, 7, num_layers=2, bidirectional=True), lambda: GRU(5, 7),
+                                  lambda: RNN(5, 7, num_layers=2, bias=False)])
+def test_cudnn_reads_the_layer_weights_in_place_and_training_moves_them(make):
+    """After .cuda() the weights are views of one buffer in cuDNN's layout (as torch.nn.RNNBase keeps them), so
+    cuDNN does not copy them at every call (it warns when it must); an optimizer step on them trains the same
+    weights as torch.nn's layer stepping from the same start."""
+    import warnings
+
+    torch.manual_seed(0)
+    ours = make().cuda()
+    assert len({p.untyped_storage().data_ptr() for p in ours.parameters()}) == 1
+    kind = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU, "RNN": torch.nn.RNN}[type(ours).__name__]
+    ref = kind(5, 7, num_layers=ours.num_layers, bidirectional=ours.bidirectional, batch_first=True,
+               bias=next(iter(ours.cells)).bias_ih is not None).cuda()
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 6, 5, device="cuda")
+    for model in (ours, ref):
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "RNN module weights are not part of single contiguous chunk..."
+            model(x)[0].square().sum().backward()
+        opt.step()
+    assert torch.allclose(ours(x)[0], ref(x)[0], atol=1e-5)
+    for (n, p), q in zip(ours.state_dict().items(), ref.state_dict().values(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6), n
+
+
+def test_a_language_model_training_step_on_the_gpu_waits_for_it_only_before_the_forward():
+    """The Trainer's batches (pinned; lengths and ends kept on the CPU) through the forward and backward: the
+    only host-device synchronisations are the range checks of the token ids and targets, before any work is
+    queued. A wait in the middle of the step would idle the GPU while the CPU queues the rest of it."""
+    import traceback
+    import warnings
+
+    from rnnlab.training import TokenStream
+    from rnnlab.training.trainer import _to_device
+
+    torch.manual_seed(0)
+    lm = LanguageModel(LanguageModelConfig(vocab_size=11, embedding_size=8, encoder=EncoderConfig(hidden_size=16)))
+    lm = lm.cuda()
+    docs = [torch.randint(0, 11, (n,)) for n in (30, 7, 19, 44, 12, 25)]
+    waits = []
+
+    def record(message, *args, **kwargs):
+        if "synchroniz" in str(message):
+            waits.append([f.name for f in traceback.extract_stack()])
+
+    state, seen = None, 0
+    for batch in TokenStream(docs, batch_size=3, bptt=8, shuffle_seed=0):
+        batch = _to_device(batch, torch.device("cuda"))
+        batch["state"] = state
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("always")
+                warnings.showwarning = record
+                loss, state = lm.loss_and_state(batch)
+                loss.backward()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+        state = tuple(s.detach() for s in state)
+        seen += "lengths" in batch
+    assert seen  # batches cut at a document end were among them
+    assert waits and all("_real_targets" in stack or "_check_ids" in stack for stack in waits), waits

@@ -139,3 +139,15 @@ def test_onednn_pack_linear_weight_is_read_by_onednn_linear():
         return
     assert packed is not None and packed.is_mkldnn, "torch.ops.mkldnn._reorder_linear_weight changed"
     torch.testing.assert_close(K.onednn_linear(a, packed), a @ w.t(), rtol=1e-5, atol=1e-5)
+
+
+def test_cudnn_flatten_weights_is_there_and_leaves_cpu_weights_alone():
+    """The GPU test (tests/test_cuda.py) checks the flattening itself; here, that the private op exists in this
+    torch and that CPU weights are not touched."""
+    assert callable(getattr(torch, "_cudnn_rnn_flatten_weight", None))
+    layer = torch.nn.LSTM(3, 4)
+    weights = [w.detach().clone() for w in layer._flat_weights]
+    ptrs = [w.data_ptr() for w in weights]
+    assert not K.cudnn_flatten_weights("lstm", weights, input_size=3, hidden_size=4, num_layers=1,
+                                       bidirectional=False)
+    assert [w.data_ptr() for w in weights] == ptrs

@@ -58,3 +58,15 @@ def test_fit_trains_under_the_chosen_precision(monkeypatch, native):
 def test_unknown_precision_names_the_choices():
     with pytest.raises(ValueError, match="precision"):
         TrainerConfig(precision="fp8")
+
+
+def test_recurrent_layers_are_found_anywhere_in_a_model():
+    """resolve_precision keeps float32 on a GPU for models with recurrent layers (tests/test_cuda.py)."""
+    from rnnlab.nn import GRU, MinGRU
+    from rnnlab.training.trainer import has_recurrent_layers
+
+    assert has_recurrent_layers(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sequential(GRU(2, 3))))
+    assert has_recurrent_layers(torch.nn.LSTM(2, 3))
+    assert has_recurrent_layers(MinGRU(2, 3))
+    assert not has_recurrent_layers(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Conv1d(2, 2, 3)))
+    assert resolve_precision("auto", torch.device("cpu"), GRU(2, 3)) == resolve_precision("auto", torch.device("cpu"))

@@ -22,7 +22,7 @@ from torch import Tensor
 __all__ = [
     "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell",
     "native_layer_norm", "onednn_linear", "onednn_pack_linear_weight", "ONEDNN_LINEAR", "sole_owner",
-    "native_layer_norm_out", "cell_kernel",
+    "native_layer_norm_out", "cell_kernel", "cudnn_flatten_weights",
 ]
 
 
@@ -47,7 +47,31 @@ _CELL = {name: _private(_VF, name, "torch._VF") for name in ("lstm_cell", "gru_c
 _native_layer_norm = _private(torch, "native_layer_norm", "torch")
 _native_layer_norm_out = _private(torch.ops.aten.native_layer_norm, "out", "torch.ops.aten.native_layer_norm")
 
+_cudnn_rnn_flatten_weight = _private(torch, "_cudnn_rnn_flatten_weight", "torch")
+_CUDNN_MODE = {"rnn_relu": 0, "rnn_tanh": 1, "lstm": 2, "gru": 3}  # torch.backends.cudnn.rnn.get_cudnn_mode
+
 HX = Union[Tensor, tuple]
+
+
+def cudnn_flatten_weights(name: str, weights: Sequence[Tensor], *, input_size: int, hidden_size: int,
+                          num_layers: int, bidirectional: bool) -> bool:
+    """Make ``weights`` (torch's order) views of one buffer in cuDNN's layout, in place, as
+    ``torch.nn.RNNBase.flatten_parameters`` does; without it cuDNN copies them into such a buffer at every call
+    (and warns). Only where cuDNN runs them: CUDA tensors of one dtype that cuDNN accepts, none aliasing another.
+    Returns whether it flattened."""
+    weights = list(weights)
+    first = weights[0]
+    if not all(isinstance(w, Tensor) and w.is_cuda and w.dtype == first.dtype for w in weights):
+        return False
+    if not torch.backends.cudnn.is_acceptable(first) or len({w.data_ptr() for w in weights}) != len(weights):
+        return False
+    if not torch._use_cudnn_rnn_flatten_weight():
+        return False
+    per_layer = len(weights) // (num_layers * (2 if bidirectional else 1))  # 4 with biases, else 2
+    with torch.cuda.device_of(first), torch.no_grad():  # in place on the parameters' storage
+        _cudnn_rnn_flatten_weight(weights, per_layer, input_size, _CUDNN_MODE[name], hidden_size, 0, num_layers,
+                                  True, bidirectional)
+    return True
 
 
 def _sequence(name: str, x: Tensor, hx, weights: Sequence[Tensor], batch_sizes: Optional[Tensor], *,

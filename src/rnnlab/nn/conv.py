@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.nn._checks import check_dtype_match, check_input, check_lengths, check_tensor
-from rnnlab.nn.masking import last_real, lengths_to_mask
+from rnnlab.nn.masking import last_real, lengths_to_mask, to_device
 
 __all__ = ["TemporalCNNEncoder", "ConvNet2d"]
 
@@ -112,7 +112,7 @@ class TemporalCNNEncoder(nn.Module):
         if lengths is None:
             valid = None
         else:
-            lengths = lengths.to(x.device)
+            lengths = to_device(lengths, x.device)
             valid = lengths_to_mask(lengths, T).unsqueeze(1)  # (B, 1, T)
 
         h = x.transpose(1, 2)  # (B, I, T): Conv1d wants channels before time

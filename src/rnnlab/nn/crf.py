@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.nn._checks import check_dtype_match, check_lengths, check_tensor
-from rnnlab.nn.masking import lengths_to_mask
+from rnnlab.nn.masking import lengths_to_mask, to_device
 
 __all__ = ["LinearChainCRF", "allowed_transitions", "FORBIDDEN"]
 
@@ -127,7 +127,10 @@ class LinearChainCRF(nn.Module):
             raise ValueError(f"emissions must have at least one time step, got shape {tuple(emissions.shape)}")
         lengths = check_lengths(lengths, B, T)
         device = emissions.device
-        lengths = torch.full((B,), T, dtype=torch.long, device=device) if lengths is None else lengths.to(device)
+        if lengths is None:
+            lengths = torch.full((B,), T, dtype=torch.long, device=device)
+        else:
+            lengths = to_device(lengths, device)
         mask = lengths_to_mask(lengths, T)  # (B, T)
         return lengths, mask
 

@@ -8,19 +8,27 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def to_device(t: Tensor, device) -> Tensor:
+    """``t`` on ``device``; from the CPU to a GPU without making the CPU wait for the GPU's queued work
+    (non_blocking: asynchronous where ``t`` is pinned, as the Trainer pins the lengths it keeps on the CPU; a copy
+    from pageable memory waits as a plain copy does). A GPU-to-CPU copy stays blocking: its result is read next."""
+    device = torch.device(device)
+    return t.to(device, non_blocking=device.type == "cuda" and t.device.type == "cpu")
+
+
 def lengths_to_mask(lengths: Optional[Tensor], max_len: int, *, device=None) -> Optional[Tensor]:
     """(B,) lengths -> (B, T) bool, True at real positions; None stays None (every position is real)."""
     if lengths is None:
         return None
     t = torch.arange(max_len, device=device if device is not None else lengths.device)
-    return t.unsqueeze(0) < lengths.to(t.device).unsqueeze(1)
+    return t.unsqueeze(0) < to_device(lengths, t.device).unsqueeze(1)
 
 
 def last_real(x: Tensor, lengths: Optional[Tensor]) -> Tensor:
     """x (B, T, E) -> (B, E): each row's value at its last real position."""
     if lengths is None:
         return x[:, -1]
-    index = (lengths.to(x.device) - 1).view(-1, 1, 1).expand(-1, 1, x.shape[2])
+    index = (to_device(lengths, x.device) - 1).view(-1, 1, 1).expand(-1, 1, x.shape[2])
     return x.gather(1, index).squeeze(1)
 
 

@@ -139,6 +139,17 @@ class Recurrent(nn.Module):
         self.register_state_dict_post_hook(_to_torch_names)
         self.register_load_state_dict_pre_hook(_from_torch_names)
 
+    def _apply(self, fn, recurse=True):
+        """After ``.cuda()``/``.to()``: on a GPU, the weights that cuDNN's kernel reads become views of one buffer
+        (torch.nn.RNNBase does the same; otherwise cuDNN copies them into one at every call)."""
+        module = super()._apply(fn, recurse)
+        kind = self._torch_kind or self._eval_torch_kind
+        if kind is not None:
+            kernels.cudnn_flatten_weights(kind, [p for cell in self.cells for p in _cell_weights(cell)],
+                                          input_size=self.input_size, hidden_size=self.hidden_size,
+                                          num_layers=self.num_layers, bidirectional=self.bidirectional)
+        return module
+
     # -- the public calls -------------------------------------------------------------------------
     def forward(self, x: Tensor, state: Optional[State] = None, lengths: Optional[Tensor] = None):
         x = check_input(x, self.input_size, ndim=3)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.nn._checks import check_dtype_match, check_input, check_lengths
-from rnnlab.nn.masking import last_real, lengths_to_mask
+from rnnlab.nn.masking import last_real, lengths_to_mask, to_device
 
 __all__ = ["WindowEncoder"]
 
@@ -92,7 +92,7 @@ class WindowEncoder(nn.Module):
 
         if lengths is None:
             return h, h[:, -1]
-        lengths = lengths.to(x.device)
+        lengths = to_device(lengths, x.device)
         valid = lengths_to_mask(lengths, T)  # (B, T)
         summary = last_real(h, lengths)  # (B, H)
         # where, not a product, so that inf or nan in the padding cannot turn into nan

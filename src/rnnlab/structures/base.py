@@ -86,9 +86,7 @@ class InputLayer(nn.Module):
                 raise TypeError(f"{name} must hold token ids (an integer tensor (B, T)), got dtype {x.dtype}")
             if x.dim() != 2:
                 raise ValueError(f"{name} must have shape (B, T) of token ids, got shape {tuple(x.shape)}")
-            if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.vocab_size):
-                low, high = int(x.min()), int(x.max())
-                raise ValueError(f"{name} token ids must lie in [0, {self.vocab_size}), got min {low} and max {high}")
+            _check_ids(x, self.vocab_size, name)
             return self.dropout(self.embedding(x))  # (B, T, E)
         if not x.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor (B, T, I) of features, got dtype {x.dtype}")
@@ -109,3 +107,12 @@ def require(batch: dict, key: str, what: str, owner: str):
 def batch_lengths(batch: dict, x: Tensor, key: str = "lengths") -> Optional[Tensor]:
     """The checked lengths of the batch (None when absent): (B,) in [1, T]."""
     return check_lengths(batch.get(key), x.shape[0], x.shape[1])
+
+
+def _check_ids(x: Tensor, vocab_size: int, name: str) -> None:
+    """Token ids in [0, vocab_size): the embedding would fail with an index error (a device assert on a GPU)
+    that names neither the input nor the vocabulary. One wait for the GPU (min and max read together)."""
+    if x.numel():
+        low, high = torch.stack(torch.aminmax(x)).tolist()
+        if low < 0 or high >= vocab_size:
+            raise ValueError(f"{name} token ids must lie in [0, {vocab_size}), got min {low} and max {high}")

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from rnnlab.nn.masking import lengths_to_mask, masked_cross_entropy
+from rnnlab.nn.masking import lengths_to_mask, masked_cross_entropy, to_device
 from rnnlab.nn.state import reset_rows
 
 from .base import InputLayer, Output, batch_lengths, require
@@ -88,9 +88,10 @@ class LanguageModel(nn.Module):
         state = batch.get("state")
         if self.stateful:
             if state is not None and batch.get("reset") is not None:
-                state = reset_rows(state, batch["reset"].to(x.device))
+                state = reset_rows(state, to_device(batch["reset"], x.device))
             ends = _ends(batch.get("ends"), x)
-            if ends is not None and lengths is not None and bool((ends | (lengths == x.shape[1])).all()):
+            # on the CPU (lengths are there; the Trainer keeps ends there too): no wait for a GPU
+            if ends is not None and lengths is not None and bool((batch["ends"].cpu() | (lengths == x.shape[1])).all()):
                 lengths = None  # every row cut short ends its document: one call over the padding (_ends)
             outputs, state = self.encoder.forward_with_state(x, state, lengths)  # (B, T, H)
             if ends is not None:
@@ -102,12 +103,17 @@ class LanguageModel(nn.Module):
 
     def loss_and_state(self, batch: dict):
         """The mean cross-entropy (nats per token) over real positions, and the state to carry on."""
-        logits, state, _ = self(batch)
+        x = require(batch, "x", "token ids (B, T)", "LanguageModel")
+        if not (isinstance(x, Tensor) and x.dim() == 2):
+            self(batch)  # raises the input layer's message
         y = require(batch, "y", "the next tokens (B, T)", "LanguageModel.loss")
-        if tuple(y.shape) != tuple(logits.shape[:2]):
-            raise ValueError(f"y must have shape {tuple(logits.shape[:2])} like x, got {tuple(y.shape)}")
-        y = _real_targets(y, batch.get("lengths"), logits.shape[-1])
-        return masked_cross_entropy(logits, y, batch.get("lengths")), state
+        if tuple(y.shape) != tuple(x.shape):
+            raise ValueError(f"y must have shape {tuple(x.shape)} like x, got {tuple(y.shape)}")
+        # checked before the forward: on a GPU the range check waits for the device, idle at this point
+        lengths = batch_lengths(batch, x)
+        y = _real_targets(y, lengths, self.config.vocab_size)
+        logits, state, _ = self(batch)
+        return masked_cross_entropy(logits, y, lengths), state
 
     def loss(self, batch: dict) -> Tensor:
         return self.loss_and_state(batch)[0]
@@ -246,7 +252,7 @@ def _ends(ends: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
         return None
     if tuple(ends.shape) != (x.shape[0],):
         raise ValueError(f"ends must be a (B,) bool tensor, B={x.shape[0]}, got shape {tuple(ends.shape)}")
-    return ends.to(x.device, torch.bool)
+    return to_device(ends, x.device).bool()
 
 
 def _real_targets(y: Tensor, lengths: Optional[Tensor], V: int) -> Tensor:
@@ -258,7 +264,7 @@ def _real_targets(y: Tensor, lengths: Optional[Tensor], V: int) -> Tensor:
     mask = lengths_to_mask(lengths, y.shape[1], device=y.device)
     real = y if mask is None else y.masked_fill(~mask, 0)
     if real.numel():
-        low, high = (int(v) for v in torch.aminmax(real))
+        low, high = torch.stack(torch.aminmax(real)).tolist()  # one wait on a GPU
         if low < 0 or high >= V:
             raise ValueError(f"y (the next tokens) must lie in [0, {V}) (vocab_size, the model's vocabulary), "
                              f"got min {low} and max {high}")

@@ -53,8 +53,10 @@ class TrainerConfig:
     finite but exploding loss (0 = off)."""
     precision: Precision = "float32"
     """float32 | bf16 (torch.autocast to bfloat16 on the CPU or CUDA; weights and optimizer stay float32) | auto
-    (bf16 where the device computes it natively: a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX-BF16; else
-    float32), the same on one process or several. The run logs which it chose."""
+    (bf16 where the device computes it natively and it pays: a CPU with AVX512-BF16 or AMX-BF16; a CUDA GPU with
+    bf16 unless the model has recurrent layers, whose float32 cuDNN kernels already use TF32 tensor cores and ran
+    faster than under bf16 autocast on an H100; else float32), the same on one process or several. The run logs
+    which it chose."""
     eval_every: int = 0
     """Evaluate on the validation data every this many steps (0 = at the end of every epoch)."""
     eval_tokens: int = 0

@@ -183,7 +183,7 @@ class Trainer:
         if c.devices * c.num_nodes > 1:
             return self._setup_fabric(model, train)
         self.device = _resolve_device(c.device)
-        self._use_precision(resolve_precision(c.precision, self.device))
+        self._use_precision(resolve_precision(c.precision, self.device, model))
         model.to(self.device).train()
         optimizer = _build_optimizer(c, model.parameters())
         return _Parts(model, model, optimizer, _build_plateau(c, optimizer), train)
@@ -202,7 +202,7 @@ class Trainer:
         self.fabric.launch()
         _seed_everything(c.seed + self.fabric.global_rank)  # one RNG stream per process: its own dropout masks
         self.device = self.fabric.device
-        self._use_precision(resolve_precision(c.precision, self.device))
+        self._use_precision(resolve_precision(c.precision, self.device, model))
         optimizer = _build_optimizer(c, model.parameters())
         wrapped, optimizer = self.fabric.setup(model, optimizer)
         # DDP synchronises gradients only through forward(): route the structures' loss methods through it.
@@ -582,10 +582,14 @@ def count_tokens(batch: dict) -> int:
 
 
 def _carryable(state):
-    """Detached, and float32 again where bf16 autocast made it bfloat16 (the next chunk checks its dtype)."""
+    """Detached, and float32 again where autocast made it bfloat16 or float16 (the next chunk checks its dtype).
+    float16 too: on CUDA, torch's autocast runs cuDNN's RNN kernels in float16 even under a bfloat16 autocast."""
     if state is None:
         return None
-    return map_state(lambda t: t.detach().float() if t.dtype == torch.bfloat16 else t.detach(), state)
+    return map_state(lambda t: t.detach().float() if t.dtype in _AUTOCAST_DTYPES else t.detach(), state)
+
+
+_AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
 
 
 BATCH_KEYS = ("x", "y", "lengths")
@@ -602,9 +606,28 @@ def as_batch(batch) -> dict:
                     + (f" of {len(batch)} items" if isinstance(batch, (tuple, list)) else ""))
 
 
+HOST_KEYS = frozenset({"lengths", "y_lengths", "ends"})
+"""Batch entries that stay on the CPU when training on a GPU: the models read them there (lengths for packing and
+their checks, ``ends`` for a branch), so a copy to the GPU and back would make the CPU wait for the GPU's queued
+work at every step; where a model needs one on the GPU, it copies it without waiting (``nn.masking.to_device``)."""
+
+
 def _to_device(batch, device: torch.device) -> dict:
+    """The batch's tensors on ``device``. To a GPU through pinned memory, so the copies do not wait for the GPU to
+    finish its queued work (a copy from pageable memory does: measured on an H100, the char-LM preset at H = 1024
+    ran at 0.63x the tokens/s of a plain PyTorch loop with the data already on the GPU); HOST_KEYS stay on the CPU,
+    pinned."""
     batch = as_batch(batch)
-    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+    if device.type != "cuda":
+        return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, Tensor) and v.device.type == "cpu":
+            v = v if v.is_pinned() else v.pin_memory()
+            out[k] = v if k in HOST_KEYS else v.to(device, non_blocking=True)
+        else:
+            out[k] = v.to(device) if isinstance(v, Tensor) and k not in HOST_KEYS else v
+    return out
 
 
 def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
@@ -621,15 +644,31 @@ def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``precision`` with ``"auto"`` decided for ``device``: "bf16" or "float32"."""
+def resolve_precision(precision: str, device: torch.device, model: Optional[nn.Module] = None) -> str:
+    """``precision`` with ``"auto"`` decided for ``device`` (and ``model``, on a GPU): "bf16" or "float32".
+
+    On a GPU with bf16, float32 for a model with recurrent layers: cuDNN's float32 RNN kernels already run on
+    TF32 tensor cores, and under autocast torch runs them in float16 with casts around them. Measured on an H100
+    (character LSTM LMs, B·k tokens per step, 3 interleaved rounds of 100 steps, ``benchmarks/bf16_textgen.py
+    --device cuda`` and larger sizes): bf16 took 0.71-0.99x the tokens/s of float32 (rnnlab), 0.87-0.93x in a
+    plain PyTorch loop, at H = 256, 512 and 1024. Other models (Transformers, CNNs) get bf16 there."""
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "float32"
+        if not torch.cuda.is_bf16_supported() or (model is not None and has_recurrent_layers(model)):
+            return "float32"
+        return "bf16"
     if device.type == "cpu":
         return "bf16" if cpu_has_native_bf16() else "float32"
     return "float32"
+
+
+def has_recurrent_layers(model: nn.Module) -> bool:
+    """Whether ``model`` holds a recurrent layer: torch.nn's or rnnlab's (cuDNN runs the plain ones on a GPU;
+    minGRU/minLSTM count too, their bf16 speed on a GPU unmeasured)."""
+    from rnnlab.nn.recurrent import Recurrent
+
+    return any(isinstance(m, (Recurrent, nn.RNNBase)) for m in model.modules())
 
 
 def _resolve_device(name: str) -> torch.device:

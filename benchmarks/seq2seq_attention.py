@@ -9,14 +9,19 @@ speed does not depend on the data). For every shape, in one process, interleaved
   none                 the attention-free Seq2Seq (its decoder is one call of torch's fused LSTM kernel)
   <attention> before   the step loop, Seq2Seq._forward_steps: decode_step T times (the code before issue 12;
                        its Luong scores have since moved to nn.attention's row-vector bmm)
-  <attention> after    Seq2Seq.forward: structures/teacher_forcing.py (products hoisted out of the loop)
+  <attention> torch    teacher_forcing.py with the fused loop of torch ops (impl="torch": the hand-written
+                       backward, ~70 small torch ops per decoder step)
+  <attention> after    Seq2Seq.forward: teacher_forcing.py with the fused loop on numba kernels (impl="auto":
+                       structures/fused_attention_numba.py)
 
 The table gives, per contender, the median ms per step, target tokens/s, and the median over rounds of the
 per-round ratio tokens/s(contender) / tokens/s(none); the goal is after ≥ 0.6. ``--profile`` adds, per
 contender, where the time of one step goes (torch.profiler's self CPU time grouped: matrix products, the
-element-wise ops, softmax, the loss, torch's fused RNN kernels, the rest; "overhead" is the wall time that no op
-accounts for: Python, autograd's bookkeeping, the dispatcher; the Python loop inside the fused decoder's
-autograd Function counts as that Function's own time, under "element-wise and other"; "ops per step" counts the
+element-wise ops, softmax, the loss, torch's fused RNN kernels, the numba decoder loop (the self time of its
+autograd Function, forward and backward: the numba kernels, with the per-step products where the whole loop runs
+in numba, and the Python inside), the rest; "overhead" is the wall time that no op accounts for: Python, autograd's
+bookkeeping, the dispatcher; the Python loop inside the torch fused decoder's autograd Function counts as that
+Function's own time, under "element-wise and other"; "ops per step" counts the
 profiler's events, nested ones included). The profiler times wall time per op: on a loaded machine read its
 shares, not its milliseconds. Writes benchmarks/results/seq2seq_attention.json.
 
@@ -43,6 +48,7 @@ from common import CLOCKS, interleaved, print_table, setup_threads, write_json
 from rnnlab.structures.decoders import DecoderConfig
 from rnnlab.structures.encoders import EncoderConfig
 from rnnlab.structures.seq2seq import Seq2Seq, Seq2SeqConfig
+from rnnlab.structures.teacher_forcing import teacher_forced
 
 ATTENTIONS = ("bahdanau", "luong-dot", "luong-general")
 # name: (B, S, T, source vocab, target vocab, embedding, encoder hidden per direction, decoder hidden)
@@ -52,11 +58,13 @@ SHAPES = {
     "deu_eng": (64, 16, 12, 70, 65, 32, 64, 128),
 }
 CATEGORIES = {  # torch.profiler op name -> what it is
-    "products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::mv", "aten::linear"),
+    "products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::mv", "aten::linear",
+                 "mkldnn::_linear_pointwise"),
     "softmax": ("aten::_softmax", "aten::_softmax_backward_data"),
     "loss": ("aten::_log_softmax", "aten::_log_softmax_backward_data", "aten::nll_loss_forward",
              "aten::nll_loss_backward"),
     "fused rnn": ("aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward"),
+    "numba decoder loop": ("BahdanauNumba", "BahdanauNumbaBackward", "LuongNumba", "LuongNumbaBackward"),
 }
 
 
@@ -78,13 +86,17 @@ def batch_for(shape: str) -> dict:
             "y": torch.randint(3, Vt, (B, T), generator=g)}
 
 
-def step_fn(model: Seq2Seq, batch: dict, *, before: bool):
-    """One training step (forward + backward, no optimizer): the current path, or the step loop."""
+def step_fn(model: Seq2Seq, batch: dict, *, before: bool = False, impl: str = "auto"):
+    """One training step (forward + backward, no optimizer): the current path (``impl``: how its fused loop
+    runs), or with ``before`` the step loop."""
     def run():
         model.zero_grad(set_to_none=True)
-        if before:
+        if before or impl != "auto":
             state = model.encode(batch["x"], batch["lengths"])
-            logits = model._forward_steps(batch["y"], state, force=False).logits
+            if before:
+                logits = model._forward_steps(batch["y"], state, force=False).logits
+            else:
+                logits, _ = teacher_forced(model, batch["y"], state, impl=impl)
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["y"].flatten())
         else:
             loss = model.loss(batch)
@@ -121,6 +133,7 @@ def main() -> None:
                         help="cpu: this thread's CPU time (time.thread_time), for a machine shared with other jobs; "
                              "one thread only")
     parser.add_argument("--profile", action="store_true", help="also split one step's time by kind of op")
+    parser.add_argument("--skip-before", action="store_true", help="leave out the step loop (the slowest contender)")
     args = parser.parse_args()
     if args.clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu counts this thread only: use it with --threads 1")
@@ -134,8 +147,10 @@ def main() -> None:
         fns = {"none": step_fn(build(shape, "none"), batch, before=False)}
         for attention in ATTENTIONS:
             model = build(shape, attention)
-            fns[f"{attention} before"] = step_fn(model, batch, before=True)
-            fns[f"{attention} after"] = step_fn(model, batch, before=False)
+            if not args.skip_before:
+                fns[f"{attention} before"] = step_fn(model, batch, before=True)
+            fns[f"{attention} torch"] = step_fn(model, batch, impl="torch")
+            fns[f"{attention} after"] = step_fn(model, batch)
         times = interleaved(fns, rounds=args.rounds, warmup=1, clock=clock)
         for name, ts in times.items():
             sec = statistics.median(ts)

@@ -26,8 +26,17 @@ from . import _attention_kernels as K_
 def whole_loop(B: int, H: int, G: int, A: int) -> bool:
     """Whether the whole loop runs in numba (True) or per step with oneDNN's products (False).
 
-    The decider is the per-step product h_{t-1} [W_hh; W_q]ᵀ ((B, H) x (H, G + A)): below
-    :data:`WHOLE_LOOP_MAX_MACS` numba's own product costs less than a oneDNN call plus the Python around it."""
+    The decider is the per-step product h_{t-1} [W_hh; W_q]ᵀ ((B, H) x (H, G + A)): up to
+    :data:`WHOLE_LOOP_MAX_MACS` numba's own product costs less than a oneDNN call plus the Python around it.
+    Measured (the Function alone, forward + backward, ms, one thread, 9 interleaved rounds, loaded machine;
+    whole / per step / the torch loop of :mod:`.fused_attention_decoder`), Bahdanau | Luong:
+      B=8,   T=12, S=16, H=A=E=128 (0.66 M MACs)   1.97 / 2.98 / 5.88  |  2.00 / 3.62 / 5.70
+      B=64,  T=12, S=16, H=A=E=128 (5.2 M, deu_eng)  10.3 / 10.4 / 17.6  |  (within noise of Bahdanau's)
+      B=256, T=12, S=16, H=A=E=128 (21 M)           32.1 / 28.9 / 50.6  |  43.3 / 45.3 / 52.2
+      B=64,  T=S=25, H=A=E=256 (21 M, wide)         57.3 / 56.8 / 117   |  68.1 / 66.7 / 78.9
+    The numba loops beat the torch loop at every size measured, so ``auto`` never picks torch on the CPU;
+    between whole and per step the difference fades as the products grow (numba's product runs at ~64-80
+    multiply-adds per ns here, oneDNN's at ~58-88), and the per-step path wins slightly past ~2^23."""
     return B * H * (G + A) <= WHOLE_LOOP_MAX_MACS
 
 

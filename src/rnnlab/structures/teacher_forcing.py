@@ -27,8 +27,10 @@ kernels per step, as :meth:`Recurrent.step` does.
 
 Two ways to run the loop: a one-layer LSTM decoder (the translate presets) in float32/64 outside autocast
 runs :mod:`rnnlab.structures.fused_attention_decoder` (the same loop as one autograd Function with a
-hand-written backward: no autograd graph per step, the weight gradients as single products at the end);
-everything else (GRU and RNN decoders, several layers, bf16 autocast) the autograd loop below.
+hand-written backward: no autograd graph per step, the weight gradients as single products at the end; on the
+CPU each step's element-wise work runs in compiled numba kernels, the whole time loop in one call per pass for
+small products, :mod:`rnnlab.structures.fused_attention_numba`); everything else (GRU and RNN decoders, several
+layers, bf16 autocast) the autograd loop below.
 
 The numbers are those of the step loop up to rounding (the tests compare outputs, attention weights, losses
 and every gradient in float64). Dropout draws its masks in another order, so with dropout the two paths agree

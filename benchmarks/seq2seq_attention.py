@@ -25,11 +25,18 @@ Function's own time, under "element-wise and other"; "ops per step" counts the
 profiler's events, nested ones included). The profiler times wall time per op: on a loaded machine read its
 shares, not its milliseconds. Writes benchmarks/results/seq2seq_attention.json.
 
-Measured (2 shared cores, load average 7-13, --clock cpu --rounds 9 --profile, 513 s): tokens/s ÷ none's,
-before -> after: wide bahdanau 0.41 -> 0.54, luong-dot 0.55 -> 0.81, luong-general 0.54 -> 0.78; dates 0.44 -> 0.56,
-0.50 -> 0.65, 0.48 -> 0.60; deu_eng 0.39 -> 0.50, 0.43 -> 0.55, 0.40 -> 0.50. At "wide" the head over 6,000 words
-is 68% of none's step, and Bahdanau's head reads [h; ĉ] (512 wide, not 256): 431 ms against 263 ms per step
-(fwd+bwd+loss), which alone caps Bahdanau at 0.70 there.
+Measured with the numba loop (2 shared cores, load average 2-4, --clock cpu --rounds 11 --skip-before --profile,
+213 s): tokens/s ÷ none's, torch loop -> numba loop: wide bahdanau 0.55 -> 0.61, luong-dot 0.81 -> 0.85,
+luong-general 0.80 -> 0.84; dates 0.56 -> 0.66, 0.63 -> 0.69, 0.58 -> 0.66; deu_eng 0.53 -> 0.62, 0.54 -> 0.64,
+0.50 -> 0.60 (another run, --rounds 9 without --profile, 80 s: wide 0.60, 0.81, 0.81; dates 0.70, 0.73, 0.63;
+deu_eng 0.66, 0.74, 0.67). Wide Bahdanau stays near 0.6 because of its head: over 6,000 words, [h; ĉ] (512 wide)
+costs ~150 ms per step more than none's h (256 wide), which caps it at ~0.70 before any attention work; its numba
+loop is ~55 ms, of which the per-step products are ~21 ms and the end-of-pass weight gradients ~12 ms.
+Earlier (the torch loop against the step loop; load average 7-13, --clock cpu --rounds 9 --profile, 513 s):
+tokens/s ÷ none's, before -> after: wide bahdanau 0.41 -> 0.54, luong-dot 0.55 -> 0.81, luong-general 0.54 -> 0.78;
+dates 0.44 -> 0.56, 0.50 -> 0.65, 0.48 -> 0.60; deu_eng 0.39 -> 0.50, 0.43 -> 0.55, 0.40 -> 0.50. At "wide"
+the head over 6,000 words is 68% of none's step, and Bahdanau's head reads [h; ĉ] (512 wide, not 256): 431 ms
+against 263 ms per step (fwd+bwd+loss), which alone caps Bahdanau at 0.70 there.
 
 Shapes: "wide" is a word-level translation model (B=64, source and target length 25, embedding 256, encoder
 bidirectional LSTM 2×128, decoder LSTM 256, vocabularies 6,000); "dates" and "deu_eng" are the translate

@@ -9,22 +9,34 @@ speed does not depend on the data). For every shape, in one process, interleaved
   none                 the attention-free Seq2Seq (its decoder is one call of torch's fused LSTM kernel)
   <attention> before   the step loop, Seq2Seq._forward_steps: decode_step T times (the code before issue 12;
                        its Luong scores have since moved to nn.attention's row-vector bmm)
-  <attention> after    Seq2Seq.forward: structures/teacher_forcing.py (products hoisted out of the loop)
+  <attention> torch    teacher_forcing.py with the fused loop of torch ops (impl="torch": the hand-written
+                       backward, ~70 small torch ops per decoder step)
+  <attention> after    Seq2Seq.forward: teacher_forcing.py with the fused loop on numba kernels (impl="auto":
+                       structures/fused_attention_numba.py)
 
 The table gives, per contender, the median ms per step, target tokens/s, and the median over rounds of the
 per-round ratio tokens/s(contender) / tokens/s(none); the goal is after ≥ 0.6. ``--profile`` adds, per
 contender, where the time of one step goes (torch.profiler's self CPU time grouped: matrix products, the
-element-wise ops, softmax, the loss, torch's fused RNN kernels, the rest; "overhead" is the wall time that no op
-accounts for: Python, autograd's bookkeeping, the dispatcher; the Python loop inside the fused decoder's
-autograd Function counts as that Function's own time, under "element-wise and other"; "ops per step" counts the
+element-wise ops, softmax, the loss, torch's fused RNN kernels, the numba decoder loop (the self time of its
+autograd Function, forward and backward: the numba kernels, with the per-step products where the whole loop runs
+in numba, and the Python inside), the rest; "overhead" is the wall time that no op accounts for: Python, autograd's
+bookkeeping, the dispatcher; the Python loop inside the torch fused decoder's autograd Function counts as that
+Function's own time, under "element-wise and other"; "ops per step" counts the
 profiler's events, nested ones included). The profiler times wall time per op: on a loaded machine read its
 shares, not its milliseconds. Writes benchmarks/results/seq2seq_attention.json.
 
-Measured (2 shared cores, load average 7-13, --clock cpu --rounds 9 --profile, 513 s): tokens/s ÷ none's,
-before -> after: wide bahdanau 0.41 -> 0.54, luong-dot 0.55 -> 0.81, luong-general 0.54 -> 0.78; dates 0.44 -> 0.56,
-0.50 -> 0.65, 0.48 -> 0.60; deu_eng 0.39 -> 0.50, 0.43 -> 0.55, 0.40 -> 0.50. At "wide" the head over 6,000 words
-is 68% of none's step, and Bahdanau's head reads [h; ĉ] (512 wide, not 256): 431 ms against 263 ms per step
-(fwd+bwd+loss), which alone caps Bahdanau at 0.70 there.
+Measured with the numba loop (2 shared cores, load average 2-4, --clock cpu --rounds 11 --skip-before --profile,
+213 s): tokens/s ÷ none's, torch loop -> numba loop: wide bahdanau 0.55 -> 0.61, luong-dot 0.81 -> 0.85,
+luong-general 0.80 -> 0.84; dates 0.56 -> 0.66, 0.63 -> 0.69, 0.58 -> 0.66; deu_eng 0.53 -> 0.62, 0.54 -> 0.64,
+0.50 -> 0.60 (another run, --rounds 9 without --profile, 80 s: wide 0.60, 0.81, 0.81; dates 0.70, 0.73, 0.63;
+deu_eng 0.66, 0.74, 0.67). Wide Bahdanau stays near 0.6 because of its head: over 6,000 words, [h; ĉ] (512 wide)
+costs ~150 ms per step more than none's h (256 wide), which caps it at ~0.70 before any attention work; its numba
+loop is ~55 ms, of which the per-step products are ~21 ms and the end-of-pass weight gradients ~12 ms.
+Earlier (the torch loop against the step loop; load average 7-13, --clock cpu --rounds 9 --profile, 513 s):
+tokens/s ÷ none's, before -> after: wide bahdanau 0.41 -> 0.54, luong-dot 0.55 -> 0.81, luong-general 0.54 -> 0.78;
+dates 0.44 -> 0.56, 0.50 -> 0.65, 0.48 -> 0.60; deu_eng 0.39 -> 0.50, 0.43 -> 0.55, 0.40 -> 0.50. At "wide"
+the head over 6,000 words is 68% of none's step, and Bahdanau's head reads [h; ĉ] (512 wide, not 256): 431 ms
+against 263 ms per step (fwd+bwd+loss), which alone caps Bahdanau at 0.70 there.
 
 Shapes: "wide" is a word-level translation model (B=64, source and target length 25, embedding 256, encoder
 bidirectional LSTM 2×128, decoder LSTM 256, vocabularies 6,000); "dates" and "deu_eng" are the translate
@@ -43,6 +55,7 @@ from common import CLOCKS, interleaved, print_table, setup_threads, write_json
 from rnnlab.structures.decoders import DecoderConfig
 from rnnlab.structures.encoders import EncoderConfig
 from rnnlab.structures.seq2seq import Seq2Seq, Seq2SeqConfig
+from rnnlab.structures.teacher_forcing import teacher_forced
 
 ATTENTIONS = ("bahdanau", "luong-dot", "luong-general")
 # name: (B, S, T, source vocab, target vocab, embedding, encoder hidden per direction, decoder hidden)
@@ -52,11 +65,13 @@ SHAPES = {
     "deu_eng": (64, 16, 12, 70, 65, 32, 64, 128),
 }
 CATEGORIES = {  # torch.profiler op name -> what it is
-    "products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::mv", "aten::linear"),
+    "products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::mv", "aten::linear",
+                 "mkldnn::_linear_pointwise"),
     "softmax": ("aten::_softmax", "aten::_softmax_backward_data"),
     "loss": ("aten::_log_softmax", "aten::_log_softmax_backward_data", "aten::nll_loss_forward",
              "aten::nll_loss_backward"),
     "fused rnn": ("aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward"),
+    "numba decoder loop": ("BahdanauNumba", "BahdanauNumbaBackward", "LuongNumba", "LuongNumbaBackward"),
 }
 
 
@@ -78,13 +93,17 @@ def batch_for(shape: str) -> dict:
             "y": torch.randint(3, Vt, (B, T), generator=g)}
 
 
-def step_fn(model: Seq2Seq, batch: dict, *, before: bool):
-    """One training step (forward + backward, no optimizer): the current path, or the step loop."""
+def step_fn(model: Seq2Seq, batch: dict, *, before: bool = False, impl: str = "auto"):
+    """One training step (forward + backward, no optimizer): the current path (``impl``: how its fused loop
+    runs), or with ``before`` the step loop."""
     def run():
         model.zero_grad(set_to_none=True)
-        if before:
+        if before or impl != "auto":
             state = model.encode(batch["x"], batch["lengths"])
-            logits = model._forward_steps(batch["y"], state, force=False).logits
+            if before:
+                logits = model._forward_steps(batch["y"], state, force=False).logits
+            else:
+                logits, _ = teacher_forced(model, batch["y"], state, impl=impl)
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["y"].flatten())
         else:
             loss = model.loss(batch)
@@ -121,6 +140,7 @@ def main() -> None:
                         help="cpu: this thread's CPU time (time.thread_time), for a machine shared with other jobs; "
                              "one thread only")
     parser.add_argument("--profile", action="store_true", help="also split one step's time by kind of op")
+    parser.add_argument("--skip-before", action="store_true", help="leave out the step loop (the slowest contender)")
     args = parser.parse_args()
     if args.clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu counts this thread only: use it with --threads 1")
@@ -134,8 +154,10 @@ def main() -> None:
         fns = {"none": step_fn(build(shape, "none"), batch, before=False)}
         for attention in ATTENTIONS:
             model = build(shape, attention)
-            fns[f"{attention} before"] = step_fn(model, batch, before=True)
-            fns[f"{attention} after"] = step_fn(model, batch, before=False)
+            if not args.skip_before:
+                fns[f"{attention} before"] = step_fn(model, batch, before=True)
+            fns[f"{attention} torch"] = step_fn(model, batch, impl="torch")
+            fns[f"{attention} after"] = step_fn(model, batch)
         times = interleaved(fns, rounds=args.rounds, warmup=1, clock=clock)
         for name, ts in times.items():
             sec = statistics.median(ts)

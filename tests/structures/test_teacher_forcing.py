@@ -12,6 +12,7 @@ from rnnlab.structures.seq2seq import Seq2Seq, Seq2SeqConfig
 from rnnlab.structures.teacher_forcing import teacher_forced
 
 ATTENTIONS = ["bahdanau", "luong-dot", "luong-general"]
+IMPLS = ["numba", "numba-step", "torch"]  # the fused loop: whole numba loop, numba per step with oneDNN, torch ops
 Y_LENGTHS = torch.tensor([5, 2, 4, 1])
 
 
@@ -87,9 +88,10 @@ def test_teacher_forced_runs_under_bf16_autocast():
     assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("lengths", [LENGTHS, None])
 @pytest.mark.parametrize("attention", ATTENTIONS)
-def test_fused_loop_equals_the_autograd_loop(attention, lengths):
+def test_fused_loop_equals_the_autograd_loop(attention, lengths, impl):
     """The hand-written backward (one-layer LSTM) against autograd through the same loop, including a loss on
     the attention weights themselves."""
     model = _model(attention).train()
@@ -97,7 +99,7 @@ def test_fused_loop_equals_the_autograd_loop(attention, lengths):
     state = model.encode(x, lengths)
     results = []
     for fused in (True, False):
-        logits, weights = teacher_forced(model, y, model.encode(x, lengths), fused=fused)
+        logits, weights = teacher_forced(model, y, model.encode(x, lengths), fused=fused, impl=impl)
         loss = masked_cross_entropy(logits, y, Y_LENGTHS) + (weights * torch.linspace(0, 1, 7)).sum()
         results.append((logits, weights, _grads(model, loss)))
     (l1, w1, g1), (l2, w2, g2) = results
@@ -111,8 +113,9 @@ def test_fused_loop_equals_the_autograd_loop(attention, lengths):
     del state
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("attention", ATTENTIONS)
-def test_fused_loop_passes_gradcheck(attention):
+def test_fused_loop_passes_gradcheck(attention, impl):
     """float64 gradcheck of the Function itself: every input that takes a gradient, against finite differences."""
     from rnnlab.structures import fused_attention_decoder as fused
 
@@ -129,20 +132,50 @@ def test_fused_loop_passes_gradcheck(attention):
         args = (r(B, T, 4 * H), r(B, H), r(B, H), r(4 * H, H), r(4 * H), r(4 * H, H), r(H, H), r(H, E), r(H),
                 r(B, S, H), r(B, S, E), additive)
         fn = fused.luong
-    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(lambda *a: fn(*a, impl=impl), args, eps=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("attention", ATTENTIONS)
-def test_fused_loop_in_float32_matches_the_autograd_loop(attention):
-    """float32 on the CPU takes oneDNN's products (rnnlab.nn._gemm); the same numbers to float32 rounding."""
+def test_fused_loop_in_float32_matches_the_autograd_loop(attention, impl):
+    """float32 on the CPU takes oneDNN's products (rnnlab.nn._gemm) and the kernels' rational tanh; the same
+    numbers to float32 rounding."""
     model = _model(attention).float().train()
     x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 11, (4, 5))
     results = []
     for fused in (True, False):
-        logits, weights = teacher_forced(model, y, model.encode(x, LENGTHS), fused=fused)
+        logits, weights = teacher_forced(model, y, model.encode(x, LENGTHS), fused=fused, impl=impl)
         results.append((logits, _grads(model, masked_cross_entropy(logits, y, Y_LENGTHS))))
     (l1, g1), (l2, g2) = results
     torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
     for a, b in zip(g1, g2, strict=True):
         if b is not None:
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_loop_picks_numba_on_the_cpu_and_names_a_bad_impl():
+    from rnnlab.structures import fused_attention_decoder as fused
+    from rnnlab.structures import fused_attention_numba as numba_loop
+
+    X = torch.zeros(64, 3, 512)
+    assert fused._pick("auto", X, 128, 512, 128) == "numba"  # the translate presets: the whole loop in numba
+    big = numba_loop.WHOLE_LOOP_MAX_MACS // (128 * 640) + 1
+    assert fused._pick("auto", torch.zeros(big, 3, 512), 128, 512, 128) == "numba-step"
+    assert fused._pick("torch", X, 128, 512, 128) == "torch"
+    with pytest.raises(ValueError, match="impl must be one of .*'numba'.*got 'fast'"):
+        fused._pick("fast", X, 128, 512, 128)
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_numba_loop_with_masked_rows_gives_zero_weight_to_padding(attention):
+    """Padding positions get exactly 0 weight and no gradient into their keys or memory rows."""
+    model = _model(attention).train()
+    x, y = torch.randint(3, 10, (4, 7)), torch.randint(3, 11, (4, 5))
+    state = model.encode(x, LENGTHS)
+    memory = state["memory"].detach().requires_grad_()
+    keys = state["keys"].detach().requires_grad_()
+    logits, weights = teacher_forced(model, y, dict(state, memory=memory, keys=keys), impl="numba")
+    pad = torch.arange(7) >= LENGTHS[:, None]  # (B, S)
+    assert (weights.masked_select(pad[:, None, :].expand_as(weights)) == 0).all()
+    d_memory, d_keys = torch.autograd.grad(logits.sum() + weights.sum(), [memory, keys])
+    assert (d_memory[pad] == 0).all() and (d_keys[pad] == 0).all()

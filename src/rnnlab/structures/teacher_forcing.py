@@ -27,8 +27,10 @@ kernels per step, as :meth:`Recurrent.step` does.
 
 Two ways to run the loop: a one-layer LSTM decoder (the translate presets) in float32/64 outside autocast
 runs :mod:`rnnlab.structures.fused_attention_decoder` (the same loop as one autograd Function with a
-hand-written backward: no autograd graph per step, the weight gradients as single products at the end);
-everything else (GRU and RNN decoders, several layers, bf16 autocast) the autograd loop below.
+hand-written backward: no autograd graph per step, the weight gradients as single products at the end; on the
+CPU each step's element-wise work runs in compiled numba kernels, the whole time loop in one call per pass for
+small products, :mod:`rnnlab.structures.fused_attention_numba`); everything else (GRU and RNN decoders, several
+layers, bf16 autocast) the autograd loop below.
 
 The numbers are those of the step loop up to rounding (the tests compare outputs, attention weights, losses
 and every gradient in float64). Dropout draws its masks in another order, so with dropout the two paths agree
@@ -51,13 +53,15 @@ from . import fused_attention_decoder as fused_loop
 _CELL_KERNELS = {"lstm": kernels.lstm_cell, "gru": kernels.gru_cell, "rnn": kernels.rnn_tanh_cell}
 
 
-def teacher_forced(model, y: Tensor, state: dict, *, fused: bool = True) -> tuple[Tensor, Tensor]:
+def teacher_forced(model, y: Tensor, state: dict, *, fused: bool = True,
+                   impl: fused_loop.Impl = "auto") -> tuple[Tensor, Tensor]:
     """The decoder over a whole known target: y (B, T) -> (logits (B, T, V), attention weights (B, T, S)).
 
     ``model`` is a :class:`~rnnlab.structures.seq2seq.Seq2Seq` with attention, ``state`` its
     :meth:`~rnnlab.structures.seq2seq.Seq2Seq.encode` result. ``fused``: run the loop as one autograd Function
     with a hand-written backward where it applies (:mod:`rnnlab.structures.fused_attention_decoder`: a
     one-layer LSTM decoder, float32/64, no autocast); False always runs the autograd loop below (the reference).
+    ``impl``: how the fused loop runs (:data:`~rnnlab.structures.fused_attention_decoder.Impl`).
     """
     c = model.config
     prev = torch.cat([torch.full_like(y[:, :1], c.bos_token), y[:, :-1]], dim=1)  # y_{t-1}, (B, T)
@@ -68,7 +72,7 @@ def teacher_forced(model, y: Tensor, state: dict, *, fused: bool = True) -> tupl
     X = F.linear(emb, W_e, first.bias_ih)  # (B, T, G·H)
     scores = _ScoreMask(state["mask"])
     if fused and fused_loop.applies(model, X) and (scores.mask is None or scores.additive is not None):
-        outputs, weights = _fused(model, X, W_x, state, scores)
+        outputs, weights = _fused(model, X, W_x, state, scores, impl)
         return model.head(model.dropout(outputs)), weights
     if c.attention == "bahdanau":
         outputs, weights = _bahdanau_loop(model, X, W_x, state, scores)
@@ -132,7 +136,7 @@ def _luong_loop(model, X: Tensor, W_x: Tensor, state: dict, scores: _ScoreMask):
     return torch.stack(tildes, dim=1), torch.stack(weights, dim=1)
 
 
-def _fused(model, X: Tensor, W_x: Tensor, state: dict, scores: _ScoreMask) -> tuple[Tensor, Tensor]:
+def _fused(model, X: Tensor, W_x: Tensor, state: dict, scores: _ScoreMask, impl: str) -> tuple[Tensor, Tensor]:
     """The one-layer LSTM loop as one Function -> (what the head reads (B, T, ·), α (B, T, S))."""
     cell = model.decoder.cells[0]
     h, c = state["h"]
@@ -142,12 +146,13 @@ def _fused(model, X: Tensor, W_x: Tensor, state: dict, scores: _ScoreMask) -> tu
     if model.config.attention == "bahdanau":
         attn = model.attention
         H_all, C_all, alpha = fused_loop.bahdanau(X, h[0], c[0], cell.weight_hh, b_hh, attn.W_q.weight, W_x,
-                                                  attn.v.weight[0], keys, memory, additive)
+                                                  attn.v.weight[0], keys, memory, additive, impl=impl)
         return torch.cat([H_all, C_all], dim=-1), alpha  # (B, T, H + E)
     E = memory.shape[2]
     W_hc, W_ht = model.combine.weight.split([E, model.combine.weight.shape[1] - E], dim=1)
-    return fused_loop.luong(X, h[0], c[0], cell.weight_hh, b_hh, W_x, W_ht, W_hc, model.combine.bias, keys, memory,
-                            additive)
+    b_h = model.combine.bias if model.combine.bias is not None else X.new_zeros(W_ht.shape[0])
+    return fused_loop.luong(X, h[0], c[0], cell.weight_hh, b_hh, W_x, W_ht, W_hc, b_h, keys, memory,
+                            additive, impl=impl)
 
 
 # -- the decoder's layers for one step ------------------------------------------------------------

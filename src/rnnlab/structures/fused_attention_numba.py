@@ -1,0 +1,223 @@
+r"""The fused attention decoder's loops on compiled numba kernels: the same Functions as
+:mod:`.fused_attention_decoder` (same inputs, outputs and equations), with each decoder step's element-wise
+work (the LSTM cell, Bahdanau's v·tanh(q + K) or Luong's K h scores, the masked softmax over the source, the
+context, the attentional layer h̃) in :mod:`._attention_kernels` instead of some 70 small torch ops per step.
+
+Two ways to run the loop (``whole``):
+  True   the whole teacher-forced time loop is one numba call per pass, its per-step products on
+         :func:`rnnlab.nn.fused_lstm._matmul`: no Python and no torch dispatch per step;
+  False  a Python loop per step, the products on oneDNN (``rnnlab.nn._gemm.linear``) and the element-wise work
+         in one numba call between them: for products large enough that oneDNN's speed pays for its call.
+:func:`whole_loop` picks by the size of the per-step products (see its docstring for the measurements).
+Outside the loop, on torch/oneDNN as in :mod:`.fused_attention_decoder`: x̂ + b_hh for all steps, the keys,
+the weight gradients as single products over all steps, dX, the memory's gradient (one bmm).
+CPU, float32 or float64 (float64 through the same kernels, for the tests). Double backward is not supported.
+The kernels compile on first use per dtype (~10-20 s) and are cached on disk (numba ``cache=True``).
+
+Where the time goes at the translate presets (deu_eng: B=64, T=12, S=16, H=A=E=128; µs per decoder step, one
+thread, kernels timed alone): forward products h [W_hh; W_q]ᵀ and ĉ W_xᵀ 150-190, Bahdanau's scores + softmax +
+context 46, the cell 12; backward products 150-190, scores 49, cell 8. The products are most of the loop;
+they run on ``fused_lstm._matmul`` (48-64 multiply-adds per ns at these shapes, oneDNN 57-65), so a faster
+``_matmul`` speeds the whole loop directly.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnlab.nn._gemm import linear, weight_grad
+
+from . import _attention_kernels as K_
+
+
+def whole_loop(B: int, H: int, G: int, A: int) -> bool:
+    """Whether the whole loop runs in numba (True) or per step with oneDNN's products (False).
+
+    The decider is the per-step product h_{t-1} [W_hh; W_q]ᵀ ((B, H) x (H, G + A)): up to
+    :data:`WHOLE_LOOP_MAX_MACS` numba's own product costs less than a oneDNN call plus the Python around it.
+    Measured (the Function alone, forward + backward, ms, one thread, 9 interleaved rounds, loaded machine;
+    whole / per step / the torch loop of :mod:`.fused_attention_decoder`), Bahdanau | Luong:
+      B=8,   T=12, S=16, H=A=E=128 (0.66 M MACs)   1.97 / 2.98 / 5.88  |  2.00 / 3.62 / 5.70
+      B=64,  T=12, S=16, H=A=E=128 (5.2 M, deu_eng)  10.3 / 10.4 / 17.6  |  (within noise of Bahdanau's)
+      B=256, T=12, S=16, H=A=E=128 (21 M)           32.1 / 28.9 / 50.6  |  43.3 / 45.3 / 52.2
+      B=64,  T=S=25, H=A=E=256 (21 M, wide)         57.3 / 56.8 / 117   |  68.1 / 66.7 / 78.9
+    The numba loops beat the torch loop at every size measured, so ``auto`` never picks torch on the CPU;
+    between whole and per step the difference fades as the products grow (numba's product runs at ~64-80
+    multiply-adds per ns here, oneDNN's at ~58-88), and the per-step path wins slightly past ~2^23."""
+    return B * H * (G + A) <= WHOLE_LOOP_MAX_MACS
+
+
+WHOLE_LOOP_MAX_MACS = 1 << 23
+"""Multiply-adds of the per-step product up to which the whole loop runs in numba (see :func:`whole_loop`)."""
+
+
+def _np(t: Tensor):
+    return t.detach().numpy()
+
+
+def _valid(additive, B: int, S: int, like: Tensor) -> Tensor:
+    """1 at real source positions, 0 at padding (B, S), from the additive 0/−∞ mask (None: all real)."""
+    if additive is None:
+        return like.new_ones(B, S)
+    return (additive == 0).to(like.dtype).contiguous()
+
+
+def _time_major(grad, B: int, T: int, n: int, like: Tensor) -> Tensor:
+    """(B, T, n) gradient -> (T, B, n) contiguous; zeros for None."""
+    if grad is None:
+        return like.new_zeros(T, B, n)
+    return grad.detach().transpose(0, 1).contiguous()
+
+
+class BahdanauNumba(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, X, h0, c0, W_hh, b_hh, W_q, W_x, v, keys, memory, additive, whole):
+        B, T, G = X.shape
+        (_, S, A), E, H = keys.shape, memory.shape[2], h0.shape[1]
+        X, W_hh, W_q, W_x, v = X.detach(), W_hh.detach(), W_q.detach(), W_x.detach(), v.detach().contiguous()
+        W_rq = torch.cat([W_hh, W_q])  # (G + A, H)
+        W_x = W_x.contiguous()  # (G, E)
+        XT = (X.transpose(0, 1) + b_hh.detach()).contiguous()  # x̂ + b_hh, (T, B, G)
+        Kc, O = keys.detach().contiguous(), memory.detach().contiguous()
+        valid = _valid(additive, B, S, X)
+        states, cells = X.new_empty(T + 1, B, H), X.new_empty(T + 1, B, H)  # h_{-1}, h_0 … h_{T-1}; the same for c
+        states[0], cells[0] = h0.detach(), c0.detach()
+        gates, tanhs, Q = X.new_empty(T, B, G), X.new_empty(T, B, H), X.new_empty(T, B, A)
+        alphas, contexts = X.new_empty(T, B, S), X.new_empty(T, B, E)
+        RQ, CX = X.new_empty(B, G + A), X.new_empty(B, G)
+        arrays = [_np(a) for a in (Kc, v, valid, O, Q, states, cells, gates, tanhs, alphas, contexts)]
+        K, v_, valid_, O_, Q_, st, ce, ga, th, al, co = arrays
+        XT_ = _np(XT)
+        if whole:
+            K_.bahdanau_forward(T, _np(W_rq.t().contiguous()), _np(W_x.t().contiguous()), XT_, K, v_, valid_, O_,
+                                _np(RQ), _np(CX), Q_, st, ce, ga, th, al, co)
+        else:
+            for t in range(T):
+                RQ_ = _np(linear(states[t], W_rq))  # [r; q], (B, G + A)
+                K_.bahdanau_attend(t, RQ_, K, v_, valid_, O_, Q_, al, co)
+                CX_ = _np(linear(contexts[t], W_x))  # ĉ_t W_xᵀ, (B, G)
+                K_.bahdanau_cell(t, XT_, RQ_, CX_, st, ce, ga, th)
+        ctx.save_for_backward(W_rq, W_x, v, Kc, O, valid, Q, states, cells, gates, tanhs, alphas, contexts)
+        ctx.whole = whole
+        outputs = (states[1:], contexts, alphas)
+        return tuple(o.transpose(0, 1).contiguous() for o in outputs)  # (B, T, ·)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dH, dC, d_alpha):
+        W_rq, W_x, v, Kc, O, valid, Q, states, cells, gates, tanhs, alphas, contexts = ctx.saved_tensors
+        T, B, G = gates.shape
+        (_, S, A), E, H = Kc.shape, O.shape[2], states.shape[2]
+        like = states
+        dH_, dC_, dal_ = (_time_major(g, B, T, n, like) for g, n in ((dH, H), (dC, E), (d_alpha, S)))
+        DHR, DC = like.new_zeros(B, H), like.new_zeros(B, H)  # dL/dh_{t-1} through [r; q]; dL/dc carried
+        DA, DCX = like.new_empty(B, G), like.new_empty(B, E)
+        DAQ = like.new_empty(T, B, G + A)  # [da_t | dq_t]: what multiplies [W_hh; W_q]
+        DCtx, DE = like.new_empty(T, B, E), like.new_empty(T, B, S)
+        dK, dv = torch.zeros_like(Kc), torch.zeros_like(v)
+        K, v_, valid_, O_, Q_ = (_np(a) for a in (Kc, v, valid, O, Q))
+        ce, ga, th, al = (_np(a) for a in (cells, gates, tanhs, alphas))
+        if ctx.whole:
+            K_.bahdanau_backward(T, _np(W_rq), _np(W_x), _np(dH_), _np(dC_), _np(dal_), K, v_, valid_, O_, Q_,
+                                 ce, ga, th, al, _np(DHR), _np(DC), _np(DA), _np(DCX), _np(DAQ), _np(DCtx),
+                                 _np(DE), _np(dK), _np(dv))
+        else:
+            W_x_t, W_rq_t = W_x.t().contiguous(), W_rq.t().contiguous()  # linear() multiplies by wᵀ
+            DHR_, DC_, DA_, DAQ_, DCtx_, DE_, dK_, dv_ = (_np(a) for a in (DHR, DC, DA, DAQ, DCtx, DE, dK, dv))
+            dH_n, dC_n, dal_n = _np(dH_), _np(dC_), _np(dal_)
+            for t in reversed(range(T)):
+                K_.bahdanau_cell_backward(t, dH_n, DHR_, DC_, ce, ga, th, DAQ_, DA_)
+                DCX_ = _np(linear(DA, W_x_t))  # da_t W_x, (B, E)
+                K_.bahdanau_attend_backward(t, dC_n, DCX_, dal_n, K, v_, valid_, O_, Q_, al, DCtx_, DE_, dK_, dv_,
+                                            DAQ_)
+                DHR = linear(DAQ[t], W_rq_t)  # (B, H)
+                DHR_ = _np(DHR)
+        rows = DAQ.reshape(T * B, G + A)  # time-major rows, as states and contexts
+        # one product for three weights: [da | dq]ᵀ [h_{t-1} | ĉ_t] (the dqᵀ ĉ block, A × E, is not needed)
+        dW = weight_grad(rows, torch.cat([states[:-1], contexts], dim=2).view(T * B, H + E))  # (G + A, H + E)
+        dW_hh, dW_q, dW_x = dW[:G, :H], dW[G:, :H], dW[:G, H:]
+        dA = rows[:, :G]
+        d_memory = torch.bmm(alphas.permute(1, 2, 0), DCtx.transpose(0, 1))  # Σ_t α_tᵀ dĉ_t, (B, S, E)
+        dX = DAQ[:, :, :G].transpose(0, 1)  # (B, T, 4H)
+        return dX, DHR, DC, dW_hh, dA.sum(0), dW_q, dW_x, dv, dK, d_memory, None, None
+
+
+class LuongNumba(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, X, h0, c0, W_hh, b_hh, W_x, W_ht, W_hc, b_h, keys, memory, additive, whole):
+        B, T, G = X.shape
+        (_, S, _), E, H = keys.shape, memory.shape[2], h0.shape[1]
+        X, W_hh, W_ht = X.detach(), W_hh.detach(), W_ht.detach()
+        W_ra = torch.cat([W_hh, W_ht])  # (G + H, H)
+        W_x, W_hc = W_x.detach().contiguous(), W_hc.detach().contiguous()  # (G, H), (H, E)
+        b_h = b_h.detach().contiguous()
+        XT = (X.transpose(0, 1) + b_hh.detach()).contiguous()  # x̂ + b_hh, (T, B, G)
+        Kc, O = keys.detach().contiguous(), memory.detach().contiguous()
+        valid = _valid(additive, B, S, X)
+        states, cells = X.new_empty(T + 1, B, H), X.new_empty(T + 1, B, H)
+        states[0], cells[0] = h0.detach(), c0.detach()
+        tildes = X.new_zeros(T + 1, B, H)  # h̃_{-1} = 0, h̃_0 … h̃_{T-1}
+        gates, tanhs = X.new_empty(T, B, G), X.new_empty(T, B, H)
+        alphas, contexts = X.new_empty(T, B, S), X.new_empty(T, B, E)
+        RZ = X.new_empty(B, G + H)
+        RZ[:, :G] = linear(states[0], W_hh)  # r_0 = h_{-1} W_hhᵀ (b_hh is in x̂)
+        CX, ZC = X.new_empty(B, G), X.new_empty(B, H)
+        K, valid_, O_, st, ce, ga, th, ti, al, co, XT_ = (
+            _np(a) for a in (Kc, valid, O, states, cells, gates, tanhs, tildes, alphas, contexts, XT))
+        if whole:
+            K_.luong_forward(T, _np(W_x.t().contiguous()), _np(W_ra.t().contiguous()), _np(W_hc.t().contiguous()),
+                             _np(b_h), XT_, K, valid_, O_, _np(RZ), _np(CX), _np(ZC), st, ce, ga, th, ti, al, co)
+        else:
+            RZ_, b_h_ = _np(RZ), _np(b_h)
+            for t in range(T):
+                CX_ = _np(linear(tildes[t], W_x))  # h̃_{t-1} W_xᵀ
+                K_.luong_cell(t, XT_, RZ_, CX_, st, ce, ga, th)
+                RZ_ = _np(linear(states[t + 1], W_ra))  # [r_{t+1}; z_t]
+                K_.luong_attend(t, st, K, valid_, O_, al, co)
+                ZC_ = _np(linear(contexts[t], W_hc))  # ĉ_t W_hcᵀ
+                K_.luong_tilde(t, RZ_, b_h_, ZC_, ti)
+        ctx.save_for_backward(W_ra, W_x, W_hc, Kc, O, states, cells, tildes, contexts, alphas, gates, tanhs)
+        ctx.whole = whole
+        return tildes[1:].transpose(0, 1).contiguous(), alphas.transpose(0, 1).contiguous()  # (B, T, ·)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, d_tilde, d_alpha):
+        W_ra, W_x, W_hc, Kc, O, states, cells, tildes, contexts, alphas, gates, tanhs = ctx.saved_tensors
+        T, B, G = gates.shape
+        (_, S, _), E, H = Kc.shape, O.shape[2], states.shape[2]
+        like = states
+        dT_, dal_ = (_time_major(g, B, T, n, like) for g, n in ((d_tilde, H), (d_alpha, S)))
+        DF, DZ, DH, ZH, DC = (like.new_zeros(B, H) for _ in range(5))  # ZH stays zero
+        DA = like.new_empty(B, G)
+        DAZ = like.new_zeros(T + 1, B, G + H)  # [da_{t+1} | dz_t]: what multiplies [W_hh; W_hh̃] at h_t
+        DCtx, DE = like.new_empty(T, B, E), like.new_empty(T, B, S)
+        K, O_, ce, ga, th, ti, al = (_np(a) for a in (Kc, O, cells, gates, tanhs, tildes, alphas))
+        if ctx.whole:
+            K_.luong_backward(T, _np(W_hc), _np(W_ra), _np(W_x), _np(dT_), _np(dal_), K, O_, ce, ga, th, ti, al,
+                              _np(DF), _np(DZ), _np(DH), _np(ZH), _np(DC), _np(DA), _np(DAZ), _np(DCtx), _np(DE))
+        else:
+            W_hc_t, W_ra_t, W_x_t = (w.t().contiguous() for w in (W_hc, W_ra, W_x))  # linear() multiplies by wᵀ
+            DF_, DZ_, ZH_, DC_, DA_, DAZ_, DCtx_, DE_ = (_np(a) for a in (DF, DZ, ZH, DC, DA, DAZ, DCtx, DE))
+            dT_n, dal_n = _np(dT_), _np(dal_)
+            for t in reversed(range(T)):
+                K_.luong_tilde_backward(t, DF_, dT_n, ti, DAZ_, DZ_)
+                DCtx[t] = linear(DZ, W_hc_t)  # dĉ_t = dz_t W_hc
+                DH_ = _np(linear(DAZ[t + 1], W_ra_t))  # [da_{t+1}; dz_t] [W_hh; W_hh̃]
+                K_.luong_attend_backward(t, DCtx_, dal_n, K, O_, al, DE_, DH_)
+                K_.luong_cell_backward(t, DH_, ZH_, DC_, ce, ga, th, DAZ_, DA_)
+                DF = linear(DA, W_x_t)  # to h̃_{t-1}
+                DF_ = _np(DF)
+        W_hh = W_ra[:G]
+        dh0 = DAZ[0, :, :G] @ W_hh  # r_0 = h0 W_hhᵀ
+        # contiguous copies: oneDNN is ~1000× slower on the strided rows of these views (19 s against 12 ms, measured)
+        dA = DAZ[:T, :, :G].reshape(T * B, G).contiguous()  # da_0 … da_{T-1}
+        dZ = DAZ[1:, :, G:].reshape(T * B, H).contiguous()  # dz_0 … dz_{T-1}
+        # two products for four weights: daᵀ [h_{t-1} | h̃_{t-1}] and dzᵀ [h_t | ĉ_t]
+        dW_a = weight_grad(dA, torch.cat([states[:-1], tildes[:-1]], dim=2).view(T * B, 2 * H))  # (G, 2H)
+        dW_z = weight_grad(dZ, torch.cat([states[1:], contexts], dim=2).view(T * B, H + E))  # (H, H + E)
+        dW_hh, dW_x, dW_ht, dW_hc = dW_a[:, :H], dW_a[:, H:], dW_z[:, :H], dW_z[:, H:]
+        dK = torch.bmm(DE.permute(1, 2, 0), states[1:].transpose(0, 1))  # Σ_t de_tᵀ h_t, (B, S, H)
+        d_memory = torch.bmm(alphas.permute(1, 2, 0), DCtx.transpose(0, 1))  # Σ_t α_tᵀ dĉ_t, (B, S, E)
+        dX = DAZ[:T, :, :G].transpose(0, 1)  # (B, T, 4H)
+        return dX, dh0, DC, dW_hh, dA.sum(0), dW_x, dW_ht, dW_hc, dZ.sum(0), dK, d_memory, None, None

@@ -58,10 +58,10 @@ def pack_panels(W: np.ndarray) -> np.ndarray:
     K, N = W.shape
     NR = panel_width(W.dtype)
     P = max(1, -(-N // NR))
-    Wp = np.zeros((P, NR, K), dtype=W.dtype).transpose(0, 2, 1).copy()  # (P, K, NR) C-contiguous
-    Wpad = np.zeros((K, P * NR), dtype=W.dtype)
-    Wpad[:, :N] = W
-    Wp[:] = Wpad.reshape(K, P, NR).transpose(1, 0, 2)
+    Wp = np.zeros((P, K, NR), dtype=W.dtype)
+    for p in range(P):
+        cols = W[:, p * NR:(p + 1) * NR]  # (K, ≤ NR)
+        Wp[p, :, :cols.shape[1]] = cols
     return Wp
 
 
@@ -183,11 +183,11 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
 @numba.njit(inline="always", **_JIT)
-def matmul_packed(A, Wp, N, out):
+def matmul_packed(A, Wp, out):
     """out = A @ W for Wp = pack_panels(W): A (M, K) with any strides, W (K, N), out (M, N) with contiguous rows
-    (its row stride free). Panel by panel, a tile of MR rows at a time: a panel (K·NR elements) is read from cache
+    (its row stride free); N is out's width. Unchecked (the drivers pack W for A's K once per call). Panel by panel, a tile of MR rows at a time: a panel (K·NR elements) is read from cache
     once per tile of rows."""
-    M = A.shape[0]
+    M, N = out.shape
     NR = Wp.shape[2]
     for p in range(Wp.shape[0]):
         ncols = min(NR, N - p * NR)

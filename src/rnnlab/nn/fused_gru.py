@@ -41,9 +41,10 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
-from ._gemm import input_and_weight_grads, numba_pays, step_product, step_product_numba
+from ._gemm import input_and_weight_grads, numba_pays, step_product
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
+from ._ukernel import matmul_packed, pack_panels
 from ._workspace import saved_buffer, scratch
 from .fused_lstm import (
     _JIT,
@@ -169,8 +170,8 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, w
 
     XP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.numpy() for a in (XP, P, m, L, ST, Y, HM, SV))
     if numba_pays(B, H, G):  # a small layer: the whole time loop in numba, the product too (see _gemm)
-        W_T = W_hh.detach().t().contiguous().numpy()  # (H, G)
-        _forward_loop(T_run, XP_, np.empty((B, G), dtype=XP_.dtype), W_T, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln,
+        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
+        _forward_loop(T_run, XP_, np.empty((B, G), dtype=XP_.dtype), Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln,
                       save)
         return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
     product = step_product(W_hh, B)  # h_{t-1} ⊙ m ↦ ĥ_t, on oneDNN or torch.mm (see _gemm)
@@ -303,11 +304,11 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save):
 
 
 @numba.njit(**_JIT)
-def _forward_loop(T_run, XP, HP, W_T, P, M, L, ST, Y, HM, SV, SC, ln, save):
+def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SC, ln, save):
     """The forward time loop of a small layer in one call: per step ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ into HP (B, G) with
-    W_T = W_hhᵀ (H, G), then :func:`_forward_step`. Same arrays as there."""
+    Wp = pack_panels(W_hhᵀ), W_hhᵀ (H, G), then :func:`_forward_step`. Same arrays as there."""
     for t in range(T_run):
-        step_product_numba(HM[:, t], W_T, HP)
+        matmul_packed(HM[:, t], Wp, HP)
         _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save)
 
 

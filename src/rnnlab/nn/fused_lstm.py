@@ -29,8 +29,9 @@ longest row are skipped. Inference (no grad) keeps nothing: x̂ is computed time
 at a time right before they run (in cache, no (B, T, 4H) buffer), and its own kernel normalises x̂ and ĥ per
 row and writes only h, c and y. The per-step product runs on oneDNN with W_hh reordered once per call
 (``_gemm.pack``) on a contiguous operand that the kernel writes (h_t ⊙ m); where it is small (B·4H·H ≤ 2^20
-multiply-adds) the whole loop over time is one numba call with its own product instead, since a oneDNN call
-and the Python around it cost more than such a product. What the forward saves for the backward comes from
+multiply-adds) the whole loop over time is one numba call with its own product instead (a register-blocked
+micro-kernel, ``_ukernel.matmul_packed``, on W_hh packed once per call), since a oneDNN call and the Python
+around it cost more than such a product. What the forward saves for the backward comes from
 memory reused once nothing references it (``_workspace.saved_buffer``: no page faults per call).
 The backward runs one kernel and one product per step likewise and collects the pre-activation gradients of
 all steps, so dW_ih, dW_hh and dx are single matmuls at the end. In float32 the kernels use a rational
@@ -53,6 +54,7 @@ from torch import Tensor
 from ._checks import check_sequence_args, check_state_tensor
 from ._gemm import linear, linear_into, linear_packed, pack, weight_grad
 from ._torch_kernels import native_layer_norm_out
+from ._ukernel import matmul_packed, pack_panels
 from ._workspace import saved_buffer, scratch
 from .masking import lengths_to_mask
 
@@ -224,8 +226,8 @@ def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, leng
         a.detach().numpy() for a in (XP, HP, P, m, L, ST, Y, HM, HN, SV))
     with torch.no_grad():
         if _whole_loop(B, G, H):  # small: the whole loop in one numba call, no Python per step
-            W_T = W_hh.detach().t().contiguous().numpy()  # (H, G)
-            _forward_loop(T_run, W_T, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln)
+            Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
+            _forward_loop(T_run, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln)
         else:
             W_p = pack(W_hh, B)  # reordered once for oneDNN: no reorder per step
             for t in range(T_run):
@@ -263,14 +265,14 @@ def _infer(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, length
     HP_, P_, M_, L_, ST_, Y_, HN_, A_ = (a.numpy() for a in (HP, P, m, L, ST, Y, HN, A))
     whole = _whole_loop(B, G, H)
     if whole:
-        W_T = W_hh.detach().t().contiguous().numpy()  # (H, G)
+        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
     else:
         W_p = pack(W_hh.contiguous(), B)
     for t0 in range(0, T_run, chunk):  # x̂ of `chunk` steps at a time, consumed while in cache
         t1 = min(t0 + chunk, T_run)
         XP_ = linear(x_tm[t0 * B:t1 * B], W_ih).numpy().reshape(t1 - t0, B, G)  # (t1 - t0, B, G)
         if whole:
-            _infer_loop(t0, t1, W_T, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln)
+            _infer_loop(t0, t1, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln)
         else:
             for t in range(t0, t1):
                 HP_ = linear_packed(HN, W_p).numpy()  # ĥ_t (B, G)
@@ -337,8 +339,8 @@ class _FusedLSTM(torch.autograd.Function):
                 a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DA, DS))
             P_ = ctx.P.numpy()
             if _whole_loop(B, G, H):
-                W_ = W_hh.detach().contiguous().numpy()  # (G, H): DHM = DHP_t W_hh
-                _backward_loop(T_run, W_, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_, ACC, SC, ln)
+                Wp = pack_panels(W_hh.detach().numpy())  # (G, H) in panels: DHM = DHP_t W_hh
+                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_, ACC, SC, ln)
             else:
                 W_p = pack(W_hh.detach().t().contiguous(), B)  # (H, G): DHM = DHP_t W_hh as linear(DHP_t, W_hh_T)
                 for t in range(T_run - 1, -1, -1):
@@ -661,7 +663,9 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln):
 
 @numba.njit(inline="always", **_JIT)
 def _matmul(A, W, out):
-    """out = A @ W: A (M, K) with contiguous rows, W (K, N), out (M, N) C-contiguous rows.
+    """out = A @ W: A (M, K) with contiguous rows, W (K, N), out (M, N) C-contiguous rows. The plain numba product,
+    kept for callers outside the time loops (which run :func:`rnnlab.nn._ukernel.matmul_packed`, 3-4x faster on a
+    packed W: see benchmarks/ukernel.py).
     The inner loop runs over contiguous rows of W, so it vectorises; eight rows of W per pass over a row of out
     cut the loads and stores of out eightfold (they, not the multiply-adds, bound the plain loop). Those eight rows
     of W serve every row of out before the next eight are read: W (up to 4 MB) is read once per product, from L2,
@@ -696,25 +700,27 @@ def _matmul(A, W, out):
 
 
 @numba.njit(**_JIT)
-def _forward_loop(T_run, W_T, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
-    """Steps 0..T_run-1 of :func:`_forward_step`, each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ; W_T (H, G) = W_hhᵀ."""
+def _forward_loop(T_run, Wp, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
+    """Steps 0..T_run-1 of :func:`_forward_step`, each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ;
+    Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, G))."""
     for t in range(T_run):
-        _matmul(HN, W_T, HP)
+        matmul_packed(HN, Wp, HP)
         _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln)
 
 
 @numba.njit(**_JIT)
-def _backward_loop(T_run, W, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln):
-    """Steps T_run-1..0 of :func:`_backward_step`, each followed by DHM = DHP_t W_hh; W (G, H) = W_hh."""
+def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln):
+    """Steps T_run-1..0 of :func:`_backward_step`, each followed by DHM = DHP_t W_hh; Wp = pack_panels(W_hh)
+    (W_hh (G, H))."""
     for t in range(T_run - 1, -1, -1):
         _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln)
-        _matmul(DA, W, DHM)
+        matmul_packed(DA, Wp, DHM)
 
 
 @numba.njit(**_JIT)
-def _infer_loop(t0, t1, W_T, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
+def _infer_loop(t0, t1, Wp, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
     """Steps t0..t1-1 of :func:`_infer_step` (x̂ of step t at XP[t - t0]), each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ;
-    W_T (H, G) = W_hhᵀ."""
+    Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, G))."""
     for t in range(t0, t1):
-        _matmul(HN, W_T, HP)
+        matmul_packed(HN, Wp, HP)
         _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, A, SC, ln)

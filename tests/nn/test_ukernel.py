@@ -1,6 +1,5 @@
 """rnnlab.nn._ukernel: the register-blocked product against numpy in float64, at shapes that hit every edge
 (rows M % MR, columns N % NR, K of 0 and 1), with strided operands, in float32 and float64."""
-import numba
 import numpy as np
 import pytest
 
@@ -8,8 +7,9 @@ from rnnlab.nn import _ukernel
 from rnnlab.nn._ukernel import MR, matmul_packed, pack_panels, panel_width
 
 
-@numba.njit(cache=True)
 def _product(A, Wp, out):
+    # the njit function itself, called from Python: compiled and cached against _ukernel.py's own source (a jitted
+    # caller here would keep a stale copy in its cache when only _ukernel.py changes)
     matmul_packed(A, Wp, out)
 
 
@@ -57,13 +57,14 @@ def test_strided_rows_and_columns_of_a_and_strided_rows_of_out(dtype):
 
 def test_pack_panels_layout():
     """Panel p, row k holds W[k, p·NR : p·NR + NR], zero past column N."""
-    W = np.arange(3 * 70, dtype=np.float32).reshape(3, 70)
-    Wp = pack_panels(W)
     NR = panel_width(np.float32)
+    N = NR + 6
+    W = np.arange(3 * N, dtype=np.float32).reshape(3, N)
+    Wp = pack_panels(W)
     assert Wp.shape == (2, 3, NR) and Wp.flags.c_contiguous
     np.testing.assert_array_equal(Wp[0], W[:, :NR])
-    np.testing.assert_array_equal(Wp[1, :, :70 - NR], W[:, NR:])
-    assert (Wp[1, :, 70 - NR:] == 0).all()
+    np.testing.assert_array_equal(Wp[1, :, :6], W[:, NR:])
+    assert (Wp[1, :, 6:] == 0).all()
     assert panel_width(np.float64) == NR // 2
 
 

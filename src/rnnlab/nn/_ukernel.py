@@ -6,7 +6,7 @@ LLVM keeps no tile of the output in registers across the loop over k (numba has 
 multiply-add also loads and stores a row of ``out``. This kernel is the BLIS micro-kernel (Van Zee & van de Geijn,
 2015, "BLIS: A Framework for Rapidly Instantiating BLAS Functionality", §3) written out in LLVM IR:
 
-    for each panel p of NR columns of W (packed once per sequence call: (P, K, NR), zero-padded),
+    for each panel p of NR columns of W (packed once per sequence call: (P, K, NR), zero-padded; NR = 32 float32),
       for each tile of up to MR rows of A:
         acc[r][v] = 0                                   MR·NV vector registers, NV = NR / lanes
         for k in 0..K-1:
@@ -15,12 +15,12 @@ multiply-add also loads and stores a row of ``out``. This kernel is the BLIS mic
           acc[r][v] = fma(a, w[v], acc[r][v])           MR·NV fused multiply-adds
         out[rows, p·NR:(p+1)·NR] = acc                  stored once
 
-The accumulators are SSA values (phi nodes) of ``<lanes x float>``, which LLVM keeps in registers: MR = 6 rows
-× NV = 4 vectors of 16 floats use 24 of the 32 zmm registers of AVX-512, plus 4 for the panel's row and one for
+The accumulators are SSA values (phi nodes) of ``<lanes x float>``, which LLVM keeps in registers: MR = 8 rows
+× NV = 2 vectors of 16 floats use 16 of the 32 zmm registers of AVX-512, plus 2 for the panel's row and one for
 the broadcast. Vector IR of 16 floats is legal on any x86-64 (LLVM splits it for AVX2/SSE, where the tile
 spills and runs slower, still correct). A tile of fewer than MR rows (M % MR) has its own unrolled body (a
 switch on the row count), so nothing is computed twice; a panel narrower than NR (N % NR) is computed on W's
-zero padding and stored element by element. Float64 runs the same code with 8 lanes (NR = 32).
+zero padding and stored element by element. Float64 runs the same code with 8 lanes (NR = 16).
 
 Measured, one thread, AMD EPYC (Zen 5, AVX-512), ``benchmarks/ukernel.py``: see its docstring.
 """
@@ -34,10 +34,15 @@ from numba.extending import intrinsic
 
 __all__ = ["MR", "NV", "lanes", "panel_width", "pack_panels", "matmul_packed"]
 
-MR = 6
-"""Rows of A per micro-tile: MR·NV accumulators (24 zmm) + NV panel vectors + a broadcast stay within 32 registers."""
-NV = 4
-"""Vectors per panel row: NR = NV·lanes columns of W per panel (64 float32, 32 float64)."""
+MR = 8
+"""Rows of A per micro-tile: MR·NV accumulators (16 zmm) + NV panel vectors + a broadcast stay within 32 registers.
+Eight rows: the batch of the smallest benchmark layer is one tile. Measured (GFLOP/s, one thread, float32, (M, K, N)
+= (8, 64, 256) / (8, 256, 64) / (16, 256, 1024) / (64, 512, 128) / (4, 128, 512)), MR x NV: 4x4 223/235/224/236/240,
+6x4 213/204/230/239/238, 8x3 205/155/218/213/230, 8x2 227/227/235/240/206, 12x2 226/229/224/237/203, 4x6
+200/151/221/160/211, 3x8 186/86/153/170/126: all tiles of 16-24 accumulators within noise of each other where W's
+panel stays in L1; 8x2 is never far behind, and its narrower panel wastes less on a width N % 32."""
+NV = 2
+"""Vectors per panel row: NR = NV·lanes columns of W per panel (32 float32, 16 float64)."""
 
 
 def lanes(dtype) -> int:

@@ -221,10 +221,14 @@ class _FusedGRU(torch.autograd.Function):
             dhp_steps = DHP.unbind(1)
             dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
             P_ = ctx.P.numpy()
-            product = step_product(W_hh.t(), B)  # DHP_t ↦ DHP_t W_hh = dL/d(h_{t-1} ⊙ m)
-            for t in range(T_run - 1, -1, -1):
-                _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
-                DHM_ = product(dhp_steps[t])  # (B, H)
+            if numba_pays(B, G, H):  # a small layer: the whole loop in numba, as in the forward pass
+                Wp = pack_panels(W_hh.numpy())  # W_hh (G, H) in panels: DHM = DHP_t W_hh
+                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
+            else:
+                product = step_product(W_hh.t(), B)  # DHP_t ↦ DHP_t W_hh = dL/d(h_{t-1} ⊙ m)
+                for t in range(T_run - 1, -1, -1):
+                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
+                    DHM_ = product(dhp_steps[t])  # (B, H)
 
             need = ctx.needs_input_grad
             dh0 = DS + torch.from_numpy(DHM_) * m if need[1] else None
@@ -350,3 +354,12 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
             h_norm, rstd = sv[5 * H:5 * H + G], sv[5 * H + G:]
             _layer_norm_backward(dxa, g_ih, XN[b, t], rstd[0], inv_g, dxa, acc_ih)
             _layer_norm_backward(dha, g_hh, h_norm, rstd[1], inv_g, dha, acc_hh)
+
+
+@numba.njit(**_JIT)
+def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
+    """The backward time loop of a small layer in one call: steps T_run-1..0 of :func:`_backward_step`, each followed
+    by DHM = DHP_t W_hh (B, H) in place, Wp = pack_panels(W_hh) (W_hh (G, H)). Same arrays as there."""
+    for t in range(T_run - 1, -1, -1):
+        _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln)
+        matmul_packed(DHP[:, t], Wp, DHM)

@@ -16,7 +16,7 @@ and the median per-round ratio to ``ukernel``.
 
 Thresholds: a layer forward+backward (train) and forward under no_grad (infer), T = 50, the same weights, with the
 whole-loop path forced on (threshold huge) and off (threshold -1), interleaved; ratio = loop / per-step: below 1
-the loop pays. LSTM with layer norm (fused_lstm), GRU and RNN (their forward only: their backward has no numba loop).
+the loop pays. LSTM with layer norm (fused_lstm), GRU and RNN (fused_gru, fused_rnn).
 Writes benchmarks/results/ukernel.json (``--out``) and prints tables.
 """
 from __future__ import annotations
@@ -96,8 +96,9 @@ def measure_products(rounds: int) -> list[dict]:
 
 
 THRESHOLD_SHAPES = [(8, 64), (16, 64), (8, 128), (32, 64), (16, 128), (64, 64), (8, 256), (32, 128), (16, 256),
-                    (64, 128), (32, 256), (16, 512), (64, 256)]  # (B, H); I = H, T = 50
-"""From the smallest benchmark layer to 16x past the old LSTM threshold (B·4H·H = 2^20)."""
+                    (64, 128), (32, 256), (16, 512), (64, 256), (32, 512), (64, 512)]  # (B, H); I = H, T = 50
+"""From the smallest benchmark layer to the largest per-step product of benchmarks/layers.py (64, 512) x (512, 2048),
+64x past the old LSTM threshold (B·4H·H = 2^20)."""
 
 _SWITCHES = {"LSTM": (fused_lstm, "_WHOLE_LOOP_MAX"), "GRU": (_gemm, "NUMBA_MAX_MACS"), "RNN": (_gemm, "NUMBA_MAX_MACS")}
 

@@ -22,7 +22,11 @@ spills and runs slower, still correct). A tile of fewer than MR rows (M % MR) ha
 switch on the row count), so nothing is computed twice; a panel narrower than NR (N % NR) is computed on W's
 zero padding and stored element by element. Float64 runs the same code with 8 lanes (NR = 16).
 
-Measured, one thread, AMD EPYC (Zen 5, AVX-512), ``benchmarks/ukernel.py``: see its docstring.
+Measured (benchmarks/ukernel.py, one thread, AMD EPYC Zen 5, AVX-512, float32, µs per product, interleaved):
+(8, 64) x (64, 256) 1.13 against 2.40 for the plain numba loop it replaced (fused_lstm._matmul), 5.3 for the axpy
+loop (_gemm.step_product_numba), 13.0 for packed oneDNN and 4.9 for torch.mm called from Python; (8, 256) x (256, 64)
+1.09 / 2.82 / 9.9 / 11.2 / 4.7; (64, 128) x (128, 512) 41 / 73 / 171 / 60 / 97; (64, 512) x (512, 2048) 786 / 2247
+/ 3240 / 925 / 1779: 160-240 GFLOP/s, as fast as oneDNN's best on large products here (~210).
 """
 from __future__ import annotations
 

@@ -17,8 +17,10 @@ multiply-add also loads and stores a row of ``out``. This kernel is the BLIS mic
 
 The accumulators are SSA values (phi nodes) of ``<lanes x float>``, which LLVM keeps in registers: MR = 8 rows
 × NV = 2 vectors of 16 floats use 16 of the 32 zmm registers of AVX-512, plus 2 for the panel's row and one for
-the broadcast. Vector IR of 16 floats is legal on any x86-64 (LLVM splits it for AVX2/SSE, where the tile
-spills and runs slower, still correct). A tile of fewer than MR rows (M % MR) has its own unrolled body (a
+the broadcast. Vector IR of 16 floats is legal on any x86-64 (LLVM splits it into two ymm registers for AVX2);
+where numba compiles without AVX-512 the tile is 6 x 1 (12 of the 16 ymm registers), since 8 x 2 would spill
+(measured, compiled for Haswell, run on this CPU: 30-76 GFLOP/s for 8 x 2 against 94-118 for 6 x 1 and 61-92
+for the plain loop). A tile of fewer than MR rows (M % MR) has its own unrolled body (a
 switch on the row count), so nothing is computed twice; a panel narrower than NR (N % NR) is computed on W's
 zero padding and stored element by element. Float64 runs the same code with 8 lanes (NR = 16).
 
@@ -33,22 +35,30 @@ from __future__ import annotations
 import numba
 import numpy as np
 from llvmlite import ir
-from numba.core import cgutils, types
+from numba.core import cgutils, config, types
+from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic
 
-__all__ = ["MR", "NV", "lanes", "panel_width", "pack_panels", "matmul_packed"]
+__all__ = ["AVX512", "MR", "NV", "lanes", "panel_width", "pack_panels", "matmul_packed"]
 
-MR = 8
-"""Rows of A per micro-tile: MR·NV accumulators (16 zmm) + NV panel vectors + a broadcast stay within 32 registers.
-Eight rows: the batch of the smallest benchmark layer is one tile. Measured (GFLOP/s, one thread, float32, (M, K, N)
-= (8, 64, 256) / (8, 256, 64) / (16, 256, 1024) / (64, 512, 128) / (4, 128, 512)), MR x NV: 4x4 223/235/224/236/240,
-6x4 213/204/230/239/238, 8x3 205/155/218/213/230, 8x2 227/227/235/240/206, 12x2 226/229/224/237/203, 4x6
-200/151/221/160/211, 3x8 186/86/153/170/126: all tiles of 16-24 accumulators within noise of each other where W's
-panel stays in L1; 8x2 is never far behind, and its narrower panel wastes less on a width N % 32."""
-NV = 2
-"""Vectors per panel row: NR = NV·lanes columns of W per panel (32 float32, 16 float64)."""
+def _avx512() -> bool:
+    """Whether numba compiles for a CPU with AVX-512 (32 vector registers of 64 bytes), from the target features it
+    uses itself (``NUMBA_CPU_FEATURES`` when set, else the host's)."""
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
+    return "+avx512f" in features.split(",")
 
 
+AVX512 = _avx512()
+MR, NV = (8, 2) if AVX512 else (6, 1)
+"""MR: rows of A per micro-tile; NV: 64-byte vectors per panel row, NR = NV·lanes columns of W per panel (32 float32,
+16 float64 with AVX-512). With AVX-512, MR·NV = 16 accumulators + NV panel vectors + a broadcast stay within the 32
+zmm registers; eight rows make the batch of the smallest benchmark layer one tile. Measured (GFLOP/s, one thread,
+float32, (M, K, N) = (8, 64, 256) / (8, 256, 64) / (16, 256, 1024) / (64, 512, 128) / (4, 128, 512)), MR x NV:
+4x4 223/235/224/236/240, 6x4 213/204/230/239/238, 8x3 205/155/218/213/230, 8x2 227/227/235/240/206, 12x2
+226/229/224/237/203, 4x6 200/151/221/160/211, 3x8 186/86/153/170/126: all tiles of 16-24 accumulators within noise
+of each other where W's panel stays in L1; 8x2 is never far behind, and its narrower panel wastes less on a width
+N % 32. Without AVX-512 (16 registers of 32 bytes: a 64-byte vector takes two), 6 x 1: 12 registers of
+accumulators, as the 6 x 16 tile of BLIS's Haswell kernel."""
 def lanes(dtype) -> int:
     """Elements per 64-byte vector: 16 float32, 8 float64."""
     return 64 // np.dtype(dtype).itemsize

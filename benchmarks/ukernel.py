@@ -3,7 +3,8 @@ the plain numba loops it replaced and against oneDNN/MKL called once per product
 whole layers with the loop over time in one numba call against per-step oneDNN/MKL calls from Python, the
 measurement behind ``fused_lstm._WHOLE_LOOP_MAX`` and ``_gemm.NUMBA_MAX_MACS``.
 
-    cd benchmarks && OMP_NUM_THREADS=1 python ukernel.py [--threads 1] [--rounds 11] [--thresholds] [--only-thresholds]
+    cd benchmarks && OMP_NUM_THREADS=1 python ukernel.py [--threads 1] [--rounds 11] [--clock wall|cpu]
+                                                         [--thresholds] [--only-thresholds]
 
 Products: float32, at the per-step shapes of the five layer shapes of benchmarks/layers.py, (B, T, I, H) ->
 LSTM forward (B, H) x (H, 4H), LSTM backward (B, 4H) x (4H, H), GRU forward (B, H) x (H, 3H). Contenders:
@@ -28,7 +29,7 @@ import numba
 import numpy as np
 import torch
 
-from common import interleaved, median_ms, print_table, ratio, setup_threads, write_json
+from common import CLOCKS, interleaved, median_ms, print_table, ratio, setup_threads, write_json
 from layers import SHAPES, inference, train_step
 from rnnlab.nn import GRU, LSTM, RNN, _gemm, fused_lstm
 from rnnlab.nn._ukernel import matmul_packed, pack_panels
@@ -83,11 +84,11 @@ def product_contenders(M: int, K: int, N: int) -> tuple[dict, int]:
     return fns, reps
 
 
-def measure_products(rounds: int) -> list[dict]:
+def measure_products(rounds: int, clock) -> list[dict]:
     rows = []
     for label, M, K, N in product_shapes():
         fns, reps = product_contenders(M, K, N)
-        times = interleaved(fns, rounds=rounds)
+        times = interleaved(fns, rounds=rounds, clock=clock)
         for name in fns:
             us = 1e3 * median_ms(times[name]) / reps
             rows.append({"product": label, "M,K,N": f"{M},{K},{N}", "contender": name, "us": us,
@@ -114,7 +115,7 @@ def _forced(fn, module, name: str, value: int):
     return run
 
 
-def measure_thresholds(rounds: int, T: int = 50) -> list[dict]:
+def measure_thresholds(rounds: int, clock, T: int = 50) -> list[dict]:
     rows = []
     for kind, make in (("LSTM", lambda I, H: LSTM(I, H, layer_norm=True)), ("GRU", lambda I, H: GRU(I, H, impl="numba")),
                        ("RNN", lambda I, H: RNN(I, H, impl="numba"))):
@@ -126,7 +127,7 @@ def measure_thresholds(rounds: int, T: int = 50) -> list[dict]:
             for mode, step in (("train", train_step), ("infer", inference)):
                 fn = step(model.train(mode == "train"), x)
                 fns = {"loop": _forced(fn, module, switch, 1 << 62), "per-step": _forced(fn, module, switch, -1)}
-                times = interleaved(fns, rounds=rounds)
+                times = interleaved(fns, rounds=rounds, clock=clock)
                 rows.append({"layer": kind, "B,H": f"{B},{H}", "macs": B * G * H, "mode": mode,
                              "loop_ms": median_ms(times["loop"]), "per_step_ms": median_ms(times["per-step"]),
                              "ratio": ratio(times, "loop", "per-step")})
@@ -139,18 +140,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--thresholds", action="store_true", help="also the whole-loop vs per-step layer timings")
     parser.add_argument("--only-thresholds", action="store_true", help="only those")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall time, or this thread's CPU time (leaves out time other processes held the core)")
     parser.add_argument("--out", default="ukernel.json", help="file name under benchmarks/results/")
     args = parser.parse_args()
     setup_threads(args.threads)
     torch.manual_seed(0)
-    payload: dict = {"threads": args.threads, "rounds": args.rounds}
+    payload: dict = {"threads": args.threads, "rounds": args.rounds, "clock": args.clock}
     if not args.only_thresholds:
-        payload["products"] = measure_products(args.rounds)
+        payload["products"] = measure_products(args.rounds, CLOCKS[args.clock])
         print_table(payload["products"], ["product", "M,K,N", "contender", "us", "gflops", "vs_ukernel"])
         speedups = [r["vs_ukernel"] for r in payload["products"] if r["contender"] == "numba _matmul"]
         print(f"\nukernel vs numba _matmul: median {statistics.median(speedups):.2f}x faster")
     if args.thresholds or args.only_thresholds:
-        payload["thresholds"] = measure_thresholds(args.rounds)
+        payload["thresholds"] = measure_thresholds(args.rounds, CLOCKS[args.clock])
         print()
         print_table(payload["thresholds"], ["layer", "B,H", "macs", "mode", "loop_ms", "per_step_ms", "ratio"])
     print("wrote", write_json(args.out, payload))

@@ -46,14 +46,14 @@ def test_both_loops_inference_match_reference(path, ln):
 
 
 def test_whole_loop_threshold_picks_small_shapes(monkeypatch):
-    """One thread: up to B·G·H = 2^22; more threads (oneDNN's product uses them, the loop does not): up to 2^20."""
+    """One thread: up to B·G·H = 2^26; more threads (oneDNN's product uses them, the loop does not): up to 2^20."""
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert fused_lstm._whole_loop(8, 256, 64)  # (8, 500, 32, 64) of benchmarks/layers.py
-    assert fused_lstm._whole_loop(16, 1024, 256)  # (16, 1024, 128, 256)
-    assert not fused_lstm._whole_loop(32, 1024, 256)  # (32, 100, 128, 256)
+    assert fused_lstm._whole_loop(64, 2048, 512)  # (64, 100, 256, 512), the largest there
+    assert not fused_lstm._whole_loop(128, 2048, 512)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert fused_lstm._whole_loop(8, 256, 64)
-    assert not fused_lstm._whole_loop(16, 1024, 256)
+    assert not fused_lstm._whole_loop(16, 1024, 256)  # (16, 1024, 128, 256)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -103,16 +103,16 @@ def weight_grad(d: Tensor, a: Tensor) -> Tensor:
 
 
 _JIT = dict(cache=True, fastmath=True, error_model="numpy", nogil=True)  # as the sequence kernels'
-NUMBA_MAX_MACS = 1 << 23
+NUMBA_MAX_MACS = 1 << 24
 """At most this many multiply-adds per step (one torch thread), the GRU and RNN sequence kernels run their whole
 loops over time, forward and backward, in one numba call each, the recurrent product on the register-blocked
 ``_ukernel.matmul_packed``, instead of calling oneDNN or ``torch.mm`` from Python at every step (the call, the
-tensor→numpy view and the kernel's dispatch cost 20–30 µs a step). Measured (benchmarks/ukernel.py --thresholds,
-I = H, T = 50, loop time / per-step time, median of per-round ratios, loaded machine), train / infer:
-GRU (8, 64) 0.70 / 0.66; (8, 256) 0.67 / 0.77; (64, 128) 0.86 / 0.76; (32, 256) 0.89 / 0.81 (6.3M); past 2^23
-parity within noise: (16, 512) 0.91 / 1.08; (32, 512) 1.02 / 1.00; (64, 512) 0.91 / 0.98.
-RNN (8, 64) 0.71 / 0.64; (16, 256) 0.76 / 0.34; (32, 256) 0.69 / 0.75; (32, 512) 0.94 / 0.90 (8.4M);
-(64, 512) 0.96 / 0.96."""
+tensor→numpy view and the kernel's dispatch cost 20–30 µs a step). Measured (benchmarks/ukernel.py --thresholds
+--clock cpu --rounds 9: I = H, T = 50, loop time / per-step time, median of per-round ratios, this thread's CPU
+time), train / infer by (B, H): GRU (8, 64) 0.71 / 0.70; (8, 256) 0.66 / 0.63; (64, 128) 0.84 / 0.82; (32, 256)
+0.92 / 0.92; (64, 256) 0.93 / 0.95 (12.6M); (32, 512) 0.95 / 0.96 (25M); (64, 512) 1.07 / 1.05 (50M).
+RNN (8, 64) 0.93 / 0.64; (16, 256) 0.77 / 0.67; (32, 512) 0.89 / 0.90; (64, 512) 0.95 / 0.89 (16.8M, the largest
+measured). A wall-clock run agreed, with more scatter."""
 NUMBA_MAX_MACS_THREADED = 1 << 18
 """The same with more than one torch thread: the limit measured before the micro-kernel ((8, 64) x (64, 192): 4 µs
 on MKL against a Python round trip of 20–30 µs), since the numba loop runs on one thread while oneDNN's product

@@ -295,13 +295,14 @@ def _whole_loop(B: int, G: int, H: int) -> bool:
     """Whether the whole loop over time runs in one numba call (the product on ``_ukernel.matmul_packed``, no Python
     per step) rather than a oneDNN call per step from Python (fixed cost ~10-30 µs, but on all of torch's threads).
 
-    One thread: up to :data:`_WHOLE_LOOP_MAX`. Measured (benchmarks/ukernel.py --thresholds, layer-norm LSTM, I = H,
-    T = 50, loop time / per-step time, median of per-round ratios, two runs of 7 and 9 rounds on a loaded machine),
-    train / infer by B·G·H: (8, 64) 0.49-0.52 / 0.35-0.38; (16, 128) 0.74-0.77 / 0.59-0.67; (64, 64) 0.83-0.90 /
-    0.67-0.69; (16, 256) 0.75-0.79 / 0.79-0.84; (64, 128) 0.81-0.83 / 0.87-0.89 (all 2^22); past it parity within
-    noise: (32, 256) 0.67-1.15 / 0.84-0.86; (64, 256) 0.90-0.97 / 0.85-1.32; (64, 512) 0.86 / 1.00. The micro-kernel
-    itself outruns packed oneDNN at every benchmark shape (1.2-1.7x, benchmarks/ukernel.py), but past 2^22 the
-    products per step are a small part of a layer's time.
+    One thread: up to :data:`_WHOLE_LOOP_MAX`. Measured (benchmarks/ukernel.py --thresholds --clock cpu --rounds 9:
+    layer-norm LSTM, I = H, T = 50, loop time / per-step time, median of per-round ratios, this thread's CPU time),
+    train / infer by (B, H): (8, 64) 0.50 / 0.35; (16, 128) 0.67 / 0.63; (64, 64) 0.79 / 0.69; (16, 256) 0.76 / 0.81;
+    (64, 128) 0.86 / 0.90; (32, 256) 0.92 / 0.86; (64, 256) 0.97 / 0.94; (32, 512) 0.98 / 0.98; (64, 512) 0.93 / 0.94:
+    the loop never loses, and gains less as the products per step become a smaller part of a layer's time (the
+    micro-kernel itself is 1.3-1.9x faster than packed oneDNN at these products, benchmarks/ukernel.py). Two
+    wall-clock runs agreed up to (16, 256) and scattered around parity past it (0.67-1.32). The limit is the
+    largest shape measured, (64, 512), the largest of benchmarks/layers.py.
     More threads: up to :data:`_WHOLE_LOOP_MAX_THREADED`, the limit measured before the micro-kernel ((8, 64) x
     (64, 256) 7 µs in numba against 13 µs packed oneDNN + ~8 µs of Python per step), since the loop runs on one
     thread while oneDNN's product uses them all; not re-measured (two threads cannot be timed on this loaded
@@ -310,7 +311,7 @@ def _whole_loop(B: int, G: int, H: int) -> bool:
     return B * G * H <= limit
 
 
-_WHOLE_LOOP_MAX = 1 << 22  # B·G·H multiply-adds per step, one thread
+_WHOLE_LOOP_MAX = 1 << 26  # B·G·H multiply-adds per step, one thread
 _WHOLE_LOOP_MAX_THREADED = 1 << 20  # the same with more than one torch thread
 
 

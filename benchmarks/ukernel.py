@@ -17,7 +17,8 @@ and the median per-round ratio to ``ukernel``.
 
 Thresholds: a layer forward+backward (train) and forward under no_grad (infer), T = 50, the same weights, with the
 whole-loop path forced on (threshold huge) and off (threshold -1), interleaved; ratio = loop / per-step: below 1
-the loop pays. LSTM with layer norm (fused_lstm), GRU and RNN (fused_gru, fused_rnn).
+the loop pays. LSTM with layer norm (fused_lstm), GRU and RNN (fused_gru, fused_rnn). With ``--threads 2`` on a
+quiet machine this measures the limits for more than one thread (``*_THREADED``), not re-measured here.
 Writes benchmarks/results/ukernel.json (``--out``) and prints tables.
 """
 from __future__ import annotations
@@ -78,9 +79,10 @@ def product_contenders(M: int, K: int, N: int) -> tuple[dict, int]:
         for _ in range(reps):
             torch.mm(A, W_col, out=out_t)
 
-    fns = {"ukernel": lambda: _reps_ukernel(A_, Wp, out, reps), "numba _matmul": lambda: _reps_matmul(A_, W_, out, reps),
-           "step_product_numba": lambda: _reps_axpy(A_, W_, out, reps), "oneDNN packed": run_onednn,
-           "torch.mm": run_mm}
+    fns = {"ukernel": lambda: _reps_ukernel(A_, Wp, out, reps),
+           "numba _matmul": lambda: _reps_matmul(A_, W_, out, reps),
+           "step_product_numba": lambda: _reps_axpy(A_, W_, out, reps),
+           "oneDNN packed": run_onednn, "torch.mm": run_mm}
     return fns, reps
 
 
@@ -101,32 +103,38 @@ THRESHOLD_SHAPES = [(8, 64), (16, 64), (8, 128), (32, 64), (16, 128), (64, 64), 
 """From the smallest benchmark layer to the largest per-step product of benchmarks/layers.py (64, 512) x (512, 2048),
 64x past the old LSTM threshold (B·4H·H = 2^20)."""
 
-_SWITCHES = {"LSTM": (fused_lstm, "_WHOLE_LOOP_MAX"), "GRU": (_gemm, "NUMBA_MAX_MACS"), "RNN": (_gemm, "NUMBA_MAX_MACS")}
+_SWITCHES = {"LSTM": (fused_lstm, ("_WHOLE_LOOP_MAX", "_WHOLE_LOOP_MAX_THREADED")),
+             "GRU": (_gemm, ("NUMBA_MAX_MACS", "NUMBA_MAX_MACS_THREADED")),
+             "RNN": (_gemm, ("NUMBA_MAX_MACS", "NUMBA_MAX_MACS_THREADED"))}  # the limits for one thread and for more
 
 
-def _forced(fn, module, name: str, value: int):
+def _forced(fn, module, names: tuple[str, ...], value: int):
+    """``fn`` with the module's limits set to ``value`` while it runs: the whole loop forced on or off."""
     def run():
-        old = getattr(module, name)
-        setattr(module, name, value)
+        old = [getattr(module, name) for name in names]
+        for name in names:
+            setattr(module, name, value)
         try:
             fn()
         finally:
-            setattr(module, name, old)
+            for name, v in zip(names, old, strict=True):
+                setattr(module, name, v)
     return run
 
 
 def measure_thresholds(rounds: int, clock, T: int = 50) -> list[dict]:
     rows = []
-    for kind, make in (("LSTM", lambda I, H: LSTM(I, H, layer_norm=True)), ("GRU", lambda I, H: GRU(I, H, impl="numba")),
-                       ("RNN", lambda I, H: RNN(I, H, impl="numba"))):
-        module, switch = _SWITCHES[kind]
+    layers = (("LSTM", lambda I, H: LSTM(I, H, layer_norm=True)), ("GRU", lambda I, H: GRU(I, H, impl="numba")),
+              ("RNN", lambda I, H: RNN(I, H, impl="numba")))
+    for kind, make in layers:
+        module, switches = _SWITCHES[kind]
         for B, H in THRESHOLD_SHAPES:
             x = torch.randn(B, T, H)
             model = make(H, H)
             G = {"LSTM": 4 * H, "GRU": 3 * H, "RNN": H}[kind]
             for mode, step in (("train", train_step), ("infer", inference)):
                 fn = step(model.train(mode == "train"), x)
-                fns = {"loop": _forced(fn, module, switch, 1 << 62), "per-step": _forced(fn, module, switch, -1)}
+                fns = {"loop": _forced(fn, module, switches, 1 << 62), "per-step": _forced(fn, module, switches, -1)}
                 times = interleaved(fns, rounds=rounds, clock=clock)
                 rows.append({"layer": kind, "B,H": f"{B},{H}", "macs": B * G * H, "mode": mode,
                              "loop_ms": median_ms(times["loop"]), "per_step_ms": median_ms(times["per-step"]),

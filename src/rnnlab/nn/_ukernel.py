@@ -1,7 +1,7 @@
 r"""A register-blocked matrix product for the numba time loops: out = A @ W, A (M, K), W (K, N), out (M, N).
 
 The recurrent product of a small layer ((8, 64) x (64, 256) per step) runs inside the numba loop over time, where
-a oneDNN call per step would cost more than the product itself. A plain numba loop over it reaches ~60 GFLOP/s:
+a oneDNN call per step would cost more than the product itself. A plain numba loop over it reaches 60-110 GFLOP/s:
 LLVM keeps no tile of the output in registers across the loop over k (numba has no stack arrays), so every
 multiply-add also loads and stores a row of ``out``. This kernel is the BLIS micro-kernel (Van Zee & van de Geijn,
 2015, "BLIS: A Framework for Rapidly Instantiating BLAS Functionality", §3) written out in LLVM IR:
@@ -24,11 +24,12 @@ for the plain loop). A tile of fewer than MR rows (M % MR) has its own unrolled 
 switch on the row count), so nothing is computed twice; a panel narrower than NR (N % NR) is computed on W's
 zero padding and stored element by element. Float64 runs the same code with 8 lanes (NR = 16).
 
-Measured (benchmarks/ukernel.py, one thread, AMD EPYC Zen 5, AVX-512, float32, µs per product, interleaved):
-(8, 64) x (64, 256) 1.13 against 2.40 for the plain numba loop it replaced (fused_lstm._matmul), 5.3 for the axpy
-loop (_gemm.step_product_numba), 13.0 for packed oneDNN and 4.9 for torch.mm called from Python; (8, 256) x (256, 64)
-1.09 / 2.82 / 9.9 / 11.2 / 4.7; (64, 128) x (128, 512) 41 / 73 / 171 / 60 / 97; (64, 512) x (512, 2048) 786 / 2247
-/ 3240 / 925 / 1779: 160-240 GFLOP/s, as fast as oneDNN's best on large products here (~210).
+Measured (benchmarks/ukernel.py --clock cpu --rounds 11, one thread, AMD EPYC Zen 5, AVX-512, float32, at the per-step
+products of benchmarks/layers.py' five shapes): 191-242 GFLOP/s, e.g. (8, 64) x (64, 256) 1.19 µs, (8, 256) x
+(256, 64) 1.08 µs, (64, 128) x (128, 512) 36 µs, (64, 512) x (512, 2048) 704 µs. The others take, at the fifteen
+products, 1.5-2.7x as long (the plain numba loop it replaced, fused_lstm._matmul), 2.9-7.6x (the axpy loop,
+_gemm.step_product_numba), 1.3-2.0x (packed oneDNN called from Python; 11-16x at batch 8, its fixed cost) and
+2.4-4.8x (torch.mm, MKL, called from Python).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic
 
 __all__ = ["AVX512", "MR", "NV", "lanes", "panel_width", "pack_panels", "matmul_packed"]
+
 
 def _avx512() -> bool:
     """Whether numba compiles for a CPU with AVX-512 (32 vector registers of 64 bytes), from the target features it
@@ -59,6 +61,8 @@ float32, (M, K, N) = (8, 64, 256) / (8, 256, 64) / (16, 256, 1024) / (64, 512, 1
 of each other where W's panel stays in L1; 8x2 is never far behind, and its narrower panel wastes less on a width
 N % 32. Without AVX-512 (16 registers of 32 bytes: a 64-byte vector takes two), 6 x 1: 12 registers of
 accumulators, as the 6 x 16 tile of BLIS's Haswell kernel."""
+
+
 def lanes(dtype) -> int:
     """Elements per 64-byte vector: 16 float32, 8 float64."""
     return 64 // np.dtype(dtype).itemsize
@@ -109,6 +113,7 @@ def _tile(typingctx, A, r0, m, Wp, p, out, ncols):
         i64 = ir.IntType(64)
         i8p = ir.IntType(8).as_pointer()
         c = lambda v: ir.Constant(i64, v)  # noqa: E731
+        splat = ir.Constant(ir.VectorType(ir.IntType(32), L), None)  # the shuffle mask <0, 0, ..., 0>
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
                                              f"llvm.fma.v{L}{'f32' if isz == 4 else 'f64'}")
 
@@ -154,7 +159,7 @@ def _tile(typingctx, A, r0, m, Wp, p, out, ncols):
             for r in range(R):
                 s = builder.load(byte_ptr(a_rows[r], k_off, elem), align=isz)
                 s = builder.insert_element(ir.Constant(vec, ir.Undefined), s, c(0))
-                s = builder.shuffle_vector(s, ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), L), None))
+                s = builder.shuffle_vector(s, ir.Constant(vec, ir.Undefined), splat)  # broadcast lane 0
                 new.append([builder.call(fma, [s, w[v], acc[r][v]]) for v in range(NV)])
             k_next = builder.add(k, c(1))
             end = builder.block
@@ -204,8 +209,8 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 @numba.njit(inline="always", **_JIT)
 def matmul_packed(A, Wp, out):
     """out = A @ W for Wp = pack_panels(W): A (M, K) with any strides, W (K, N), out (M, N) with contiguous rows
-    (its row stride free); N is out's width. Unchecked (the drivers pack W for A's K once per call). Panel by panel, a tile of MR rows at a time: a panel (K·NR elements) is read from cache
-    once per tile of rows."""
+    (its row stride free); N is out's width. Unchecked: the drivers pack W for A's K once per call. Panel by panel,
+    a tile of MR rows at a time: a panel (K·NR elements) is read from cache once per tile of rows."""
     M, N = out.shape
     NR = Wp.shape[2]
     for p in range(Wp.shape[0]):

@@ -26,8 +26,9 @@ kernel for everything element-wise. Training runs a ``torch.autograd.Function`` 
 backward through time does one kernel and one product per step and collects the pre-activation
 gradients of all steps, so dW_ih, dW_hh and dx are single matmuls at the end. The products run on oneDNN in
 float32 (:mod:`rnnlab.nn._gemm`: about 1.5x MKL's speed here; per-step products of small layers stay on
-``torch.mm``, whose call costs less, and a layer smaller still runs its whole forward time loop inside numba,
-product included), and what the forward saves for the backward lives in one pooled buffer
+``torch.mm``, whose call costs less, and a layer small enough (:func:`rnnlab.nn._gemm.numba_pays`) runs its
+whole time loops, forward and backward, inside numba, the product on the register-blocked
+:func:`rnnlab.nn._ukernel.matmul_packed`), and what the forward saves for the backward lives in one pooled buffer
 (:func:`rnnlab.nn._workspace.saved_buffer`: no page faults on tens of megabytes per training step). Without grad
 (inference, ``torch.no_grad()``) the forward keeps nothing for a backward pass. Anything else (another device
 or dtype) runs :func:`gru_sequence_reference`, the plain autograd loop. Double backward is not supported.

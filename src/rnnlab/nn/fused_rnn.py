@@ -21,7 +21,8 @@ for all steps at once; per step one matrix product for the recurrent product and
 the element-wise rest. Training runs a ``torch.autograd.Function`` whose hand-written backward through time
 does one kernel and one product per step and collects the pre-activation gradients of all steps, so
 dW_ih, dW_hh and dx are single matmuls at the end. Products on oneDNN and the saved tensors in a pooled buffer,
-as the GRU's. φ' is read off the saved output (1 - h² for tanh,
+as the GRU's; a small layer (:func:`rnnlab.nn._gemm.numba_pays`) runs both time loops inside numba, the product
+on :func:`rnnlab.nn._ukernel.matmul_packed`. φ' is read off the saved output (1 - h² for tanh,
 [h > 0] for ReLU, as torch's ``threshold_backward``), so without layer norm nothing but y and h ⊙ m is kept,
 and the two products share one gradient buffer. Without grad the forward keeps nothing for a backward pass.
 Anything else (another device or dtype) runs :func:`rnn_sequence_reference`, the plain autograd loop.

@@ -28,11 +28,12 @@ LN of c, h, lengths), writing into buffers allocated once and saving what the ba
 longest row are skipped. Inference (no grad) keeps nothing: x̂ is computed time-major, a chunk of steps (~1 MB)
 at a time right before they run (in cache, no (B, T, 4H) buffer), and its own kernel normalises x̂ and ĥ per
 row and writes only h, c and y. The per-step product runs on oneDNN with W_hh reordered once per call
-(``_gemm.pack``) on a contiguous operand that the kernel writes (h_t ⊙ m); where it is small (B·4H·H ≤ 2^20
-multiply-adds) the whole loop over time is one numba call with its own product instead (a register-blocked
-micro-kernel, ``_ukernel.matmul_packed``, on W_hh packed once per call), since a oneDNN call and the Python
-around it cost more than such a product. What the forward saves for the backward comes from
-memory reused once nothing references it (``_workspace.saved_buffer``: no page faults per call).
+(``_gemm.pack``) on a contiguous operand that the kernel writes (h_t ⊙ m); where it is small enough
+(:func:`_whole_loop`: B·4H·H ≤ 2^26 multiply-adds with one torch thread, 2^20 with more) the whole loop over
+time is one numba call with its own product instead (the register-blocked ``_ukernel.matmul_packed``, on W_hh
+packed once per call), since a oneDNN call and the Python around it cost more than such a product.
+What the forward saves for the backward comes from memory reused once nothing references it
+(``_workspace.saved_buffer``: no page faults per call).
 The backward runs one kernel and one product per step likewise and collects the pre-activation gradients of
 all steps, so dW_ih, dW_hh and dx are single matmuls at the end. In float32 the kernels use a rational
 tanh (Eigen's, error ~1e-7) that the compiler vectorises; sigmoid(x) = (1 + tanh(x/2)) / 2. Inner loops index
@@ -677,8 +678,8 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln):
 @numba.njit(inline="always", **_JIT)
 def _matmul(A, W, out):
     """out = A @ W: A (M, K) with contiguous rows, W (K, N), out (M, N) C-contiguous rows. The plain numba product,
-    kept for callers outside the time loops (which run :func:`rnnlab.nn._ukernel.matmul_packed`, 3-4x faster on a
-    packed W: see benchmarks/ukernel.py).
+    kept for callers outside the time loops (which run :func:`rnnlab.nn._ukernel.matmul_packed`, 1.5-2.7x faster
+    on a packed W: see benchmarks/ukernel.py).
     The inner loop runs over contiguous rows of W, so it vectorises; eight rows of W per pass over a row of out
     cut the loads and stores of out eightfold (they, not the multiply-adds, bound the plain loop). Those eight rows
     of W serve every row of out before the next eight are read: W (up to 4 MB) is read once per product, from L2,

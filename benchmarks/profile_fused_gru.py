@@ -8,8 +8,9 @@ Columns (ms, medians over rounds): ``input`` the input product x W_ihᵀ for all
 ``kern_fwd`` / ``kern_bwd`` the numba element-wise kernels; ``end`` dx, dW_ih, dW_hh after the loop; ``rest``
 everything else (the Python loop, tensor<->numpy conversions, dispatch, allocations, autograd), also per step
 (``rest_us_step``). ``gemm_share`` = the products' share of our time; ``floor`` = our products alone / torch.nn.GRU,
-the ratio left if everything but the products cost nothing. A small layer (rnnlab.nn._gemm.numba_pays, here
-(8, 500, 32, 64)) runs its forward time loop in one numba call, products included: all of it is ``kern_fwd``.
+the ratio left if everything but the products cost nothing. A small layer (rnnlab.nn._gemm.numba_pays: with one
+thread all but (64, 100, 256, 512)) runs its time loops in one numba call each, products included: all of it is
+``kern_fwd`` and ``kern_bwd``.
 The calls are timed by wrapping the module's
 functions (a wrapper costs about 0.3 µs a call). torch.nn.GRU runs in the same rounds. Writes
 benchmarks/results/profile_fused_gru.json (profile_fused_gru_mkl.json with --mkl).
@@ -48,6 +49,7 @@ def instrument() -> None:
     fused_gru._forward_step = timed(fused_gru._forward_step, "kern_fwd")
     fused_gru._forward_loop = timed(fused_gru._forward_loop, "kern_fwd")  # small layers: products included
     fused_gru._backward_step = timed(fused_gru._backward_step, "kern_bwd")
+    fused_gru._backward_loop = timed(fused_gru._backward_loop, "kern_bwd")  # small layers: products included
     fused_gru.input_and_weight_grads = timed(fused_gru.input_and_weight_grads, "end")
 
 
@@ -92,6 +94,9 @@ def main() -> None:
     setup_threads(args.threads)
     _gemm._ONEDNN = not args.mkl
     torch.manual_seed(0)
+    # compile (or load) the numba loops before their callees are wrapped in Python timers, which numba cannot call
+    warm = GRU(4, 4, impl="numba")
+    warm(torch.zeros(2, 3, 4))[0].sum().backward()
     instrument()
     shapes = [SHAPES[int(i)] for i in args.shapes.split(",")] if args.shapes else SHAPES
     rows = []

@@ -53,3 +53,13 @@ def test_step_product_numba_matches_mm():
     out = np.full((6, 9), np.nan, dtype=np.float32)
     _gemm.step_product_numba(A.numpy(), W_T.numpy(), out)
     torch.testing.assert_close(torch.from_numpy(out), A @ W_T, **TOL32)
+
+
+def test_numba_pays_by_threads(monkeypatch):
+    """One thread: the whole loop up to NUMBA_MAX_MACS (2^24); more threads: up to NUMBA_MAX_MACS_THREADED (2^18)."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert _gemm.numba_pays(64, 256, 768)  # GRU (B, H) = (64, 256)
+    assert not _gemm.numba_pays(64, 512, 1536)  # GRU (64, 100, 256, 512)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert _gemm.numba_pays(8, 64, 192)  # GRU (8, 500, 32, 64)
+    assert not _gemm.numba_pays(32, 256, 768)

@@ -28,7 +28,8 @@ def test_both_loops_match_reference(path, dtype, ln, lengths):
 
 
 def test_whole_loop_product_with_a_remainder(path):
-    """H = 13: the numba product's blocks of eight rows leave a remainder (forward K = 13, backward K = 52)."""
+    """H = 13: the micro-kernel's panels of 32 columns and tiles of 8 rows leave remainders (forward (3, 13) x
+    (13, 52), backward (3, 52) x (52, 13))."""
     args, kw = make_case(3, 4, 5, 13, dtype=torch.float64, ln=True, mask=True, lengths="mixed")
     for a, b in zip(outputs_and_grads(lstm_sequence, args, kw), outputs_and_grads(lstm_sequence_reference, args, kw)):
         torch.testing.assert_close(a, b, **TOL[torch.float64])
@@ -44,8 +45,14 @@ def test_both_loops_inference_match_reference(path, ln):
         torch.testing.assert_close(a, b, **TOL[torch.float32])
 
 
-def test_whole_loop_threshold_picks_small_shapes():
+def test_whole_loop_threshold_picks_small_shapes(monkeypatch):
+    """One thread: up to B·G·H = 2^26; more threads (oneDNN's product uses them, the loop does not): up to 2^20."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert fused_lstm._whole_loop(8, 256, 64)  # (8, 500, 32, 64) of benchmarks/layers.py
+    assert fused_lstm._whole_loop(64, 2048, 512)  # (64, 100, 256, 512), the largest there
+    assert not fused_lstm._whole_loop(128, 2048, 512)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert fused_lstm._whole_loop(8, 256, 64)
     assert not fused_lstm._whole_loop(16, 1024, 256)  # (16, 1024, 128, 256)
 
 

@@ -103,22 +103,34 @@ def weight_grad(d: Tensor, a: Tensor) -> Tensor:
 
 
 _JIT = dict(cache=True, fastmath=True, error_model="numpy", nogil=True)  # as the sequence kernels'
-NUMBA_MAX_MACS = 1 << 18
-"""At most this many multiply-adds per step, the sequence kernels run the recurrent product inside their numba
-time loop (:func:`step_product_numba`) instead of calling ``torch.mm`` from Python at every step: for a small layer
-the per-step cost is the Python round trip (20–30 µs: the call, the tensor→numpy view, the kernel's dispatch),
-not the product itself ((8, 64) x (64, 192): 4 µs on MKL)."""
+NUMBA_MAX_MACS = 1 << 24
+"""At most this many multiply-adds per step (one torch thread), the GRU and RNN sequence kernels run their whole
+loops over time, forward and backward, in one numba call each, the recurrent product on the register-blocked
+``_ukernel.matmul_packed``, instead of calling oneDNN or ``torch.mm`` from Python at every step (the call, the
+tensor→numpy view and the kernel's dispatch cost 20–30 µs a step). Measured (benchmarks/ukernel.py --thresholds
+--clock cpu --rounds 9: I = H, T = 50, loop time / per-step time, median of per-round ratios, this thread's CPU
+time), train / infer by (B, H): GRU (8, 64) 0.71 / 0.70; (8, 256) 0.66 / 0.63; (64, 128) 0.84 / 0.82; (32, 256)
+0.92 / 0.92; (64, 256) 0.93 / 0.95 (12.6M); (32, 512) 0.95 / 0.96 (25M); (64, 512) 1.07 / 1.05 (50M).
+RNN (8, 64) 0.93 / 0.64; (16, 256) 0.77 / 0.67; (32, 512) 0.89 / 0.90; (64, 512) 0.95 / 0.89 (16.8M, the largest
+measured). A wall-clock run agreed, with more scatter."""
+NUMBA_MAX_MACS_THREADED = 1 << 18
+"""The same with more than one torch thread: the limit measured before the micro-kernel ((8, 64) x (64, 192): 4 µs
+on MKL against a Python round trip of 20–30 µs), since the numba loop runs on one thread while oneDNN's product
+uses them all; not re-measured (two threads cannot be timed on a loaded two-core machine)."""
 
 
 def numba_pays(M: int, K: int, N: int) -> bool:
-    """Whether an (M, K) x (K, N) per-step product is small enough for :func:`step_product_numba`."""
-    return M * K * N <= NUMBA_MAX_MACS
+    """Whether an (M, K) x (K, N) per-step product is small enough for the whole loop in numba (see
+    :data:`NUMBA_MAX_MACS`)."""
+    limit = NUMBA_MAX_MACS if torch.get_num_threads() == 1 else NUMBA_MAX_MACS_THREADED
+    return M * K * N <= limit
 
 
 @numba.njit(inline="always", **_JIT)
 def step_product_numba(A, W_T, out):
     """out = A @ W_T inside a numba loop: A (M, K) rows (any row stride), W_T (K, N) contiguous, out (M, N).
-    Row by row, an axpy over N per k, so the inner loop is contiguous and vectorises."""
+    Row by row, an axpy over N per k, so the inner loop is contiguous and vectorises. The time loops now run
+    ``_ukernel.matmul_packed`` instead (4-5x faster, benchmarks/ukernel.py); this stays as the simplest reference."""
     M, K = A.shape
     N = W_T.shape[1]
     for i in range(M):

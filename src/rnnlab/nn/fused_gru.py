@@ -26,8 +26,9 @@ kernel for everything element-wise. Training runs a ``torch.autograd.Function`` 
 backward through time does one kernel and one product per step and collects the pre-activation
 gradients of all steps, so dW_ih, dW_hh and dx are single matmuls at the end. The products run on oneDNN in
 float32 (:mod:`rnnlab.nn._gemm`: about 1.5x MKL's speed here; per-step products of small layers stay on
-``torch.mm``, whose call costs less, and a layer smaller still runs its whole forward time loop inside numba,
-product included), and what the forward saves for the backward lives in one pooled buffer
+``torch.mm``, whose call costs less, and a layer small enough (:func:`rnnlab.nn._gemm.numba_pays`) runs its
+whole time loops, forward and backward, inside numba, the product on the register-blocked
+:func:`rnnlab.nn._ukernel.matmul_packed`), and what the forward saves for the backward lives in one pooled buffer
 (:func:`rnnlab.nn._workspace.saved_buffer`: no page faults on tens of megabytes per training step). Without grad
 (inference, ``torch.no_grad()``) the forward keeps nothing for a backward pass. Anything else (another device
 or dtype) runs :func:`gru_sequence_reference`, the plain autograd loop. Double backward is not supported.
@@ -41,9 +42,10 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
-from ._gemm import input_and_weight_grads, numba_pays, step_product, step_product_numba
+from ._gemm import input_and_weight_grads, numba_pays, step_product
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
+from ._ukernel import matmul_packed, pack_panels
 from ._workspace import saved_buffer, scratch
 from .fused_lstm import (
     _JIT,
@@ -169,8 +171,8 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, w
 
     XP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.numpy() for a in (XP, P, m, L, ST, Y, HM, SV))
     if numba_pays(B, H, G):  # a small layer: the whole time loop in numba, the product too (see _gemm)
-        W_T = W_hh.detach().t().contiguous().numpy()  # (H, G)
-        _forward_loop(T_run, XP_, np.empty((B, G), dtype=XP_.dtype), W_T, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln,
+        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
+        _forward_loop(T_run, XP_, np.empty((B, G), dtype=XP_.dtype), Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln,
                       save)
         return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
     product = step_product(W_hh, B)  # h_{t-1} ⊙ m ↦ ĥ_t, on oneDNN or torch.mm (see _gemm)
@@ -220,10 +222,14 @@ class _FusedGRU(torch.autograd.Function):
             dhp_steps = DHP.unbind(1)
             dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
             P_ = ctx.P.numpy()
-            product = step_product(W_hh.t(), B)  # DHP_t ↦ DHP_t W_hh = dL/d(h_{t-1} ⊙ m)
-            for t in range(T_run - 1, -1, -1):
-                _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
-                DHM_ = product(dhp_steps[t])  # (B, H)
+            if numba_pays(B, G, H):  # a small layer: the whole loop in numba, as in the forward pass
+                Wp = pack_panels(W_hh.numpy())  # W_hh (G, H) in panels: DHM = DHP_t W_hh
+                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
+            else:
+                product = step_product(W_hh.t(), B)  # DHP_t ↦ DHP_t W_hh = dL/d(h_{t-1} ⊙ m)
+                for t in range(T_run - 1, -1, -1):
+                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
+                    DHM_ = product(dhp_steps[t])  # (B, H)
 
             need = ctx.needs_input_grad
             dh0 = DS + torch.from_numpy(DHM_) * m if need[1] else None
@@ -303,11 +309,11 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save):
 
 
 @numba.njit(**_JIT)
-def _forward_loop(T_run, XP, HP, W_T, P, M, L, ST, Y, HM, SV, SC, ln, save):
+def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SC, ln, save):
     """The forward time loop of a small layer in one call: per step ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ into HP (B, G) with
-    W_T = W_hhᵀ (H, G), then :func:`_forward_step`. Same arrays as there."""
+    Wp = pack_panels(W_hhᵀ), W_hhᵀ (H, G), then :func:`_forward_step`. Same arrays as there."""
     for t in range(T_run):
-        step_product_numba(HM[:, t], W_T, HP)
+        matmul_packed(HM[:, t], Wp, HP)
         _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save)
 
 
@@ -349,3 +355,12 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
             h_norm, rstd = sv[5 * H:5 * H + G], sv[5 * H + G:]
             _layer_norm_backward(dxa, g_ih, XN[b, t], rstd[0], inv_g, dxa, acc_ih)
             _layer_norm_backward(dha, g_hh, h_norm, rstd[1], inv_g, dha, acc_hh)
+
+
+@numba.njit(**_JIT)
+def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
+    """The backward time loop of a small layer in one call: steps T_run-1..0 of :func:`_backward_step`, each followed
+    by DHM = DHP_t W_hh (B, H) in place, Wp = pack_panels(W_hh) (W_hh (G, H)). Same arrays as there."""
+    for t in range(T_run - 1, -1, -1):
+        _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln)
+        matmul_packed(DHP[:, t], Wp, DHM)

@@ -28,10 +28,12 @@ LN of c, h, lengths), writing into buffers allocated once and saving what the ba
 longest row are skipped. Inference (no grad) keeps nothing: x̂ is computed time-major, a chunk of steps (~1 MB)
 at a time right before they run (in cache, no (B, T, 4H) buffer), and its own kernel normalises x̂ and ĥ per
 row and writes only h, c and y. The per-step product runs on oneDNN with W_hh reordered once per call
-(``_gemm.pack``) on a contiguous operand that the kernel writes (h_t ⊙ m); where it is small (B·4H·H ≤ 2^20
-multiply-adds) the whole loop over time is one numba call with its own product instead, since a oneDNN call
-and the Python around it cost more than such a product. What the forward saves for the backward comes from
-memory reused once nothing references it (``_workspace.saved_buffer``: no page faults per call).
+(``_gemm.pack``) on a contiguous operand that the kernel writes (h_t ⊙ m); where it is small enough
+(:func:`_whole_loop`: B·4H·H ≤ 2^26 multiply-adds with one torch thread, 2^20 with more) the whole loop over
+time is one numba call with its own product instead (the register-blocked ``_ukernel.matmul_packed``, on W_hh
+packed once per call), since a oneDNN call and the Python around it cost more than such a product.
+What the forward saves for the backward comes from memory reused once nothing references it
+(``_workspace.saved_buffer``: no page faults per call).
 The backward runs one kernel and one product per step likewise and collects the pre-activation gradients of
 all steps, so dW_ih, dW_hh and dx are single matmuls at the end. In float32 the kernels use a rational
 tanh (Eigen's, error ~1e-7) that the compiler vectorises; sigmoid(x) = (1 + tanh(x/2)) / 2. Inner loops index
@@ -53,6 +55,7 @@ from torch import Tensor
 from ._checks import check_sequence_args, check_state_tensor
 from ._gemm import linear, linear_into, linear_packed, pack, weight_grad
 from ._torch_kernels import native_layer_norm_out
+from ._ukernel import matmul_packed, pack_panels
 from ._workspace import saved_buffer, scratch
 from .masking import lengths_to_mask
 
@@ -224,8 +227,8 @@ def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, leng
         a.detach().numpy() for a in (XP, HP, P, m, L, ST, Y, HM, HN, SV))
     with torch.no_grad():
         if _whole_loop(B, G, H):  # small: the whole loop in one numba call, no Python per step
-            W_T = W_hh.detach().t().contiguous().numpy()  # (H, G)
-            _forward_loop(T_run, W_T, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln)
+            Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
+            _forward_loop(T_run, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln)
         else:
             W_p = pack(W_hh, B)  # reordered once for oneDNN: no reorder per step
             for t in range(T_run):
@@ -263,14 +266,14 @@ def _infer(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, length
     HP_, P_, M_, L_, ST_, Y_, HN_, A_ = (a.numpy() for a in (HP, P, m, L, ST, Y, HN, A))
     whole = _whole_loop(B, G, H)
     if whole:
-        W_T = W_hh.detach().t().contiguous().numpy()  # (H, G)
+        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
     else:
         W_p = pack(W_hh.contiguous(), B)
     for t0 in range(0, T_run, chunk):  # x̂ of `chunk` steps at a time, consumed while in cache
         t1 = min(t0 + chunk, T_run)
         XP_ = linear(x_tm[t0 * B:t1 * B], W_ih).numpy().reshape(t1 - t0, B, G)  # (t1 - t0, B, G)
         if whole:
-            _infer_loop(t0, t1, W_T, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln)
+            _infer_loop(t0, t1, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln)
         else:
             for t in range(t0, t1):
                 HP_ = linear_packed(HN, W_p).numpy()  # ĥ_t (B, G)
@@ -290,14 +293,27 @@ _INFER_CHUNK_BYTES = 1 << 20
 
 
 def _whole_loop(B: int, G: int, H: int) -> bool:
-    """Whether the recurrent product is small enough that running the whole loop over time in one numba call (its
-    own product, no Python per step) beats a oneDNN call per step, whose fixed cost is ~10-30 µs. Measured, one
-    thread: (8, 64) x (64, 256) 7 µs in numba against 13 µs (packed oneDNN) + ~8 µs of Python per step;
-    (16, 256) x (256, 1024) 1390 µs against 78 µs."""
-    return B * G * H <= _WHOLE_LOOP_MAX
+    """Whether the whole loop over time runs in one numba call (the product on ``_ukernel.matmul_packed``, no Python
+    per step) rather than a oneDNN call per step from Python (fixed cost ~10-30 µs, but on all of torch's threads).
+
+    One thread: up to :data:`_WHOLE_LOOP_MAX`. Measured (benchmarks/ukernel.py --thresholds --clock cpu --rounds 9:
+    layer-norm LSTM, I = H, T = 50, loop time / per-step time, median of per-round ratios, this thread's CPU time),
+    train / infer by (B, H): (8, 64) 0.50 / 0.35; (16, 128) 0.67 / 0.63; (64, 64) 0.79 / 0.69; (16, 256) 0.76 / 0.81;
+    (64, 128) 0.86 / 0.90; (32, 256) 0.92 / 0.86; (64, 256) 0.97 / 0.94; (32, 512) 0.98 / 0.98; (64, 512) 0.93 / 0.94:
+    the loop never loses, and gains less as the products per step become a smaller part of a layer's time (the
+    micro-kernel itself is 1.3-1.9x faster than packed oneDNN at these products, benchmarks/ukernel.py). Two
+    wall-clock runs agreed up to (16, 256) and scattered around parity past it (0.67-1.32). The limit is the
+    largest shape measured, (64, 512), the largest of benchmarks/layers.py.
+    More threads: up to :data:`_WHOLE_LOOP_MAX_THREADED`, the limit measured before the micro-kernel ((8, 64) x
+    (64, 256) 7 µs in numba against 13 µs packed oneDNN + ~8 µs of Python per step), since the loop runs on one
+    thread while oneDNN's product uses them all; not re-measured (two threads cannot be timed on this loaded
+    two-core machine)."""
+    limit = _WHOLE_LOOP_MAX if torch.get_num_threads() == 1 else _WHOLE_LOOP_MAX_THREADED
+    return B * G * H <= limit
 
 
-_WHOLE_LOOP_MAX = 1 << 20  # B·G·H multiply-adds per step
+_WHOLE_LOOP_MAX = 1 << 26  # B·G·H multiply-adds per step, one thread
+_WHOLE_LOOP_MAX_THREADED = 1 << 20  # the same with more than one torch thread
 
 
 class _FusedLSTM(torch.autograd.Function):
@@ -337,8 +353,8 @@ class _FusedLSTM(torch.autograd.Function):
                 a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DA, DS))
             P_ = ctx.P.numpy()
             if _whole_loop(B, G, H):
-                W_ = W_hh.detach().contiguous().numpy()  # (G, H): DHM = DHP_t W_hh
-                _backward_loop(T_run, W_, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_, ACC, SC, ln)
+                Wp = pack_panels(W_hh.detach().numpy())  # (G, H) in panels: DHM = DHP_t W_hh
+                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_, ACC, SC, ln)
             else:
                 W_p = pack(W_hh.detach().t().contiguous(), B)  # (H, G): DHM = DHP_t W_hh as linear(DHP_t, W_hh_T)
                 for t in range(T_run - 1, -1, -1):
@@ -661,7 +677,9 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln):
 
 @numba.njit(inline="always", **_JIT)
 def _matmul(A, W, out):
-    """out = A @ W: A (M, K) with contiguous rows, W (K, N), out (M, N) C-contiguous rows.
+    """out = A @ W: A (M, K) with contiguous rows, W (K, N), out (M, N) C-contiguous rows. The plain numba product,
+    kept for callers outside the time loops (which run :func:`rnnlab.nn._ukernel.matmul_packed`, 1.5-2.7x faster
+    on a packed W: see benchmarks/ukernel.py).
     The inner loop runs over contiguous rows of W, so it vectorises; eight rows of W per pass over a row of out
     cut the loads and stores of out eightfold (they, not the multiply-adds, bound the plain loop). Those eight rows
     of W serve every row of out before the next eight are read: W (up to 4 MB) is read once per product, from L2,
@@ -696,25 +714,27 @@ def _matmul(A, W, out):
 
 
 @numba.njit(**_JIT)
-def _forward_loop(T_run, W_T, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
-    """Steps 0..T_run-1 of :func:`_forward_step`, each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ; W_T (H, G) = W_hhᵀ."""
+def _forward_loop(T_run, Wp, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
+    """Steps 0..T_run-1 of :func:`_forward_step`, each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ;
+    Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, G))."""
     for t in range(T_run):
-        _matmul(HN, W_T, HP)
+        matmul_packed(HN, Wp, HP)
         _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln)
 
 
 @numba.njit(**_JIT)
-def _backward_loop(T_run, W, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln):
-    """Steps T_run-1..0 of :func:`_backward_step`, each followed by DHM = DHP_t W_hh; W (G, H) = W_hh."""
+def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln):
+    """Steps T_run-1..0 of :func:`_backward_step`, each followed by DHM = DHP_t W_hh; Wp = pack_panels(W_hh)
+    (W_hh (G, H))."""
     for t in range(T_run - 1, -1, -1):
         _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln)
-        _matmul(DA, W, DHM)
+        matmul_packed(DA, Wp, DHM)
 
 
 @numba.njit(**_JIT)
-def _infer_loop(t0, t1, W_T, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
+def _infer_loop(t0, t1, Wp, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
     """Steps t0..t1-1 of :func:`_infer_step` (x̂ of step t at XP[t - t0]), each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ;
-    W_T (H, G) = W_hhᵀ."""
+    Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, G))."""
     for t in range(t0, t1):
-        _matmul(HN, W_T, HP)
+        matmul_packed(HN, Wp, HP)
         _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, A, SC, ln)

@@ -21,7 +21,8 @@ for all steps at once; per step one matrix product for the recurrent product and
 the element-wise rest. Training runs a ``torch.autograd.Function`` whose hand-written backward through time
 does one kernel and one product per step and collects the pre-activation gradients of all steps, so
 dW_ih, dW_hh and dx are single matmuls at the end. Products on oneDNN and the saved tensors in a pooled buffer,
-as the GRU's. φ' is read off the saved output (1 - h² for tanh,
+as the GRU's; a small layer (:func:`rnnlab.nn._gemm.numba_pays`) runs both time loops inside numba, the product
+on :func:`rnnlab.nn._ukernel.matmul_packed`. φ' is read off the saved output (1 - h² for tanh,
 [h > 0] for ReLU, as torch's ``threshold_backward``), so without layer norm nothing but y and h ⊙ m is kept,
 and the two products share one gradient buffer. Without grad the forward keeps nothing for a backward pass.
 Anything else (another device or dtype) runs :func:`rnn_sequence_reference`, the plain autograd loop.
@@ -37,9 +38,10 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
-from ._gemm import input_and_weight_grads, numba_pays, step_product, step_product_numba
+from ._gemm import input_and_weight_grads, numba_pays, step_product
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
+from ._ukernel import matmul_packed, pack_panels
 from ._workspace import saved_buffer, scratch
 from .fused_lstm import _JIT, _ONE, _ZERO, _layer_norm_backward, _normalize, _scalars, _tanh, sequence_buffers
 from .masking import lengths_to_mask
@@ -160,8 +162,8 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu
 
     XP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.numpy() for a in (XP, P, m, L, ST, Y, HM, SV))
     if numba_pays(B, H, H):  # a small layer: the whole time loop in numba, the product too (see _gemm)
-        W_T = W_hh.detach().t().contiguous().numpy()  # (H, H)
-        _forward_loop(T_run, XP_, np.empty((B, H), dtype=XP_.dtype), W_T, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu,
+        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, H) in panels, once per call
+        _forward_loop(T_run, XP_, np.empty((B, H), dtype=XP_.dtype), Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu,
                       save)
         return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
     product = step_product(W_hh, B)  # h_{t-1} ⊙ m ↦ ĥ_t, on oneDNN or torch.mm (see _gemm)
@@ -212,10 +214,14 @@ class _FusedRNN(torch.autograd.Function):
             dY_, DHM_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_ = (
                 a.numpy() for a in (dY, DHM, m, L, SV, Y, XP, DXP, DHP, DS))
             P_ = ctx.P.numpy()
-            product = step_product(W_hh.t(), B)  # DHP_t ↦ DHP_t W_hh = dL/d(h_{t-1} ⊙ m)
-            for t in range(T_run - 1, -1, -1):
-                _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_, ACC, SC, ln, relu)
-                DHM_ = product(dhp_steps[t])  # (B, H)
+            if numba_pays(B, H, H):  # a small layer: the whole loop in numba, as in the forward pass
+                Wp = pack_panels(W_hh.numpy())  # W_hh (H, H) in panels: DHM = DHP_t W_hh
+                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_, ACC, SC, ln, relu)
+            else:
+                product = step_product(W_hh.t(), B)  # DHP_t ↦ DHP_t W_hh = dL/d(h_{t-1} ⊙ m)
+                for t in range(T_run - 1, -1, -1):
+                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_, ACC, SC, ln, relu)
+                    DHM_ = product(dhp_steps[t])  # (B, H)
 
             need = ctx.needs_input_grad
             dh0 = DS + torch.from_numpy(DHM_) * m if need[1] else None
@@ -284,11 +290,11 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu, save):
 
 
 @numba.njit(**_JIT)
-def _forward_loop(T_run, XP, HP, W_T, P, M, L, ST, Y, HM, SV, SC, ln, relu, save):
+def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SC, ln, relu, save):
     """The forward time loop of a small layer in one call: per step ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ into HP (B, H) with
-    W_T = W_hhᵀ (H, H), then :func:`_forward_step`. Same arrays as there."""
+    Wp = pack_panels(W_hhᵀ), W_hhᵀ (H, H), then :func:`_forward_step`. Same arrays as there."""
     for t in range(T_run):
-        step_product_numba(HM[:, t], W_T, HP)
+        matmul_packed(HM[:, t], Wp, HP)
         _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu, save)
 
 
@@ -326,3 +332,12 @@ def _backward_step(t, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, re
             h_norm, rstd = sv[0:H], sv[H:]
             _layer_norm_backward(dxa, g_ih, XN[b, t], rstd[0], inv_h, dxa, acc_ih)
             _layer_norm_backward(dha, g_hh, h_norm, rstd[1], inv_h, dha, acc_hh)
+
+
+@numba.njit(**_JIT)
+def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu):
+    """The backward time loop of a small layer in one call: steps T_run-1..0 of :func:`_backward_step`, each followed
+    by DHM = DHP_t W_hh (B, H) in place, Wp = pack_panels(W_hh) (W_hh (H, H)). Same arrays as there."""
+    for t in range(T_run - 1, -1, -1):
+        _backward_step(t, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu)
+        matmul_packed(DHP[:, t], Wp, DHM)

@@ -255,7 +255,7 @@ def _infer(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, length
     if T_run < T:
         Y[T_run:].zero_()
     SC = _scalars(eps, G, H, dtype)
-    x_tm = x.detach()[:, :T_run].transpose(0, 1).reshape(T_run * B, I)  # (T_run·B, I), time-major copy
+    x = x.detach()
     W_ih = W_ih.detach()
     chunk = _infer_chunk(B, G)
     HP = torch.empty(B, G, dtype=dtype)  # ĥ_t in the whole-loop path
@@ -268,7 +268,8 @@ def _infer(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, length
         W_p = pack(W_hh.contiguous(), B)
     for t0 in range(0, T_run, chunk):  # x̂ of `chunk` steps at a time, consumed while in cache
         t1 = min(t0 + chunk, T_run)
-        XP_ = linear(x_tm[t0 * B:t1 * B], W_ih).numpy().reshape(t1 - t0, B, G)  # (t1 - t0, B, G)
+        x_tm = x[:, t0:t1].transpose(0, 1).reshape((t1 - t0) * B, I)  # time-major copy of the chunk's inputs
+        XP_ = linear(x_tm, W_ih).numpy().reshape(t1 - t0, B, G)  # (t1 - t0, B, G)
         if whole:
             _infer_loop(t0, t1, W_T, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln)
         else:

@@ -26,17 +26,21 @@ time. The forward does the input product and its layer norm for all steps at onc
 step the recurrent product and one serial numba kernel for everything element-wise (LN of ĥ_t, gates, cell,
 LN of c, h, lengths), writing into buffers allocated once and saving what the backward needs. Steps past the
 longest row are skipped. Inference (no grad) keeps nothing: x̂ is computed time-major, a chunk of steps (~1 MB)
-at a time right before they run (in cache, no (B, T, 4H) buffer), and its own kernel normalises x̂ and ĥ per
-row and writes only h, c and y. The per-step product runs on oneDNN with W_hh reordered once per call
+at a time right before they run (in cache, no (B, T, 4H) buffer; the chunk's inputs copied time-major just
+before, not the whole sequence at once, whose copy cost page faults at every call), and its own kernel
+normalises x̂ and ĥ per row (their moments in one pass) and writes only h, c and y. The per-step product runs on oneDNN with W_hh reordered once per call
 (``_gemm.pack``) on a contiguous operand that the kernel writes (h_t ⊙ m); where it is small (B·4H·H ≤ 2^20
 multiply-adds) the whole loop over time is one numba call with its own product instead, since a oneDNN call
 and the Python around it cost more than such a product. What the forward saves for the backward comes from
 memory reused once nothing references it (``_workspace.saved_buffer``: no page faults per call).
 The backward runs one kernel and one product per step likewise and collects the pre-activation gradients of
 all steps, so dW_ih, dW_hh and dx are single matmuls at the end. In float32 the kernels use a rational
-tanh (Eigen's, error ~1e-7) that the compiler vectorises; sigmoid(x) = (1 + tanh(x/2)) / 2. Inner loops index
-slices by the loop variable only (an offset index gets numba's negative-index wraparound, which can keep LLVM
-from vectorising the loop). Anything else (another device or dtype) runs
+tanh (Eigen's, error ~1e-7) that the compiler vectorises; sigmoid(x) = (1 + tanh(x/2)) / 2. The kernels slice no
+array inside their loop over rows (each slice costs numba a reference-count increment and decrement, ~100-200 ns
+per row with the dozen a row needed, as much as a row's arithmetic at H = 64); they index the per-call arrays by
+loop variables, or by unsigned offsets (an offset signed index gets numba's negative-index wraparound, which
+keeps LLVM from vectorising the loop), and an inner loop stores into one section of an array only (stores at
+several offsets of one array kept it scalar). Anything else (another device or dtype) runs
 :func:`lstm_sequence_reference`, the plain autograd loop. Double backward is not supported.
 The kernels are compiled on first use per dtype (~10-20 s) and cached on disk (numba ``cache=True``).
 """
@@ -438,21 +442,6 @@ def _normalize(v, out, inv_n, eps):
     for k in range(n):
         out[k] = (v[k] - mu) * rstd
     return rstd
-
-
-@numba.njit(inline="always", **_JIT)
-def _moments(v, inv_n, eps):
-    """(mean(v), 1 / sqrt(var(v) + eps)), two passes (the biased variance about the mean, as torch)."""
-    n = v.shape[0]
-    s = _ZERO * v[0]
-    for k in range(n):
-        s += v[k]
-    mu = s * inv_n
-    s2 = _ZERO * v[0]
-    for k in range(n):
-        d = v[k] - mu
-        s2 += d * d
-    return mu, _ONE / np.sqrt(s2 * inv_n + eps)
 
 
 @numba.njit(inline="always", **_JIT)

@@ -507,12 +507,12 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
             SV[b, t, o_g + _u(j)] = _tanh(SV[b, t, o_g + _u(j)])
         for j in range(H):
             SV[b, t, o_o + _u(j)] = _sigmoid(SV[b, t, o_o + _u(j)])
-        sc = zero
         for j in range(H):
+            SV[b, t, o_cp + _u(j)] = ST[1, b, j]  # c_{t-1}, saved
+        sc = zero
+        for j in range(H):  # one store into SV per loop: stores at several of its offsets keep the loop scalar
             u = _u(j)
-            c_prev = ST[1, b, j]
-            SV[b, t, o_cp + u] = c_prev
-            c = SV[b, t, o_f + u] * c_prev + SV[b, t, j] * SV[b, t, o_g + u]  # c_t = f c_{t-1} + i g
+            c = SV[b, t, o_f + u] * ST[1, b, j] + SV[b, t, j] * SV[b, t, o_g + u]  # c_t = f c_{t-1} + i g
             ST[1, b, j] = c
             sc += c
         if ln:
@@ -531,9 +531,9 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
             for j in range(H):
                 SV[b, t, o_th + _u(j)] = _tanh(ST[1, b, j])
         for j in range(H):
-            u = _u(j)
-            h = SV[b, t, o_o + u] * SV[b, t, o_th + u]  # h_t = o tanh(ĉ_t)
-            ST[0, b, j] = h
+            ST[0, b, j] = SV[b, t, o_o + _u(j)] * SV[b, t, o_th + _u(j)]  # h_t = o tanh(ĉ_t)
+        for j in range(H):
+            h = ST[0, b, j]
             Y[b, t, j] = h
             HN[b, j] = h * M[b, j]
         if not last:

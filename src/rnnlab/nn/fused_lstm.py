@@ -36,11 +36,19 @@ What the forward saves for the backward comes from memory reused once nothing re
 (``_workspace.saved_buffer``: no page faults per call).
 The backward runs one kernel and one product per step likewise and collects the pre-activation gradients of
 all steps, so dW_ih, dW_hh and dx are single matmuls at the end. In float32 the kernels use a rational
-tanh (Eigen's, error ~1e-7) that the compiler vectorises; sigmoid(x) = (1 + tanh(x/2)) / 2. Inner loops index
-slices by the loop variable only (an offset index gets numba's negative-index wraparound, which can keep LLVM
-from vectorising the loop). Anything else (another device or dtype) runs
+tanh (Eigen's, error ~1e-7) that the compiler vectorises; sigmoid(x) = (1 + tanh(x/2)) / 2. The kernels slice no
+array inside their loop over rows (each slice costs numba a reference-count increment and decrement, ~100-200 ns
+per row with the dozen a row needed, as much as a row's arithmetic at H = 64); they index the per-call arrays by
+loop variables, or by unsigned offsets (an offset signed index gets numba's negative-index wraparound, which
+keeps LLVM from vectorising the loop), and an inner loop stores into one section of an array only (stores at
+several offsets of one array kept it scalar). Anything else (another device or dtype) runs
 :func:`lstm_sequence_reference`, the plain autograd loop. Double backward is not supported.
 The kernels are compiled on first use per dtype (~10-20 s) and cached on disk (numba ``cache=True``).
+
+Inference copies its inputs time-major one chunk of steps at a time, just before that chunk's product (a copy of
+the whole sequence at once left the heap to be trimmed and refilled: ~2000 page faults per call at
+(64, 200, 64, 128)), and its kernel takes the moments of x̂ and ĥ in one pass, sums about each row's first element
+(no cancellation when a row's mean is large against its spread).
 """
 from __future__ import annotations
 
@@ -258,7 +266,7 @@ def _infer(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, length
     if T_run < T:
         Y[T_run:].zero_()
     SC = _scalars(eps, G, H, dtype)
-    x_tm = x.detach()[:, :T_run].transpose(0, 1).reshape(T_run * B, I)  # (T_run·B, I), time-major copy
+    x = x.detach()
     W_ih = W_ih.detach()
     chunk = _infer_chunk(B, G)
     HP = torch.empty(B, G, dtype=dtype)  # ĥ_t in the whole-loop path
@@ -271,7 +279,8 @@ def _infer(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, length
         W_p = pack(W_hh.contiguous(), B)
     for t0 in range(0, T_run, chunk):  # x̂ of `chunk` steps at a time, consumed while in cache
         t1 = min(t0 + chunk, T_run)
-        XP_ = linear(x_tm[t0 * B:t1 * B], W_ih).numpy().reshape(t1 - t0, B, G)  # (t1 - t0, B, G)
+        x_tm = x[:, t0:t1].transpose(0, 1).reshape((t1 - t0) * B, I)  # time-major copy of the chunk's inputs
+        XP_ = linear(x_tm, W_ih).numpy().reshape(t1 - t0, B, G)  # (t1 - t0, B, G)
         if whole:
             _infer_loop(t0, t1, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln)
         else:
@@ -456,18 +465,10 @@ def _normalize(v, out, inv_n, eps):
 
 
 @numba.njit(inline="always", **_JIT)
-def _moments(v, inv_n, eps):
-    """(mean(v), 1 / sqrt(var(v) + eps)), two passes (the biased variance about the mean, as torch)."""
-    n = v.shape[0]
-    s = _ZERO * v[0]
-    for k in range(n):
-        s += v[k]
-    mu = s * inv_n
-    s2 = _ZERO * v[0]
-    for k in range(n):
-        d = v[k] - mu
-        s2 += d * d
-    return mu, _ONE / np.sqrt(s2 * inv_n + eps)
+def _u(i):
+    """``i`` as an unsigned index: numba wraps a signed index that may be negative (``P[3 * G + j]``), and that
+    select in every iteration stops LLVM vectorising the loop; an unsigned one it leaves alone."""
+    return np.uint64(i)
 
 
 @numba.njit(**_JIT)
@@ -475,60 +476,85 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
     """Step t of training for every row b. XP (B, T, G) x̂, with layer norm LN(x̂) (its rstd in SV); HP (B, G) ĥ_t;
     P packed params; M (B, H) mask; L (B,) lengths; ST (2, B, H) h, c (updated); Y (B, T, H) and HM (B, T, H)
     h ⊙ m written at t and t+1; HN (B, H) h_t ⊙ m for the next product (left as is for a row past its end);
-    SV (B, T, K) what the backward pass reads.
-    Every inner loop runs over one contiguous gate slice so that it vectorises."""
+    SV (B, T, K) what the backward pass reads (:func:`_layout`).
+    No array is sliced inside the loop over rows (a slice costs numba a reference-count increment and decrement,
+    ~10 ns each); a saved row's sections are offsets into SV[b, t], as unsigned indices (:func:`_u`), so that
+    every inner loop runs contiguous and vectorises."""
     B, T, G = XP.shape
     H = G // 4
     eps, inv_g, inv_h = SC[0], SC[1], SC[2]
     bias, g_ih, g_hh = P[0:G], P[G:2 * G], P[2 * G:3 * G]
     g_c, b_c = P[3 * G:3 * G + H], P[3 * G + H:3 * G + 2 * H]
+    # sections of a saved row: [i f g o (G) | c_{t-1} (H) | tanh(ĉ_t) (H) | (LN) ĥ_n (G) | c_n (H) | rstd (3)]
+    o_f, o_g, o_o, o_cp, o_th = _u(H), _u(2 * H), _u(3 * H), _u(G), _u(G + H)
+    o_hn, o_cn, o_rs = _u(G + 2 * H), _u(2 * G + 2 * H), _u(2 * G + 3 * H)
     last = t + 1 == T
+    tn = min(t + 1, T - 1)
+    zero = _ZERO * SC[0]
     for b in range(B):
-        y = Y[b, t]
-        hm_next = HM[b, min(t + 1, T - 1)]
         if t >= L[b]:  # past this row's end: state frozen, output zero
-            y[:] = 0
+            for j in range(H):
+                Y[b, t, j] = zero
             if not last:
-                hm_next[:] = HM[b, t]
+                for j in range(H):
+                    HM[b, tn, j] = HM[b, t, j]
             continue
-        x_hat, h_hat, sv = XP[b, t], HP[b], SV[b, t]
-        a, c_prev, th = sv[0:G], sv[G:G + H], sv[G + H:G + 2 * H]  # a becomes the activated gates
-        h, c, m = ST[0, b], ST[1, b], M[b]
         if ln:
-            h_n, c_n, rstd = sv[G + 2 * H:2 * G + 2 * H], sv[2 * G + 2 * H:2 * G + 3 * H], sv[2 * G + 3 * H:]
-            mu, rstd[1] = _moments(h_hat, inv_g, eps)
-            r1 = rstd[1]
-            for k in range(G):  # normalise ĥ and form the pre-activation in one pass (x̂ normalised before the loop)
-                hn = (h_hat[k] - mu) * r1
-                h_n[k] = hn
-                a[k] = g_ih[k] * x_hat[k] + g_hh[k] * hn + bias[k]
+            s = zero
+            for k in range(G):
+                s += HP[b, k]
+            mu = s * inv_g
+            s2 = zero
+            for k in range(G):
+                d = HP[b, k] - mu
+                s2 += d * d
+            r1 = _ONE / np.sqrt(s2 * inv_g + eps)
+            SV[b, t, o_rs + _u(1)] = r1
+            for k in range(G):  # LN(ĥ), saved
+                SV[b, t, o_hn + _u(k)] = (HP[b, k] - mu) * r1
+            for k in range(G):  # the pre-activation (x̂ normalised before the loop); one store per loop vectorises
+                SV[b, t, k] = g_ih[k] * XP[b, t, k] + g_hh[k] * ((HP[b, k] - mu) * r1) + bias[k]
         else:
             for k in range(G):
-                a[k] = x_hat[k] + h_hat[k] + bias[k]
-        i, f, g, o = a[0:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:G]
+                SV[b, t, k] = XP[b, t, k] + HP[b, k] + bias[k]
         for k in range(2 * H):
-            a[k] = _sigmoid(a[k])  # i, f
+            SV[b, t, k] = _sigmoid(SV[b, t, k])  # i, f
         for j in range(H):
-            g[j] = _tanh(g[j])
-            o[j] = _sigmoid(o[j])
+            SV[b, t, o_g + _u(j)] = _tanh(SV[b, t, o_g + _u(j)])
         for j in range(H):
-            c_prev[j] = c[j]
-            c[j] = f[j] * c[j] + i[j] * g[j]  # c_t = f c_{t-1} + i g
+            SV[b, t, o_o + _u(j)] = _sigmoid(SV[b, t, o_o + _u(j)])
+        for j in range(H):
+            SV[b, t, o_cp + _u(j)] = ST[1, b, j]  # c_{t-1}, saved
+        sc = zero
+        for j in range(H):  # one store into SV per loop: stores at several of its offsets keep the loop scalar
+            u = _u(j)
+            c = SV[b, t, o_f + u] * ST[1, b, j] + SV[b, t, j] * SV[b, t, o_g + u]  # c_t = f c_{t-1} + i g
+            ST[1, b, j] = c
+            sc += c
         if ln:
-            rstd[2] = _normalize(c, c_n, inv_h, eps)
+            mc = sc * inv_h
+            vc = zero
             for j in range(H):
-                th[j] = _tanh(c_n[j] * g_c[j] + b_c[j])
+                d = ST[1, b, j] - mc
+                vc += d * d
+            rc = _ONE / np.sqrt(vc * inv_h + eps)
+            SV[b, t, o_rs + _u(2)] = rc
+            for j in range(H):
+                SV[b, t, o_cn + _u(j)] = (ST[1, b, j] - mc) * rc
+            for j in range(H):
+                SV[b, t, o_th + _u(j)] = _tanh(SV[b, t, o_cn + _u(j)] * g_c[j] + b_c[j])
         else:
             for j in range(H):
-                th[j] = _tanh(c[j])
-        hn = HN[b]
+                SV[b, t, o_th + _u(j)] = _tanh(ST[1, b, j])
         for j in range(H):
-            h[j] = o[j] * th[j]  # h_t = o tanh(ĉ_t)
-            y[j] = h[j]
-            hn[j] = h[j] * m[j]
+            ST[0, b, j] = SV[b, t, o_o + _u(j)] * SV[b, t, o_th + _u(j)]  # h_t = o tanh(ĉ_t)
+        for j in range(H):
+            h = ST[0, b, j]
+            Y[b, t, j] = h
+            HN[b, j] = h * M[b, j]
         if not last:
             for j in range(H):
-                hm_next[j] = hn[j]
+                HM[b, tn, j] = HN[b, j]
 
 
 @numba.njit(**_JIT)
@@ -536,68 +562,71 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
     """Step t of inference for every row b, keeping nothing for a backward pass. XP (Tc, B, G) the raw x̂ of a
     chunk of steps (time-major), step t at XP[tx]; HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths;
     ST (2, B, H) h, c (updated); Y (T, B, H) written at t; HN (B, H) h_t ⊙ m for the next product (left as is past
-    a row's end); A (G,) scratch. Both layer norms' moments in one two-pass sweep over x̂ and ĥ, the gates and c_t
-    in one loop over H (the sum for LN(c) with it), h_t in one more: few passes, each contiguous.
-    Every operand of an inner loop is a slice indexed by the loop variable alone: an offset index (``P[3 * G + j]``)
-    gets numba's negative-index wraparound, which stops LLVM vectorising the loop (measured 2.7 -> 0.37 ns per
-    element for the h_t loop)."""
+    a row's end); A (G,) scratch: one row's pre-activation.
+
+    Per row, four contiguous passes: the moments of x̂ and ĥ together (sums about the row's first element, so no
+    cancellation when |mean| >> std), the pre-activation, the gates and c_t with the sum for LN(c), then the
+    variance of c_t and h_t, y_t, h_t ⊙ m in one loop (plus the variance pass). Arrays are sliced once per call,
+    outside the loop over rows, and indexed [b, k] by loop variables only: a slice per row costs numba a
+    reference-count increment and decrement (seven slices per row measured ~110 ns per row, as much as the
+    arithmetic of a row at H = 64), and an offset index (``P[3 * G + j]``) gets numba's negative-index
+    wraparound, which stops LLVM vectorising the loop (measured 2.7 -> 0.37 ns per element for the h_t loop)."""
     B = XP.shape[1]
     G = XP.shape[2]
     H = G // 4
     eps, inv_g, inv_h = SC[0], SC[1], SC[2]
+    X, Yt, Hs, Cs = XP[tx], Y[t], ST[0], ST[1]  # (B, G), (B, H), (B, H), (B, H)
     bias, g_ih, g_hh = P[0:G], P[G:2 * G], P[2 * G:3 * G]
     g_c, b_c = P[3 * G:3 * G + H], P[3 * G + H:3 * G + 2 * H]
     a_i, a_f, a_g, a_o = A[0:H], A[H:2 * H], A[2 * H:3 * H], A[3 * H:G]
+    zero = _ZERO * SC[0]
     for b in range(B):
-        y = Y[t, b]
         if t >= L[b]:  # past this row's end: state frozen, output zero
             for j in range(H):
-                y[j] = _ZERO
+                Yt[b, j] = zero
             continue
-        x_hat, h_hat = XP[tx, b], HP[b]
-        h, c, m, hn = ST[0, b], ST[1, b], M[b], HN[b]
         if ln:
-            sx = _ZERO * x_hat[0]
-            sh = _ZERO * x_hat[0]
+            x0, h0 = X[b, 0], HP[b, 0]
+            sx, sh, qx, qh = zero, zero, zero, zero
             for k in range(G):
-                sx += x_hat[k]
-                sh += h_hat[k]
-            mx, mh = sx * inv_g, sh * inv_g
-            vx = _ZERO * x_hat[0]
-            vh = _ZERO * x_hat[0]
-            for k in range(G):
-                dx = x_hat[k] - mx
-                dh = h_hat[k] - mh
-                vx += dx * dx
-                vh += dh * dh
-            rx = _ONE / np.sqrt(vx * inv_g + eps)
-            rh = _ONE / np.sqrt(vh * inv_g + eps)
-            for k in range(G):
-                A[k] = g_ih[k] * ((x_hat[k] - mx) * rx) + g_hh[k] * ((h_hat[k] - mh) * rh) + bias[k]
+                dx = X[b, k] - x0
+                dh = HP[b, k] - h0
+                sx += dx
+                sh += dh
+                qx += dx * dx
+                qh += dh * dh
+            dmx, dmh = sx * inv_g, sh * inv_g  # mean minus the first element
+            rx = _ONE / np.sqrt(max(qx * inv_g - dmx * dmx, zero) + eps)
+            rh = _ONE / np.sqrt(max(qh * inv_g - dmh * dmh, zero) + eps)
+            mx, mh = x0 + dmx, h0 + dmh
+            for k in range(G):  # LN(x̂) γ_ih + LN(ĥ) γ_hh + b
+                A[k] = g_ih[k] * ((X[b, k] - mx) * rx) + g_hh[k] * ((HP[b, k] - mh) * rh) + bias[k]
         else:
             for k in range(G):
-                A[k] = x_hat[k] + h_hat[k] + bias[k]
-        sc = _ZERO * x_hat[0]
+                A[k] = X[b, k] + HP[b, k] + bias[k]
+        sc = zero
         for j in range(H):  # c_t = σ(f) c_{t-1} + σ(i) tanh(g)
-            cj = _sigmoid(a_f[j]) * c[j] + _sigmoid(a_i[j]) * _tanh(a_g[j])
-            c[j] = cj
+            cj = _sigmoid(a_f[j]) * Cs[b, j] + _sigmoid(a_i[j]) * _tanh(a_g[j])
+            Cs[b, j] = cj
             sc += cj
         if ln:
             mc = sc * inv_h
-            vc = _ZERO * x_hat[0]
+            vc = zero
             for j in range(H):
-                d = c[j] - mc
+                d = Cs[b, j] - mc
                 vc += d * d
             rc = _ONE / np.sqrt(vc * inv_h + eps)
             for j in range(H):  # h_t = σ(o) tanh(LN(c_t) γ_c + β_c)
-                h[j] = _sigmoid(a_o[j]) * _tanh((c[j] - mc) * rc * g_c[j] + b_c[j])
+                hj = _sigmoid(a_o[j]) * _tanh((Cs[b, j] - mc) * rc * g_c[j] + b_c[j])
+                Hs[b, j] = hj
+                Yt[b, j] = hj
+                HN[b, j] = hj * M[b, j]
         else:
             for j in range(H):
-                h[j] = _sigmoid(a_o[j]) * _tanh(c[j])
-        for j in range(H):
-            y[j] = h[j]
-        for j in range(H):
-            hn[j] = h[j] * m[j]
+                hj = _sigmoid(a_o[j]) * _tanh(Cs[b, j])
+                Hs[b, j] = hj
+                Yt[b, j] = hj
+                HN[b, j] = hj * M[b, j]
 
 
 @numba.njit(inline="always", **_JIT)
@@ -620,8 +649,10 @@ def _layer_norm_backward(da, gain, v_n, rstd, inv_n, out, acc_gain):
 @numba.njit(**_JIT)
 def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln):
     """Backward of step t for every row b. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product; DS (2, B, H)
-    dL/dh_t, dL/dc_t carried (updated to t-1); DXP, DHP (B, T, G) written at t, DA (B, G) = DHP[:, t] contiguous
-    (the operand of the product that makes the next DHM); ACC float64 parameter grads."""
+    dL/dh_t, dL/dc_t carried (updated to t-1); DXP, DHP (B, T, G) written at t (one array without layer norm),
+    DA (B, G) = DHP[:, t] contiguous (the operand of the product that makes the next DHM); ACC float64 parameter
+    grads. As in :func:`_forward_step`, no slice inside the loop over rows, saved sections by unsigned offsets;
+    the gradients of both layer norms of the products and the bias in two passes over G."""
     B, T, G = DXP.shape
     H = G // 4
     inv_g, inv_h = SC[1], SC[2]
@@ -629,45 +660,78 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln):
     g_c = P[3 * G:3 * G + H]
     acc_b, acc_ih, acc_hh = ACC[0:G], ACC[G:2 * G], ACC[2 * G:3 * G]
     acc_gc, acc_bc = ACC[3 * G:3 * G + H], ACC[3 * G + H:3 * G + 2 * H]
+    o_f, o_g, o_o, o_cp, o_th = _u(H), _u(2 * H), _u(3 * H), _u(G), _u(G + H)
+    o_hn, o_cn, o_rs = _u(G + 2 * H), _u(2 * G + 2 * H), _u(2 * G + 3 * H)
+    zero = _ZERO * SC[0]
     for b in range(B):
-        da = DHP[b, t]
         if t >= L[b]:  # frozen step: the carried grads pass through unchanged
-            DXP[b, t, :] = 0
-            da[:] = 0
-            DA[b, :] = 0
+            for k in range(G):
+                DXP[b, t, k] = zero
+                DHP[b, t, k] = zero
+                DA[b, k] = zero
             continue
-        sv = SV[b, t]
-        a, c_prev, th = sv[0:G], sv[G:G + H], sv[G + H:G + 2 * H]
-        i, f, g, o = a[0:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:G]
-        da_i, da_f, da_g, da_o = da[0:H], da[H:2 * H], da[2 * H:3 * H], da[3 * H:G]
-        dh, dc, dy, dhm, m = DS[0, b], DS[1, b], DY[b, t], DHM[b], M[b]
         if t + 1 < L[b]:
             for j in range(H):
-                dh[j] = dhm[j] * m[j] + dy[j]
+                DS[0, b, j] = DHM[b, j] * M[b, j] + DY[b, t, j]
         else:
             for j in range(H):
-                dh[j] += dy[j]
-        for j in range(H):  # h = o tanh(ĉ): dh becomes dĉ
-            da_o[j] = dh[j] * th[j] * o[j] * (_ONE - o[j])
-            dh[j] = dh[j] * o[j] * (_ONE - th[j] * th[j])
-        if ln:
-            c_n, rstd = sv[2 * G + 2 * H:2 * G + 3 * H], sv[2 * G + 3 * H:]
+                DS[0, b, j] += DY[b, t, j]
+        for j in range(H):  # h = o tanh(ĉ): DS[0] becomes dĉ
+            u = _u(j)
+            o, th, dh = SV[b, t, o_o + u], SV[b, t, o_th + u], DS[0, b, j]
+            DHP[b, t, o_o + u] = dh * th * o * (_ONE - o)
+            DS[0, b, j] = dh * o * (_ONE - th * th)
+        if ln:  # through ĉ = LN(c_t) γ_c + β_c: DS[0] becomes dc_t (local)
+            s1, s2 = zero, zero
             for j in range(H):
-                acc_bc[j] += dh[j]
-            _layer_norm_backward(dh, g_c, c_n, rstd[2], inv_h, dh, acc_gc)  # dh becomes dc_t (local)
+                d, cn = DS[0, b, j], SV[b, t, o_cn + _u(j)]
+                acc_bc[j] += d
+                acc_gc[j] += d * cn
+                dn = d * g_c[j]
+                s1 += dn
+                s2 += dn * cn
+            s1 *= inv_h
+            s2 *= inv_h
+            rc = SV[b, t, o_rs + _u(2)]
+            for j in range(H):
+                DS[0, b, j] = rc * (DS[0, b, j] * g_c[j] - s1 - SV[b, t, o_cn + _u(j)] * s2)
         for j in range(H):
-            dct = dc[j] + dh[j]
-            da_i[j] = dct * g[j] * i[j] * (_ONE - i[j])
-            da_f[j] = dct * c_prev[j] * f[j] * (_ONE - f[j])
-            da_g[j] = dct * i[j] * (_ONE - g[j] * g[j])
-            dc[j] = dct * f[j]  # dL/dc_{t-1}
-        for k in range(G):
-            acc_b[k] += da[k]
-        if ln:
-            h_n = sv[G + 2 * H:2 * G + 2 * H]
-            _layer_norm_backward(da, g_ih, XN[b, t], rstd[0], inv_g, DXP[b, t], acc_ih)
-            _layer_norm_backward(da, g_hh, h_n, rstd[1], inv_g, da, acc_hh)
-        DA[b, :] = da
+            u = _u(j)
+            i, f, g, c_prev = SV[b, t, j], SV[b, t, o_f + u], SV[b, t, o_g + u], SV[b, t, o_cp + u]
+            dct = DS[1, b, j] + DS[0, b, j]
+            DHP[b, t, j] = dct * g * i * (_ONE - i)
+            DHP[b, t, o_f + u] = dct * c_prev * f * (_ONE - f)
+            DHP[b, t, o_g + u] = dct * i * (_ONE - g * g)
+            DS[1, b, j] = dct * f  # dL/dc_{t-1}
+        if ln:  # da = DHP[b, t] through LN(x̂) γ_ih (-> DXP) and LN(ĥ) γ_hh (-> DHP, DA)
+            s1x, s2x, s1h, s2h = zero, zero, zero, zero
+            for k in range(G):
+                d, xn, hn = DHP[b, t, k], XN[b, t, k], SV[b, t, o_hn + _u(k)]
+                acc_b[k] += d
+                acc_ih[k] += d * xn
+                acc_hh[k] += d * hn
+                dx = d * g_ih[k]
+                dh = d * g_hh[k]
+                s1x += dx
+                s2x += dx * xn
+                s1h += dh
+                s2h += dh * hn
+            s1x *= inv_g
+            s2x *= inv_g
+            s1h *= inv_g
+            s2h *= inv_g
+            rx, rh = SV[b, t, o_rs], SV[b, t, o_rs + _u(1)]
+            for k in range(G):
+                d = DHP[b, t, k]
+                DXP[b, t, k] = rx * (d * g_ih[k] - s1x - XN[b, t, k] * s2x)
+                dh = rh * (d * g_hh[k] - s1h - SV[b, t, o_hn + _u(k)] * s2h)
+                DHP[b, t, k] = dh
+                DA[b, k] = dh
+        else:
+            for k in range(G):
+                d = DHP[b, t, k]
+                acc_b[k] += d
+                DA[b, k] = d
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -177,3 +177,16 @@ def test_state_table_rows_stepped_together_equal_each_stream_alone(kind):
     for s in range(streams):
         for a, b in zip(_tensors(table.gather([rows[s]])), _tensors(alone[s])):
             assert_close(a, b, atol=2e-6, rtol=1e-5)
+
+
+def test_the_size_rule_picks_the_path():
+    """From BATCHED_MIN_MACS multiply-adds with at least BATCHED_MIN_ROWS rows; fewer rows need FEW_ROWS_MIN_MACS."""
+    from rnnlab.nn import _fast_step as fs
+
+    gru = GRU(64, 256)  # 3·256·320 = 245,760 multiply-adds per row
+    with torch.no_grad():
+        assert fs.BATCHED_MIN_MACS <= 8 * 245_760 < fs.FEW_ROWS_MIN_MACS
+        assert gru._fast_step._batched(torch.randn(8, 64))
+        assert not gru._fast_step._batched(torch.randn(2, 64))  # 0.5M: below either threshold
+        wide = GRU(512, 512)  # 3·512·1024 = 1.57M per row: above BATCHED_MIN_MACS, but a single row
+        assert not wide._fast_step._batched(torch.randn(1, 512))

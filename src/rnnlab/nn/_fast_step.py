@@ -21,12 +21,14 @@ With one layer the returned state is a view of the step's output (``y_t`` and ``
 ``torch.nn.LSTMCell``'s h does with itself).
 
 Many streams at once (a server stepping its sessions' rows of a ``StateTable``): outside autograd, for a float32
-LSTM or GRU layer on the CPU whose step is a large product (B·GH·(I+H) ≥ :data:`BATCHED_MIN_MACS`, G gates), the
-gates come from two oneDNN products on weights reordered once into oneDNN's blocked layout (kept until the weight
-changes) instead of ``torch._VF.lstm_cell`` / ``gru_cell``, whose products run on MKL (slower on the AMD EPYC this
-was measured on): LSTM at B = 256, (I, H) = (64, 256) / (512, 512) / (1024, 1024), 0.48 / 0.48 / 0.45 of the
-time, one thread. The element-wise part is a few torch ops, tanh as 2σ(2x) − 1 (torch's CPU tanh is several
-times slower than its sigmoid here).
+LSTM or GRU layer on the CPU whose step is a large product (B·GH·(I+H) ≥ :data:`BATCHED_MIN_MACS`, G gates), each
+layer's step is two oneDNN products on weights reordered once into oneDNN's blocked layout (kept until the weight
+changes), the biases added inside them, and one numba kernel for the gates (:mod:`rnnlab.nn._step_kernels`) that
+writes the new state straight into the (L, B, H) tensors returned, instead of ``torch._VF.lstm_cell`` /
+``gru_cell``, whose products run on MKL (slower on the AMD EPYC this was measured on). The GRU at B = 256,
+(I, H) = (64, 256), one thread: the products ≈ 630 µs a step, the kernel ≈ 50 µs where the 9 torch ops it replaces
+took ≈ 120 µs (``benchmarks/batched_step.py``, ``benchmarks/peers.py``: JAX's jitted step fuses its gates the same
+way).
 """
 from __future__ import annotations
 
@@ -43,9 +45,16 @@ from .state import LSTMState
 
 _MAX_SIGNATURES = 64  # a server sees a handful of batch sizes; forget them all past this many
 _ONE = {torch.float32: np.float32(1), torch.float64: np.float64(1)}  # the kernels' ``one``, in the state's dtype
-BATCHED_MIN_MACS = 2_500_000
-"""Per layer and step, from this many multiply-adds (B·GH·(I+H)) an LSTM/GRU step outside autograd runs its products
-on oneDNN with packed weights (see the module docstring); below it torch's cell kernel, cheaper to call."""
+BATCHED_MIN_MACS = 1_500_000
+"""Per layer and step, from this many multiply-adds (B·GH·(I+H)) an LSTM/GRU step outside autograd with at least
+:data:`BATCHED_MIN_ROWS` rows runs its products on oneDNN with packed weights and its gates in one numba kernel (see
+the module docstring); below it torch's cell kernel, cheaper to call. Measured (one thread, time of torch's cell
+kernel / this path, ``benchmarks/batched_step.py``): (I, H) = (64, 128), B = 16, 1.2M: 0.96 (GRU); B = 16, 1.6M:
+1.14 (LSTM); B = 32, 2.4M: 1.23; (64, 256), B = 4, 1.0–1.3M: 1.09–1.13; B = 1–2, 0.25–0.66M: 0.58–0.90."""
+BATCHED_MIN_ROWS = 4
+FEW_ROWS_MIN_MACS = 2_500_000
+"""With fewer than :data:`BATCHED_MIN_ROWS` rows (a product of one or two rows reads the whole weight for little
+work), the threshold of :data:`BATCHED_MIN_MACS` is this instead."""
 
 
 class FastStep:
@@ -121,8 +130,9 @@ class FastStep:
     def _batched(self, x_t: Tensor) -> bool:
         """Whether this LSTM or GRU step runs the oneDNN products (see the module docstring). The size is tested
         first: a step at batch 1 pays one multiplication for this."""
-        H = self.hidden_size
-        if x_t.shape[0] * self.gates * H * (x_t.shape[1] + H) < BATCHED_MIN_MACS:
+        H, B = self.hidden_size, x_t.shape[0]
+        macs = B * self.gates * H * (x_t.shape[1] + H)
+        if macs < BATCHED_MIN_MACS or (B < BATCHED_MIN_ROWS and macs < FEW_ROWS_MIN_MACS):
             return False
         return (_gemm._ONEDNN and not torch.is_grad_enabled() and x_t.dtype == torch.float32
                 and x_t.device.type == "cpu")

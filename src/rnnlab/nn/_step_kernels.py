@@ -23,7 +23,7 @@ import numba
 
 from ._min_scan import _JIT, _sigmoid
 
-__all__ = ["lstm_gates", "gru_gates"]
+__all__ = ["lstm_gates", "gru_gates", "gru_sequence_gates"]
 
 
 @numba.njit(inline="always", **_JIT)
@@ -61,3 +61,20 @@ def lstm_gates(xp, hp, c, h_out, c_out, one):  # pragma: no cover - compiled
             cj = f * c_prev[j] + i * g
             c_new[j] = cj
             h_new[j] = o * _tanh(cj, one)
+
+
+@numba.njit(**_JIT)
+def gru_sequence_gates(t, xp, b_x, hp, h, y, one):  # pragma: no cover - compiled
+    """Step t of a whole-sequence GRU in inference (:func:`rnnlab.nn.fused_gru.gru_sequence` without layer norm,
+    dropout mask or lengths): xp (B, T, 3H) = x W_ihᵀ of every step, b_x (3H,) = b_ih, hp (B, 3H) = h W_hhᵀ + b_hh;
+    h (B, H) the running state, updated in place; y (B, T, H) written at t. The equations of :func:`gru_gates`."""
+    B, H = h.shape
+    for b in range(B):
+        x_, h_, prev, out = xp[b, t], hp[b], h[b], y[b, t]
+        for j in range(H):
+            r = _sigmoid(x_[j] + b_x[j] + h_[j], one)  # reset gate
+            z = _sigmoid(x_[H + j] + b_x[H + j] + h_[H + j], one)  # update gate
+            n = _tanh(x_[2 * H + j] + b_x[2 * H + j] + r * h_[2 * H + j], one)  # candidate
+            v = n + z * (prev[j] - n)  # (1 − z) ⊙ n + z ⊙ h
+            prev[j] = v
+            out[j] = v

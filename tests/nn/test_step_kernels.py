@@ -77,6 +77,19 @@ def test_float64_batched_step_equals_torch_cells_exactly(kind, layers, bias):
         assert_close(y, y_ref, atol=1e-12, rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_golden_numbers_with_biases(dtype):
+    """Products zero, biases chosen so the gates are known: GRU b_ih = b_hh = (0, 0, 0 | ln 3, ln 3, ln 3 | 0, 0, 0)
+    and b_hh's n part 1: r = σ(0) = 1/2, z = σ(2 ln 3) = 9/10, n = tanh(1/2); h' = n + z (h − n). By hand."""
+    h = np.array([[-2.0, 0.0, 1.0]], dtype=dtype)
+    b_x = np.array([0, 0, 0] + [np.log(3)] * 3 + [0, 0, 0], dtype=dtype)
+    b_h = np.array([0, 0, 0] + [np.log(3)] * 3 + [1, 1, 1], dtype=dtype)
+    out = np.empty_like(h)
+    gru_gates(np.zeros((1, 9), dtype), b_x, np.zeros((1, 9), dtype), b_h, h, out, dtype(1))
+    n = np.tanh(0.5)
+    np.testing.assert_allclose(out[0], [n + 0.9 * (v - n) for v in (-2.0, 0.0, 1.0)], rtol=1e-6)
+
+
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
 def test_float32_batched_step_equals_torch_cells(kind, layers):
@@ -133,10 +146,11 @@ def test_golden_numbers_with_zero_products(dtype):
     h' = tanh(c / 2) / 2 (worked out by hand from the equations in the module docstring)."""
     h = np.array([[-2.0, 0.0, 1.0]], dtype=dtype)
     out = np.empty_like(h)
-    gru_gates(np.zeros((1, 9), dtype), np.zeros((1, 9), dtype), h, out, dtype(1))
+    z9, z12 = np.zeros((1, 9), dtype), np.zeros((1, 12), dtype)
+    gru_gates(z9, z9[0], z9, z9[0], h, out, dtype(1))
     np.testing.assert_allclose(out, [[-1.0, 0.0, 0.5]], rtol=1e-6)
     h_out, c_out = np.empty_like(h), np.empty_like(h)
-    lstm_gates(np.zeros((1, 12), dtype), np.zeros((1, 12), dtype), h, h_out, c_out, dtype(1))
+    lstm_gates(z12, z12[0], z12, z12[0], h, h_out, c_out, dtype(1))
     np.testing.assert_allclose(c_out, [[-1.0, 0.0, 0.5]], rtol=1e-6)
     np.testing.assert_allclose(h_out, [[np.tanh(-1.0) / 2, 0.0, np.tanh(0.5) / 2]], rtol=1e-6)
 
@@ -148,7 +162,7 @@ def test_float32_kernel_saturates_and_passes_nan():
     hp = np.zeros_like(xp)
     h = np.ones((1, 4), dtype=np.float32)
     out = np.empty_like(h)
-    gru_gates(xp, hp, h, out, np.float32(1))
+    gru_gates(xp, hp[0], hp, hp[0], h, out, np.float32(1))
     # r = z = σ(100) = 1 -> h' = h; z = σ(-100) = 0, n = tanh(-100) = -1 -> h' = -1; z = 1 -> h
     np.testing.assert_allclose(out[0, :3], [1.0, -1.0, 1.0], atol=1e-6)
     assert np.isnan(out[0, 3])

@@ -23,7 +23,7 @@ With one layer the returned state is a view of the step's output (``y_t`` and ``
 Many streams at once (a server stepping its sessions' rows of a ``StateTable``): outside autograd, for a float32
 LSTM or GRU layer on the CPU whose step is a large product (B·GH·(I+H) ≥ :data:`BATCHED_MIN_MACS`, G gates), each
 layer's step is two oneDNN products on weights reordered once into oneDNN's blocked layout (kept until the weight
-changes), the biases added inside them, and one numba kernel for the gates (:mod:`rnnlab.nn._step_kernels`) that
+changes) and one numba kernel for the biases and the gates (:mod:`rnnlab.nn._step_kernels`) that
 writes the new state straight into the (L, B, H) tensors returned, instead of ``torch._VF.lstm_cell`` /
 ``gru_cell``, whose products run on MKL (slower on the AMD EPYC this was measured on). The GRU at B = 256,
 (I, H) = (64, 256), one thread: the products ≈ 630 µs a step, the kernel ≈ 50 µs where the 9 torch ops it replaces
@@ -71,6 +71,7 @@ class FastStep:
         self.params = [cell._parameters for cell in cells]  # live dicts: name -> Parameter (or None: no bias)
         self.checked: set = set()
         self._packed: dict = {}  # (layer, "x" | "h") -> ((data_ptr, version), the weight packed for oneDNN)
+        self._zeros: Optional[Tensor] = None  # the bias of a layer without biases
         # one layer: (the state returned last, its (B, H) tensors), or None; see _layer_states
         self.last: Optional[tuple] = None
 
@@ -144,12 +145,21 @@ class FastStep:
             entry = self._packed[(layer, name)] = (key, _gemm.pack(w, 64))
         return entry[1]
 
-    def _product(self, layer: int, name: str, a: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
-        """a wᵀ + b, a (B, K), w (G, K) -> (B, G) a new tensor; ``name``: "x" or "h", the layer's product. On oneDNN
-        with the weight packed once (float32), else ``torch.addmm`` (float64: the exact path the tests compare)."""
+    def _product(self, layer: int, name: str, a: Tensor, w: Tensor) -> Tensor:
+        """a wᵀ, a (B, K), w (G, K) -> (B, G) a new tensor; ``name``: "x" or "h", the layer's product. On oneDNN with
+        the weight packed once (float32), else ``torch.mm`` (float64: the exact path the tests compare)."""
         if a.dtype == torch.float32 and _gemm._ONEDNN:
-            return _gemm.linear_packed(a, self._pack(layer, name, w), b)
-        return a @ w.t() if b is None else torch.addmm(b, a, w.t())
+            return _gemm.linear_packed(a, self._pack(layer, name, w))
+        return a @ w.t()
+
+    def _bias(self, b: Optional[Tensor], like: Tensor) -> np.ndarray:
+        """A bias as the kernels read it: (G,) numpy, zeros for a layer without biases."""
+        if b is None:
+            G = self.gates * self.hidden_size
+            if self._zeros is None or self._zeros.dtype != like.dtype:
+                self._zeros = torch.zeros(G, dtype=like.dtype)
+            b = self._zeros
+        return b.detach().numpy()
 
     def _layer_inputs(self, x_t: Tensor, state, parts: int) -> list:
         """Each layer's previous state as ``parts`` (B, H) tensors (h, or h and c), outside autograd's graph."""
@@ -165,16 +175,17 @@ class FastStep:
         return list(zip(*per_part))
 
     def gru_batched(self, x_t: Tensor, state):
-        """The GRU step of many rows: per layer two products (oneDNN, biases inside) and :func:`gru_gates`, which
-        writes h' straight into the returned (L, B, H) state. x_t (B, I); float32 (oneDNN) or float64."""
+        """The GRU step of many rows: per layer two products (oneDNN) and :func:`gru_gates`, which adds the biases
+        and writes h' straight into the returned (L, B, H) state. x_t (B, I); float32 (oneDNN) or float64."""
         params, one = self.params, _ONE[x_t.dtype]
         out = x_t.new_empty((len(params), x_t.shape[0], self.hidden_size))  # (L, B, H): the new state
         y = x_t
         for layer, (p, (h,)) in enumerate(zip(params, self._layer_inputs(x_t, state, 1))):
-            xp = self._product(layer, "x", y, p["weight_ih"], p["bias_ih"])  # (B, 3H)
-            hp = self._product(layer, "h", h, p["weight_hh"], p["bias_hh"])  # (B, 3H)
+            xp = self._product(layer, "x", y, p["weight_ih"])  # (B, 3H)
+            hp = self._product(layer, "h", h, p["weight_hh"])  # (B, 3H)
             y = out[layer]  # (B, H)
-            gru_gates(xp.numpy(), hp.numpy(), h.numpy(), y.numpy(), one)
+            gru_gates(xp.numpy(), self._bias(p["bias_ih"], h), hp.numpy(), self._bias(p["bias_hh"], h), h.numpy(),
+                      y.numpy(), one)
         return y, (self._remember(out, y) if len(params) == 1 else out)
 
     def lstm_batched(self, x_t: Tensor, state):
@@ -184,10 +195,11 @@ class FastStep:
         h_out, c_out = x_t.new_empty((2, len(params), x_t.shape[0], self.hidden_size)).unbind(0)
         y = x_t
         for layer, (p, (h, c)) in enumerate(zip(params, self._layer_inputs(x_t, state, 2))):
-            xp = self._product(layer, "x", y, p["weight_ih"], p["bias_ih"])  # (B, 4H)
-            hp = self._product(layer, "h", h, p["weight_hh"], p["bias_hh"])  # (B, 4H)
+            xp = self._product(layer, "x", y, p["weight_ih"])  # (B, 4H)
+            hp = self._product(layer, "h", h, p["weight_hh"])  # (B, 4H)
             y = h_out[layer]  # (B, H)
-            lstm_gates(xp.numpy(), hp.numpy(), c.numpy(), y.numpy(), c_out[layer].numpy(), one)
+            lstm_gates(xp.numpy(), self._bias(p["bias_ih"], c), hp.numpy(), self._bias(p["bias_hh"], c), c.numpy(),
+                       y.numpy(), c_out[layer].numpy(), one)
         state = LSTMState(h_out, c_out)
         return y, (self._remember(state, y, c_out[0]) if len(params) == 1 else state)
 

@@ -11,7 +11,6 @@ back to ``torch.mm``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Optional
 
 import numba
 import numpy as np
@@ -145,13 +144,11 @@ def pack(w: Tensor, batch_size: int) -> Tensor:
     return w
 
 
-def linear_packed(a: Tensor, packed: Tensor, bias: Optional[Tensor] = None) -> Tensor:
-    """a @ wᵀ (+ bias) for ``packed = pack(w, len(a))``: a (M, K), bias (N,) or None -> (M, N), a new tensor. On
-    oneDNN the bias is added inside the product's kernel (no second pass over the result)."""
+def linear_packed(a: Tensor, packed: Tensor) -> Tensor:
+    """a @ wᵀ for ``packed = pack(w, len(a))``: a (M, K) -> (M, N), a new tensor."""
     if packed.is_mkldnn:
-        out = onednn_linear(a, packed, bias)
+        out = onednn_linear(a, packed)
         if out is None:
             raise RuntimeError("oneDNN refused a product with the weight it packed (rnnlab.nn._gemm.pack)")
         return out
-    out = linear(a, packed)
-    return out if bias is None else out.add_(bias)
+    return linear(a, packed)

@@ -131,14 +131,13 @@ ONEDNN_LINEAR = _ONEDNN_LINEAR_OP is not None and torch.backends.mkldnn.is_avail
 """Whether this torch build has oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``) on the CPU."""
 
 
-def onednn_linear(a: Tensor, w: Tensor, bias: Optional[Tensor] = None) -> Optional[Tensor]:
-    """``a @ w.T (+ bias)`` on oneDNN (a (M, K), w (N, K), bias (N,), float32 CPU tensors; the bias added inside
-    the product's kernel), or None where this build lacks the op or refuses the inputs' layout (the caller then
-    uses the plain product)."""
+def onednn_linear(a: Tensor, w: Tensor) -> Optional[Tensor]:
+    """``a @ w.T`` on oneDNN (a (M, K), w (N, K), float32 CPU tensors), or None where this build lacks the op or
+    refuses the inputs' layout (the caller then uses the plain product)."""
     if not ONEDNN_LINEAR:
         return None
     try:
-        return _ONEDNN_LINEAR_OP(a, w, bias, "none", [], "")
+        return _ONEDNN_LINEAR_OP(a, w, None, "none", [], "")
     except RuntimeError:
         return None
 

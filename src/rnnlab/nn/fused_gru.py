@@ -41,16 +41,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
-from ._gemm import (
-    input_and_weight_grads,
-    linear_into,
-    linear_packed,
-    numba_pays,
-    onednn_pays,
-    pack,
-    step_product,
-    step_product_numba,
-)
+from ._gemm import input_and_weight_grads, linear_into, numba_pays, step_product, step_product_numba
 from ._step_kernels import gru_sequence_gates
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
@@ -196,9 +187,9 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, w
 
 def _infer_plain(x, h0, W_ih, W_hh, b_ih, b_hh, work):
     """Inference without layer norm, dropout mask or lengths, for a layer whose per-step product runs from Python
-    (not :func:`rnnlab.nn._gemm.numba_pays`): per step one product ĥ_t = h W_hhᵀ + b_hh (on oneDNN the bias inside
-    the product) and :func:`gru_sequence_gates`, which reads x̂_t in place, updates h and writes y_t: no lengths,
-    mask or saved values to handle, 7 kernel arguments instead of :func:`_forward_step`'s 13. ``work``: scratch of
+    (not :func:`rnnlab.nn._gemm.numba_pays`): per step one product ĥ_t = h W_hhᵀ (:func:`rnnlab.nn._gemm.step_product`)
+    and :func:`gru_sequence_gates`, which reads x̂_t in place, adds the biases, updates h and writes y_t: no lengths,
+    mask or saved values to handle, 8 kernel arguments instead of :func:`_forward_step`'s 13. ``work``: scratch of
     B·T·G elements for x̂. Returns Y (B, T, H), hT (B, H)."""
     B, T, I = x.shape
     G, H = W_hh.shape
@@ -206,29 +197,13 @@ def _infer_plain(x, h0, W_ih, W_hh, b_ih, b_hh, work):
     XP = linear_into(x.detach().reshape(B * T, I), W_ih.detach(), work.view(B * T, G)).view(B, T, G)  # (B, T, G)
     Y = torch.empty(B, T, H, dtype=dtype)
     h = h0.detach().clone().contiguous()  # (B, H): the running state, in the end hT
-    b_x = torch.zeros(G, dtype=dtype) if b_ih is None else b_ih.detach().contiguous()
-    product = _step_product_with_bias(W_hh, B, None if b_hh is None else b_hh.detach().contiguous())
-    XP_, b_x_, h_, Y_ = XP.numpy(), b_x.numpy(), h.numpy(), Y.numpy()
+    b_x, b_h = (torch.zeros(G, dtype=dtype) if b is None else b.detach().contiguous() for b in (b_ih, b_hh))
+    product = step_product(W_hh, B)  # h ↦ h W_hhᵀ (B, G), on oneDNN or torch.mm
+    XP_, b_x_, b_h_, h_, Y_ = XP.numpy(), b_x.numpy(), b_h.numpy(), h.numpy(), Y.numpy()
     one = XP_.dtype.type(1)
     for t in range(T):
-        gru_sequence_gates(t, XP_, b_x_, product(h), h_, Y_, one)
+        gru_sequence_gates(t, XP_, b_x_, product(h), b_h_, h_, Y_, one)
     return Y, h
-
-
-def _step_product_with_bias(w: Tensor, rows: int, bias):
-    """a ↦ a wᵀ + bias as a numpy array (rows, N), for a (rows, K), w (N, K): :func:`rnnlab.nn._gemm.step_product`
-    with the bias inside the product (oneDNN's bias argument; ``torch.addmm`` into one reused buffer below
-    :data:`rnnlab.nn._gemm.ONEDNN_MIN_MACS`)."""
-    w = w.detach().contiguous()
-    N, K = w.shape
-    if w.dtype == torch.float32 and onednn_pays(rows, K, N):
-        packed = pack(w, rows)  # reordered once for all steps
-        return lambda a: linear_packed(a, packed, bias).numpy()
-    out = torch.empty(rows, N, dtype=w.dtype)
-    out_, w_t = out.numpy(), w.t()
-    if bias is None:
-        return lambda a: (torch.mm(a, w_t, out=out), out_)[1]
-    return lambda a: (torch.addmm(bias, a, w_t, out=out), out_)[1]
 
 
 class _FusedGRU(torch.autograd.Function):

@@ -1,6 +1,6 @@
-"""The GRU sequence kernel's lean inference driver (fused_gru._infer_plain: no layer norm, mask or lengths, a layer
+"""The GRU sequence kernel's lean inference driver (fused_gru._infer_plain: no layer norm or mask, a layer
 whose per-step product runs from Python): float64 equal to the reference loop and torch.nn.GRU to 1e-12, on each
-product path, with and without biases and h0; the options it does not take still go to the general driver."""
+product path, with and without biases, h0 and lengths; the options it does not take still go to the general driver."""
 import pytest
 import torch
 
@@ -33,10 +33,14 @@ def _weights(dtype, bias):
             r(3 * H, scale=0.5) if bias else None, r(3 * H, scale=0.5) if bias else None]
 
 
+LENGTHS = {"none": None, "mixed": [T, 1, 3, T], "short": [T - 2, 1, 2, 3]}  # "short": no row runs to T
+
+
 @pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("with_h0", [True, False])
-def test_plain_inference_equals_the_reference(monkeypatch, count_plain, path, bias, with_h0):
+@pytest.mark.parametrize("lengths", list(LENGTHS))
+def test_plain_inference_equals_the_reference(monkeypatch, count_plain, path, bias, with_h0, lengths):
     from rnnlab.nn import _gemm
 
     for name, value in PATHS[path].items():
@@ -46,12 +50,18 @@ def test_plain_inference_equals_the_reference(monkeypatch, count_plain, path, bi
         x = torch.randn(B, T, I, dtype=dtype)
         h0 = torch.randn(B, H, dtype=dtype) if with_h0 else None
         w = _weights(dtype, bias)
+        L = None if LENGTHS[lengths] is None else torch.tensor(LENGTHS[lengths])
         with torch.no_grad():
-            y, hT = gru_sequence(x, h0, *w)
-            y_ref, hT_ref = gru_sequence_reference(x, h0, *w)
+            y, hT = gru_sequence(x, h0, *w, lengths=L)
+            y_ref, hT_ref = gru_sequence_reference(x, h0, *w, lengths=L)
         torch.testing.assert_close(y, y_ref, atol=tol, rtol=tol)
         torch.testing.assert_close(hT, hT_ref, atol=tol, rtol=tol)
-        assert torch.equal(y[:, -1], hT)
+        if L is None:
+            assert torch.equal(y[:, -1], hT)
+        else:  # zeros past each row's length, the state of its last real step
+            for b, n in enumerate(L.tolist()):
+                assert not y[b, n:].any()
+                assert torch.equal(y[b, n - 1], hT[b])
     assert len(count_plain) == 2
 
 
@@ -70,15 +80,14 @@ def test_the_layer_in_inference_equals_torch_gru(count_plain):
     assert len(count_plain) == 2  # one call per layer
 
 
-def test_mask_lengths_and_layer_norm_keep_the_general_driver(count_plain):
+def test_mask_and_layer_norm_keep_the_general_driver(count_plain):
     torch.manual_seed(0)
     x = torch.randn(B, T, I, dtype=torch.float64)
     w = _weights(torch.float64, True)
-    lengths = torch.tensor([T, 1, 3, T])
     gains = {"ln_ih": torch.ones(3 * H, dtype=torch.float64), "ln_hh": torch.ones(3 * H, dtype=torch.float64)}
     mask = torch.full((B, H), 2.0, dtype=torch.float64)
     with torch.no_grad():
-        for kw in ({"lengths": lengths}, gains, {"mask": mask}):
+        for kw in (gains, {"mask": mask}):
             y, hT = gru_sequence(x, None, *w, **kw)
             y_ref, hT_ref = gru_sequence_reference(x, None, *w, **kw)
             torch.testing.assert_close(y, y_ref, atol=1e-10, rtol=1e-10)

@@ -66,13 +66,18 @@ def lstm_gates(xp, b_x, hp, b_h, c, h_out, c_out, one):  # pragma: no cover - co
 
 
 @numba.njit(**_JIT)
-def gru_sequence_gates(t, xp, b_x, hp, b_h, h, y, one):  # pragma: no cover - compiled
-    """Step t of a whole-sequence GRU in inference (:func:`rnnlab.nn.fused_gru.gru_sequence` without layer norm,
-    dropout mask or lengths): xp (B, T, 3H) = x W_ihᵀ of every step, hp (B, 3H) = h W_hhᵀ, b_x, b_h (3H,); h (B, H)
-    the running state, updated in place; y (B, T, H) written at t. The equations of :func:`gru_gates`."""
+def gru_sequence_gates(t, xp, b_x, hp, b_h, lengths, h, y, one):  # pragma: no cover - compiled
+    """Step t of a whole-sequence GRU in inference (:func:`rnnlab.nn.fused_gru.gru_sequence` without layer norm or
+    dropout mask): xp (B, T, 3H) = x W_ihᵀ of every step, hp (B, 3H) = h W_hhᵀ, b_x, b_h (3H,); lengths (B,) int64;
+    h (B, H) the running state, updated in place (a row past its length keeps it); y (B, T, H) written at t (zeros
+    past the row's length). The equations of :func:`gru_gates`."""
     B, H = h.shape
     for b in range(B):
-        x_, h_, prev, out = xp[b, t], hp[b], h[b], y[b, t]
+        out = y[b, t]
+        if t >= lengths[b]:
+            out[:] = 0
+            continue
+        x_, h_, prev = xp[b, t], hp[b], h[b]
         for j in range(H):
             r = _sigmoid(x_[j] + b_x[j] + h_[j] + b_h[j], one)  # reset gate
             z = _sigmoid(x_[H + j] + b_x[H + j] + h_[H + j] + b_h[H + j], one)  # update gate

@@ -29,8 +29,9 @@ float32 (:mod:`rnnlab.nn._gemm`: about 1.5x MKL's speed here; per-step products 
 ``torch.mm``, whose call costs less, and a layer smaller still runs its whole forward time loop inside numba,
 product included), and what the forward saves for the backward lives in one pooled buffer
 (:func:`rnnlab.nn._workspace.saved_buffer`: no page faults on tens of megabytes per training step). Without grad
-(inference, ``torch.no_grad()``) the forward keeps nothing for a backward pass. Anything else (another device
-or dtype) runs :func:`gru_sequence_reference`, the plain autograd loop. Double backward is not supported.
+(inference, ``torch.no_grad()``) the forward keeps nothing for a backward pass, and without layer norm or mask a
+mid-size layer runs a leaner per-step kernel (:func:`_infer_plain`). Anything else (another device or dtype) runs
+:func:`gru_sequence_reference`, the plain autograd loop. Double backward is not supported.
 Where the time goes, against torch.nn.GRU: ``benchmarks/profile_fused_gru.py``.
 """
 from __future__ import annotations

@@ -28,9 +28,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CLOCKS, interleaved, print_table, setup_threads, write_json  # noqa: E402
-
-from rnnlab.nn import GRU, LSTM  # noqa: E402
-from rnnlab.nn import _fast_step  # noqa: E402
+from rnnlab.nn import GRU, LSTM, _fast_step  # noqa: E402
 
 KINDS = {"LSTM": (LSTM, nn.LSTMCell, 4), "GRU": (GRU, nn.GRUCell, 3)}
 

@@ -20,9 +20,9 @@ LAYERS = {"gru": (GRU, nn.GRUCell), "lstm": (LSTM, nn.LSTMCell)}
 def _reference_cells(layer, cell_cls, dtype):
     """torch.nn cells with the layer's weights, one per layer."""
     cells = []
-    for l, cell in enumerate(layer.cells):
+    for cell in layer.cells:
         ref = cell_cls(cell.weight_ih.shape[1], H, bias=cell.bias_ih is not None).to(dtype)
-        ref.load_state_dict({k: v for k, v in cell.state_dict().items()})
+        ref.load_state_dict(cell.state_dict())
         cells.append(ref)
     return cells
 

@@ -43,8 +43,8 @@ from torch import Tensor
 
 from ._checks import check_sequence_args
 from ._gemm import input_and_weight_grads, linear_into, numba_pays, step_product, step_product_numba
-from ._step_kernels import gru_sequence_gates
 from ._reference import keep_past_end, pre_activation
+from ._step_kernels import gru_sequence_gates
 from ._torch_kernels import native_layer_norm
 from ._workspace import saved_buffer, scratch
 from .fused_lstm import (

@@ -21,29 +21,40 @@ With one layer the returned state is a view of the step's output (``y_t`` and ``
 ``torch.nn.LSTMCell``'s h does with itself).
 
 Many streams at once (a server stepping its sessions' rows of a ``StateTable``): outside autograd, for a float32
-LSTM or GRU layer on the CPU whose step is a large product (B·GH·(I+H) ≥ :data:`BATCHED_MIN_MACS`, G gates), the
-gates come from two oneDNN products on weights reordered once into oneDNN's blocked layout (kept until the weight
-changes) instead of ``torch._VF.lstm_cell`` / ``gru_cell``, whose products run on MKL (slower on the AMD EPYC this
-was measured on): LSTM at B = 256, (I, H) = (64, 256) / (512, 512) / (1024, 1024), 0.48 / 0.48 / 0.45 of the
-time, one thread. The element-wise part is a few torch ops, tanh as 2σ(2x) − 1 (torch's CPU tanh is several
-times slower than its sigmoid here).
+LSTM or GRU layer on the CPU whose step is a large product (B·GH·(I+H) ≥ :data:`BATCHED_MIN_MACS`, G gates), each
+layer's step is two oneDNN products on weights reordered once into oneDNN's blocked layout (kept until the weight
+changes) and one numba kernel for the biases and the gates (:mod:`rnnlab.nn._step_kernels`) that
+writes the new state straight into the (L, B, H) tensors returned, instead of ``torch._VF.lstm_cell`` /
+``gru_cell``, whose products run on MKL (slower on the AMD EPYC this was measured on). The GRU at B = 256,
+(I, H) = (64, 256), one thread: the products ≈ 630 µs a step, the kernel ≈ 50 µs where the 9 torch ops it replaces
+took ≈ 120 µs (``benchmarks/batched_step.py``, ``benchmarks/peers.py``: JAX's jitted step fuses its gates the same
+way).
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from . import _gemm
 from . import _torch_kernels as kernels
+from ._step_kernels import gru_gates, lstm_gates
 from .state import LSTMState
 
 _MAX_SIGNATURES = 64  # a server sees a handful of batch sizes; forget them all past this many
-BATCHED_MIN_MACS = 2_500_000
-"""Per layer and step, from this many multiply-adds (B·GH·(I+H)) an LSTM/GRU step outside autograd runs its products
-on oneDNN with packed weights (see the module docstring); below it torch's cell kernel, cheaper to call."""
+_ONE = {torch.float32: np.float32(1), torch.float64: np.float64(1)}  # the kernels' ``one``, in the state's dtype
+BATCHED_MIN_MACS = 1_500_000
+"""Per layer and step, from this many multiply-adds (B·GH·(I+H)) an LSTM/GRU step outside autograd with at least
+:data:`BATCHED_MIN_ROWS` rows runs its products on oneDNN with packed weights and its gates in one numba kernel (see
+the module docstring); below it torch's cell kernel, cheaper to call. Measured (one thread, time of torch's cell
+kernel / this path, ``benchmarks/batched_step.py``): (I, H) = (64, 128), B = 16, 1.2M: 0.96 (GRU); B = 16, 1.6M:
+1.14 (LSTM); B = 32, 2.4M: 1.23; (64, 256), B = 4, 1.0–1.3M: 1.09–1.13; B = 1–2, 0.25–0.66M: 0.58–0.90."""
+BATCHED_MIN_ROWS = 4
+FEW_ROWS_MIN_MACS = 2_500_000
+"""With fewer than :data:`BATCHED_MIN_ROWS` rows (a product of one or two rows reads the whole weight for little
+work), the threshold of :data:`BATCHED_MIN_MACS` is this instead."""
 
 
 class FastStep:
@@ -59,10 +70,8 @@ class FastStep:
         self.hidden_size = hidden_size
         self.params = [cell._parameters for cell in cells]  # live dicts: name -> Parameter (or None: no bias)
         self.checked: set = set()
-        self._packed: dict = {}  # (layer, weight name) -> ((data_ptr, version), the weight packed for oneDNN)
-        self._torch_kernels = [self.kernel] * len(cells)
-        onednn_cell = self._lstm_cell_onednn if self.lstm else self._gru_cell_onednn
-        self._onednn_kernels = [partial(onednn_cell, layer) for layer in range(len(cells))]
+        self._packed: dict = {}  # (layer, "x" | "h") -> ((data_ptr, version), the weight packed for oneDNN)
+        self._zeros: Optional[Tensor] = None  # the bias of a layer without biases
         # one layer: (the state returned last, its (B, H) tensors), or None; see _layer_states
         self.last: Optional[tuple] = None
 
@@ -97,6 +106,8 @@ class FastStep:
     # -- the step ---------------------------------------------------------------------------------
     def __call__(self, x_t: Tensor, state):
         """x_t (B, I), state (L, B, H) (an LSTMState of two for the LSTM) or None -> (y_t (B, H), state)."""
+        if self._batched(x_t):
+            return self.lstm_batched(x_t, state) if self.lstm else self.gru_batched(x_t, state)
         return self._lstm(x_t, state) if self.lstm else self._single(x_t, state)
 
     def _remember(self, state, *tensors: Tensor):
@@ -120,15 +131,12 @@ class FastStep:
     def _batched(self, x_t: Tensor) -> bool:
         """Whether this LSTM or GRU step runs the oneDNN products (see the module docstring). The size is tested
         first: a step at batch 1 pays one multiplication for this."""
-        H = self.hidden_size
-        if x_t.shape[0] * self.gates * H * (x_t.shape[1] + H) < BATCHED_MIN_MACS:
+        H, B = self.hidden_size, x_t.shape[0]
+        macs = B * self.gates * H * (x_t.shape[1] + H)
+        if macs < BATCHED_MIN_MACS or (B < BATCHED_MIN_ROWS and macs < FEW_ROWS_MIN_MACS):
             return False
         return (_gemm._ONEDNN and not torch.is_grad_enabled() and x_t.dtype == torch.float32
                 and x_t.device.type == "cpu")
-
-    def _kernels(self, x_t: Tensor) -> list:
-        """The cell step of each layer for this call: torch's cell kernel, or the oneDNN one (same arguments)."""
-        return self._onednn_kernels if self._batched(x_t) else self._torch_kernels
 
     def _pack(self, layer: int, name: str, w: Tensor) -> Tensor:
         key = (w.data_ptr(), w._version)
@@ -137,44 +145,73 @@ class FastStep:
             entry = self._packed[(layer, name)] = (key, _gemm.pack(w, 64))
         return entry[1]
 
-    def _lstm_cell_onednn(self, layer: int, x: Tensor, hc: tuple, w_ih, w_hh, b_ih, b_hh):
-        """One LSTM cell step, x (B, I), hc ((B, H), (B, H)) -> (h, c), with the products on oneDNN; the arguments
-        of torch's cell kernel after the layer's index."""
-        h, c = hc
-        g = _gemm.linear_packed(x, self._pack(layer, "weight_ih", w_ih))  # (B, 4H)
-        g += _gemm.linear_packed(h, self._pack(layer, "weight_hh", w_hh))
-        if b_ih is not None:
-            g += b_ih + b_hh
-        i, f, gg, o = g.chunk(4, 1)
-        c_new = torch.sigmoid(f) * c
-        c_new.addcmul_(torch.sigmoid(i), torch.sigmoid(gg * 2).mul_(2).sub_(1))  # + σ(i) tanh(g)
-        h_new = torch.sigmoid(c_new * 2).mul_(2).sub_(1).mul_(torch.sigmoid(o))  # σ(o) tanh(c)
-        return h_new, c_new
+    def _product(self, layer: int, name: str, a: Tensor, w: Tensor) -> Tensor:
+        """a wᵀ, a (B, K), w (G, K) -> (B, G) a new tensor; ``name``: "x" or "h", the layer's product. On oneDNN with
+        the weight packed once (float32), else ``torch.mm`` (float64: the exact path the tests compare)."""
+        if a.dtype == torch.float32 and _gemm._ONEDNN:
+            return _gemm.linear_packed(a, self._pack(layer, name, w))
+        return a @ w.t()
 
-    def _gru_cell_onednn(self, layer: int, x: Tensor, h: Tensor, w_ih, w_hh, b_ih, b_hh) -> Tensor:
-        """One GRU cell step (torch's equations), x (B, I), h (B, H) -> h', with the products on oneDNN; the
-        arguments of torch's cell kernel after the layer's index."""
-        gi = _gemm.linear_packed(x, self._pack(layer, "weight_ih", w_ih))  # (B, 3H)
-        gh = _gemm.linear_packed(h, self._pack(layer, "weight_hh", w_hh))
-        if b_ih is not None:
-            gi += b_ih
-            gh += b_hh
-        i_r, i_z, i_n = gi.chunk(3, 1)
-        h_r, h_z, h_n = gh.chunk(3, 1)
-        r = torch.sigmoid(i_r + h_r)
-        z = torch.sigmoid(i_z + h_z)
-        n = torch.sigmoid((i_n + r * h_n).mul_(2)).mul_(2).sub_(1)  # tanh(i_n + r ⊙ h_n)
-        return n.addcmul_(z, h - n)  # (1 − z) ⊙ n + z ⊙ h
+    def _bias(self, b: Optional[Tensor], like: Tensor) -> np.ndarray:
+        """A bias as the kernels read it: (G,) numpy, zeros for a layer without biases."""
+        if b is None:
+            G = self.gates * self.hidden_size
+            if self._zeros is None or self._zeros.dtype != like.dtype:
+                self._zeros = torch.zeros(G, dtype=like.dtype)
+            b = self._zeros
+        return b.detach().numpy()
+
+    def _layer_inputs(self, x_t: Tensor, state, parts: int) -> list:
+        """Each layer's previous state as ``parts`` (B, H) tensors (h, or h and c), outside autograd's graph."""
+        L = len(self.params)
+        if state is None:
+            zeros = x_t.new_zeros((x_t.shape[0], self.hidden_size))  # (B, H): nothing writes it
+            return [(zeros,) * parts] * L
+        whole = (state,) if parts == 1 else tuple(state)
+        known = self._known(state) if L == 1 else None
+        if known is not None:
+            return [known]
+        per_part = [t.detach().contiguous().unbind(0) for t in whole]  # parts x L x (B, H)
+        return list(zip(*per_part))
+
+    def gru_batched(self, x_t: Tensor, state):
+        """The GRU step of many rows: per layer two products (oneDNN) and :func:`gru_gates`, which adds the biases
+        and writes h' straight into the returned (L, B, H) state. x_t (B, I); float32 (oneDNN) or float64."""
+        params, one = self.params, _ONE[x_t.dtype]
+        out = x_t.new_empty((len(params), x_t.shape[0], self.hidden_size))  # (L, B, H): the new state
+        y = x_t
+        for layer, (p, (h,)) in enumerate(zip(params, self._layer_inputs(x_t, state, 1))):
+            xp = self._product(layer, "x", y, p["weight_ih"])  # (B, 3H)
+            hp = self._product(layer, "h", h, p["weight_hh"])  # (B, 3H)
+            y = out[layer]  # (B, H)
+            gru_gates(xp.numpy(), self._bias(p["bias_ih"], h), hp.numpy(), self._bias(p["bias_hh"], h), h.numpy(),
+                      y.numpy(), one)
+        return y, (self._remember(out, y) if len(params) == 1 else out)
+
+    def lstm_batched(self, x_t: Tensor, state):
+        """The LSTM step of many rows, as :meth:`gru_batched` with :func:`lstm_gates`."""
+        params, one = self.params, _ONE[x_t.dtype]
+        # (L, B, H) each: the new state, in one allocation (a fresh one costs page faults, two cost twice as many)
+        h_out, c_out = x_t.new_empty((2, len(params), x_t.shape[0], self.hidden_size)).unbind(0)
+        y = x_t
+        for layer, (p, (h, c)) in enumerate(zip(params, self._layer_inputs(x_t, state, 2))):
+            xp = self._product(layer, "x", y, p["weight_ih"])  # (B, 4H)
+            hp = self._product(layer, "h", h, p["weight_hh"])  # (B, 4H)
+            y = h_out[layer]  # (B, H)
+            lstm_gates(xp.numpy(), self._bias(p["bias_ih"], c), hp.numpy(), self._bias(p["bias_hh"], c), c.numpy(),
+                       y.numpy(), c_out[layer].numpy(), one)
+        state = LSTMState(h_out, c_out)
+        return y, (self._remember(state, y, c_out[0]) if len(params) == 1 else state)
 
     def _lstm(self, x_t: Tensor, state):
-        params, kernels_ = self.params, self._kernels(x_t)
+        params, kernel = self.params, self.kernel
         if len(params) == 1:
             p = params[0]
             if state is None:
                 h0 = c0 = x_t.new_zeros((x_t.shape[0], self.hidden_size))  # (B, H): the kernel does not write it
             else:
                 h0, c0 = self._known(state) or (state[0][0], state[1][0])
-            h, c = kernels_[0](x_t, (h0, c0), p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])
+            h, c = kernel(x_t, (h0, c0), p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])
             return h, self._remember(LSTMState(h.unsqueeze(0), c.unsqueeze(0)), h, c)  # (1, B, H) each
         if state is None:
             zeros = x_t.new_zeros((x_t.shape[0], self.hidden_size))  # (B, H)
@@ -182,7 +219,7 @@ class FastStep:
         else:
             hs, cs = state[0].unbind(0), state[1].unbind(0)  # L x (B, H)
         y, new_h, new_c = x_t, [], []
-        for kernel, p, h, c in zip(kernels_, params, hs, cs):
+        for p, h, c in zip(params, hs, cs):
             y, c = kernel(y, (h, c), p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])
             new_h.append(y)
             new_c.append(c)
@@ -190,7 +227,7 @@ class FastStep:
 
     def _single(self, x_t: Tensor, state):
         """GRU and Elman RNN: a state of one tensor."""
-        params, kernels_ = self.params, self._kernels(x_t)
+        params, kernel = self.params, self.kernel
         if len(params) == 1:
             p = params[0]
             if state is None:
@@ -198,14 +235,14 @@ class FastStep:
             else:
                 known = self._known(state)
                 h0 = state[0] if known is None else known[0]
-            h = kernels_[0](x_t, h0, p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])
+            h = kernel(x_t, h0, p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])
             return h, self._remember(h.unsqueeze(0), h)  # (1, B, H)
         if state is None:
             hs = (x_t.new_zeros((x_t.shape[0], self.hidden_size)),) * len(params)
         else:
             hs = state.unbind(0)  # L x (B, H)
         y, new = x_t, []
-        for kernel, p, h in zip(kernels_, params, hs):
+        for p, h in zip(params, hs):
             y = kernel(y, h, p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"])
             new.append(y)
         return y, torch.stack(new)  # (L, B, H)

@@ -30,8 +30,9 @@ float32 (:mod:`rnnlab.nn._gemm`: about 1.5x MKL's speed here; per-step products 
 whole time loops, forward and backward, inside numba, the product on the register-blocked
 :func:`rnnlab.nn._ukernel.matmul_packed`), and what the forward saves for the backward lives in one pooled buffer
 (:func:`rnnlab.nn._workspace.saved_buffer`: no page faults on tens of megabytes per training step). Without grad
-(inference, ``torch.no_grad()``) the forward keeps nothing for a backward pass. Anything else (another device
-or dtype) runs :func:`gru_sequence_reference`, the plain autograd loop. Double backward is not supported.
+(inference, ``torch.no_grad()``) the forward keeps nothing for a backward pass, and without layer norm or mask a
+mid-size layer runs a leaner per-step kernel (:func:`_infer_plain`). Anything else (another device or dtype) runs
+:func:`gru_sequence_reference`, the plain autograd loop. Double backward is not supported.
 Where the time goes, against torch.nn.GRU: ``benchmarks/profile_fused_gru.py``.
 """
 from __future__ import annotations
@@ -42,8 +43,9 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
-from ._gemm import input_and_weight_grads, numba_pays, step_product
+from ._gemm import input_and_weight_grads, linear_into, numba_pays, step_product
 from ._reference import keep_past_end, pre_activation
+from ._step_kernels import gru_sequence_gates
 from ._torch_kernels import native_layer_norm
 from ._ukernel import matmul_packed, pack_panels
 from ._workspace import saved_buffer, scratch
@@ -115,6 +117,9 @@ def gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *,
         return _FusedGRU.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths, float(eps))
     B, T, _ = x.shape
     G, H = weight_hh.shape
+    if ln_ih is None and mask is None and not numba_pays(B, H, G):
+        with torch.no_grad(), scratch(B * T * G, x.dtype) as work:  # inference, plain, a mid-size layer
+            return _infer_plain(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, work)
     with torch.no_grad(), scratch(_work_size(B, T, G, H, ln_ih is not None, False), x.dtype) as work:  # inference
         Y, hT, _ = _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths, float(eps),
                             work=work, save=False)
@@ -181,6 +186,31 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, w
         HP_ = product(hm_steps[t])  # ĥ_t (B, G)
         _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, save)
     return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
+
+
+def _infer_plain(x, h0, W_ih, W_hh, b_ih, b_hh, lengths, work):
+    """Inference without layer norm or dropout mask, for a layer whose per-step product runs from Python (not
+    :func:`rnnlab.nn._gemm.numba_pays`): per step one product ĥ_t = h W_hhᵀ (:func:`rnnlab.nn._gemm.step_product`)
+    and :func:`gru_sequence_gates`, which reads x̂_t in place, adds the biases, updates h and writes y_t: no mask or
+    saved values to handle, 9 kernel arguments instead of :func:`_forward_step`'s 13. ``lengths`` (B,) or None;
+    ``work``: scratch of B·T·G elements for x̂. Returns Y (B, T, H), hT (B, H)."""
+    B, T, I = x.shape
+    G, H = W_hh.shape
+    dtype = x.dtype
+    XP = linear_into(x.detach().reshape(B * T, I), W_ih.detach(), work.view(B * T, G)).view(B, T, G)  # (B, T, G)
+    L = torch.full((B,), T, dtype=torch.int64) if lengths is None else lengths.contiguous()
+    T_run = int(L.max())  # no step past the longest row does work
+    Y = torch.empty(B, T, H, dtype=dtype)
+    if T_run < T:
+        Y[:, T_run:].zero_()
+    h = h0.detach().clone().contiguous()  # (B, H): the running state, in the end hT
+    b_x, b_h = (torch.zeros(G, dtype=dtype) if b is None else b.detach().contiguous() for b in (b_ih, b_hh))
+    product = step_product(W_hh, B)  # h ↦ h W_hhᵀ (B, G), on oneDNN or torch.mm
+    XP_, b_x_, b_h_, L_, h_, Y_ = XP.numpy(), b_x.numpy(), b_h.numpy(), L.numpy(), h.numpy(), Y.numpy()
+    one = XP_.dtype.type(1)
+    for t in range(T_run):
+        gru_sequence_gates(t, XP_, b_x_, product(h), b_h_, L_, h_, Y_, one)
+    return Y, h
 
 
 class _FusedGRU(torch.autograd.Function):

@@ -131,6 +131,68 @@ def profile_split(fn, repeats: int = 3) -> dict:
     return {k: round(v, 2) for k, v in split.items()}
 
 
+# the decoder loop alone (--loops): (B, T, S, H) with A = E = H, as whole_loop's docstring
+LOOP_SHAPES = {"B8": (8, 12, 16, 128), "deu_eng": (64, 12, 16, 128), "B256": (256, 12, 16, 128),
+               "wide": (64, 25, 25, 256)}
+LOOP_IMPLS = ("numba", "numba-step", "torch")
+
+
+def loop_fn(attention: str, shape: str, impl: str):
+    """Forward + backward of the fused decoder loop's Function alone (random inputs, a quarter of the rows padded
+    past S/2), as fused_attention_decoder.bahdanau/luong with ``impl``."""
+    from rnnlab.structures import fused_attention_decoder as fused
+
+    B, T, S, H = LOOP_SHAPES[shape]
+    G, A, E = 4 * H, H, H
+    g = torch.Generator().manual_seed(0)
+    r = lambda *size: (0.1 * torch.randn(*size, generator=g)).requires_grad_()  # noqa: E731
+    additive = torch.zeros(B, S)
+    additive[: B // 4, S // 2:] = float("-inf")
+    if attention == "bahdanau":
+        args = (r(B, T, G), r(B, H), r(B, H), r(G, H), r(G), r(A, H), r(G, E), r(A), r(B, S, A), r(B, S, E))
+        fn = fused.bahdanau
+    else:
+        args = (r(B, T, G), r(B, H), r(B, H), r(G, H), r(G), r(G, H), r(H, H), r(H, E), r(H), r(B, S, H),
+                r(B, S, E))
+        fn = fused.luong
+    grads = None
+
+    def run():
+        nonlocal grads
+        outputs = fn(*args, additive, impl=impl)
+        if grads is None:
+            grads = [torch.randn(o.shape, generator=g) for o in outputs]
+        torch.autograd.backward(outputs, grads)
+        for a in args:
+            a.grad = None
+    return run
+
+
+def loops(args, clock) -> None:
+    """--loops: the Function alone at LOOP_SHAPES, ms per forward + backward, and the whole numba loop's time over
+    the per-step one's (median of per-round ratios: < 1 where the whole loop is faster)."""
+    rows, started = [], time.perf_counter()
+    for shape in LOOP_SHAPES:
+        B, T, S, H = LOOP_SHAPES[shape]
+        for attention in ("bahdanau", "luong"):
+            fns = {impl: loop_fn(attention, shape, impl) for impl in LOOP_IMPLS}
+            times = interleaved(fns, rounds=args.rounds, warmup=1, clock=clock)
+            row = {"shape": shape, "attention": attention, "macs": B * H * (4 * H + H)}
+            for impl, ts in times.items():
+                row[f"{impl} ms"] = 1e3 * statistics.median(ts)
+            row["whole / step"] = statistics.median(w / s for w, s in zip(times["numba"], times["numba-step"],
+                                                                         strict=True))
+            rows.append(row)
+            print(f"done {shape} {attention}", flush=True)
+    elapsed = time.perf_counter() - started
+    path = write_json("seq2seq_attention_loops.json", {
+        "shapes": {s: dict(zip(("B", "T", "S", "H"), v, strict=True)) for s, v in LOOP_SHAPES.items()},
+        "rounds": args.rounds, "threads": args.threads, "clock": args.clock, "seconds": round(elapsed, 1),
+        "rows": rows})
+    print_table(rows, list(rows[0]))
+    print(f"\n{elapsed:.0f} s; written {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -141,11 +203,17 @@ def main() -> None:
                              "one thread only")
     parser.add_argument("--profile", action="store_true", help="also split one step's time by kind of op")
     parser.add_argument("--skip-before", action="store_true", help="leave out the step loop (the slowest contender)")
+    parser.add_argument("--loops", action="store_true",
+                        help="time the decoder loop's Function alone instead (whole numba loop / per step / torch), "
+                             "at B = 8, 64, 256 and the wide shape: the numbers behind whole_loop's rule")
     args = parser.parse_args()
     if args.clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu counts this thread only: use it with --threads 1")
     setup_threads(args.threads)
     clock = CLOCKS[args.clock]
+    if args.loops:
+        loops(args, clock)
+        return
     rows, profiles = [], {}
     started = time.perf_counter()
     for shape in args.shapes:

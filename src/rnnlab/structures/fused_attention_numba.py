@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from rnnlab.nn._gemm import linear, weight_grad
+from rnnlab.nn._ukernel import pack_panels
 
 from . import _attention_kernels as K_
 
@@ -53,6 +54,11 @@ WHOLE_LOOP_MAX_MACS = 1 << 23
 
 def _np(t: Tensor):
     return t.detach().numpy()
+
+
+def _panels(W: Tensor):
+    """W (K, N), any strides -> pack_panels(W) (P, K, NR): a per-step product's right operand, packed once a pass."""
+    return pack_panels(W.detach().numpy())
 
 
 def _valid(additive, B: int, S: int, like: Tensor) -> Tensor:
@@ -89,7 +95,7 @@ class BahdanauNumba(torch.autograd.Function):
         K, v_, valid_, O_, Q_, st, ce, ga, th, al, co = arrays
         XT_ = _np(XT)
         if whole:
-            K_.bahdanau_forward(T, _np(W_rq.t().contiguous()), _np(W_x.t().contiguous()), XT_, K, v_, valid_, O_,
+            K_.bahdanau_forward(T, _panels(W_rq.t()), _panels(W_x.t()), XT_, K, v_, valid_, O_,
                                 _np(RQ), _np(CX), Q_, st, ce, ga, th, al, co)
         else:
             for t in range(T):
@@ -118,8 +124,8 @@ class BahdanauNumba(torch.autograd.Function):
         K, v_, valid_, O_, Q_ = (_np(a) for a in (Kc, v, valid, O, Q))
         ce, ga, th, al = (_np(a) for a in (cells, gates, tanhs, alphas))
         if ctx.whole:
-            K_.bahdanau_backward(T, _np(W_rq), _np(W_x), _np(dH_), _np(dC_), _np(dal_), K, v_, valid_, O_, Q_,
-                                 ce, ga, th, al, _np(DHR), _np(DC), _np(DA), _np(DCX), _np(DAQ), _np(DCtx),
+            K_.bahdanau_backward(T, _panels(W_rq), _panels(W_x), _np(dH_), _np(dC_), _np(dal_), K, v_, valid_, O_,
+                                 Q_, ce, ga, th, al, _np(DHR), _np(DC), _np(DA), _np(DCX), _np(DAQ), _np(DCtx),
                                  _np(DE), _np(dK), _np(dv))
         else:
             W_x_t, W_rq_t = W_x.t().contiguous(), W_rq.t().contiguous()  # linear() multiplies by wᵀ
@@ -165,7 +171,7 @@ class LuongNumba(torch.autograd.Function):
         K, valid_, O_, st, ce, ga, th, ti, al, co, XT_ = (
             _np(a) for a in (Kc, valid, O, states, cells, gates, tanhs, tildes, alphas, contexts, XT))
         if whole:
-            K_.luong_forward(T, _np(W_x.t().contiguous()), _np(W_ra.t().contiguous()), _np(W_hc.t().contiguous()),
+            K_.luong_forward(T, _panels(W_x.t()), _panels(W_ra.t()), _panels(W_hc.t()),
                              _np(b_h), XT_, K, valid_, O_, _np(RZ), _np(CX), _np(ZC), st, ce, ga, th, ti, al, co)
         else:
             RZ_, b_h_ = _np(RZ), _np(b_h)
@@ -194,8 +200,9 @@ class LuongNumba(torch.autograd.Function):
         DCtx, DE = like.new_empty(T, B, E), like.new_empty(T, B, S)
         K, O_, ce, ga, th, ti, al = (_np(a) for a in (Kc, O, cells, gates, tanhs, tildes, alphas))
         if ctx.whole:
-            K_.luong_backward(T, _np(W_hc), _np(W_ra), _np(W_x), _np(dT_), _np(dal_), K, O_, ce, ga, th, ti, al,
-                              _np(DF), _np(DZ), _np(DH), _np(ZH), _np(DC), _np(DA), _np(DAZ), _np(DCtx), _np(DE))
+            K_.luong_backward(T, _panels(W_hc), _panels(W_ra), _panels(W_x), _np(dT_), _np(dal_), K, O_, ce, ga, th,
+                              ti, al, _np(DF), _np(DZ), _np(DH), _np(ZH), _np(DC), _np(DA), _np(DAZ), _np(DCtx),
+                              _np(DE))
         else:
             W_hc_t, W_ra_t, W_x_t = (w.t().contiguous() for w in (W_hc, W_ra, W_x))  # linear() multiplies by wᵀ
             DF_, DZ_, ZH_, DC_, DA_, DAZ_, DCtx_, DE_ = (_np(a) for a in (DF, DZ, ZH, DC, DA, DAZ, DCtx, DE))

@@ -133,7 +133,9 @@ def profile_split(fn, repeats: int = 3) -> dict:
 
 # the decoder loop alone (--loops): (B, T, S, H) with A = E = H, as whole_loop's docstring
 LOOP_SHAPES = {"B8": (8, 12, 16, 128), "deu_eng": (64, 12, 16, 128), "B256": (256, 12, 16, 128),
-               "wide": (64, 25, 25, 256)}
+               "wide": (64, 25, 25, 256), "B1024": (1024, 12, 16, 128), "wide-B256": (256, 25, 25, 256),
+               "H512": (64, 25, 25, 512), "H512-B128": (128, 25, 25, 512)}
+LOOP_DEFAULT = ("B8", "deu_eng", "B256", "wide")
 LOOP_IMPLS = ("numba", "numba-step", "torch")
 
 
@@ -172,7 +174,7 @@ def loops(args, clock) -> None:
     """--loops: the Function alone at LOOP_SHAPES, ms per forward + backward, and the whole numba loop's time over
     the per-step one's (median of per-round ratios: < 1 where the whole loop is faster)."""
     rows, started = [], time.perf_counter()
-    for shape in LOOP_SHAPES:
+    for shape in args.loop_shapes:
         B, T, S, H = LOOP_SHAPES[shape]
         for attention in ("bahdanau", "luong"):
             fns = {impl: loop_fn(attention, shape, impl) for impl in LOOP_IMPLS}
@@ -186,7 +188,7 @@ def loops(args, clock) -> None:
             print(f"done {shape} {attention}", flush=True)
     elapsed = time.perf_counter() - started
     path = write_json("seq2seq_attention_loops.json", {
-        "shapes": {s: dict(zip(("B", "T", "S", "H"), v, strict=True)) for s, v in LOOP_SHAPES.items()},
+        "shapes": {s: dict(zip(("B", "T", "S", "H"), LOOP_SHAPES[s], strict=True)) for s in args.loop_shapes},
         "rounds": args.rounds, "threads": args.threads, "clock": args.clock, "seconds": round(elapsed, 1),
         "rows": rows})
     print_table(rows, list(rows[0]))
@@ -206,6 +208,8 @@ def main() -> None:
     parser.add_argument("--loops", action="store_true",
                         help="time the decoder loop's Function alone instead (whole numba loop / per step / torch), "
                              "at B = 8, 64, 256 and the wide shape: the numbers behind whole_loop's rule")
+    parser.add_argument("--loop-shapes", nargs="+", default=list(LOOP_DEFAULT), choices=list(LOOP_SHAPES),
+                        help="with --loops: (B, T, S, H) = " + ", ".join(f"{k} {v}" for k, v in LOOP_SHAPES.items()))
     args = parser.parse_args()
     if args.clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu counts this thread only: use it with --threads 1")

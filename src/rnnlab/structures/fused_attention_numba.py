@@ -5,7 +5,8 @@ context, the attentional layer h̃) in :mod:`._attention_kernels` instead of som
 
 Two ways to run the loop (``whole``):
   True   the whole teacher-forced time loop is one numba call per pass, its per-step products on
-         :func:`rnnlab.nn.fused_lstm._matmul`: no Python and no torch dispatch per step;
+         :func:`rnnlab.nn._ukernel.matmul_packed` (weights packed once per pass): no Python and no torch
+         dispatch per step;
   False  a Python loop per step, the products on oneDNN (``rnnlab.nn._gemm.linear``) and the element-wise work
          in one numba call between them: for products large enough that oneDNN's speed pays for its call.
 :func:`whole_loop` picks by the size of the per-step products (see its docstring for the measurements).
@@ -34,22 +35,37 @@ from . import _attention_kernels as K_
 def whole_loop(B: int, H: int, G: int, A: int) -> bool:
     """Whether the whole loop runs in numba (True) or per step with oneDNN's products (False).
 
-    The decider is the per-step product h_{t-1} [W_hh; W_q]ᵀ ((B, H) x (H, G + A)): up to
-    :data:`WHOLE_LOOP_MAX_MACS` numba's own product costs less than a oneDNN call plus the Python around it.
-    Measured (the Function alone, forward + backward, ms, one thread, 9 interleaved rounds, loaded machine;
-    whole / per step / the torch loop of :mod:`.fused_attention_decoder`), Bahdanau | Luong:
-      B=8,   T=12, S=16, H=A=E=128 (0.66 M MACs)   1.97 / 2.98 / 5.88  |  2.00 / 3.62 / 5.70
-      B=64,  T=12, S=16, H=A=E=128 (5.2 M, deu_eng)  10.3 / 10.4 / 17.6  |  (within noise of Bahdanau's)
-      B=256, T=12, S=16, H=A=E=128 (21 M)           32.1 / 28.9 / 50.6  |  43.3 / 45.3 / 52.2
-      B=64,  T=S=25, H=A=E=256 (21 M, wide)         57.3 / 56.8 / 117   |  68.1 / 66.7 / 78.9
-    The numba loops beat the torch loop at every size measured, so ``auto`` never picks torch on the CPU;
-    between whole and per step the difference fades as the products grow (numba's product runs at ~64-80
-    multiply-adds per ns here, oneDNN's at ~58-88), and the per-step path wins slightly past ~2^23."""
-    return B * H * (G + A) <= WHOLE_LOOP_MAX_MACS
+    The decider is the per-step product h_{t-1} [W_hh; W_q]ᵀ ((B, H) x (H, G + A)) against
+    :data:`WHOLE_LOOP_MAX_MACS` (one torch thread) or :data:`WHOLE_LOOP_MAX_MACS_THREADED` (more: the numba loop
+    runs on one thread, oneDNN's per-step products on all of them).
+    Measured with the products on ``_ukernel.matmul_packed`` (benchmarks/seq2seq_attention.py --loops --clock cpu,
+    the Function alone, forward + backward, ms, one thread, interleaved, 9 rounds (5 for the last three), loaded
+    machine; whole / per step / the torch loop of :mod:`.fused_attention_decoder`, and whole ÷ per step, median
+    of per-round ratios), Bahdanau | Luong, A = E = H:
+      B=8,    T=12, S=16, H=128 (0.66 M MACs)      2.14 / 3.88 / 6.94 0.55  |  2.21 / 4.96 / 7.87 0.47
+      B=64,   T=12, S=16, H=128 (5.2 M, deu_eng)    8.59 / 11.2 / 16.3 0.81  |  7.97 / 10.2 / 13.9 0.79
+      B=256,  T=12, S=16, H=128 (21 M)             24.9 / 27.5 / 49.0 0.91  |  32.2 / 36.8 / 47.9 0.90
+      B=64,   T=S=25, H=256 (21 M, wide)           46.1 / 61.8 / 124  0.73  |  49.5 / 70.1 / 98.2 0.74
+      B=1024, T=12, S=16, H=128 (84 M)             154 / 158 / 275    0.94  |  150 / 145 / 203    0.96
+      B=256,  T=S=25, H=256 (84 M)                 229 / 234 / 511    0.93  |  213 / 238 / 308    0.90
+      B=64,   T=S=25, H=512 (84 M)                 166 / 198 / 325    0.83  |  200 / 229 / 281    0.83
+      B=128,  T=S=25, H=512 (168 M)                450 / 437 / 628    0.94  |  395 / 431 / 592    0.91
+    With ``_matmul`` (the plain numba loop before) the whole loop was at parity from 21 M MACs on (0.91-1.03 at
+    B=256 and wide) and the limit was 2^23; with the micro-kernel it wins at every size measured, by less as the
+    products grow (oneDNN's per-step call costs relatively less): the one-thread limit is 2^27, between the
+    largest shapes where it still wins by 5-17% (84 M) and the one near parity (168 M: medians within 3%). The
+    numba loops beat the torch loop at every size, so ``auto`` never picks torch on the CPU. With more threads
+    the limit stays 2^23, the rule measured before the micro-kernel (not re-measured: two threads cannot be timed
+    on this loaded two-core machine)."""
+    limit = WHOLE_LOOP_MAX_MACS if torch.get_num_threads() == 1 else WHOLE_LOOP_MAX_MACS_THREADED
+    return B * H * (G + A) <= limit
 
 
-WHOLE_LOOP_MAX_MACS = 1 << 23
-"""Multiply-adds of the per-step product up to which the whole loop runs in numba (see :func:`whole_loop`)."""
+WHOLE_LOOP_MAX_MACS = 1 << 27
+"""Multiply-adds of the per-step product up to which the whole loop runs in numba, one torch thread (see
+:func:`whole_loop`)."""
+WHOLE_LOOP_MAX_MACS_THREADED = 1 << 23
+"""The same with more than one torch thread."""
 
 
 def _np(t: Tensor):

@@ -320,3 +320,31 @@ def luong_backward(T, P_hc, P_ra, P_x, dTilde, d_alpha, K, O, cells, gates, tanh
         luong_attend_backward(t, DCtx, d_alpha, K, O, alphas, DE, DH)
         luong_cell_backward(t, DH, ZH, DC, cells, gates, tanhs, DAZ, DA)
         matmul_packed(DA, P_x, DF)
+
+
+# -- the weight gradients, once per backward pass --------------------------------------------------
+@numba.njit(inline="always", **_JIT)
+def _add_(out, tmp):
+    """out += tmp, (M, N) each, rows contiguous."""
+    for i in range(out.shape[0]):
+        o, t = out[i], tmp[i]
+        for j in range(out.shape[1]):
+            o[j] += t[j]
+
+
+@numba.njit(**_JIT)
+def chunked_product(A, Yc, Yl, tmp, out):
+    """out = A @ Y on the micro-kernel, Y's rows in chunks (the gradient of a weight summed over the B·T rows:
+    A = dᵀ (N, B·T) any strides, Y (B·T, n) the layer's inputs). Yc (C, P, kc, NR): chunk c = rows
+    c·kc … c·kc + kc − 1 of Y packed into P panels; Yl (P, B·T − C·kc, NR) the last rows. out (N, ≤ P·NR) with
+    contiguous rows takes the first out.shape[1] columns of Y; tmp: scratch of out's shape, contiguous. A chunk
+    keeps a panel (kc·NR values, 32 KB at kc = 256 float32) in L1 while the tiles of A stream past it."""
+    C, kc = Yc.shape[0], Yc.shape[2]
+    for c in range(C):
+        matmul_packed(A[:, c * kc:(c + 1) * kc], Yc[c], out if c == 0 else tmp)
+        if c > 0:
+            _add_(out, tmp)
+    if Yl.shape[1] > 0:
+        matmul_packed(A[:, C * kc:], Yl, out if C == 0 else tmp)
+        if C > 0:
+            _add_(out, tmp)

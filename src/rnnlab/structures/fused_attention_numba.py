@@ -23,11 +23,12 @@ they run on ``fused_lstm._matmul`` (48-64 multiply-adds per ns at these shapes, 
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from rnnlab.nn._gemm import linear, weight_grad
-from rnnlab.nn._ukernel import pack_panels
+from rnnlab.nn._ukernel import pack_panels, panel_width
 
 from . import _attention_kernels as K_
 
@@ -73,8 +74,44 @@ def _np(t: Tensor):
 
 
 def _panels(W: Tensor):
-    """W (K, N), any strides -> pack_panels(W) (P, K, NR): a per-step product's right operand, packed once a pass."""
-    return pack_panels(W.detach().numpy())
+    """W (K, N), any strides -> pack_panels(W) (P, K, NR): a per-step product's right operand, packed once a pass
+    (one copy through a view when NR divides N; ``pack_panels`` copies panel by panel, ~5x slower at these sizes)."""
+    K, N = W.shape
+    NR = panel_width(_NUMPY_DTYPE[W.dtype])
+    if N % NR:
+        return pack_panels(W.detach().numpy())
+    return W.detach().reshape(K, N // NR, NR).permute(1, 0, 2).contiguous().numpy()
+
+
+_NUMPY_DTYPE = {torch.float32: np.float32, torch.float64: np.float64}
+_CHUNK = 256
+"""Rows of Y per chunk of :func:`_kernels.chunked_product`. Measured (one thread, the weight gradients of
+deu_eng | wide | dates, ms): kc = 128 1.39 | 12.4 | 1.29, 256 1.26 | 11.2 | 1.30, 384 1.30 | 11.3 | 1.20;
+oneDNN (``_gemm.weight_grad``) 1.54 | 13.5 | 1.34."""
+
+
+def _chunks(parts: list[Tensor]):
+    """The column blocks of Y = [Y_1 | Y_2 | …] (M, n_i) -> Y in chunks of :data:`_CHUNK` rows, each packed into
+    panels: (Yc (C, P, kc, NR), Yl (P, M − C·kc, NR)), the operands of :func:`_kernels.chunked_product`."""
+    M = parts[0].shape[0]
+    N = sum(p.shape[1] for p in parts)
+    NR = panel_width(_NUMPY_DTYPE[parts[0].dtype])
+    P = -(-N // NR)
+    Y = parts[0].new_zeros(M, P * NR)  # the blocks side by side, zero past N
+    col = 0
+    for p in parts:
+        Y[:, col:col + p.shape[1]] = p
+        col += p.shape[1]
+    C = M // _CHUNK
+    Yc = Y[:C * _CHUNK].view(C, _CHUNK, P, NR).permute(0, 2, 1, 3).contiguous()
+    Yl = Y[C * _CHUNK:].view(M - C * _CHUNK, P, NR).permute(1, 0, 2).contiguous()
+    return Yc.numpy(), Yl.numpy()
+
+
+def _weight_grads_in_numba() -> bool:
+    """The weight gradients on the micro-kernel (one thread: 1.05-1.2x faster than oneDNN at the benchmark shapes,
+    and no copies of strided gradients) or on oneDNN (more threads: the micro-kernel runs on one)."""
+    return torch.get_num_threads() == 1
 
 
 def _valid(additive, B: int, S: int, like: Tensor) -> Tensor:
@@ -155,8 +192,15 @@ class BahdanauNumba(torch.autograd.Function):
                 DHR = linear(DAQ[t], W_rq_t)  # (B, H)
                 DHR_ = _np(DHR)
         rows = DAQ.reshape(T * B, G + A)  # time-major rows, as states and contexts
-        # one product for three weights: [da | dq]ᵀ [h_{t-1} | ĉ_t] (the dqᵀ ĉ block, A × E, is not needed)
-        dW = weight_grad(rows, torch.cat([states[:-1], contexts], dim=2).view(T * B, H + E))  # (G + A, H + E)
+        if _weight_grads_in_numba():  # daᵀ [h_{t-1} | ĉ_t] and dqᵀ h_{t-1} (dqᵀ ĉ, A × E, is not needed)
+            dW = like.new_empty(G + A, H + E)
+            Yc, Yl = _chunks([states[:-1].view(T * B, H), contexts.view(T * B, E)])
+            PH = -(-H // Yc.shape[3])  # the panels that hold h's columns
+            d, dW_ = _np(rows).T, _np(dW)  # (G + A, B·T) strided, (G + A, H + E)
+            K_.chunked_product(d[:G], Yc, Yl, np.empty_like(dW_[:G]), dW_[:G])
+            K_.chunked_product(d[G:], Yc[:, :PH], Yl[:PH], np.empty((A, H), dW_.dtype), dW_[G:, :H])
+        else:  # one product for three weights: [da | dq]ᵀ [h_{t-1} | ĉ_t] (the dqᵀ ĉ block is not needed)
+            dW = weight_grad(rows, torch.cat([states[:-1], contexts], dim=2).view(T * B, H + E))  # (G + A, H + E)
         dW_hh, dW_q, dW_x = dW[:G, :H], dW[G:, :H], dW[:G, H:]
         dA = rows[:, :G]
         d_memory = torch.bmm(alphas.permute(1, 2, 0), DCtx.transpose(0, 1))  # Σ_t α_tᵀ dĉ_t, (B, S, E)
@@ -233,12 +277,21 @@ class LuongNumba(torch.autograd.Function):
                 DF_ = _np(DF)
         W_hh = W_ra[:G]
         dh0 = DAZ[0, :, :G] @ W_hh  # r_0 = h0 W_hhᵀ
-        # contiguous copies: oneDNN is ~1000× slower on the strided rows of these views (19 s against 12 ms, measured)
-        dA = DAZ[:T, :, :G].reshape(T * B, G).contiguous()  # da_0 … da_{T-1}
-        dZ = DAZ[1:, :, G:].reshape(T * B, H).contiguous()  # dz_0 … dz_{T-1}
         # two products for four weights: daᵀ [h_{t-1} | h̃_{t-1}] and dzᵀ [h_t | ĉ_t]
-        dW_a = weight_grad(dA, torch.cat([states[:-1], tildes[:-1]], dim=2).view(T * B, 2 * H))  # (G, 2H)
-        dW_z = weight_grad(dZ, torch.cat([states[1:], contexts], dim=2).view(T * B, H + E))  # (H, H + E)
+        if _weight_grads_in_numba():  # the micro-kernel reads the strided views as they are
+            dA = DAZ[:T, :, :G].reshape(T * B, G)  # da_0 … da_{T-1}, a view
+            dZ = DAZ[1:, :, G:].reshape(T * B, H)  # dz_0 … dz_{T-1}, a view
+            dW_a, dW_z = like.new_empty(G, 2 * H), like.new_empty(H, H + E)
+            for d, parts, out in ((dA, (states[:-1], tildes[:-1]), dW_a), (dZ, (states[1:], contexts), dW_z)):
+                out_ = _np(out)
+                K_.chunked_product(_np(d).T, *_chunks([p.reshape(T * B, -1) for p in parts]), np.empty_like(out_),
+                                   out_)
+        else:
+            # contiguous copies: oneDNN is ~1000× slower on the strided rows of these views (19 s against 12 ms)
+            dA = DAZ[:T, :, :G].reshape(T * B, G).contiguous()  # da_0 … da_{T-1}
+            dZ = DAZ[1:, :, G:].reshape(T * B, H).contiguous()  # dz_0 … dz_{T-1}
+            dW_a = weight_grad(dA, torch.cat([states[:-1], tildes[:-1]], dim=2).view(T * B, 2 * H))  # (G, 2H)
+            dW_z = weight_grad(dZ, torch.cat([states[1:], contexts], dim=2).view(T * B, H + E))  # (H, H + E)
         dW_hh, dW_x, dW_ht, dW_hc = dW_a[:, :H], dW_a[:, H:], dW_z[:, :H], dW_z[:, H:]
         dK = torch.bmm(DE.permute(1, 2, 0), states[1:].transpose(0, 1))  # Σ_t de_tᵀ h_t, (B, S, H)
         d_memory = torch.bmm(alphas.permute(1, 2, 0), DCtx.transpose(0, 1))  # Σ_t α_tᵀ dĉ_t, (B, S, E)

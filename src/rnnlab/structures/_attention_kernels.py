@@ -135,10 +135,11 @@ def bahdanau_attend(t, RQ, K, v, valid, O, Q, alphas, contexts):
         for j in range(A):
             qt[j] = q[j]
         for s in range(S):
-            k = kb[s]
             acc = _ZERO * q[0]
-            for j in range(A):
-                acc += _tanh(qt[j] + k[j]) * v[j]
+            if valid[b, s] != 0:  # padding's score is never read (its weight is 0)
+                k = kb[s]
+                for j in range(A):
+                    acc += _tanh(qt[j] + k[j]) * v[j]
             e[s] = acc
         _softmax_(e, valid[b])
         _context(e, O[b], contexts[t, b])
@@ -234,10 +235,11 @@ def luong_attend(t, states, K, valid, O, alphas, contexts):
     for b in range(B):
         h, e, kb = states[t + 1, b], alphas[t, b], K[b]
         for s in range(S):
-            k = kb[s]
             acc = _ZERO * h[0]
-            for j in range(H):
-                acc += k[j] * h[j]
+            if valid[b, s] != 0:  # padding's score is never read (its weight is 0)
+                k = kb[s]
+                for j in range(H):
+                    acc += k[j] * h[j]
             e[s] = acc
         _softmax_(e, valid[b])
         _context(e, O[b], contexts[t, b])

@@ -256,7 +256,8 @@ class LuongNumba(torch.autograd.Function):
         dT_, dal_ = (_time_major(g, B, T, n, like) for g, n in ((d_tilde, H), (d_alpha, S)))
         DF, DZ, DH, ZH, DC = (like.new_zeros(B, H) for _ in range(5))  # ZH stays zero
         DA = like.new_empty(B, G)
-        DAZ = like.new_zeros(T + 1, B, G + H)  # [da_{t+1} | dz_t]: what multiplies [W_hh; W_hh̃] at h_t
+        DAZ = like.new_empty(T + 1, B, G + H)  # [da_{t+1} | dz_t]: what multiplies [W_hh; W_hh̃] at h_t
+        DAZ[T, :, :G] = 0  # no step after the last; the loops write the rest (DAZ[0, :, G:] is never read)
         DCtx, DE = like.new_empty(T, B, E), like.new_empty(T, B, S)
         K, O_, ce, ga, th, ti, al = (_np(a) for a in (Kc, O, cells, gates, tanhs, tildes, alphas))
         if ctx.whole:

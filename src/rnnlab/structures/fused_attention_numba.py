@@ -11,15 +11,21 @@ Two ways to run the loop (``whole``):
          in one numba call between them: for products large enough that oneDNN's speed pays for its call.
 :func:`whole_loop` picks by the size of the per-step products (see its docstring for the measurements).
 Outside the loop, on torch/oneDNN as in :mod:`.fused_attention_decoder`: x̂ + b_hh for all steps, the keys,
-the weight gradients as single products over all steps, dX, the memory's gradient (one bmm).
+dX, the memory's gradient (one bmm); the weight gradients over all steps at once, on the micro-kernel with one
+torch thread (:func:`._attention_kernels.chunked_product`), else as single oneDNN products.
 CPU, float32 or float64 (float64 through the same kernels, for the tests). Double backward is not supported.
 The kernels compile on first use per dtype (~10-20 s) and are cached on disk (numba ``cache=True``).
 
-Where the time goes at the translate presets (deu_eng: B=64, T=12, S=16, H=A=E=128; µs per decoder step, one
-thread, kernels timed alone): forward products h [W_hh; W_q]ᵀ and ĉ W_xᵀ 150-190, Bahdanau's scores + softmax +
-context 46, the cell 12; backward products 150-190, scores 49, cell 8. The products are most of the loop;
-they run on ``fused_lstm._matmul`` (48-64 multiply-adds per ns at these shapes, oneDNN 57-65), so a faster
-``_matmul`` speeds the whole loop directly.
+Where the time goes (Bahdanau, µs per decoder step, one thread, the kernels timed alone, a quarter of the rows
+half padding; deu_eng: B=64, T=12, S=16, H=A=E=128 | wide: B=64, T=S=25, H=A=E=256): forward, the products
+h [W_hh; W_q]ᵀ and ĉ W_xᵀ ~97 | ~405, scores + softmax + context 47 | 115, the cell 14 | 41; backward, the
+products ~101 | ~425, the scores' backward 43 | 147, the cell 9 | 44. The products run on
+``_ukernel.matmul_packed`` at ~95-100 multiply-adds per ns (``fused_lstm._matmul`` before it: 48-64, 190 µs
+forward at deu_eng), near that kernel's peak. Once per backward pass the weight gradients (daᵀ [h | ĉ] and
+dqᵀ h, 126 M | 943 M multiply-adds) run on the same micro-kernel in chunks of 256 rows
+(:func:`._attention_kernels.chunked_product`: 1.26 | 11.2 ms against oneDNN's 1.54 | 13.5 ms for one product
+that also computed the unused dqᵀ ĉ block). The whole Function (forward + backward) took 8.5 | 46 ms here
+against 9.0 | 60 ms with ``_matmul`` (benchmarks/seq2seq_attention.py --loops).
 """
 from __future__ import annotations
 

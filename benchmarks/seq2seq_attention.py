@@ -1,7 +1,7 @@
 """Attention seq2seq training speed against the attention-free model of the same sizes (issue 12).
 
 Run by hand:  .venv/bin/python benchmarks/seq2seq_attention.py [--threads 1] [--rounds 7] [--shapes wide dates]
-              [--clock wall|cpu] [--profile]
+              [--clock wall|cpu] [--profile] [--loops [--loop-shapes B8 deu_eng ...]]
 
 One training step, forward + backward with teacher forcing (ratio 1), on synthetic batches (random tokens:
 speed does not depend on the data). For every shape, in one process, interleaved, one call of each per round:
@@ -25,7 +25,16 @@ Function's own time, under "element-wise and other"; "ops per step" counts the
 profiler's events, nested ones included). The profiler times wall time per op: on a loaded machine read its
 shares, not its milliseconds. Writes benchmarks/results/seq2seq_attention.json.
 
-Measured with the numba loop (2 shared cores, load average 2-4, --clock cpu --rounds 11 --skip-before --profile,
+Measured with the per-step products and the weight gradients on the micro-kernel (_ukernel.matmul_packed; before:
+the plain numba loop fused_lstm._matmul and oneDNN's weight gradients; --clock cpu --skip-before, the two trees in
+alternating processes on a loaded machine: after 4 runs of 9-15 rounds, before 3 of 9-11, ~60-100 s each; the
+median of the runs' ratios): tokens/s ÷ none's, before -> after: wide bahdanau 0.61 -> 0.63, luong-dot 0.85 ->
+0.89, luong-general 0.83 -> 0.88; dates 0.71 -> 0.75, 0.76 -> 0.80, 0.74 -> 0.74; deu_eng 0.67 -> 0.70,
+0.69 -> 0.72, 0.63 -> 0.69. The decoder loop's Function alone (--loops, 9 rounds, 15 s), whole loop, ms, before
+-> after: B=8 2.4 -> 1.8 | 3.3 -> 1.9 (Bahdanau | Luong), deu_eng 11.1 -> 8.6 | 10.1 -> 9.3, B=256 38 -> 33 |
+45 -> 34, wide 63 -> 47 | 66 -> 53. Wide Bahdanau stays the closest to 0.6: its head over [h; ĉ] (see below)
+runs on MKL's sgemm at ~34-43 multiply-adds per ns on this CPU (the micro-kernel: 94, oneDNN 63-94).
+Earlier, with the numba loop (2 shared cores, load average 2-4, --clock cpu --rounds 11 --skip-before --profile,
 213 s): tokens/s ÷ none's, torch loop -> numba loop: wide bahdanau 0.55 -> 0.61, luong-dot 0.81 -> 0.85,
 luong-general 0.80 -> 0.84; dates 0.56 -> 0.66, 0.63 -> 0.69, 0.58 -> 0.66; deu_eng 0.53 -> 0.62, 0.54 -> 0.64,
 0.50 -> 0.60 (another run, --rounds 9 without --profile, 80 s: wide 0.60, 0.81, 0.81; dates 0.70, 0.73, 0.63;

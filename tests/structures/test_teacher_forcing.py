@@ -166,6 +166,23 @@ def test_fused_loop_picks_numba_on_the_cpu_and_names_a_bad_impl():
         fused._pick("fast", X, 128, 512, 128)
 
 
+def test_whole_loop_limit_depends_on_the_thread_count():
+    """One thread: the whole numba loop up to 2^27 multiply-adds per step (the wide shape at B=256 included);
+    more threads: up to 2^23, since oneDNN's per-step products then use them all."""
+    from rnnlab.structures import fused_attention_numba as numba_loop
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert numba_loop.whole_loop(256, 256, 1024, 256)  # 84 M
+        assert not numba_loop.whole_loop(512, 512, 2048, 512)  # 671 M
+        torch.set_num_threads(2)
+        assert numba_loop.whole_loop(64, 128, 512, 128)  # deu_eng, 5.2 M
+        assert not numba_loop.whole_loop(256, 256, 1024, 256)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("attention", ATTENTIONS)
 def test_numba_loop_with_masked_rows_gives_zero_weight_to_padding(attention):
     """Padding positions get exactly 0 weight and no gradient into their keys or memory rows."""

@@ -24,8 +24,9 @@ products ~101 | ~425, the scores' backward 43 | 147, the cell 9 | 44. The produc
 forward at deu_eng), near that kernel's peak. Once per backward pass the weight gradients (daᵀ [h | ĉ] and
 dqᵀ h, 126 M | 943 M multiply-adds) run on the same micro-kernel in chunks of 256 rows
 (:func:`._attention_kernels.chunked_product`: 1.26 | 11.2 ms against oneDNN's 1.54 | 13.5 ms for one product
-that also computed the unused dqᵀ ĉ block). The whole Function (forward + backward) took 8.5 | 46 ms here
-against 9.0 | 60 ms with ``_matmul`` (benchmarks/seq2seq_attention.py --loops).
+that also computed the unused dqᵀ ĉ block). The whole Function (forward + backward, whole loop) takes 8.6 | 47 ms
+against 11.1 | 63 ms with ``_matmul`` and oneDNN's weight gradients (benchmarks/seq2seq_attention.py --loops,
+9 rounds, the two trees in turn on a loaded machine).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Attention seq2seq training speed against the attention-free model of the same sizes (issue 12).
 
 Run by hand:  .venv/bin/python benchmarks/seq2seq_attention.py [--threads 1] [--rounds 7] [--shapes wide dates]
-              [--clock wall|cpu] [--profile]
+              [--clock wall|cpu] [--profile] [--loops [--loop-shapes B8 deu_eng ...]]
 
 One training step, forward + backward with teacher forcing (ratio 1), on synthetic batches (random tokens:
 speed does not depend on the data). For every shape, in one process, interleaved, one call of each per round:
@@ -25,7 +25,16 @@ Function's own time, under "element-wise and other"; "ops per step" counts the
 profiler's events, nested ones included). The profiler times wall time per op: on a loaded machine read its
 shares, not its milliseconds. Writes benchmarks/results/seq2seq_attention.json.
 
-Measured with the numba loop (2 shared cores, load average 2-4, --clock cpu --rounds 11 --skip-before --profile,
+Measured with the per-step products and the weight gradients on the micro-kernel (_ukernel.matmul_packed; before:
+the plain numba loop fused_lstm._matmul and oneDNN's weight gradients; --clock cpu --skip-before, the two trees in
+alternating processes on a loaded machine: after 4 runs of 9-15 rounds, before 3 of 9-11, ~60-100 s each; the
+median of the runs' ratios): tokens/s ÷ none's, before -> after: wide bahdanau 0.61 -> 0.63, luong-dot 0.85 ->
+0.89, luong-general 0.83 -> 0.88; dates 0.71 -> 0.75, 0.76 -> 0.80, 0.74 -> 0.74; deu_eng 0.67 -> 0.70,
+0.69 -> 0.72, 0.63 -> 0.69. The decoder loop's Function alone (--loops, 9 rounds, 15 s), whole loop, ms, before
+-> after: B=8 2.4 -> 1.8 | 3.3 -> 1.9 (Bahdanau | Luong), deu_eng 11.1 -> 8.6 | 10.1 -> 9.3, B=256 38 -> 33 |
+45 -> 34, wide 63 -> 47 | 66 -> 53. Wide Bahdanau stays the closest to 0.6: its head over [h; ĉ] (see below)
+runs on MKL's sgemm at ~34-43 multiply-adds per ns on this CPU (the micro-kernel: 94, oneDNN 63-94).
+Earlier, with the numba loop (2 shared cores, load average 2-4, --clock cpu --rounds 11 --skip-before --profile,
 213 s): tokens/s ÷ none's, torch loop -> numba loop: wide bahdanau 0.55 -> 0.61, luong-dot 0.81 -> 0.85,
 luong-general 0.80 -> 0.84; dates 0.56 -> 0.66, 0.63 -> 0.69, 0.58 -> 0.66; deu_eng 0.53 -> 0.62, 0.54 -> 0.64,
 0.50 -> 0.60 (another run, --rounds 9 without --profile, 80 s: wide 0.60, 0.81, 0.81; dates 0.70, 0.73, 0.63;
@@ -131,6 +140,70 @@ def profile_split(fn, repeats: int = 3) -> dict:
     return {k: round(v, 2) for k, v in split.items()}
 
 
+# the decoder loop alone (--loops): (B, T, S, H) with A = E = H, as whole_loop's docstring
+LOOP_SHAPES = {"B8": (8, 12, 16, 128), "deu_eng": (64, 12, 16, 128), "B256": (256, 12, 16, 128),
+               "wide": (64, 25, 25, 256), "B1024": (1024, 12, 16, 128), "wide-B256": (256, 25, 25, 256),
+               "H512": (64, 25, 25, 512), "H512-B128": (128, 25, 25, 512)}
+LOOP_DEFAULT = ("B8", "deu_eng", "B256", "wide")
+LOOP_IMPLS = ("numba", "numba-step", "torch")
+
+
+def loop_fn(attention: str, shape: str, impl: str):
+    """Forward + backward of the fused decoder loop's Function alone (random inputs, a quarter of the rows padded
+    past S/2), as fused_attention_decoder.bahdanau/luong with ``impl``."""
+    from rnnlab.structures import fused_attention_decoder as fused
+
+    B, T, S, H = LOOP_SHAPES[shape]
+    G, A, E = 4 * H, H, H
+    g = torch.Generator().manual_seed(0)
+    r = lambda *size: (0.1 * torch.randn(*size, generator=g)).requires_grad_()  # noqa: E731
+    additive = torch.zeros(B, S)
+    additive[: B // 4, S // 2:] = float("-inf")
+    if attention == "bahdanau":
+        args = (r(B, T, G), r(B, H), r(B, H), r(G, H), r(G), r(A, H), r(G, E), r(A), r(B, S, A), r(B, S, E))
+        fn = fused.bahdanau
+    else:
+        args = (r(B, T, G), r(B, H), r(B, H), r(G, H), r(G), r(G, H), r(H, H), r(H, E), r(H), r(B, S, H),
+                r(B, S, E))
+        fn = fused.luong
+    grads = None
+
+    def run():
+        nonlocal grads
+        outputs = fn(*args, additive, impl=impl)
+        if grads is None:
+            grads = [torch.randn(o.shape, generator=g) for o in outputs]
+        torch.autograd.backward(outputs, grads)
+        for a in args:
+            a.grad = None
+    return run
+
+
+def loops(args, clock) -> None:
+    """--loops: the Function alone at LOOP_SHAPES, ms per forward + backward, and the whole numba loop's time over
+    the per-step one's (median of per-round ratios: < 1 where the whole loop is faster)."""
+    rows, started = [], time.perf_counter()
+    for shape in args.loop_shapes:
+        B, T, S, H = LOOP_SHAPES[shape]
+        for attention in ("bahdanau", "luong"):
+            fns = {impl: loop_fn(attention, shape, impl) for impl in LOOP_IMPLS}
+            times = interleaved(fns, rounds=args.rounds, warmup=1, clock=clock)
+            row = {"shape": shape, "attention": attention, "macs": B * H * (4 * H + H)}
+            for impl, ts in times.items():
+                row[f"{impl} ms"] = 1e3 * statistics.median(ts)
+            row["whole / step"] = statistics.median(w / s for w, s in zip(times["numba"], times["numba-step"],
+                                                                         strict=True))
+            rows.append(row)
+            print(f"done {shape} {attention}", flush=True)
+    elapsed = time.perf_counter() - started
+    path = write_json("seq2seq_attention_loops.json", {
+        "shapes": {s: dict(zip(("B", "T", "S", "H"), LOOP_SHAPES[s], strict=True)) for s in args.loop_shapes},
+        "rounds": args.rounds, "threads": args.threads, "clock": args.clock, "seconds": round(elapsed, 1),
+        "rows": rows})
+    print_table(rows, list(rows[0]))
+    print(f"\n{elapsed:.0f} s; written {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -141,11 +214,19 @@ def main() -> None:
                              "one thread only")
     parser.add_argument("--profile", action="store_true", help="also split one step's time by kind of op")
     parser.add_argument("--skip-before", action="store_true", help="leave out the step loop (the slowest contender)")
+    parser.add_argument("--loops", action="store_true",
+                        help="time the decoder loop's Function alone instead (whole numba loop / per step / torch), "
+                             "at B = 8, 64, 256 and the wide shape: the numbers behind whole_loop's rule")
+    parser.add_argument("--loop-shapes", nargs="+", default=list(LOOP_DEFAULT), choices=list(LOOP_SHAPES),
+                        help="with --loops: (B, T, S, H) = " + ", ".join(f"{k} {v}" for k, v in LOOP_SHAPES.items()))
     args = parser.parse_args()
     if args.clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu counts this thread only: use it with --threads 1")
     setup_threads(args.threads)
     clock = CLOCKS[args.clock]
+    if args.loops:
+        loops(args, clock)
+        return
     rows, profiles = [], {}
     started = time.perf_counter()
     for shape in args.shapes:

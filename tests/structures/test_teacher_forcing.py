@@ -166,6 +166,23 @@ def test_fused_loop_picks_numba_on_the_cpu_and_names_a_bad_impl():
         fused._pick("fast", X, 128, 512, 128)
 
 
+def test_whole_loop_limit_depends_on_the_thread_count():
+    """One thread: the whole numba loop up to 2^27 multiply-adds per step (the wide shape at B=256 included);
+    more threads: up to 2^23, since oneDNN's per-step products then use them all."""
+    from rnnlab.structures import fused_attention_numba as numba_loop
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert numba_loop.whole_loop(256, 256, 1024, 256)  # 84 M
+        assert not numba_loop.whole_loop(512, 512, 2048, 512)  # 671 M
+        torch.set_num_threads(2)
+        assert numba_loop.whole_loop(64, 128, 512, 128)  # deu_eng, 5.2 M
+        assert not numba_loop.whole_loop(256, 256, 1024, 256)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("attention", ATTENTIONS)
 def test_numba_loop_with_masked_rows_gives_zero_weight_to_padding(attention):
     """Padding positions get exactly 0 weight and no gradient into their keys or memory rows."""
@@ -179,3 +196,45 @@ def test_numba_loop_with_masked_rows_gives_zero_weight_to_padding(attention):
     assert (weights.masked_select(pad[:, None, :].expand_as(weights)) == 0).all()
     d_memory, d_keys = torch.autograd.grad(logits.sum() + weights.sum(), [memory, keys])
     assert (d_memory[pad] == 0).all() and (d_keys[pad] == 0).all()
+
+
+@pytest.mark.parametrize("B, T", [(23, 13), (16, 16), (4, 3)])  # B·T = 299: a chunk of 256 rows and 43 more; 256
+@pytest.mark.parametrize("attention", ["bahdanau", "luong"])
+def test_numba_weight_gradients_equal_onednn_s(attention, B, T, monkeypatch):
+    """The weight gradients on the micro-kernel in chunks of rows (one thread) against oneDNN's single products
+    (more threads), float64, with H = 20 not a multiple of the panel width (16 float64)."""
+    from rnnlab.structures import fused_attention_decoder as fused
+    from rnnlab.structures import fused_attention_numba as numba_loop
+
+    torch.manual_seed(0)
+    S, H, E, A = 5, 20, 12, 9
+    r = lambda *shape: torch.randn(*shape, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    additive = torch.zeros(B, S, dtype=torch.float64)
+    additive[1, 2:] = float("-inf")
+    if attention == "bahdanau":
+        args = (r(B, T, 4 * H), r(B, H), r(B, H), r(4 * H, H), r(4 * H), r(A, H), r(4 * H, E), r(A), r(B, S, A),
+                r(B, S, E))
+        fn = fused.bahdanau
+    else:
+        args = (r(B, T, 4 * H), r(B, H), r(B, H), r(4 * H, H), r(4 * H), r(4 * H, H), r(H, H), r(H, E), r(H),
+                r(B, S, H), r(B, S, E))
+        fn = fused.luong
+    grads = {}
+    for in_numba in (True, False):
+        monkeypatch.setattr(numba_loop, "_weight_grads_in_numba", lambda v=in_numba: v)
+        outputs = fn(*args, additive, impl="numba")
+        grads[in_numba] = torch.autograd.grad(sum(o.sum() for o in outputs), args)
+    for a, b in zip(grads[True], grads[False], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_fast_panels_equal_pack_panels():
+    """_panels' one-copy packing (NR divides N) and pack_panels' (any N) give the same panels."""
+    import numpy as np
+
+    from rnnlab.nn._ukernel import pack_panels
+    from rnnlab.structures.fused_attention_numba import _panels
+
+    for dtype in (torch.float32, torch.float64):
+        for W in (torch.randn(7, 64, dtype=dtype), torch.randn(64, 7, dtype=dtype).t(), torch.randn(5, 40, dtype=dtype)):
+            np.testing.assert_array_equal(_panels(W), pack_panels(W.numpy()))

@@ -3,7 +3,8 @@ work for every row of the batch, and the whole teacher-forced time loop as one c
 
 Symbols as in :mod:`.fused_attention_decoder`. Buffers are time-major numpy views of torch tensors, (T, B, ·), so
 a step reads and writes contiguous (B, ·) blocks. The per-step products run on
-:func:`rnnlab.nn.fused_lstm._matmul` (out = A @ W, A (M, K) and W (K, N) contiguous) inside the loops; the
+:func:`rnnlab.nn._ukernel.matmul_packed` (out = A @ W, the weights W (K, N) packed into panels by the caller,
+once per pass: ``pack_panels``; the backward's products by Wᵀ have their own panels) inside the loops; the
 ``*_step`` kernels are the same work for a caller that runs the products itself (oneDNN from Python, for
 shapes where that is faster). b_hh is folded into x̂ (X_t + b_hh) by the caller, so r_t = h_{t-1} W_hhᵀ here.
 Masks arrive as ``valid`` (B, S): 1 at real source positions, 0 at padding (never −∞: the kernels compile with
@@ -19,7 +20,8 @@ import math
 import numba
 import numpy as np
 
-from rnnlab.nn.fused_lstm import _JIT, _ONE, _ZERO, _matmul, _sigmoid, _tanh
+from rnnlab.nn._ukernel import matmul_packed
+from rnnlab.nn.fused_lstm import _JIT, _ONE, _ZERO, _sigmoid, _tanh
 
 _LOWEST = np.float32(-3.0e38)
 
@@ -133,10 +135,11 @@ def bahdanau_attend(t, RQ, K, v, valid, O, Q, alphas, contexts):
         for j in range(A):
             qt[j] = q[j]
         for s in range(S):
-            k = kb[s]
             acc = _ZERO * q[0]
-            for j in range(A):
-                acc += _tanh(qt[j] + k[j]) * v[j]
+            if valid[b, s] != 0:  # padding's score is never read (its weight is 0)
+                k = kb[s]
+                for j in range(A):
+                    acc += _tanh(qt[j] + k[j]) * v[j]
             e[s] = acc
         _softmax_(e, valid[b])
         _context(e, O[b], contexts[t, b])
@@ -153,12 +156,13 @@ def bahdanau_cell(t, XT, RQ, CX, states, cells, gates, tanhs):
 
 
 @numba.njit(**_JIT)
-def bahdanau_forward(T, W_rqT, W_xT, XT, K, v, valid, O, RQ, CX, Q, states, cells, gates, tanhs, alphas, contexts):
-    """The whole forward loop: per step [r; q] = h_{t-1} W_rqT, attend, CX = ĉ_t W_xT, the cell."""
+def bahdanau_forward(T, P_rqT, P_xT, XT, K, v, valid, O, RQ, CX, Q, states, cells, gates, tanhs, alphas, contexts):
+    """The whole forward loop: per step [r; q] = h_{t-1} W_rqT, attend, CX = ĉ_t W_xT, the cell.
+    P_rqT = pack_panels(W_rqT) (H, G + A), P_xT = pack_panels(W_xT) (E, G)."""
     for t in range(T):
-        _matmul(states[t], W_rqT, RQ)
+        matmul_packed(states[t], P_rqT, RQ)
         bahdanau_attend(t, RQ, K, v, valid, O, Q, alphas, contexts)
-        _matmul(contexts[t], W_xT, CX)
+        matmul_packed(contexts[t], P_xT, CX)
         bahdanau_cell(t, XT, RQ, CX, states, cells, gates, tanhs)
 
 
@@ -202,14 +206,15 @@ def bahdanau_attend_backward(t, dCt, DCX, d_alpha, K, v, valid, O, Q, alphas, DC
 
 
 @numba.njit(**_JIT)
-def bahdanau_backward(T, W_rq, W_x, dH, dCt, d_alpha, K, v, valid, O, Q, cells, gates, tanhs, alphas,
+def bahdanau_backward(T, P_rq, P_x, dH, dCt, d_alpha, K, v, valid, O, Q, cells, gates, tanhs, alphas,
                       DHR, DC, DA, DCX, DAQ, DCtx, DE, dK, dv):
-    """The whole backward loop, steps T-1 … 0: the cell, DCX = da_t W_x, the attention, DHR = [da_t; dq_t] W_rq."""
+    """The whole backward loop, steps T-1 … 0: the cell, DCX = da_t W_x, the attention, DHR = [da_t; dq_t] W_rq.
+    P_rq = pack_panels(W_rq) (G + A, H), P_x = pack_panels(W_x) (G, E)."""
     for t in range(T - 1, -1, -1):
         bahdanau_cell_backward(t, dH, DHR, DC, cells, gates, tanhs, DAQ, DA)
-        _matmul(DA, W_x, DCX)
+        matmul_packed(DA, P_x, DCX)
         bahdanau_attend_backward(t, dCt, DCX, d_alpha, K, v, valid, O, Q, alphas, DCtx, DE, dK, dv, DAQ)
-        _matmul(DAQ[t], W_rq, DHR)
+        matmul_packed(DAQ[t], P_rq, DHR)
 
 
 # -- Luong -----------------------------------------------------------------------------------------
@@ -230,10 +235,11 @@ def luong_attend(t, states, K, valid, O, alphas, contexts):
     for b in range(B):
         h, e, kb = states[t + 1, b], alphas[t, b], K[b]
         for s in range(S):
-            k = kb[s]
             acc = _ZERO * h[0]
-            for j in range(H):
-                acc += k[j] * h[j]
+            if valid[b, s] != 0:  # padding's score is never read (its weight is 0)
+                k = kb[s]
+                for j in range(H):
+                    acc += k[j] * h[j]
             e[s] = acc
         _softmax_(e, valid[b])
         _context(e, O[b], contexts[t, b])
@@ -251,16 +257,16 @@ def luong_tilde(t, RZ, b_h, ZC, tildes):
 
 
 @numba.njit(**_JIT)
-def luong_forward(T, W_xT, W_raT, W_hcT, b_h, XT, K, valid, O, RZ, CX, ZC, states, cells, gates, tanhs, tildes,
+def luong_forward(T, P_xT, P_raT, P_hcT, b_h, XT, K, valid, O, RZ, CX, ZC, states, cells, gates, tanhs, tildes,
                   alphas, contexts):
     """The whole forward loop: CX = h̃_{t-1} W_xT, the cell, [r_{t+1}; z] = h_t W_raT, attend, ZC = ĉ_t W_hcT, h̃_t.
-    RZ[:, :G] holds h_{-1} W_hhᵀ on entry."""
+    RZ[:, :G] holds h_{-1} W_hhᵀ on entry. P_·: pack_panels of W_xT (H, G), W_raT (H, G + H), W_hcT (E, H)."""
     for t in range(T):
-        _matmul(tildes[t], W_xT, CX)
+        matmul_packed(tildes[t], P_xT, CX)
         luong_cell(t, XT, RZ, CX, states, cells, gates, tanhs)
-        _matmul(states[t + 1], W_raT, RZ)
+        matmul_packed(states[t + 1], P_raT, RZ)
         luong_attend(t, states, K, valid, O, alphas, contexts)
-        _matmul(contexts[t], W_hcT, ZC)
+        matmul_packed(contexts[t], P_hcT, ZC)
         luong_tilde(t, RZ, b_h, ZC, tildes)
 
 
@@ -305,13 +311,42 @@ def luong_cell_backward(t, DH, ZH, DC, cells, gates, tanhs, DAZ, DA):
 
 
 @numba.njit(**_JIT)
-def luong_backward(T, W_hc, W_ra, W_x, dTilde, d_alpha, K, O, cells, gates, tanhs, tildes, alphas,
+def luong_backward(T, P_hc, P_ra, P_x, dTilde, d_alpha, K, O, cells, gates, tanhs, tildes, alphas,
                    DF, DZ, DH, ZH, DC, DA, DAZ, DCtx, DE):
-    """The whole backward loop, steps T-1 … 0. DAZ[T, :, :G] is zero on entry (no step after the last)."""
+    """The whole backward loop, steps T-1 … 0. DAZ[T, :, :G] is zero on entry (no step after the last).
+    P_·: pack_panels of W_hc (H, E), W_ra (G + H, H), W_x (G, H)."""
     for t in range(T - 1, -1, -1):
         luong_tilde_backward(t, DF, dTilde, tildes, DAZ, DZ)
-        _matmul(DZ, W_hc, DCtx[t])
-        _matmul(DAZ[t + 1], W_ra, DH)
+        matmul_packed(DZ, P_hc, DCtx[t])
+        matmul_packed(DAZ[t + 1], P_ra, DH)
         luong_attend_backward(t, DCtx, d_alpha, K, O, alphas, DE, DH)
         luong_cell_backward(t, DH, ZH, DC, cells, gates, tanhs, DAZ, DA)
-        _matmul(DA, W_x, DF)
+        matmul_packed(DA, P_x, DF)
+
+
+# -- the weight gradients, once per backward pass --------------------------------------------------
+@numba.njit(inline="always", **_JIT)
+def _add_(out, tmp):
+    """out += tmp, (M, N) each, rows contiguous."""
+    for i in range(out.shape[0]):
+        o, t = out[i], tmp[i]
+        for j in range(out.shape[1]):
+            o[j] += t[j]
+
+
+@numba.njit(**_JIT)
+def chunked_product(A, Yc, Yl, tmp, out):
+    """out = A @ Y on the micro-kernel, Y's rows in chunks (the gradient of a weight summed over the B·T rows:
+    A = dᵀ (N, B·T) any strides, Y (B·T, n) the layer's inputs). Yc (C, P, kc, NR): chunk c = rows
+    c·kc … c·kc + kc − 1 of Y packed into P panels; Yl (P, B·T − C·kc, NR) the last rows. out (N, ≤ P·NR) with
+    contiguous rows takes the first out.shape[1] columns of Y; tmp: scratch of out's shape, contiguous. A chunk
+    keeps a panel (kc·NR values, 32 KB at kc = 256 float32) in L1 while the tiles of A stream past it."""
+    C, kc = Yc.shape[0], Yc.shape[2]
+    for c in range(C):
+        matmul_packed(A[:, c * kc:(c + 1) * kc], Yc[c], out if c == 0 else tmp)
+        if c > 0:
+            _add_(out, tmp)
+    if Yl.shape[1] > 0:
+        matmul_packed(A[:, C * kc:], Yl, out if C == 0 else tmp)
+        if C > 0:
+            _add_(out, tmp)

@@ -43,7 +43,7 @@ from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
 from ._ukernel import matmul_packed, pack_panels
 from ._workspace import saved_buffer, scratch
-from .fused_lstm import _JIT, _ONE, _ZERO, _layer_norm_backward, _normalize, _scalars, _tanh, sequence_buffers
+from .fused_lstm import _JIT, _ONE, _ZERO, _scalars, _tanh, _u, sequence_buffers
 from .masking import lengths_to_mask
 
 __all__ = ["rnn_sequence", "rnn_sequence_reference"]
@@ -253,40 +253,62 @@ def _pack_params(b_ih, b_hh, g_ih, g_hh, H, dtype) -> Tensor:
 def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu, save):
     """Step t for every row b. XP (B, T, H) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, H) ĥ_t; P packed
     params; M (B, H) mask; L (B,) lengths; ST (B, H) h (updated); Y (B, T, H) and HM (B, T, H) h ⊙ m written at t
-    and t+1; SV (B, T, K) saved for the backward, or (B, 1, K) scratch without ``save``."""
+    and t+1; SV (B, T, K) saved for the backward, or (B, 1, K) scratch without ``save``.
+    As the LSTM's and GRU's kernels: no array is sliced inside the loop over rows (a slice costs numba a
+    reference-count increment and decrement), saved sections are unsigned offsets (:func:`rnnlab.nn.fused_lstm._u`),
+    and the pre-activation, φ, h_t and y_t are one loop per row (the choice of φ outside it)."""
     B, T, H = XP.shape
     eps, inv_h = SC[0], SC[1]
     bias, g_ih, g_hh = P[0:H], P[H:2 * H], P[2 * H:3 * H]
+    o_rs = _u(H)
+    ts = t if save else 0
     last = t + 1 == T
+    tn = min(t + 1, T - 1)
+    zero = _ZERO * SC[0]
     for b in range(B):
-        y = Y[b, t]
-        hm_next = HM[b, min(t + 1, T - 1)]
         if t >= L[b]:  # past this row's end: state frozen, output zero
-            y[:] = 0
+            for k in range(H):
+                Y[b, t, k] = zero
             if not last:
-                hm_next[:] = HM[b, t]
+                for k in range(H):
+                    HM[b, tn, k] = HM[b, t, k]
             continue
-        x_hat, h_hat, h, m = XP[b, t], HP[b], ST[b], M[b]
         if ln:
-            sv = SV[b, t if save else 0]
-            h_norm, rstd = sv[0:H], sv[H:]
-            rstd[1] = _normalize(h_hat, h_norm, inv_h, eps)
+            s = zero
             for k in range(H):
-                h[k] = g_ih[k] * x_hat[k] + g_hh[k] * h_norm[k] + bias[k]
+                s += HP[b, k]
+            mu = s * inv_h
+            s2 = zero
+            for k in range(H):
+                d = HP[b, k] - mu
+                s2 += d * d
+            r1 = _ONE / np.sqrt(s2 * inv_h + eps)
+            SV[b, ts, o_rs + _u(1)] = r1
+            for k in range(H):  # LN(ĥ), saved
+                SV[b, ts, k] = (HP[b, k] - mu) * r1
+            if relu:
+                for k in range(H):
+                    h = max(g_ih[k] * XP[b, t, k] + g_hh[k] * ((HP[b, k] - mu) * r1) + bias[k], zero)
+                    ST[b, k] = h
+                    Y[b, t, k] = h
+            else:
+                for k in range(H):
+                    h = _tanh(g_ih[k] * XP[b, t, k] + g_hh[k] * ((HP[b, k] - mu) * r1) + bias[k])
+                    ST[b, k] = h
+                    Y[b, t, k] = h
+        elif relu:
+            for k in range(H):
+                h = max(XP[b, t, k] + HP[b, k] + bias[k], zero)
+                ST[b, k] = h
+                Y[b, t, k] = h
         else:
             for k in range(H):
-                h[k] = x_hat[k] + h_hat[k] + bias[k]
-        if relu:
-            for k in range(H):
-                h[k] = max(h[k], _ZERO)
-        else:
-            for k in range(H):
-                h[k] = _tanh(h[k])
-        for k in range(H):
-            y[k] = h[k]
+                h = _tanh(XP[b, t, k] + HP[b, k] + bias[k])
+                ST[b, k] = h
+                Y[b, t, k] = h
         if not last:
             for k in range(H):
-                hm_next[k] = h[k] * m[k]
+                HM[b, tn, k] = ST[b, k] * M[b, k]
 
 
 @numba.njit(**_JIT)
@@ -302,36 +324,58 @@ def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SC, ln, relu, save)
 def _backward_step(t, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu):
     """Backward of step t for every row b. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product (zero at the last
     step); DS (B, H) dL/dh_t carried through frozen steps (zeroed once used); DXP, DHP (B, T, H) written at t (the
-    same array without layer norm); ACC float64 parameter grads."""
+    same array without layer norm); ACC float64 parameter grads. No slice inside the loop over rows (see
+    :func:`_forward_step`); the bias gradient and both product layer norms take two passes over H."""
     B, T, H = DXP.shape
     inv_h = SC[1]
     g_ih, g_hh = P[H:2 * H], P[2 * H:3 * H]
     acc_b, acc_ih, acc_hh = ACC[0:H], ACC[H:2 * H], ACC[2 * H:3 * H]
+    o_rs = _u(H)
+    zero = _ZERO * SC[0]
     for b in range(B):
-        dxa, dha = DXP[b, t], DHP[b, t]
         if t >= L[b]:  # frozen step: the carried grad passes through unchanged
-            dxa[:] = 0
-            dha[:] = 0
-            continue
-        h, dh, dy, dhm, m = Y[b, t], DS[b], DY[b, t], DHM[b], M[b]
-        for k in range(H):
-            dxa[k] = dh[k] + dhm[k] * m[k] + dy[k]  # dL/dh_t, all paths
-            dh[k] = _ZERO * dh[k]
-        if relu:
             for k in range(H):
-                dxa[k] = dxa[k] if h[k] > _ZERO else _ZERO * dxa[k]
+                DXP[b, t, k] = zero
+            if ln:
+                for k in range(H):
+                    DHP[b, t, k] = zero
+            continue
+        if relu:  # dL/dh_t, all paths, through φ (φ' read off h_t)
+            for k in range(H):
+                g = DS[b, k] + DHM[b, k] * M[b, k] + DY[b, t, k]
+                DXP[b, t, k] = g if Y[b, t, k] > zero else zero
         else:
             for k in range(H):
-                dxa[k] = dxa[k] * (_ONE - h[k] * h[k])
+                g = DS[b, k] + DHM[b, k] * M[b, k] + DY[b, t, k]
+                h = Y[b, t, k]
+                DXP[b, t, k] = g * (_ONE - h * h)
         for k in range(H):
-            acc_b[k] += dxa[k]
-        if ln:
+            DS[b, k] = zero
+        if ln:  # through LN(x̂) γ_ih (DXP) and LN(ĥ) γ_hh (DHP), from the same da
+            s1x, s2x, s1h, s2h = zero, zero, zero, zero
             for k in range(H):
-                dha[k] = dxa[k]
-            sv = SV[b, t]
-            h_norm, rstd = sv[0:H], sv[H:]
-            _layer_norm_backward(dxa, g_ih, XN[b, t], rstd[0], inv_h, dxa, acc_ih)
-            _layer_norm_backward(dha, g_hh, h_norm, rstd[1], inv_h, dha, acc_hh)
+                d, xn, hn = DXP[b, t, k], XN[b, t, k], SV[b, t, k]
+                acc_b[k] += d
+                acc_ih[k] += d * xn
+                acc_hh[k] += d * hn
+                dxg = d * g_ih[k]
+                dhg = d * g_hh[k]
+                s1x += dxg
+                s2x += dxg * xn
+                s1h += dhg
+                s2h += dhg * hn
+            s1x *= inv_h
+            s2x *= inv_h
+            s1h *= inv_h
+            s2h *= inv_h
+            rx, rh = SV[b, t, o_rs], SV[b, t, o_rs + _u(1)]
+            for k in range(H):
+                d = DXP[b, t, k]
+                DHP[b, t, k] = rh * (d * g_hh[k] - s1h - SV[b, t, k] * s2h)
+                DXP[b, t, k] = rx * (d * g_ih[k] - s1x - XN[b, t, k] * s2x)
+        else:
+            for k in range(H):
+                acc_b[k] += DXP[b, t, k]
 
 
 @numba.njit(**_JIT)

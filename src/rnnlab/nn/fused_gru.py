@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
-from ._gemm import input_and_weight_grads, linear, numba_pays, step_product
+from ._gemm import input_and_weight_grads, linear, linear_into, numba_pays, step_product
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
 from ._ukernel import matmul_packed, pack_panels
@@ -203,24 +203,45 @@ def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps):
         Y[T_run:].zero_()
     SC = _scalars(eps, G, H, dtype)
     x, W_ih = x.detach(), W_ih.detach()
-    chunk = _infer_chunk(B, G)
+    chunk = _chunk_steps(B, G)
     HP = torch.empty(B, G, dtype=dtype)  # ĥ_t in the whole-loop path
     HP_, P_, M_, L_, ST_, Y_, HN_ = (a.numpy() for a in (HP, P, m, L, ST, Y, HN))
-    whole = numba_pays(B, H, G)
-    if whole:
+    if numba_pays(B, H, G):  # a small layer: each chunk's time loop in one numba call
         Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
-    else:
-        product = step_product(W_hh, B)  # h ⊙ m ↦ ĥ_t (B, G), on oneDNN or torch.mm
-    for t0 in range(0, T_run, chunk):  # x̂ of `chunk` steps at a time, consumed while in cache
-        t1 = min(t0 + chunk, T_run)
-        x_tm = x[:, t0:t1].transpose(0, 1).reshape((t1 - t0) * B, I)  # time-major copy of the chunk's inputs
-        XP_ = linear(x_tm, W_ih).numpy().reshape(t1 - t0, B, G)  # (t1 - t0, B, G)
-        if whole:
+        for t0 in range(0, T_run, chunk):  # x̂ of `chunk` steps at a time, consumed while in cache
+            t1 = min(t0 + chunk, T_run)
+            XP_ = _input_product(x, W_ih, t0, t1).numpy()  # (t1 - t0, B, G)
             _infer_loop(t0, t1, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln)
-        else:
-            for t in range(t0, t1):
-                _infer_step(t, t - t0, XP_, product(HN), P_, M_, L_, ST_, Y_, HN_, SC, ln)
+        return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.GRU's batch_first output)
+    # a larger layer: its per-step products outweigh keeping x̂ in cache; x̂ of all steps in reused scratch
+    product = step_product(W_hh, B)  # h ⊙ m ↦ ĥ_t (B, G), on oneDNN or torch.mm
+    with scratch(B * T * G, dtype) as work:
+        XP = linear_into(x.reshape(B * T, I), W_ih, work.view(B * T, G))  # batch-major: no copy of x
+        XP_ = XP.numpy().reshape(B, T, G)
+        for t in range(T_run):
+            _infer_step(t, t, XP_, product(HN), P_, M_, L_, ST_, Y_, HN_, SC, ln, False)
     return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.GRU's batch_first output)
+
+
+def _input_product(x, W_ih, t0: int, t1: int, out=None) -> Tensor:
+    """x̂ = x W_ihᵀ of steps t0..t1-1, time-major (t1 - t0, B, G): a new tensor, or written into ``out``."""
+    B, _, I = x.shape
+    x_tm = x[:, t0:t1].transpose(0, 1).reshape((t1 - t0) * B, I)  # time-major copy of the chunk's inputs
+    if out is None:
+        return linear(x_tm, W_ih).view(t1 - t0, B, -1)
+    linear_into(x_tm, W_ih, out.view((t1 - t0) * B, -1))
+    return out
+
+
+def _chunk_steps(B: int, G: int) -> int:
+    """Steps of x̂ computed per input product in inference: the LSTM's ~1 MB (:func:`rnnlab.nn.fused_lstm._infer_chunk`),
+    but at least :data:`_INFER_MIN_ROWS` rows: a product of a few hundred rows ran slower per row than the per-step
+    work it feeds saves (measured at (64, 100, 256, 512), one thread: x̂ in chunks of 2 steps, 128 rows, 1.15x the
+    time of one product over all steps; 16 steps, 1024 rows, 0.95x)."""
+    return max(_infer_chunk(B, G), -(-_INFER_MIN_ROWS // B))
+
+
+_INFER_MIN_ROWS = 1024
 
 
 class _FusedGRU(torch.autograd.Function):
@@ -374,9 +395,9 @@ def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SC, ln):
 
 
 @numba.njit(**_JIT)
-def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln):
-    """Step t of inference for every row b, keeping nothing for a backward pass. XP (Tc, B, G) the raw x̂ of a
-    chunk of steps (time-major), step t at XP[tx]; HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths;
+def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, tm):
+    """Step t of inference for every row b, keeping nothing for a backward pass. XP the raw x̂: with ``tm``
+    (Tc, B, G) a chunk of steps, time-major, step t at XP[tx]; else (B, T, G), batch-major, step t at XP[:, t]; HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths;
     ST (B, H) h (updated); Y (T, B, H) written at t; HN (B, H) h_t ⊙ m for the next product (left as is past a
     row's end).
 
@@ -384,11 +405,11 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln):
     so no cancellation when |mean| >> std), then one loop over H for the gates, the candidate and h_t, y_t,
     h_t ⊙ m. Arrays are sliced once per call, outside the loop over rows, and indexed by loop variables or
     unsigned offsets only (see :func:`_forward_step`)."""
-    B = XP.shape[1]
+    B = XP.shape[1] if tm else XP.shape[0]
     G = XP.shape[2]
     H = G // 3
     eps, inv_g = SC[0], SC[1]
-    X, Yt = XP[tx], Y[t]  # (B, G), (B, H)
+    Yt = Y[t]  # (B, H)
     b_ih, b_hh, g_ih, g_hh = P[0:G], P[G:2 * G], P[2 * G:3 * G], P[3 * G:4 * G]
     o_z, o_n = _u(H), _u(2 * H)
     zero = _ZERO * SC[0]
@@ -397,11 +418,12 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln):
             for j in range(H):
                 Yt[b, j] = zero
             continue
+        i0, i1 = (tx, b) if tm else (b, t)  # the row of x̂ is XP[i0, i1] (a slice per row would cost a refcount)
         if ln:
-            x0, h0 = X[b, 0], HP[b, 0]
+            x0, h0 = XP[i0, i1, 0], HP[b, 0]
             sx, sh, qx, qh = zero, zero, zero, zero
             for k in range(G):
-                dx = X[b, k] - x0
+                dx = XP[i0, i1, k] - x0
                 dh = HP[b, k] - h0
                 sx += dx
                 sh += dh
@@ -413,10 +435,10 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln):
             mx, mh = x0 + dmx, h0 + dmh
             for j in range(H):
                 uz, un = o_z + _u(j), o_n + _u(j)
-                r = _sigmoid(g_ih[j] * ((X[b, j] - mx) * rx) + b_ih[j] + g_hh[j] * ((HP[b, j] - mh) * rh) + b_hh[j])
-                z = _sigmoid(g_ih[uz] * ((X[b, uz] - mx) * rx) + b_ih[uz]
+                r = _sigmoid(g_ih[j] * ((XP[i0, i1, j] - mx) * rx) + b_ih[j] + g_hh[j] * ((HP[b, j] - mh) * rh) + b_hh[j])
+                z = _sigmoid(g_ih[uz] * ((XP[i0, i1, uz] - mx) * rx) + b_ih[uz]
                              + g_hh[uz] * ((HP[b, uz] - mh) * rh) + b_hh[uz])
-                n = _tanh(g_ih[un] * ((X[b, un] - mx) * rx) + b_ih[un]
+                n = _tanh(g_ih[un] * ((XP[i0, i1, un] - mx) * rx) + b_ih[un]
                           + r * (g_hh[un] * ((HP[b, un] - mh) * rh) + b_hh[un]))
                 h = n + z * (ST[b, j] - n)  # h_t = (1 - z) n + z h_{t-1}
                 ST[b, j] = h
@@ -425,9 +447,9 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln):
         else:
             for j in range(H):
                 uz, un = o_z + _u(j), o_n + _u(j)
-                r = _sigmoid(X[b, j] + b_ih[j] + HP[b, j] + b_hh[j])
-                z = _sigmoid(X[b, uz] + b_ih[uz] + HP[b, uz] + b_hh[uz])
-                n = _tanh(X[b, un] + b_ih[un] + r * (HP[b, un] + b_hh[un]))
+                r = _sigmoid(XP[i0, i1, j] + b_ih[j] + HP[b, j] + b_hh[j])
+                z = _sigmoid(XP[i0, i1, uz] + b_ih[uz] + HP[b, uz] + b_hh[uz])
+                n = _tanh(XP[i0, i1, un] + b_ih[un] + r * (HP[b, un] + b_hh[un]))
                 h = n + z * (ST[b, j] - n)
                 ST[b, j] = h
                 Yt[b, j] = h
@@ -440,7 +462,7 @@ def _infer_loop(t0, t1, Wp, XP, HP, P, M, L, ST, Y, HN, SC, ln):
     Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, G))."""
     for t in range(t0, t1):
         matmul_packed(HN, Wp, HP)
-        _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, SC, ln)
+        _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, SC, ln, True)
 
 
 @numba.njit(**_JIT)

@@ -30,9 +30,19 @@ float32 (:mod:`rnnlab.nn._gemm`: about 1.5x MKL's speed here; per-step products 
 whole time loops, forward and backward, inside numba, the product on the register-blocked
 :func:`rnnlab.nn._ukernel.matmul_packed`), and what the forward saves for the backward lives in one pooled buffer
 (:func:`rnnlab.nn._workspace.saved_buffer`: no page faults on tens of megabytes per training step). Without grad
-(inference, ``torch.no_grad()``) the forward keeps nothing for a backward pass, and without layer norm or mask a
-mid-size layer runs a leaner per-step kernel (:func:`_infer_plain`). Anything else (another device or dtype) runs
-:func:`gru_sequence_reference`, the plain autograd loop. Double backward is not supported.
+(inference, ``torch.no_grad()``) :func:`_infer` keeps nothing for a backward pass: its kernel (:func:`_infer_step`)
+runs the gates, the candidate and h_t, y_t, h_t ⊙ m in one loop over H per row; a small layer computes x̂
+time-major per chunk of steps right before they run (in cache), a larger one batch-major for all steps into reused
+scratch. Anything else (another device or dtype) runs :func:`gru_sequence_reference`, the plain autograd loop.
+Double backward is not supported.
+
+The kernels slice no array inside their loop over rows, as the LSTM's (see :mod:`rnnlab.nn.fused_lstm`: a slice
+costs numba a reference-count increment and decrement, and the GRU's step sliced a dozen per row): they index the
+per-call arrays by loop variables or unsigned offsets (a signed offset index gets numba's negative-index wraparound,
+which keeps LLVM from vectorising), and each loop of the training kernels stores into one section of a saved row
+only. Measured (benchmarks/sequence_ab.py, one thread, A/B against the slicing kernels): inference 0.46-0.82x the
+time at four of the five benchmark shapes (1.0x at (64, 100, 256, 512), where the products are 90%), a training
+step 0.85-1.0x.
 Where the time goes, against torch.nn.GRU: ``benchmarks/profile_fused_gru.py``.
 """
 from __future__ import annotations

@@ -145,8 +145,17 @@ def _check_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mas
 
 
 def _layout(G: int, H: int, ln: bool) -> int:
-    """Width K of the per-(b, t) saved row: [r H | z H | n H | ĥ_n + b_hn H | h_{t-1} H | (LN) ĥ normed G | rstd 2]."""
+    """Elements saved per (b, t): five planes of H, r, z, n, ĥ_n + b_hn, h_{t-1} (SV (5, B, T, H): a plane per
+    section, so that a kernel loop reading some sections and writing another reads and writes distinct arrays, which
+    LLVM vectorises; sections of one row at runtime offsets it left scalar), and with layer norm [ĥ normed G | rstd
+    of x̂, ĥ 2] (SL (B, T, G + 2))."""
     return 5 * H + ((G + 2) if ln else 0)
+
+
+def _saved(work: Tensor, B: int, T: int, G: int, H: int, ln: bool) -> tuple[Tensor, Tensor]:
+    """SV (5, B, T, H) and SL (B, T, G + 2, or 0 without layer norm), views of ``work`` (B·T·K elements)."""
+    n = 5 * B * T * H
+    return work[:n].view(5, B, T, H), work[n:].view(B, T, (G + 2) if ln else 0)
 
 
 def _work_size(B: int, T: int, G: int, H: int, ln: bool) -> int:
@@ -168,24 +177,24 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, w
     XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, work[:n])
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, G, dtype)
     ST = h0.detach().clone().contiguous()  # (B, H): the running h
-    K = _layout(G, H, ln)
-    SV = work[n:].view(B, T, K)
+    SV, SL = _saved(work[n:], B, T, G, H, ln)
     if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
         XP, _, rstd_x = native_layer_norm(XP, [G], None, None, eps)
-        SV[:, :, -2] = rstd_x.view(B, T)
+        SL[:, :, G] = rstd_x.view(B, T)
     SC = _scalars(eps, G, H, dtype)
 
-    XP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.numpy() for a in (XP, P, m, L, ST, Y, HM, SV))
+    XP_, P_, M_, L_, ST_, Y_, HM_, SV_, SL_ = (a.numpy() for a in (XP, P, m, L, ST, Y, HM, SV, SL))
     if numba_pays(B, H, G):  # a small layer: the whole time loop in numba, the product too (see _gemm)
         Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
-        _forward_loop(T_run, XP_, np.empty((B, G), dtype=XP_.dtype), Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln)
-        return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
+        _forward_loop(T_run, XP_, np.empty((B, G), dtype=XP_.dtype), Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SL_, SC,
+                      ln)
+        return Y, ST, (x, m, L, P, XP, HM, work[n:], T_run)
     product = step_product(W_hh, B)  # h_{t-1} ⊙ m ↦ ĥ_t, on oneDNN or torch.mm (see _gemm)
     hm_steps = HM.unbind(1)
     for t in range(T_run):
         HP_ = product(hm_steps[t])  # ĥ_t (B, G)
-        _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln)
-    return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
+        _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SL_, SC, ln)
+    return Y, ST, (x, m, L, P, XP, HM, work[n:], T_run)
 
 
 def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps):
@@ -291,15 +300,17 @@ class _FusedGRU(torch.autograd.Function):
             SC = _scalars(eps, G, H, dtype)
 
             dhp_steps = DHP.unbind(1)
-            dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
+            SV, SL = _saved(SV, B, T, G, H, ln)  # the saved rows' flat buffer as its planes
+            dY_, DHM_, M_, L_, SV_, SL_, XP_, DXP_, DHP_, DS_ = (
+                a.numpy() for a in (dY, DHM, m, L, SV, SL, XP, DXP, DHP, DS))
             P_ = ctx.P.numpy()
             if numba_pays(B, G, H):  # a small layer: the whole loop in numba, as in the forward pass
                 Wp = pack_panels(W_hh.numpy())  # W_hh (G, H) in panels: DHM = DHP_t W_hh
-                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
+                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, SL_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
             else:
                 product = step_product(W_hh.t(), B)  # DHP_t ↦ DHP_t W_hh = dL/d(h_{t-1} ⊙ m)
                 for t in range(T_run - 1, -1, -1):
-                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
+                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, SL_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
                     DHM_ = product(dhp_steps[t])  # (B, H)
 
             need = ctx.needs_input_grad
@@ -329,19 +340,20 @@ def _pack_params(b_ih, b_hh, g_ih, g_hh, G, dtype) -> Tensor:
 
 
 @numba.njit(**_JIT)
-def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln):
-    """Step t of training for every row b. XP (B, T, G) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, G)
+def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SL, SC, ln):
+    """Step t of training for every row b. XP (B, T, G) x̂, or LN(x̂) with layer norm (its rstd in SL); HP (B, G)
     ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (B, H) h (updated); Y (B, T, H) written at t and
-    HM (B, T, H) h ⊙ m at t+1; SV (B, T, K) what the backward pass reads (:func:`_layout`).
+    HM (B, T, H) h ⊙ m at t+1; SV (5, B, T, H) and SL (B, T, G + 2) what the backward pass reads (:func:`_layout`).
     As the LSTM's kernels (:mod:`rnnlab.nn.fused_lstm`): no array is sliced inside the loop over rows (a slice
-    costs numba a reference-count increment and decrement); a saved row's sections are unsigned offsets into
-    SV[b, t] (:func:`rnnlab.nn.fused_lstm._u`), and each inner loop stores into one section of SV only, so that
-    it runs contiguous and vectorises."""
+    costs numba a reference-count increment and decrement); offsets into a row are unsigned
+    (:func:`rnnlab.nn.fused_lstm._u`), and each inner loop stores into one array that it does not read at another
+    offset, so that it runs contiguous and vectorises."""
     B, T, G = XP.shape
     H = G // 3
     eps, inv_g = SC[0], SC[1]
     b_ih, b_hh, g_ih, g_hh = P[0:G], P[G:2 * G], P[2 * G:3 * G], P[3 * G:4 * G]
-    o_n, o_hn, o_hp, o_nm, o_rs = _u(2 * H), _u(3 * H), _u(4 * H), _u(5 * H), _u(5 * H + G)
+    R, Z, N, HN, HPV = SV[0], SV[1], SV[2], SV[3], SV[4]  # (B, T, H) each: r, z, n, ĥ_n + b_hn, h_{t-1}
+    o_z, o_n, o_rs = _u(H), _u(2 * H), _u(G)
     last = t + 1 == T
     tn = min(t + 1, T - 1)
     zero = _ZERO * SC[0]
@@ -363,31 +375,37 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln):
                 d = HP[b, k] - mu
                 s2 += d * d
             r1 = _ONE / np.sqrt(s2 * inv_g + eps)
-            SV[b, t, o_rs + _u(1)] = r1
+            SL[b, t, o_rs + _u(1)] = r1
             for k in range(G):  # LN(ĥ), saved
-                SV[b, t, o_nm + _u(k)] = (HP[b, k] - mu) * r1
-            for k in range(2 * H):  # r, z
-                SV[b, t, k] = _sigmoid(g_ih[k] * XP[b, t, k] + b_ih[k] + g_hh[k] * ((HP[b, k] - mu) * r1) + b_hh[k])
-            for j in range(H):  # ĥ_n + b_hn
+                SL[b, t, k] = (HP[b, k] - mu) * r1
+            for j in range(H):
+                R[b, t, j] = _sigmoid(g_ih[j] * XP[b, t, j] + b_ih[j] + g_hh[j] * SL[b, t, j] + b_hh[j])
+            for j in range(H):
+                u = o_z + _u(j)
+                Z[b, t, j] = _sigmoid(g_ih[u] * XP[b, t, u] + b_ih[u] + g_hh[u] * SL[b, t, u] + b_hh[u])
+            for j in range(H):
                 u = o_n + _u(j)
-                SV[b, t, o_hn + _u(j)] = g_hh[u] * ((HP[b, u] - mu) * r1) + b_hh[u]
+                HN[b, t, j] = g_hh[u] * SL[b, t, u] + b_hh[u]
             for j in range(H):  # the candidate
                 u = o_n + _u(j)
-                SV[b, t, u] = _tanh(g_ih[u] * XP[b, t, u] + b_ih[u] + SV[b, t, j] * SV[b, t, o_hn + _u(j)])
+                N[b, t, j] = _tanh(g_ih[u] * XP[b, t, u] + b_ih[u] + R[b, t, j] * HN[b, t, j])
         else:
-            for k in range(2 * H):  # r, z
-                SV[b, t, k] = _sigmoid(XP[b, t, k] + b_ih[k] + HP[b, k] + b_hh[k])
-            for j in range(H):  # ĥ_n + b_hn
+            for j in range(H):
+                R[b, t, j] = _sigmoid(XP[b, t, j] + b_ih[j] + HP[b, j] + b_hh[j])
+            for j in range(H):
+                u = o_z + _u(j)
+                Z[b, t, j] = _sigmoid(XP[b, t, u] + b_ih[u] + HP[b, u] + b_hh[u])
+            for j in range(H):
                 u = o_n + _u(j)
-                SV[b, t, o_hn + _u(j)] = HP[b, u] + b_hh[u]
+                HN[b, t, j] = HP[b, u] + b_hh[u]
             for j in range(H):  # the candidate
                 u = o_n + _u(j)
-                SV[b, t, u] = _tanh(XP[b, t, u] + b_ih[u] + SV[b, t, j] * SV[b, t, o_hn + _u(j)])
+                N[b, t, j] = _tanh(XP[b, t, u] + b_ih[u] + R[b, t, j] * HN[b, t, j])
         for j in range(H):
-            SV[b, t, o_hp + _u(j)] = ST[b, j]  # h_{t-1}
+            HPV[b, t, j] = ST[b, j]  # h_{t-1}
         for j in range(H):
-            n = SV[b, t, o_n + _u(j)]
-            h = n + SV[b, t, H + j] * (ST[b, j] - n)  # h_t = (1 - z) n + z h_{t-1}
+            n = N[b, t, j]
+            h = n + Z[b, t, j] * (ST[b, j] - n)  # h_t = (1 - z) n + z h_{t-1}
             ST[b, j] = h
             Y[b, t, j] = h
         if not last:
@@ -396,12 +414,12 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln):
 
 
 @numba.njit(**_JIT)
-def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SC, ln):
+def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SL, SC, ln):
     """The forward time loop of a small layer in one call: per step ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ into HP (B, G) with
     Wp = pack_panels(W_hhᵀ), W_hhᵀ (H, G), then :func:`_forward_step`. Same arrays as there."""
     for t in range(T_run):
         matmul_packed(HM[:, t], Wp, HP)
-        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln)
+        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SL, SC, ln)
 
 
 @numba.njit(**_JIT)
@@ -476,18 +494,19 @@ def _infer_loop(t0, t1, Wp, XP, HP, P, M, L, ST, Y, HN, SC, ln):
 
 
 @numba.njit(**_JIT)
-def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
+def _backward_step(t, DY, DHM, P, M, L, SV, SL, XN, DXP, DHP, DS, ACC, SC, ln):
     """Backward of step t for every row b. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product (zero at the
     last step); DS (B, H) dL/dh_t along the direct path, updated to t-1; DXP, DHP (B, T, G) written at t;
-    ACC float64 parameter grads. As in :func:`_forward_step`, no slice inside the loop over rows and saved sections
-    by unsigned offsets; each loop over H writes one gate's section of DXP and of DHP, and the bias gradients and
-    both product layer norms take two passes over G."""
+    SV, SL the forward's saved planes; ACC float64 parameter grads. As in :func:`_forward_step`, no slice inside the
+    loop over rows and unsigned offsets; each loop over H writes one gate's section of DXP and of DHP, and the bias
+    gradients and both product layer norms take two passes over G."""
     B, T, G = DXP.shape
     H = G // 3
     inv_g = SC[1]
     g_ih, g_hh = P[2 * G:3 * G], P[3 * G:4 * G]
     acc_bih, acc_bhh, acc_ih, acc_hh = ACC[0:G], ACC[G:2 * G], ACC[2 * G:3 * G], ACC[3 * G:4 * G]
-    o_z, o_n, o_hn, o_hp, o_nm, o_rs = _u(H), _u(2 * H), _u(3 * H), _u(4 * H), _u(5 * H), _u(5 * H + G)
+    R, Z, N, HN, HPV = SV[0], SV[1], SV[2], SV[3], SV[4]
+    o_z, o_n, o_rs = _u(H), _u(2 * H), _u(G)
     zero = _ZERO * SC[0]
     for b in range(B):
         if t >= L[b]:  # frozen step: the carried grad passes through unchanged
@@ -498,30 +517,29 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
         for j in range(H):  # DS becomes dL/dh_t, all paths
             DS[b, j] = DS[b, j] + DHM[b, j] * M[b, j] + DY[b, t, j]
         for j in range(H):  # reset gate
-            un = o_n + _u(j)
-            r, n, z = SV[b, t, j], SV[b, t, un], SV[b, t, o_z + _u(j)]
+            r, n, z = R[b, t, j], N[b, t, j], Z[b, t, j]
             da_n = DS[b, j] * (_ONE - z) * (_ONE - n * n)  # through n = tanh(a_n)
-            da_r = da_n * SV[b, t, o_hn + _u(j)] * r * (_ONE - r)
+            da_r = da_n * HN[b, t, j] * r * (_ONE - r)
             DXP[b, t, j] = da_r
             DHP[b, t, j] = da_r
         for j in range(H):  # update gate
             uz = o_z + _u(j)
-            n, z = SV[b, t, o_n + _u(j)], SV[b, t, uz]
-            da_z = DS[b, j] * (SV[b, t, o_hp + _u(j)] - n) * z * (_ONE - z)
+            n, z = N[b, t, j], Z[b, t, j]
+            da_z = DS[b, j] * (HPV[b, t, j] - n) * z * (_ONE - z)
             DXP[b, t, uz] = da_z
             DHP[b, t, uz] = da_z
         for j in range(H):  # candidate
             un = o_n + _u(j)
-            n, z = SV[b, t, un], SV[b, t, o_z + _u(j)]
+            n, z = N[b, t, j], Z[b, t, j]
             da_n = DS[b, j] * (_ONE - z) * (_ONE - n * n)
             DXP[b, t, un] = da_n
-            DHP[b, t, un] = da_n * SV[b, t, j]
+            DHP[b, t, un] = da_n * R[b, t, j]
         for j in range(H):
-            DS[b, j] = DS[b, j] * SV[b, t, o_z + _u(j)]  # dL/dh_{t-1} along the direct path
+            DS[b, j] = DS[b, j] * Z[b, t, j]  # dL/dh_{t-1} along the direct path
         if ln:  # through LN(x̂) γ_ih (DXP) and LN(ĥ) γ_hh (DHP)
             s1x, s2x, s1h, s2h = zero, zero, zero, zero
             for k in range(G):
-                dx, dh, xn, hn = DXP[b, t, k], DHP[b, t, k], XN[b, t, k], SV[b, t, o_nm + _u(k)]
+                dx, dh, xn, hn = DXP[b, t, k], DHP[b, t, k], XN[b, t, k], SL[b, t, k]
                 acc_bih[k] += dx
                 acc_bhh[k] += dh
                 acc_ih[k] += dx * xn
@@ -536,10 +554,10 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
             s2x *= inv_g
             s1h *= inv_g
             s2h *= inv_g
-            rx, rh = SV[b, t, o_rs], SV[b, t, o_rs + _u(1)]
+            rx, rh = SL[b, t, o_rs], SL[b, t, o_rs + _u(1)]
             for k in range(G):
                 DXP[b, t, k] = rx * (DXP[b, t, k] * g_ih[k] - s1x - XN[b, t, k] * s2x)
-                DHP[b, t, k] = rh * (DHP[b, t, k] * g_hh[k] - s1h - SV[b, t, o_nm + _u(k)] * s2h)
+                DHP[b, t, k] = rh * (DHP[b, t, k] * g_hh[k] - s1h - SL[b, t, k] * s2h)
         else:
             for k in range(G):
                 acc_bih[k] += DXP[b, t, k]
@@ -547,9 +565,9 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
 
 
 @numba.njit(**_JIT)
-def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
+def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, SL, XN, DXP, DHP, DS, ACC, SC, ln):
     """The backward time loop of a small layer in one call: steps T_run-1..0 of :func:`_backward_step`, each followed
     by DHM = DHP_t W_hh (B, H) in place, Wp = pack_panels(W_hh) (W_hh (G, H)). Same arrays as there."""
     for t in range(T_run - 1, -1, -1):
-        _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln)
+        _backward_step(t, DY, DHM, P, M, L, SV, SL, XN, DXP, DHP, DS, ACC, SC, ln)
         matmul_packed(DHP[:, t], Wp, DHM)

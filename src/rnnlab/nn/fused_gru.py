@@ -39,10 +39,12 @@ Double backward is not supported.
 The kernels slice no array inside their loop over rows, as the LSTM's (see :mod:`rnnlab.nn.fused_lstm`: a slice
 costs numba a reference-count increment and decrement, and the GRU's step sliced a dozen per row): they index the
 per-call arrays by loop variables or unsigned offsets (a signed offset index gets numba's negative-index wraparound,
-which keeps LLVM from vectorising), and each loop of the training kernels stores into one section of a saved row
-only. Measured (benchmarks/sequence_ab.py, one thread, A/B against the slicing kernels): inference 0.46-0.82x the
-time at four of the five benchmark shapes (1.0x at (64, 100, 256, 512), where the products are 90%), a training
-step 0.85-1.0x.
+which keeps LLVM from vectorising), and what the training forward saves lies in one plane per section (SV (5, B, T,
+H), :func:`_layout`): a loop that read one section of a saved row and stored another at a runtime offset stayed
+scalar (1.3-1.6x the slicing kernel's time at H >= 256). Measured (benchmarks/sequence_ab.py, one thread, A/B
+against the slicing kernels, layers of the five benchmark shapes): inference 0.45-0.79x the time (1.0x for a plain
+(64, 100, 256, 512), whose per-step products are ~90% of it), a training step 0.81-1.0x; the kernels alone, forward
+0.61-0.95x and backward 0.34-0.91x.
 Where the time goes, against torch.nn.GRU: ``benchmarks/profile_fused_gru.py``.
 """
 from __future__ import annotations

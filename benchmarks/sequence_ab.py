@@ -52,7 +52,8 @@ def calls(fn, args, kw) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cell", choices=sorted(MODULES), default="GRU")
-    parser.add_argument("--against", default=None, help="module with the same entry point, e.g. rnnlab.nn._old_fused_gru")
+    parser.add_argument("--against", default=None,
+                        help="module with the same entry point, e.g. rnnlab.nn._old_fused_gru")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--budget", type=float, default=20.0, help="seconds per case after which rounds stop")

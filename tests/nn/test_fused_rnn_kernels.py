@@ -5,7 +5,7 @@ norm, training and inference, float32 and float64, with dropout and lengths.
 """
 import pytest
 import torch
-from test_fused_rnn import TOL, assert_all_close, make_case, outputs_and_grads
+from test_fused_rnn import assert_all_close, make_case, outputs_and_grads
 
 from rnnlab.nn import _gemm
 from rnnlab.nn.fused_rnn import rnn_sequence, rnn_sequence_reference

@@ -427,9 +427,9 @@ def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SL, SC, ln):
 @numba.njit(**_JIT)
 def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, tm):
     """Step t of inference for every row b, keeping nothing for a backward pass. XP the raw x̂: with ``tm``
-    (Tc, B, G) a chunk of steps, time-major, step t at XP[tx]; else (B, T, G), batch-major, step t at XP[:, t]; HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths;
-    ST (B, H) h (updated); Y (T, B, H) written at t; HN (B, H) h_t ⊙ m for the next product (left as is past a
-    row's end).
+    (Tc, B, G) a chunk of steps, time-major, step t at XP[tx]; else (B, T, G), batch-major, step t at XP[:, t];
+    HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (B, H) h (updated); Y (T, B, H) written at
+    t; HN (B, H) h_t ⊙ m for the next product (left as is past a row's end).
 
     Per row, with layer norm, one pass for the moments of x̂ and ĥ together (sums about the row's first element,
     so no cancellation when |mean| >> std), then one loop over H for the gates, the candidate and h_t, y_t,
@@ -465,7 +465,8 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, tm):
             mx, mh = x0 + dmx, h0 + dmh
             for j in range(H):
                 uz, un = o_z + _u(j), o_n + _u(j)
-                r = _sigmoid(g_ih[j] * ((XP[i0, i1, j] - mx) * rx) + b_ih[j] + g_hh[j] * ((HP[b, j] - mh) * rh) + b_hh[j])
+                r = _sigmoid(g_ih[j] * ((XP[i0, i1, j] - mx) * rx) + b_ih[j]
+                             + g_hh[j] * ((HP[b, j] - mh) * rh) + b_hh[j])
                 z = _sigmoid(g_ih[uz] * ((XP[i0, i1, uz] - mx) * rx) + b_ih[uz]
                              + g_hh[uz] * ((HP[b, uz] - mh) * rh) + b_hh[uz])
                 n = _tanh(g_ih[un] * ((XP[i0, i1, un] - mx) * rx) + b_ih[un]

@@ -46,8 +46,8 @@ from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
 from ._ukernel import matmul_packed, pack_panels
 from ._workspace import saved_buffer, scratch
-from .fused_lstm import _JIT, _ONE, _ZERO, _scalars, _tanh, _u, sequence_buffers
 from .fused_gru import _chunk_steps, _input_product
+from .fused_lstm import _JIT, _ONE, _ZERO, _scalars, _tanh, _u, sequence_buffers
 from .masking import lengths_to_mask
 
 __all__ = ["rnn_sequence", "rnn_sequence_reference"]

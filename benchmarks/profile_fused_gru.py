@@ -48,8 +48,10 @@ def instrument() -> None:
     fused_gru.step_product = lambda w, rows: timed(make_product(w, rows), "rec", phased=True)
     fused_gru._forward_step = timed(fused_gru._forward_step, "kern_fwd")
     fused_gru._forward_loop = timed(fused_gru._forward_loop, "kern_fwd")  # small layers: products included
-    fused_gru.linear_into = timed(fused_gru.linear_into, "input")  # inference of a plain layer (_infer_plain)
-    fused_gru.gru_sequence_gates = timed(fused_gru.gru_sequence_gates, "kern_fwd")
+    fused_gru.linear_into = timed(fused_gru.linear_into, "input")  # inference of a larger layer: x̂ of all steps
+    fused_gru._input_product = timed(fused_gru._input_product, "input")  # inference of a small layer: per chunk
+    fused_gru._infer_step = timed(fused_gru._infer_step, "kern_fwd")
+    fused_gru._infer_loop = timed(fused_gru._infer_loop, "kern_fwd")  # small layers: products included
     fused_gru._backward_step = timed(fused_gru._backward_step, "kern_bwd")
     fused_gru._backward_loop = timed(fused_gru._backward_loop, "kern_bwd")  # small layers: products included
     fused_gru.input_and_weight_grads = timed(fused_gru.input_and_weight_grads, "end")

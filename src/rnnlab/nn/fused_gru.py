@@ -30,9 +30,21 @@ float32 (:mod:`rnnlab.nn._gemm`: about 1.5x MKL's speed here; per-step products 
 whole time loops, forward and backward, inside numba, the product on the register-blocked
 :func:`rnnlab.nn._ukernel.matmul_packed`), and what the forward saves for the backward lives in one pooled buffer
 (:func:`rnnlab.nn._workspace.saved_buffer`: no page faults on tens of megabytes per training step). Without grad
-(inference, ``torch.no_grad()``) the forward keeps nothing for a backward pass, and without layer norm or mask a
-mid-size layer runs a leaner per-step kernel (:func:`_infer_plain`). Anything else (another device or dtype) runs
-:func:`gru_sequence_reference`, the plain autograd loop. Double backward is not supported.
+(inference, ``torch.no_grad()``) :func:`_infer` keeps nothing for a backward pass: its kernel (:func:`_infer_step`)
+runs the gates, the candidate and h_t, y_t, h_t ⊙ m in one loop over H per row; a small layer computes x̂
+time-major per chunk of steps right before they run (in cache), a larger one batch-major for all steps into reused
+scratch. Anything else (another device or dtype) runs :func:`gru_sequence_reference`, the plain autograd loop.
+Double backward is not supported.
+
+The kernels slice no array inside their loop over rows, as the LSTM's (see :mod:`rnnlab.nn.fused_lstm`: a slice
+costs numba a reference-count increment and decrement, and the GRU's step sliced a dozen per row): they index the
+per-call arrays by loop variables or unsigned offsets (a signed offset index gets numba's negative-index wraparound,
+which keeps LLVM from vectorising), and what the training forward saves lies in one plane per section (SV (5, B, T,
+H), :func:`_layout`): a loop that read one section of a saved row and stored another at a runtime offset stayed
+scalar (1.3-1.6x the slicing kernel's time at H >= 256). Measured (benchmarks/sequence_ab.py, one thread, A/B
+against the slicing kernels, layers of the five benchmark shapes): inference 0.45-0.79x the time (1.0x for a plain
+(64, 100, 256, 512), whose per-step products are ~90% of it), a training step 0.81-1.0x; the kernels alone, forward
+0.61-0.95x and backward 0.34-0.91x.
 Where the time goes, against torch.nn.GRU: ``benchmarks/profile_fused_gru.py``.
 """
 from __future__ import annotations
@@ -43,20 +55,20 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
-from ._gemm import input_and_weight_grads, linear_into, numba_pays, step_product
+from ._gemm import input_and_weight_grads, linear, linear_into, numba_pays, step_product
 from ._reference import keep_past_end, pre_activation
-from ._step_kernels import gru_sequence_gates
 from ._torch_kernels import native_layer_norm
 from ._ukernel import matmul_packed, pack_panels
 from ._workspace import saved_buffer, scratch
 from .fused_lstm import (
     _JIT,
     _ONE,
-    _layer_norm_backward,
-    _normalize,
+    _ZERO,
+    _infer_chunk,
     _scalars,
     _sigmoid,
     _tanh,
+    _u,
     sequence_buffers,
 )
 from .masking import lengths_to_mask
@@ -115,15 +127,8 @@ def gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *,
                                       ln_ih=ln_ih, ln_hh=ln_hh, eps=eps, mask=mask, lengths=lengths)
     if torch.is_grad_enabled() and any(t.requires_grad for t in present):
         return _FusedGRU.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths, float(eps))
-    B, T, _ = x.shape
-    G, H = weight_hh.shape
-    if ln_ih is None and mask is None and not numba_pays(B, H, G):
-        with torch.no_grad(), scratch(B * T * G, x.dtype) as work:  # inference, plain, a mid-size layer
-            return _infer_plain(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, work)
-    with torch.no_grad(), scratch(_work_size(B, T, G, H, ln_ih is not None, False), x.dtype) as work:  # inference
-        Y, hT, _ = _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths, float(eps),
-                            work=work, save=False)
-    return Y, hT
+    with torch.no_grad():  # inference: nothing kept for a backward pass
+        return _infer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths, float(eps))
 
 
 def _check_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths):
@@ -142,21 +147,29 @@ def _check_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mas
 
 
 def _layout(G: int, H: int, ln: bool) -> int:
-    """Width K of the per-(b, t) saved row: [r H | z H | n H | ĥ_n + b_hn H | h_{t-1} H | (LN) ĥ normed G | rstd 2]."""
+    """Elements saved per (b, t): five planes of H, r, z, n, ĥ_n + b_hn, h_{t-1} (SV (5, B, T, H): a plane per
+    section, so that a kernel loop reading some sections and writing another reads and writes distinct arrays, which
+    LLVM vectorises; sections of one row at runtime offsets it left scalar), and with layer norm [ĥ normed G | rstd
+    of x̂, ĥ 2] (SL (B, T, G + 2))."""
     return 5 * H + ((G + 2) if ln else 0)
 
 
-def _work_size(B: int, T: int, G: int, H: int, ln: bool, save: bool) -> int:
-    """Elements of the flat buffer :func:`_forward` works in: x̂ (B, T, G), h ⊙ m (B, T, H), and with ``save`` the
-    per-step rows (B, T, K) the backward pass reads."""
-    return B * T * (G + H + (_layout(G, H, ln) if save else 0))
+def _saved(work: Tensor, B: int, T: int, G: int, H: int, ln: bool) -> tuple[Tensor, Tensor]:
+    """SV (5, B, T, H) and SL (B, T, G + 2, or 0 without layer norm), views of ``work`` (B·T·K elements)."""
+    n = 5 * B * T * H
+    return work[:n].view(5, B, T, H), work[n:].view(B, T, (G + 2) if ln else 0)
 
 
-def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, work, save):
-    """The forward pass under no_grad. Returns Y (B, T, H), hT (B, H) and what the backward needs.
+def _work_size(B: int, T: int, G: int, H: int, ln: bool) -> int:
+    """Elements of the flat buffer :func:`_forward` works in: x̂ (B, T, G), h ⊙ m (B, T, H) and the per-step rows
+    (B, T, K) the backward pass reads."""
+    return B * T * (G + H + _layout(G, H, ln))
 
-    ``work``: a flat buffer of :func:`_work_size` elements for x̂, h ⊙ m and (``save``, training) the per-step values
-    the backward needs; without ``save`` (inference) nothing is kept and ``work`` is scratch."""
+
+def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, work):
+    """The forward pass of training under no_grad. Returns Y (B, T, H), hT (B, H) and what the backward needs.
+    (Inference runs :func:`_infer`.) ``work``: a flat buffer of :func:`_work_size` elements for x̂, h ⊙ m and the
+    per-step values the backward needs."""
     B, T, _ = x.shape
     G, H = W_hh.shape
     ln = g_ih is not None
@@ -166,51 +179,90 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, w
     XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, work[:n])
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, G, dtype)
     ST = h0.detach().clone().contiguous()  # (B, H): the running h
-    K = _layout(G, H, ln)
-    SV = work[n:].view(B, T, K) if save else torch.empty(B, 1, K, dtype=dtype)  # inference: one scratch row per b
+    SV, SL = _saved(work[n:], B, T, G, H, ln)
     if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
         XP, _, rstd_x = native_layer_norm(XP, [G], None, None, eps)
-        if save:
-            SV[:, :, -2] = rstd_x.view(B, T)
+        SL[:, :, G] = rstd_x.view(B, T)
     SC = _scalars(eps, G, H, dtype)
 
-    XP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.numpy() for a in (XP, P, m, L, ST, Y, HM, SV))
+    XP_, P_, M_, L_, ST_, Y_, HM_, SV_, SL_ = (a.numpy() for a in (XP, P, m, L, ST, Y, HM, SV, SL))
     if numba_pays(B, H, G):  # a small layer: the whole time loop in numba, the product too (see _gemm)
         Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
-        _forward_loop(T_run, XP_, np.empty((B, G), dtype=XP_.dtype), Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln,
-                      save)
-        return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
+        _forward_loop(T_run, XP_, np.empty((B, G), dtype=XP_.dtype), Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SL_, SC,
+                      ln)
+        return Y, ST, (x, m, L, P, XP, HM, work[n:], T_run)
     product = step_product(W_hh, B)  # h_{t-1} ⊙ m ↦ ĥ_t, on oneDNN or torch.mm (see _gemm)
     hm_steps = HM.unbind(1)
     for t in range(T_run):
         HP_ = product(hm_steps[t])  # ĥ_t (B, G)
-        _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, save)
-    return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
+        _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SL_, SC, ln)
+    return Y, ST, (x, m, L, P, XP, HM, work[n:], T_run)
 
 
-def _infer_plain(x, h0, W_ih, W_hh, b_ih, b_hh, lengths, work):
-    """Inference without layer norm or dropout mask, for a layer whose per-step product runs from Python (not
-    :func:`rnnlab.nn._gemm.numba_pays`): per step one product ĥ_t = h W_hhᵀ (:func:`rnnlab.nn._gemm.step_product`)
-    and :func:`gru_sequence_gates`, which reads x̂_t in place, adds the biases, updates h and writes y_t: no mask or
-    saved values to handle, 9 kernel arguments instead of :func:`_forward_step`'s 13. ``lengths`` (B,) or None;
-    ``work``: scratch of B·T·G elements for x̂. Returns Y (B, T, H), hT (B, H)."""
+def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps):
+    """The forward pass for inference (no grad): Y (B, T, H) and hT (B, H); nothing else kept.
+
+    As the LSTM's inference (:func:`rnnlab.nn.fused_lstm._infer`): x̂ = x W_ihᵀ is computed time-major, a chunk of
+    steps (~1 MB) at a time right before they run, so that the rows a step reads are one contiguous block in cache;
+    Y is written time-major (one block per step) and returned as a (B, T, H) view; the kernel
+    (:func:`_infer_step`) normalises x̂ and ĥ per row (layer norm), runs the gates in one loop over H and writes only
+    h, y and the next product's operand h ⊙ m. A small layer (:func:`rnnlab.nn._gemm.numba_pays`) runs each chunk's
+    time loop in one numba call, product included (:func:`_infer_loop`); a larger one the per-step product from
+    Python (:func:`rnnlab.nn._gemm.step_product`)."""
     B, T, I = x.shape
     G, H = W_hh.shape
     dtype = x.dtype
-    XP = linear_into(x.detach().reshape(B * T, I), W_ih.detach(), work.view(B * T, G)).view(B, T, G)  # (B, T, G)
+    ln = g_ih is not None
+    m = torch.ones(B, H, dtype=dtype) if mask is None else mask.detach().contiguous()
     L = torch.full((B,), T, dtype=torch.int64) if lengths is None else lengths.contiguous()
     T_run = int(L.max())  # no step past the longest row does work
-    Y = torch.empty(B, T, H, dtype=dtype)
+    P = _pack_params(b_ih, b_hh, g_ih, g_hh, G, dtype)
+    ST = h0.detach().clone().contiguous()  # (B, H): the running h, in the end hT
+    HN = (h0.detach() * m).contiguous()  # (B, H): h_{t-1} ⊙ m, the operand of the recurrent product
+    Y = torch.empty(T, B, H, dtype=dtype)  # time-major: a step writes one contiguous block; returned as a view
     if T_run < T:
-        Y[:, T_run:].zero_()
-    h = h0.detach().clone().contiguous()  # (B, H): the running state, in the end hT
-    b_x, b_h = (torch.zeros(G, dtype=dtype) if b is None else b.detach().contiguous() for b in (b_ih, b_hh))
-    product = step_product(W_hh, B)  # h ↦ h W_hhᵀ (B, G), on oneDNN or torch.mm
-    XP_, b_x_, b_h_, L_, h_, Y_ = XP.numpy(), b_x.numpy(), b_h.numpy(), L.numpy(), h.numpy(), Y.numpy()
-    one = XP_.dtype.type(1)
-    for t in range(T_run):
-        gru_sequence_gates(t, XP_, b_x_, product(h), b_h_, L_, h_, Y_, one)
-    return Y, h
+        Y[T_run:].zero_()
+    SC = _scalars(eps, G, H, dtype)
+    x, W_ih = x.detach(), W_ih.detach()
+    chunk = _chunk_steps(B, G)
+    HP = torch.empty(B, G, dtype=dtype)  # ĥ_t in the whole-loop path
+    HP_, P_, M_, L_, ST_, Y_, HN_ = (a.numpy() for a in (HP, P, m, L, ST, Y, HN))
+    if numba_pays(B, H, G):  # a small layer: each chunk's time loop in one numba call
+        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
+        for t0 in range(0, T_run, chunk):  # x̂ of `chunk` steps at a time, consumed while in cache
+            t1 = min(t0 + chunk, T_run)
+            XP_ = _input_product(x, W_ih, t0, t1).numpy()  # (t1 - t0, B, G)
+            _infer_loop(t0, t1, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln)
+        return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.GRU's batch_first output)
+    # a larger layer: its per-step products outweigh keeping x̂ in cache; x̂ of all steps in reused scratch
+    product = step_product(W_hh, B)  # h ⊙ m ↦ ĥ_t (B, G), on oneDNN or torch.mm
+    with scratch(B * T * G, dtype) as work:
+        XP = linear_into(x.reshape(B * T, I), W_ih, work.view(B * T, G))  # batch-major: no copy of x
+        XP_ = XP.numpy().reshape(B, T, G)
+        for t in range(T_run):
+            _infer_step(t, t, XP_, product(HN), P_, M_, L_, ST_, Y_, HN_, SC, ln, False)
+    return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.GRU's batch_first output)
+
+
+def _input_product(x, W_ih, t0: int, t1: int, out=None) -> Tensor:
+    """x̂ = x W_ihᵀ of steps t0..t1-1, time-major (t1 - t0, B, G): a new tensor, or written into ``out``."""
+    B, _, I = x.shape
+    x_tm = x[:, t0:t1].transpose(0, 1).reshape((t1 - t0) * B, I)  # time-major copy of the chunk's inputs
+    if out is None:
+        return linear(x_tm, W_ih).view(t1 - t0, B, -1)
+    linear_into(x_tm, W_ih, out.view((t1 - t0) * B, -1))
+    return out
+
+
+def _chunk_steps(B: int, G: int) -> int:
+    """Steps of x̂ computed per input product in inference: the LSTM's ~1 MB (:func:`rnnlab.nn.fused_lstm._infer_chunk`),
+    but at least :data:`_INFER_MIN_ROWS` rows: a product of a few hundred rows ran slower per row than the per-step
+    work it feeds saves (measured at (64, 100, 256, 512), one thread: x̂ in chunks of 2 steps, 128 rows, 1.15x the
+    time of one product over all steps; 16 steps, 1024 rows, 0.95x)."""
+    return max(_infer_chunk(B, G), -(-_INFER_MIN_ROWS // B))
+
+
+_INFER_MIN_ROWS = 1024
 
 
 class _FusedGRU(torch.autograd.Function):
@@ -219,9 +271,9 @@ class _FusedGRU(torch.autograd.Function):
     def forward(ctx, x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps):
         B, T, _ = x.shape
         G, H = W_hh.shape
-        work = saved_buffer(_work_size(B, T, G, H, g_ih is not None, True), x.dtype)  # pooled: see _workspace
+        work = saved_buffer(_work_size(B, T, G, H, g_ih is not None), x.dtype)  # pooled: see _workspace
         Y, hT, (x, m, L, P, XP, HM, SV, T_run) = _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths,
-                                                          eps, work=work, save=True)
+                                                          eps, work=work)
         ctx.save_for_backward(x, W_ih, W_hh, m, L, XP, HM, SV)
         ctx.P = P
         ctx.shape = (T_run, g_ih is not None, eps)
@@ -250,15 +302,17 @@ class _FusedGRU(torch.autograd.Function):
             SC = _scalars(eps, G, H, dtype)
 
             dhp_steps = DHP.unbind(1)
-            dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
+            SV, SL = _saved(SV, B, T, G, H, ln)  # the saved rows' flat buffer as its planes
+            dY_, DHM_, M_, L_, SV_, SL_, XP_, DXP_, DHP_, DS_ = (
+                a.numpy() for a in (dY, DHM, m, L, SV, SL, XP, DXP, DHP, DS))
             P_ = ctx.P.numpy()
             if numba_pays(B, G, H):  # a small layer: the whole loop in numba, as in the forward pass
                 Wp = pack_panels(W_hh.numpy())  # W_hh (G, H) in panels: DHM = DHP_t W_hh
-                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
+                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, SL_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
             else:
                 product = step_product(W_hh.t(), B)  # DHP_t ↦ DHP_t W_hh = dL/d(h_{t-1} ⊙ m)
                 for t in range(T_run - 1, -1, -1):
-                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
+                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, SL_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
                     DHM_ = product(dhp_steps[t])  # (B, H)
 
             need = ctx.needs_input_grad
@@ -288,109 +342,235 @@ def _pack_params(b_ih, b_hh, g_ih, g_hh, G, dtype) -> Tensor:
 
 
 @numba.njit(**_JIT)
-def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save):
-    """Step t for every row b. XP (B, T, G) x̂, or LN(x̂) with layer norm; HP (B, G) ĥ_t; P packed params;
-    M (B, H) mask; L (B,) lengths; ST (B, H) h (updated); Y (B, T, H) and HM (B, T, H) h ⊙ m written at t
-    and t+1; SV (B, T, K) saved for the backward, or (B, 1, K) scratch without ``save``.
-    Every inner loop runs over one contiguous gate slice so that it vectorises."""
+def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SL, SC, ln):
+    """Step t of training for every row b. XP (B, T, G) x̂, or LN(x̂) with layer norm (its rstd in SL); HP (B, G)
+    ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (B, H) h (updated); Y (B, T, H) written at t and
+    HM (B, T, H) h ⊙ m at t+1; SV (5, B, T, H) and SL (B, T, G + 2) what the backward pass reads (:func:`_layout`).
+    As the LSTM's kernels (:mod:`rnnlab.nn.fused_lstm`): no array is sliced inside the loop over rows (a slice
+    costs numba a reference-count increment and decrement); offsets into a row are unsigned
+    (:func:`rnnlab.nn.fused_lstm._u`), and each inner loop stores into one array that it does not read at another
+    offset, so that it runs contiguous and vectorises."""
     B, T, G = XP.shape
     H = G // 3
     eps, inv_g = SC[0], SC[1]
     b_ih, b_hh, g_ih, g_hh = P[0:G], P[G:2 * G], P[2 * G:3 * G], P[3 * G:4 * G]
+    R, Z, N, HN, HPV = SV[0], SV[1], SV[2], SV[3], SV[4]  # (B, T, H) each: r, z, n, ĥ_n + b_hn, h_{t-1}
+    o_z, o_n, o_rs = _u(H), _u(2 * H), _u(G)
     last = t + 1 == T
+    tn = min(t + 1, T - 1)
+    zero = _ZERO * SC[0]
     for b in range(B):
-        y = Y[b, t]
-        hm_next = HM[b, min(t + 1, T - 1)]
         if t >= L[b]:  # past this row's end: state frozen, output zero
-            y[:] = 0
+            for j in range(H):
+                Y[b, t, j] = zero
             if not last:
-                hm_next[:] = HM[b, t]
+                for j in range(H):
+                    HM[b, tn, j] = HM[b, t, j]
             continue
-        x_hat, h_hat, sv = XP[b, t], HP[b], SV[b, t if save else 0]
-        rz, r, z, n = sv[0:2 * H], sv[0:H], sv[H:2 * H], sv[2 * H:3 * H]
-        hn, h_prev = sv[3 * H:4 * H], sv[4 * H:5 * H]  # ĥ_n + b_hn; h_{t-1}
-        h, m = ST[b], M[b]
         if ln:
-            h_norm, rstd = sv[5 * H:5 * H + G], sv[5 * H + G:]
-            rstd[1] = _normalize(h_hat, h_norm, inv_g, eps)
-            for k in range(2 * H):
-                rz[k] = g_ih[k] * x_hat[k] + b_ih[k] + g_hh[k] * h_norm[k] + b_hh[k]
+            s = zero
+            for k in range(G):
+                s += HP[b, k]
+            mu = s * inv_g
+            s2 = zero
+            for k in range(G):
+                d = HP[b, k] - mu
+                s2 += d * d
+            r1 = _ONE / np.sqrt(s2 * inv_g + eps)
+            SL[b, t, o_rs + _u(1)] = r1
+            for k in range(G):  # LN(ĥ), saved
+                SL[b, t, k] = (HP[b, k] - mu) * r1
             for j in range(H):
-                k = 2 * H + j
-                hn[j] = g_hh[k] * h_norm[k] + b_hh[k]
-                n[j] = g_ih[k] * x_hat[k] + b_ih[k]
+                R[b, t, j] = _sigmoid(g_ih[j] * XP[b, t, j] + b_ih[j] + g_hh[j] * SL[b, t, j] + b_hh[j])
+            for j in range(H):
+                u = o_z + _u(j)
+                Z[b, t, j] = _sigmoid(g_ih[u] * XP[b, t, u] + b_ih[u] + g_hh[u] * SL[b, t, u] + b_hh[u])
+            for j in range(H):
+                u = o_n + _u(j)
+                HN[b, t, j] = g_hh[u] * SL[b, t, u] + b_hh[u]
+            for j in range(H):  # the candidate
+                u = o_n + _u(j)
+                N[b, t, j] = _tanh(g_ih[u] * XP[b, t, u] + b_ih[u] + R[b, t, j] * HN[b, t, j])
         else:
-            for k in range(2 * H):
-                rz[k] = x_hat[k] + b_ih[k] + h_hat[k] + b_hh[k]
             for j in range(H):
-                k = 2 * H + j
-                hn[j] = h_hat[k] + b_hh[k]
-                n[j] = x_hat[k] + b_ih[k]
-        for k in range(2 * H):
-            rz[k] = _sigmoid(rz[k])  # r, z
+                R[b, t, j] = _sigmoid(XP[b, t, j] + b_ih[j] + HP[b, j] + b_hh[j])
+            for j in range(H):
+                u = o_z + _u(j)
+                Z[b, t, j] = _sigmoid(XP[b, t, u] + b_ih[u] + HP[b, u] + b_hh[u])
+            for j in range(H):
+                u = o_n + _u(j)
+                HN[b, t, j] = HP[b, u] + b_hh[u]
+            for j in range(H):  # the candidate
+                u = o_n + _u(j)
+                N[b, t, j] = _tanh(XP[b, t, u] + b_ih[u] + R[b, t, j] * HN[b, t, j])
         for j in range(H):
-            n[j] = _tanh(n[j] + r[j] * hn[j])  # candidate
-            h_prev[j] = h[j]
-            h[j] = n[j] + z[j] * (h[j] - n[j])  # h_t = (1 - z) n + z h_{t-1}
-            y[j] = h[j]
+            HPV[b, t, j] = ST[b, j]  # h_{t-1}
+        for j in range(H):
+            n = N[b, t, j]
+            h = n + Z[b, t, j] * (ST[b, j] - n)  # h_t = (1 - z) n + z h_{t-1}
+            ST[b, j] = h
+            Y[b, t, j] = h
         if not last:
             for j in range(H):
-                hm_next[j] = h[j] * m[j]
+                HM[b, tn, j] = ST[b, j] * M[b, j]
 
 
 @numba.njit(**_JIT)
-def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SC, ln, save):
+def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SL, SC, ln):
     """The forward time loop of a small layer in one call: per step ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ into HP (B, G) with
     Wp = pack_panels(W_hhᵀ), W_hhᵀ (H, G), then :func:`_forward_step`. Same arrays as there."""
     for t in range(T_run):
         matmul_packed(HM[:, t], Wp, HP)
-        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, save)
+        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SL, SC, ln)
 
 
 @numba.njit(**_JIT)
-def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
+def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, tm):
+    """Step t of inference for every row b, keeping nothing for a backward pass. XP the raw x̂: with ``tm``
+    (Tc, B, G) a chunk of steps, time-major, step t at XP[tx]; else (B, T, G), batch-major, step t at XP[:, t];
+    HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (B, H) h (updated); Y (T, B, H) written at
+    t; HN (B, H) h_t ⊙ m for the next product (left as is past a row's end).
+
+    Per row, with layer norm, one pass for the moments of x̂ and ĥ together (sums about the row's first element,
+    so no cancellation when |mean| >> std), then one loop over H for the gates, the candidate and h_t, y_t,
+    h_t ⊙ m. Arrays are sliced once per call, outside the loop over rows, and indexed by loop variables or
+    unsigned offsets only (see :func:`_forward_step`)."""
+    B = XP.shape[1] if tm else XP.shape[0]
+    G = XP.shape[2]
+    H = G // 3
+    eps, inv_g = SC[0], SC[1]
+    Yt = Y[t]  # (B, H)
+    b_ih, b_hh, g_ih, g_hh = P[0:G], P[G:2 * G], P[2 * G:3 * G], P[3 * G:4 * G]
+    o_z, o_n = _u(H), _u(2 * H)
+    zero = _ZERO * SC[0]
+    for b in range(B):
+        if t >= L[b]:  # past this row's end: state frozen, output zero
+            for j in range(H):
+                Yt[b, j] = zero
+            continue
+        i0, i1 = (tx, b) if tm else (b, t)  # the row of x̂ is XP[i0, i1] (a slice per row would cost a refcount)
+        if ln:
+            x0, h0 = XP[i0, i1, 0], HP[b, 0]
+            sx, sh, qx, qh = zero, zero, zero, zero
+            for k in range(G):
+                dx = XP[i0, i1, k] - x0
+                dh = HP[b, k] - h0
+                sx += dx
+                sh += dh
+                qx += dx * dx
+                qh += dh * dh
+            dmx, dmh = sx * inv_g, sh * inv_g  # mean minus the first element
+            rx = _ONE / np.sqrt(max(qx * inv_g - dmx * dmx, zero) + eps)
+            rh = _ONE / np.sqrt(max(qh * inv_g - dmh * dmh, zero) + eps)
+            mx, mh = x0 + dmx, h0 + dmh
+            for j in range(H):
+                uz, un = o_z + _u(j), o_n + _u(j)
+                r = _sigmoid(g_ih[j] * ((XP[i0, i1, j] - mx) * rx) + b_ih[j]
+                             + g_hh[j] * ((HP[b, j] - mh) * rh) + b_hh[j])
+                z = _sigmoid(g_ih[uz] * ((XP[i0, i1, uz] - mx) * rx) + b_ih[uz]
+                             + g_hh[uz] * ((HP[b, uz] - mh) * rh) + b_hh[uz])
+                n = _tanh(g_ih[un] * ((XP[i0, i1, un] - mx) * rx) + b_ih[un]
+                          + r * (g_hh[un] * ((HP[b, un] - mh) * rh) + b_hh[un]))
+                h = n + z * (ST[b, j] - n)  # h_t = (1 - z) n + z h_{t-1}
+                ST[b, j] = h
+                Yt[b, j] = h
+                HN[b, j] = h * M[b, j]
+        else:
+            for j in range(H):
+                uz, un = o_z + _u(j), o_n + _u(j)
+                r = _sigmoid(XP[i0, i1, j] + b_ih[j] + HP[b, j] + b_hh[j])
+                z = _sigmoid(XP[i0, i1, uz] + b_ih[uz] + HP[b, uz] + b_hh[uz])
+                n = _tanh(XP[i0, i1, un] + b_ih[un] + r * (HP[b, un] + b_hh[un]))
+                h = n + z * (ST[b, j] - n)
+                ST[b, j] = h
+                Yt[b, j] = h
+                HN[b, j] = h * M[b, j]
+
+
+@numba.njit(**_JIT)
+def _infer_loop(t0, t1, Wp, XP, HP, P, M, L, ST, Y, HN, SC, ln):
+    """Steps t0..t1-1 of :func:`_infer_step` (x̂ of step t at XP[t - t0]), each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ;
+    Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, G))."""
+    for t in range(t0, t1):
+        matmul_packed(HN, Wp, HP)
+        _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, SC, ln, True)
+
+
+@numba.njit(**_JIT)
+def _backward_step(t, DY, DHM, P, M, L, SV, SL, XN, DXP, DHP, DS, ACC, SC, ln):
     """Backward of step t for every row b. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product (zero at the
     last step); DS (B, H) dL/dh_t along the direct path, updated to t-1; DXP, DHP (B, T, G) written at t;
-    ACC float64 parameter grads."""
+    SV, SL the forward's saved planes; ACC float64 parameter grads. As in :func:`_forward_step`, no slice inside the
+    loop over rows and unsigned offsets; each loop over H writes one gate's section of DXP and of DHP, and the bias
+    gradients and both product layer norms take two passes over G."""
     B, T, G = DXP.shape
     H = G // 3
     inv_g = SC[1]
     g_ih, g_hh = P[2 * G:3 * G], P[3 * G:4 * G]
     acc_bih, acc_bhh, acc_ih, acc_hh = ACC[0:G], ACC[G:2 * G], ACC[2 * G:3 * G], ACC[3 * G:4 * G]
+    R, Z, N, HN, HPV = SV[0], SV[1], SV[2], SV[3], SV[4]
+    o_z, o_n, o_rs = _u(H), _u(2 * H), _u(G)
+    zero = _ZERO * SC[0]
     for b in range(B):
-        dxa, dha = DXP[b, t], DHP[b, t]
         if t >= L[b]:  # frozen step: the carried grad passes through unchanged
-            dxa[:] = 0
-            dha[:] = 0
+            for k in range(G):
+                DXP[b, t, k] = zero
+                DHP[b, t, k] = zero
             continue
-        sv = SV[b, t]
-        r, z, n, hn, h_prev = sv[0:H], sv[H:2 * H], sv[2 * H:3 * H], sv[3 * H:4 * H], sv[4 * H:5 * H]
-        dh, dy, dhm, m = DS[b], DY[b, t], DHM[b], M[b]
+        for j in range(H):  # DS becomes dL/dh_t, all paths
+            DS[b, j] = DS[b, j] + DHM[b, j] * M[b, j] + DY[b, t, j]
+        for j in range(H):  # reset gate
+            r, n, z = R[b, t, j], N[b, t, j], Z[b, t, j]
+            da_n = DS[b, j] * (_ONE - z) * (_ONE - n * n)  # through n = tanh(a_n)
+            da_r = da_n * HN[b, t, j] * r * (_ONE - r)
+            DXP[b, t, j] = da_r
+            DHP[b, t, j] = da_r
+        for j in range(H):  # update gate
+            uz = o_z + _u(j)
+            n, z = N[b, t, j], Z[b, t, j]
+            da_z = DS[b, j] * (HPV[b, t, j] - n) * z * (_ONE - z)
+            DXP[b, t, uz] = da_z
+            DHP[b, t, uz] = da_z
+        for j in range(H):  # candidate
+            un = o_n + _u(j)
+            n, z = N[b, t, j], Z[b, t, j]
+            da_n = DS[b, j] * (_ONE - z) * (_ONE - n * n)
+            DXP[b, t, un] = da_n
+            DHP[b, t, un] = da_n * R[b, t, j]
         for j in range(H):
-            g = dh[j] + dhm[j] * m[j] + dy[j]  # dL/dh_t, all paths
-            da_n = g * (_ONE - z[j]) * (_ONE - n[j] * n[j])  # through n = tanh(a_n)
-            da_z = g * (h_prev[j] - n[j]) * z[j] * (_ONE - z[j])
-            da_r = da_n * hn[j] * r[j] * (_ONE - r[j])
-            dxa[j] = da_r
-            dha[j] = da_r
-            dxa[H + j] = da_z
-            dha[H + j] = da_z
-            dxa[2 * H + j] = da_n
-            dha[2 * H + j] = da_n * r[j]
-            dh[j] = g * z[j]  # dL/dh_{t-1} along the direct path
-        for k in range(G):
-            acc_bih[k] += dxa[k]
-            acc_bhh[k] += dha[k]
-        if ln:
-            h_norm, rstd = sv[5 * H:5 * H + G], sv[5 * H + G:]
-            _layer_norm_backward(dxa, g_ih, XN[b, t], rstd[0], inv_g, dxa, acc_ih)
-            _layer_norm_backward(dha, g_hh, h_norm, rstd[1], inv_g, dha, acc_hh)
+            DS[b, j] = DS[b, j] * Z[b, t, j]  # dL/dh_{t-1} along the direct path
+        if ln:  # through LN(x̂) γ_ih (DXP) and LN(ĥ) γ_hh (DHP)
+            s1x, s2x, s1h, s2h = zero, zero, zero, zero
+            for k in range(G):
+                dx, dh, xn, hn = DXP[b, t, k], DHP[b, t, k], XN[b, t, k], SL[b, t, k]
+                acc_bih[k] += dx
+                acc_bhh[k] += dh
+                acc_ih[k] += dx * xn
+                acc_hh[k] += dh * hn
+                dxg = dx * g_ih[k]
+                dhg = dh * g_hh[k]
+                s1x += dxg
+                s2x += dxg * xn
+                s1h += dhg
+                s2h += dhg * hn
+            s1x *= inv_g
+            s2x *= inv_g
+            s1h *= inv_g
+            s2h *= inv_g
+            rx, rh = SL[b, t, o_rs], SL[b, t, o_rs + _u(1)]
+            for k in range(G):
+                DXP[b, t, k] = rx * (DXP[b, t, k] * g_ih[k] - s1x - XN[b, t, k] * s2x)
+                DHP[b, t, k] = rh * (DHP[b, t, k] * g_hh[k] - s1h - SL[b, t, k] * s2h)
+        else:
+            for k in range(G):
+                acc_bih[k] += DXP[b, t, k]
+                acc_bhh[k] += DHP[b, t, k]
 
 
 @numba.njit(**_JIT)
-def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln):
+def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, SL, XN, DXP, DHP, DS, ACC, SC, ln):
     """The backward time loop of a small layer in one call: steps T_run-1..0 of :func:`_backward_step`, each followed
     by DHM = DHP_t W_hh (B, H) in place, Wp = pack_panels(W_hh) (W_hh (G, H)). Same arrays as there."""
     for t in range(T_run - 1, -1, -1):
-        _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, SC, ln)
+        _backward_step(t, DY, DHM, P, M, L, SV, SL, XN, DXP, DHP, DS, ACC, SC, ln)
         matmul_packed(DHP[:, t], Wp, DHM)

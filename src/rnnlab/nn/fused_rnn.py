@@ -24,7 +24,10 @@ dW_ih, dW_hh and dx are single matmuls at the end. Products on oneDNN and the sa
 as the GRU's; a small layer (:func:`rnnlab.nn._gemm.numba_pays`) runs both time loops inside numba, the product
 on :func:`rnnlab.nn._ukernel.matmul_packed`. φ' is read off the saved output (1 - h² for tanh,
 [h > 0] for ReLU, as torch's ``threshold_backward``), so without layer norm nothing but y and h ⊙ m is kept,
-and the two products share one gradient buffer. Without grad the forward keeps nothing for a backward pass.
+and the two products share one gradient buffer. Without grad :func:`_infer` keeps nothing for a backward pass
+(x̂ per chunk of steps, time-major, for a small layer; h_t, y_t and h_t ⊙ m in one loop over H). The kernels slice
+no array inside their loop over rows, as the LSTM's and the GRU's (see :mod:`rnnlab.nn.fused_gru`); measured
+(benchmarks/sequence_ab.py, one thread, A/B against the slicing kernels) a training step 0.78-0.98x the time.
 Anything else (another device or dtype) runs :func:`rnn_sequence_reference`, the plain autograd loop.
 Double backward is not supported.
 """
@@ -38,12 +41,13 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
-from ._gemm import input_and_weight_grads, numba_pays, step_product
+from ._gemm import input_and_weight_grads, linear_into, numba_pays, step_product
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
 from ._ukernel import matmul_packed, pack_panels
 from ._workspace import saved_buffer, scratch
-from .fused_lstm import _JIT, _ONE, _ZERO, _layer_norm_backward, _normalize, _scalars, _tanh, sequence_buffers
+from .fused_gru import _chunk_steps, _input_product
+from .fused_lstm import _JIT, _ONE, _ZERO, _scalars, _tanh, _u, sequence_buffers
 from .masking import lengths_to_mask
 
 __all__ = ["rnn_sequence", "rnn_sequence_reference"]
@@ -102,12 +106,8 @@ def rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, nonlinearity:
     if torch.is_grad_enabled() and any(t.requires_grad for t in present):
         return _FusedRNN.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths,
                                float(eps), relu)
-    B, T, _ = x.shape
-    H = weight_hh.shape[0]
-    with torch.no_grad(), scratch(_work_size(B, T, H, ln_ih is not None, False), x.dtype) as work:  # inference
-        Y, hT, _ = _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths, float(eps),
-                            relu, work=work, save=False)
-    return Y, hT
+    with torch.no_grad():  # inference: nothing kept for a backward pass
+        return _infer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh, mask, lengths, float(eps), relu)
 
 
 def _check_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, ln_ih, ln_hh, mask, lengths):
@@ -132,17 +132,16 @@ def _layout(H: int, ln: bool) -> int:
     return H + 2 if ln else 0
 
 
-def _work_size(B: int, T: int, H: int, ln: bool, save: bool) -> int:
-    """Elements of the flat buffer :func:`_forward` works in: x̂ (B, T, H), h ⊙ m (B, T, H), and with ``save`` the
-    per-step rows (B, T, K) the backward pass reads."""
-    return B * T * (2 * H + (_layout(H, ln) if save else 0))
+def _work_size(B: int, T: int, H: int, ln: bool) -> int:
+    """Elements of the flat buffer :func:`_forward` works in: x̂ (B, T, H), h ⊙ m (B, T, H) and the per-step rows
+    (B, T, K) the backward pass reads."""
+    return B * T * (2 * H + _layout(H, ln))
 
 
-def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu, *, work, save):
-    """The forward pass under no_grad. Returns Y (B, T, H), hT (B, H) and what the backward needs.
-
-    ``work``: a flat buffer of :func:`_work_size` elements for x̂, h ⊙ m and (``save``, training) the per-step values
-    the backward needs; without ``save`` (inference) nothing is kept and ``work`` is scratch."""
+def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu, *, work):
+    """The forward pass of training under no_grad. Returns Y (B, T, H), hT (B, H) and what the backward needs.
+    (Inference runs :func:`_infer`.) ``work``: a flat buffer of :func:`_work_size` elements for x̂, h ⊙ m and the
+    per-step values the backward needs."""
     B, T, _ = x.shape
     H = W_hh.shape[0]
     ln = g_ih is not None
@@ -153,25 +152,64 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, H, dtype)
     ST = h0.detach().clone().contiguous()  # (B, H): the running h
     K = _layout(H, ln)
-    SV = work[n:].view(B, T, K) if save else torch.empty(B, 1, K, dtype=dtype)  # inference: one scratch row per b
+    SV = work[n:].view(B, T, K)
     if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
         XP, _, rstd_x = native_layer_norm(XP, [H], None, None, eps)
-        if save:
-            SV[:, :, -2] = rstd_x.view(B, T)
+        SV[:, :, -2] = rstd_x.view(B, T)
     SC = _scalars(eps, H, H, dtype)
 
     XP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.numpy() for a in (XP, P, m, L, ST, Y, HM, SV))
     if numba_pays(B, H, H):  # a small layer: the whole time loop in numba, the product too (see _gemm)
         Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, H) in panels, once per call
-        _forward_loop(T_run, XP_, np.empty((B, H), dtype=XP_.dtype), Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu,
-                      save)
+        _forward_loop(T_run, XP_, np.empty((B, H), dtype=XP_.dtype), Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu)
         return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
     product = step_product(W_hh, B)  # h_{t-1} ⊙ m ↦ ĥ_t, on oneDNN or torch.mm (see _gemm)
     hm_steps = HM.unbind(1)
     for t in range(T_run):
         HP_ = product(hm_steps[t])  # ĥ_t (B, H)
-        _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu, save)
+        _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu)
     return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
+
+
+def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu):
+    """The forward pass for inference (no grad): Y (B, T, H) and hT (B, H); nothing else kept. As the GRU's
+    (:func:`rnnlab.nn.fused_gru._infer`): a small layer (:func:`rnnlab.nn._gemm.numba_pays`) computes x̂ time-major
+    per chunk of steps right before they run and runs each chunk's time loop in one numba call, product included;
+    a larger one x̂ batch-major for all steps into reused scratch and the per-step product from Python. The kernel
+    (:func:`_infer_step`) normalises x̂ and ĥ per row (layer norm) and writes h, y (time-major, returned as a
+    (B, T, H) view) and the next product's operand h ⊙ m in one loop over H."""
+    B, T, I = x.shape
+    H = W_hh.shape[0]
+    dtype = x.dtype
+    ln = g_ih is not None
+    m = torch.ones(B, H, dtype=dtype) if mask is None else mask.detach().contiguous()
+    L = torch.full((B,), T, dtype=torch.int64) if lengths is None else lengths.contiguous()
+    T_run = int(L.max())  # no step past the longest row does work
+    P = _pack_params(b_ih, b_hh, g_ih, g_hh, H, dtype)
+    ST = h0.detach().clone().contiguous()  # (B, H): the running h, in the end hT
+    HN = (h0.detach() * m).contiguous()  # (B, H): h_{t-1} ⊙ m, the operand of the recurrent product
+    Y = torch.empty(T, B, H, dtype=dtype)  # time-major: a step writes one contiguous block; returned as a view
+    if T_run < T:
+        Y[T_run:].zero_()
+    SC = _scalars(eps, H, H, dtype)
+    x, W_ih = x.detach(), W_ih.detach()
+    P_, M_, L_, ST_, Y_, HN_ = (a.numpy() for a in (P, m, L, ST, Y, HN))
+    if numba_pays(B, H, H):  # a small layer: each chunk's time loop in one numba call
+        chunk = _chunk_steps(B, H)
+        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, H) in panels, once per call
+        HP_ = np.empty((B, H), dtype=P_.dtype)  # ĥ_t
+        for t0 in range(0, T_run, chunk):  # x̂ of `chunk` steps at a time, consumed while in cache
+            t1 = min(t0 + chunk, T_run)
+            XP_ = _input_product(x, W_ih, t0, t1).numpy()  # (t1 - t0, B, H)
+            _infer_loop(t0, t1, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln, relu)
+        return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.RNN's batch_first output)
+    product = step_product(W_hh, B)  # h ⊙ m ↦ ĥ_t (B, H), on oneDNN or torch.mm
+    with scratch(B * T * H, dtype) as work:
+        XP = linear_into(x.reshape(B * T, I), W_ih, work.view(B * T, H))  # batch-major: no copy of x
+        XP_ = XP.numpy().reshape(B, T, H)
+        for t in range(T_run):
+            _infer_step(t, t, XP_, product(HN), P_, M_, L_, ST_, Y_, HN_, SC, ln, relu, False)
+    return Y.transpose(0, 1), ST
 
 
 class _FusedRNN(torch.autograd.Function):
@@ -179,9 +217,9 @@ class _FusedRNN(torch.autograd.Function):
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # bf16 autocast: the kernel runs in float32
     def forward(ctx, x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu):
         B, T, _ = x.shape
-        work = saved_buffer(_work_size(B, T, W_hh.shape[0], g_ih is not None, True), x.dtype)  # see _workspace
+        work = saved_buffer(_work_size(B, T, W_hh.shape[0], g_ih is not None), x.dtype)  # see _workspace
         Y, hT, (x, m, L, P, XP, HM, SV, T_run) = _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths,
-                                                          eps, relu, work=work, save=True)
+                                                          eps, relu, work=work)
         ctx.save_for_backward(x, W_ih, W_hh, m, L, XP, HM, SV, Y)  # Y: φ' is read off h_t
         ctx.P = P
         ctx.shape = (T_run, g_ih is not None, eps, relu)
@@ -250,88 +288,199 @@ def _pack_params(b_ih, b_hh, g_ih, g_hh, H, dtype) -> Tensor:
 
 
 @numba.njit(**_JIT)
-def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu, save):
+def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu):
     """Step t for every row b. XP (B, T, H) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, H) ĥ_t; P packed
     params; M (B, H) mask; L (B,) lengths; ST (B, H) h (updated); Y (B, T, H) and HM (B, T, H) h ⊙ m written at t
-    and t+1; SV (B, T, K) saved for the backward, or (B, 1, K) scratch without ``save``."""
+    and t+1; SV (B, T, K) saved for the backward.
+    As the LSTM's and GRU's kernels: no array is sliced inside the loop over rows (a slice costs numba a
+    reference-count increment and decrement), saved sections are unsigned offsets (:func:`rnnlab.nn.fused_lstm._u`),
+    and the pre-activation, φ, h_t and y_t are one loop per row (the choice of φ outside it)."""
     B, T, H = XP.shape
     eps, inv_h = SC[0], SC[1]
     bias, g_ih, g_hh = P[0:H], P[H:2 * H], P[2 * H:3 * H]
+    o_rs = _u(H)
     last = t + 1 == T
+    tn = min(t + 1, T - 1)
+    zero = _ZERO * SC[0]
     for b in range(B):
-        y = Y[b, t]
-        hm_next = HM[b, min(t + 1, T - 1)]
         if t >= L[b]:  # past this row's end: state frozen, output zero
-            y[:] = 0
+            for k in range(H):
+                Y[b, t, k] = zero
             if not last:
-                hm_next[:] = HM[b, t]
+                for k in range(H):
+                    HM[b, tn, k] = HM[b, t, k]
             continue
-        x_hat, h_hat, h, m = XP[b, t], HP[b], ST[b], M[b]
         if ln:
-            sv = SV[b, t if save else 0]
-            h_norm, rstd = sv[0:H], sv[H:]
-            rstd[1] = _normalize(h_hat, h_norm, inv_h, eps)
+            s = zero
             for k in range(H):
-                h[k] = g_ih[k] * x_hat[k] + g_hh[k] * h_norm[k] + bias[k]
+                s += HP[b, k]
+            mu = s * inv_h
+            s2 = zero
+            for k in range(H):
+                d = HP[b, k] - mu
+                s2 += d * d
+            r1 = _ONE / np.sqrt(s2 * inv_h + eps)
+            SV[b, t, o_rs + _u(1)] = r1
+            for k in range(H):  # LN(ĥ), saved
+                SV[b, t, k] = (HP[b, k] - mu) * r1
+            if relu:
+                for k in range(H):
+                    h = max(g_ih[k] * XP[b, t, k] + g_hh[k] * ((HP[b, k] - mu) * r1) + bias[k], zero)
+                    ST[b, k] = h
+                    Y[b, t, k] = h
+            else:
+                for k in range(H):
+                    h = _tanh(g_ih[k] * XP[b, t, k] + g_hh[k] * ((HP[b, k] - mu) * r1) + bias[k])
+                    ST[b, k] = h
+                    Y[b, t, k] = h
+        elif relu:
+            for k in range(H):
+                h = max(XP[b, t, k] + HP[b, k] + bias[k], zero)
+                ST[b, k] = h
+                Y[b, t, k] = h
         else:
             for k in range(H):
-                h[k] = x_hat[k] + h_hat[k] + bias[k]
-        if relu:
-            for k in range(H):
-                h[k] = max(h[k], _ZERO)
-        else:
-            for k in range(H):
-                h[k] = _tanh(h[k])
-        for k in range(H):
-            y[k] = h[k]
+                h = _tanh(XP[b, t, k] + HP[b, k] + bias[k])
+                ST[b, k] = h
+                Y[b, t, k] = h
         if not last:
             for k in range(H):
-                hm_next[k] = h[k] * m[k]
+                HM[b, tn, k] = ST[b, k] * M[b, k]
 
 
 @numba.njit(**_JIT)
-def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SC, ln, relu, save):
+def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SC, ln, relu):
     """The forward time loop of a small layer in one call: per step ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ into HP (B, H) with
     Wp = pack_panels(W_hhᵀ), W_hhᵀ (H, H), then :func:`_forward_step`. Same arrays as there."""
     for t in range(T_run):
         matmul_packed(HM[:, t], Wp, HP)
-        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu, save)
+        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu)
+
+
+@numba.njit(**_JIT)
+def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu, tm):
+    """Step t of inference for every row b, keeping nothing for a backward pass. XP the raw x̂: with ``tm``
+    (Tc, B, H) a chunk of steps, time-major, step t at XP[tx]; else (B, T, H), batch-major, step t at XP[:, t];
+    HP (B, H) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (B, H) h (updated); Y (T, B, H) written at
+    t; HN (B, H) h_t ⊙ m for the next product (left as is past a row's end). With layer norm the moments of x̂ and
+    ĥ in one pass (sums about the row's first element), then h_t, y_t, h_t ⊙ m in one loop; no slice per row."""
+    B = XP.shape[1] if tm else XP.shape[0]
+    H = XP.shape[2]
+    eps, inv_h = SC[0], SC[1]
+    Yt = Y[t]  # (B, H)
+    bias, g_ih, g_hh = P[0:H], P[H:2 * H], P[2 * H:3 * H]
+    zero = _ZERO * SC[0]
+    for b in range(B):
+        if t >= L[b]:  # past this row's end: state frozen, output zero
+            for k in range(H):
+                Yt[b, k] = zero
+            continue
+        i0, i1 = (tx, b) if tm else (b, t)  # the row of x̂ is XP[i0, i1]
+        if ln:
+            x0, h0 = XP[i0, i1, 0], HP[b, 0]
+            sx, sh, qx, qh = zero, zero, zero, zero
+            for k in range(H):
+                dx = XP[i0, i1, k] - x0
+                dh = HP[b, k] - h0
+                sx += dx
+                sh += dh
+                qx += dx * dx
+                qh += dh * dh
+            dmx, dmh = sx * inv_h, sh * inv_h  # mean minus the first element
+            rx = _ONE / np.sqrt(max(qx * inv_h - dmx * dmx, zero) + eps)
+            rh = _ONE / np.sqrt(max(qh * inv_h - dmh * dmh, zero) + eps)
+            mx, mh = x0 + dmx, h0 + dmh
+            if relu:
+                for k in range(H):
+                    h = max(g_ih[k] * ((XP[i0, i1, k] - mx) * rx) + g_hh[k] * ((HP[b, k] - mh) * rh) + bias[k], zero)
+                    ST[b, k] = h
+                    Yt[b, k] = h
+                    HN[b, k] = h * M[b, k]
+            else:
+                for k in range(H):
+                    h = _tanh(g_ih[k] * ((XP[i0, i1, k] - mx) * rx) + g_hh[k] * ((HP[b, k] - mh) * rh) + bias[k])
+                    ST[b, k] = h
+                    Yt[b, k] = h
+                    HN[b, k] = h * M[b, k]
+        elif relu:
+            for k in range(H):
+                h = max(XP[i0, i1, k] + HP[b, k] + bias[k], zero)
+                ST[b, k] = h
+                Yt[b, k] = h
+                HN[b, k] = h * M[b, k]
+        else:
+            for k in range(H):
+                h = _tanh(XP[i0, i1, k] + HP[b, k] + bias[k])
+                ST[b, k] = h
+                Yt[b, k] = h
+                HN[b, k] = h * M[b, k]
+
+
+@numba.njit(**_JIT)
+def _infer_loop(t0, t1, Wp, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu):
+    """Steps t0..t1-1 of :func:`_infer_step` (x̂ of step t at XP[t - t0]), each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ;
+    Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, H))."""
+    for t in range(t0, t1):
+        matmul_packed(HN, Wp, HP)
+        _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu, True)
 
 
 @numba.njit(**_JIT)
 def _backward_step(t, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu):
     """Backward of step t for every row b. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product (zero at the last
     step); DS (B, H) dL/dh_t carried through frozen steps (zeroed once used); DXP, DHP (B, T, H) written at t (the
-    same array without layer norm); ACC float64 parameter grads."""
+    same array without layer norm); ACC float64 parameter grads. No slice inside the loop over rows (see
+    :func:`_forward_step`); the bias gradient and both product layer norms take two passes over H."""
     B, T, H = DXP.shape
     inv_h = SC[1]
     g_ih, g_hh = P[H:2 * H], P[2 * H:3 * H]
     acc_b, acc_ih, acc_hh = ACC[0:H], ACC[H:2 * H], ACC[2 * H:3 * H]
+    o_rs = _u(H)
+    zero = _ZERO * SC[0]
     for b in range(B):
-        dxa, dha = DXP[b, t], DHP[b, t]
         if t >= L[b]:  # frozen step: the carried grad passes through unchanged
-            dxa[:] = 0
-            dha[:] = 0
-            continue
-        h, dh, dy, dhm, m = Y[b, t], DS[b], DY[b, t], DHM[b], M[b]
-        for k in range(H):
-            dxa[k] = dh[k] + dhm[k] * m[k] + dy[k]  # dL/dh_t, all paths
-            dh[k] = _ZERO * dh[k]
-        if relu:
             for k in range(H):
-                dxa[k] = dxa[k] if h[k] > _ZERO else _ZERO * dxa[k]
+                DXP[b, t, k] = zero
+            if ln:
+                for k in range(H):
+                    DHP[b, t, k] = zero
+            continue
+        if relu:  # dL/dh_t, all paths, through φ (φ' read off h_t)
+            for k in range(H):
+                g = DS[b, k] + DHM[b, k] * M[b, k] + DY[b, t, k]
+                DXP[b, t, k] = g if Y[b, t, k] > zero else zero
         else:
             for k in range(H):
-                dxa[k] = dxa[k] * (_ONE - h[k] * h[k])
+                g = DS[b, k] + DHM[b, k] * M[b, k] + DY[b, t, k]
+                h = Y[b, t, k]
+                DXP[b, t, k] = g * (_ONE - h * h)
         for k in range(H):
-            acc_b[k] += dxa[k]
-        if ln:
+            DS[b, k] = zero
+        if ln:  # through LN(x̂) γ_ih (DXP) and LN(ĥ) γ_hh (DHP), from the same da
+            s1x, s2x, s1h, s2h = zero, zero, zero, zero
             for k in range(H):
-                dha[k] = dxa[k]
-            sv = SV[b, t]
-            h_norm, rstd = sv[0:H], sv[H:]
-            _layer_norm_backward(dxa, g_ih, XN[b, t], rstd[0], inv_h, dxa, acc_ih)
-            _layer_norm_backward(dha, g_hh, h_norm, rstd[1], inv_h, dha, acc_hh)
+                d, xn, hn = DXP[b, t, k], XN[b, t, k], SV[b, t, k]
+                acc_b[k] += d
+                acc_ih[k] += d * xn
+                acc_hh[k] += d * hn
+                dxg = d * g_ih[k]
+                dhg = d * g_hh[k]
+                s1x += dxg
+                s2x += dxg * xn
+                s1h += dhg
+                s2h += dhg * hn
+            s1x *= inv_h
+            s2x *= inv_h
+            s1h *= inv_h
+            s2h *= inv_h
+            rx, rh = SV[b, t, o_rs], SV[b, t, o_rs + _u(1)]
+            for k in range(H):
+                d = DXP[b, t, k]
+                DHP[b, t, k] = rh * (d * g_hh[k] - s1h - SV[b, t, k] * s2h)
+                DXP[b, t, k] = rx * (d * g_ih[k] - s1x - XN[b, t, k] * s2x)
+        else:
+            for k in range(H):
+                acc_b[k] += DXP[b, t, k]
 
 
 @numba.njit(**_JIT)

@@ -1,0 +1,113 @@
+"""The fused GRU's element-wise step kernels alone (src/rnnlab/nn/fused_gru.py: ``_infer_step``, ``_forward_step``,
+``_backward_step``), at the per-step shapes (B, H) of the five layer shapes of benchmarks/layers.py, with and
+without layer norm: µs per step and ns per element of h (B·H).
+
+    cd benchmarks && OMP_NUM_THREADS=1 PYTHONPATH=../src python gru_kernels.py [--threads 1] [--rounds 21]
+                                                                             [--clock cpu] [--against MODULE]
+
+The inputs stay in cache (8 steps of saved rows, reused), so this is the kernels' arithmetic and loop overhead, not
+a whole sequence's memory traffic (benchmarks/profile_fused_gru.py splits a layer's time). ``--against`` names a
+module with the same kernels and signatures (a copy of another fused_gru.py under src/rnnlab/nn/) to time both,
+interleaved, with the median of per-round ratios. Writes benchmarks/results/gru_kernels.json (``--out``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import statistics
+
+import numpy as np
+import torch
+
+from common import CLOCKS, print_table, setup_threads, write_json
+from layers import SHAPES
+from rnnlab.nn import fused_gru
+from rnnlab.nn.fused_lstm import _scalars
+
+STEPS = 8  # saved rows kept per array: 8 steps, in cache
+
+
+def make(B: int, H: int, ln: bool, rng) -> dict:
+    """Every array the three kernels take, float32, for STEPS steps; lengths full except a quarter of the rows."""
+    G = 3 * H
+    f32 = np.float32
+    L = np.full(B, STEPS, np.int64)
+    L[: B // 4] = STEPS // 2
+    return dict(
+        XP=rng.standard_normal((B, STEPS, G)).astype(f32), XT=rng.standard_normal((STEPS, B, G)).astype(f32),
+        HP=rng.standard_normal((B, G)).astype(f32), L=L, M=np.ones((B, H), f32),
+        P=np.concatenate([0.1 * rng.standard_normal(2 * G), 1 + 0.1 * rng.standard_normal(2 * G)]).astype(f32),
+        ST=(0.1 * rng.standard_normal((B, H))).astype(f32), Y=np.zeros((B, STEPS, H), f32),
+        YT=np.zeros((STEPS, B, H), f32), HM=np.zeros((B, STEPS, H), f32), HN=np.zeros((B, H), f32),
+        SV=np.zeros((5, B, STEPS, H), f32), SL=np.zeros((B, STEPS, (G + 2) if ln else 0), f32),
+        SC=_scalars(1e-5, G, H, torch.float32), DY=rng.standard_normal((B, STEPS, H)).astype(f32),
+        DHM=rng.standard_normal((B, H)).astype(f32), DXP=np.zeros((B, STEPS, G), f32),
+        DHP=np.zeros((B, STEPS, G), f32), DS=rng.standard_normal((B, H)).astype(f32), ACC=np.zeros(4 * G))
+
+
+def kernels(mod, d: dict, ln: bool) -> dict:
+    """kernel name -> a call running it over STEPS steps."""
+    def infer():
+        for t in range(STEPS):
+            mod._infer_step(t, t, d["XT"], d["HP"], d["P"], d["M"], d["L"], d["ST"], d["YT"], d["HN"], d["SC"], ln,
+                            True)
+
+    def forward():
+        for t in range(STEPS):
+            mod._forward_step(t, d["XP"], d["HP"], d["P"], d["M"], d["L"], d["ST"], d["Y"], d["HM"], d["SV"], d["SL"],
+                              d["SC"], ln)
+
+    def backward():
+        for t in range(STEPS - 1, -1, -1):
+            mod._backward_step(t, d["DY"], d["DHM"], d["P"], d["M"], d["L"], d["SV"], d["SL"], d["XP"], d["DXP"],
+                               d["DHP"], d["DS"], d["ACC"], d["SC"], ln)
+
+    forward()  # the backward reads what the forward saved
+    return {"infer": infer, "forward": forward, "backward": backward}
+
+
+def measure(B: int, H: int, ln: bool, rounds: int, clock, against) -> list[dict]:
+    mods = {"now": fused_gru} | ({"against": against} if against is not None else {})
+    calls = {name: kernels(mod, make(B, H, ln, np.random.default_rng(0)), ln) for name, mod in mods.items()}
+    rows = []
+    for kernel in ("infer", "forward", "backward"):
+        times = {name: [] for name in mods}
+        for _ in range(2):  # warm-up (and compilation)
+            for name in mods:
+                calls[name][kernel]()
+        for r in range(rounds):
+            for name in (list(mods) if r % 2 == 0 else list(mods)[::-1]):
+                t0 = clock()
+                calls[name][kernel]()
+                times[name].append((clock() - t0) / STEPS)
+        us = 1e6 * statistics.median(times["now"])
+        row = {"B": B, "H": H, "ln": ln, "kernel": kernel, "us_per_step": us, "ns_per_element": 1e3 * us / (B * H)}
+        if against is not None:
+            row["against_us"] = 1e6 * statistics.median(times["against"])
+            row["ratio"] = statistics.median(a / b for a, b in zip(times["now"], times["against"], strict=True))
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
+    parser.add_argument("--against", default=None, help="module with the same kernels, e.g. rnnlab.nn._old_fused_gru")
+    parser.add_argument("--out", default="gru_kernels.json", help="file name under benchmarks/results/")
+    args = parser.parse_args()
+    setup_threads(args.threads)
+    against = importlib.import_module(args.against) if args.against else None
+    shapes = sorted({(B, H) for B, _, _, H in SHAPES})
+    rows = [row for B, H in shapes for ln in (False, True)
+            for row in measure(B, H, ln, args.rounds, CLOCKS[args.clock], against)]
+    path = write_json(args.out, {"threads": args.threads, "rounds": args.rounds, "clock": args.clock,
+                                 "against": args.against, "rows": rows})
+    columns = ["B", "H", "ln", "kernel", "us_per_step", "ns_per_element"] + (["against_us", "ratio"] if against else [])
+    print_table(rows, columns)
+    print(f"\nwritten {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@ matrix products and then the gates. As torch ops the gates are 8–10 element-wi
 step); JAX fuses them into one XLA kernel. These kernels do the same in one pass: they read the two products,
 the biases (added here: inside oneDNN's product a bias costs 1–3 % of the product at B = 256 and 7–13 % at
 B = 16–64, measured) and the previous state, and write the new state straight into the (L, B, H) tensors that the
-step returns (no ``torch.stack`` afterwards). :func:`gru_sequence_gates` is the same GRU step inside a sequence.
+step returns (no ``torch.stack`` afterwards).
 
 Equations as torch.nn's cells (gate order i, f, g, o and r, z, n; the GRU's reset gate multiplies
 ĥ_n = W_hn h + b_hn, as cuDNN does), with x̂ = W_ih x + b_ih and ĥ = W_hh h + b_hh:
@@ -24,7 +24,7 @@ import numba
 
 from ._min_scan import _JIT, _sigmoid
 
-__all__ = ["lstm_gates", "gru_gates", "gru_sequence_gates"]
+__all__ = ["lstm_gates", "gru_gates"]
 
 
 @numba.njit(inline="always", **_JIT)
@@ -63,25 +63,3 @@ def lstm_gates(xp, b_x, hp, b_h, c, h_out, c_out, one):  # pragma: no cover - co
             cj = f * c_prev[j] + i * g
             c_new[j] = cj
             h_new[j] = o * _tanh(cj, one)
-
-
-@numba.njit(**_JIT)
-def gru_sequence_gates(t, xp, b_x, hp, b_h, lengths, h, y, one):  # pragma: no cover - compiled
-    """Step t of a whole-sequence GRU in inference (:func:`rnnlab.nn.fused_gru.gru_sequence` without layer norm or
-    dropout mask): xp (B, T, 3H) = x W_ihᵀ of every step, hp (B, 3H) = h W_hhᵀ, b_x, b_h (3H,); lengths (B,) int64;
-    h (B, H) the running state, updated in place (a row past its length keeps it); y (B, T, H) written at t (zeros
-    past the row's length). The equations of :func:`gru_gates`."""
-    B, H = h.shape
-    for b in range(B):
-        out = y[b, t]
-        if t >= lengths[b]:
-            out[:] = 0
-            continue
-        x_, h_, prev = xp[b, t], hp[b], h[b]
-        for j in range(H):
-            r = _sigmoid(x_[j] + b_x[j] + h_[j] + b_h[j], one)  # reset gate
-            z = _sigmoid(x_[H + j] + b_x[H + j] + h_[H + j] + b_h[H + j], one)  # update gate
-            n = _tanh(x_[2 * H + j] + b_x[2 * H + j] + r * (h_[2 * H + j] + b_h[2 * H + j]), one)  # candidate
-            v = n + z * (prev[j] - n)  # (1 − z) ⊙ n + z ⊙ h
-            prev[j] = v
-            out[j] = v

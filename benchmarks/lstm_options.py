@@ -64,7 +64,7 @@ def _timed(fn, key: str, phased: bool = True):
 def _install_timers() -> dict:
     saved = {name: getattr(fused_lstm, name) for name in
              ("linear", "linear_packed", "_forward_step", "_backward_step", "_forward_loop", "_backward_loop",
-              "_infer_step", "_infer_loop", "native_layer_norm_out", "sequence_buffers", "pack")}
+              "_infer_step", "_infer_loop", "sequence_buffers", "pack")}
     fused_lstm.linear_packed = _timed(saved["linear_packed"], "product_recurrent")
     fused_lstm._forward_step = _timed(saved["_forward_step"], "kernel")
     fused_lstm._backward_step = _timed(saved["_backward_step"], "kernel")
@@ -72,7 +72,6 @@ def _install_timers() -> dict:
     fused_lstm._infer_loop = _timed(saved["_infer_loop"], "loop")
     fused_lstm._forward_loop = _timed(saved["_forward_loop"], "loop")
     fused_lstm._backward_loop = _timed(saved["_backward_loop"], "loop")
-    fused_lstm.native_layer_norm_out = _timed(saved["native_layer_norm_out"], "input_product", phased=False)
     fused_lstm.sequence_buffers = _timed(saved["sequence_buffers"], "input_product", phased=False)
     fused_lstm.linear = _timed(saved["linear"], "linear")  # forward: inside sequence_buffers; backward: dx
     fused_lstm.pack = _timed(saved["pack"], "pack", phased=False)

@@ -62,7 +62,6 @@ from torch import Tensor
 
 from ._checks import check_sequence_args, check_state_tensor
 from ._gemm import linear, linear_into, linear_packed, pack, weight_grad
-from ._torch_kernels import native_layer_norm_out
 from ._ukernel import matmul_packed, pack_panels
 from ._workspace import saved_buffer, scratch
 from .masking import lengths_to_mask
@@ -220,14 +219,7 @@ def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, leng
     ST = torch.stack([h0.detach(), c0.detach()])  # (2, B, H): running h, c
     HP = torch.empty(B, G, dtype=dtype)  # ĥ_t
     K = _layout(G, H, ln)
-    # SV (B, T, K) and LN(x̂) (B, T, G), kept for the backward pass, in memory reused between calls
-    kept = saved_buffer(B * T * (K + (G if ln else 0)), dtype)
-    SV = kept[:B * T * K].view(B, T, K)
-    if ln:  # LN(x̂) for all steps at once, on torch's threads; the kernel reads it, the backward too
-        XN = kept[B * T * K:].view(B, T, G)
-        rstd_x = torch.empty(B, T, 1, dtype=dtype)
-        XP, _, _ = native_layer_norm_out(XP, [G], eps, out=(XN, torch.empty(B, T, 1, dtype=dtype), rstd_x))
-        SV[:, :, -3] = rstd_x.view(B, T)
+    SV = saved_buffer(B * T * K, dtype).view(B, T, K)  # kept for the backward pass, in memory reused between calls
     SC = _scalars(eps, G, H, dtype)
 
     HN = HM[:, 0].clone()  # (B, H) h_{t-1} ⊙ m again, contiguous: a strided operand halves oneDNN's speed
@@ -499,21 +491,28 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
                 for j in range(H):
                     HM[b, tn, j] = HM[b, t, j]
             continue
-        if ln:
-            s = zero
+        if ln:  # the moments of x̂_t and ĥ_t together, two passes (mean, then squared deviations)
+            sx, sh = zero, zero
             for k in range(G):
-                s += HP[b, k]
-            mu = s * inv_g
-            s2 = zero
+                sx += XP[b, t, k]
+                sh += HP[b, k]
+            mx, mh = sx * inv_g, sh * inv_g
+            qx, qh = zero, zero
             for k in range(G):
-                d = HP[b, k] - mu
-                s2 += d * d
-            r1 = _ONE / np.sqrt(s2 * inv_g + eps)
+                dx = XP[b, t, k] - mx
+                dh = HP[b, k] - mh
+                qx += dx * dx
+                qh += dh * dh
+            rx = _ONE / np.sqrt(qx * inv_g + eps)
+            r1 = _ONE / np.sqrt(qh * inv_g + eps)
+            SV[b, t, o_rs] = rx
             SV[b, t, o_rs + _u(1)] = r1
             for k in range(G):  # LN(ĥ), saved
-                SV[b, t, o_hn + _u(k)] = (HP[b, k] - mu) * r1
-            for k in range(G):  # the pre-activation (x̂ normalised before the loop); one store per loop vectorises
-                SV[b, t, k] = g_ih[k] * XP[b, t, k] + g_hh[k] * ((HP[b, k] - mu) * r1) + bias[k]
+                SV[b, t, o_hn + _u(k)] = (HP[b, k] - mh) * r1
+            for k in range(G):  # LN(x̂) in place (saved) and the pre-activation; one store per array per loop
+                xn = (XP[b, t, k] - mx) * rx
+                XP[b, t, k] = xn
+                SV[b, t, k] = g_ih[k] * xn + g_hh[k] * ((HP[b, k] - mh) * r1) + bias[k]
         else:
             for k in range(G):
                 SV[b, t, k] = XP[b, t, k] + HP[b, k] + bias[k]

@@ -43,7 +43,7 @@ def make(B: int, H: int, ln: bool, rng) -> dict:
         SC=fused_lstm._scalars(1e-5, G, H, torch.float32), DY=rng.standard_normal((B, STEPS, H)).astype(f32),
         DHM=rng.standard_normal((B, H)).astype(f32), DXP=np.zeros((B, STEPS, G), f32),
         DHP=np.zeros((B, STEPS, G), f32), DA=np.zeros((B, G), f32),
-        DS=rng.standard_normal((2, B, H)).astype(f32), ACC=np.zeros(3 * G + 2 * H))
+        DS=rng.standard_normal((2, B, H)).astype(f32), ACC=np.zeros(3 * G + 2 * H), PART=np.zeros(3 * G + 2 * H, f32))
 
 
 def kernels(mod, d: dict, ln: bool) -> dict:
@@ -58,10 +58,13 @@ def kernels(mod, d: dict, ln: bool) -> dict:
             mod._forward_step(t, d["XP"], d["HP"], d["P"], d["M"], d["L"], d["ST"], d["Y"], d["HM"], d["HN"],
                               d["SV"], d["SC"], ln)
 
+    partial = mod._backward_step.py_func.__code__.co_argcount == 16  # PART, the per-step float32 sums (new)
+
     def backward():
         for t in range(STEPS - 1, -1, -1):
+            acc = (d["ACC"], d["PART"]) if partial else (d["ACC"],)
             mod._backward_step(t, d["DY"], d["DHM"], d["P"], d["M"], d["L"], d["SV"], d["XP"], d["DXP"], d["DHP"],
-                               d["DA"], d["DS"], d["ACC"], d["SC"], ln)
+                               d["DA"], d["DS"], *acc, d["SC"], ln)
 
     forward()  # the backward reads what the forward saved
     return {"infer": infer, "forward": forward, "backward": backward}

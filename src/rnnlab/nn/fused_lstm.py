@@ -348,6 +348,7 @@ class _FusedLSTM(torch.autograd.Function):
             DHM = torch.empty(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
             DA = torch.empty(B, G, dtype=dtype)  # DHP[:, t] again, contiguous, the operand of that product
             ACC = np.zeros(3 * G + 2 * H, dtype=np.float64)  # [db | dγ_ih | dγ_hh | dγ_c | dβ_c]
+            PART = np.zeros(3 * G + 2 * H, dtype=ACC.dtype if dtype == torch.float64 else np.float32)
             SC = _scalars(eps, G, H, dtype)
 
             dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_ = (
@@ -355,11 +356,11 @@ class _FusedLSTM(torch.autograd.Function):
             P_ = ctx.P.numpy()
             if _whole_loop(B, G, H):
                 Wp = pack_panels(W_hh.detach().numpy())  # (G, H) in panels: DHM = DHP_t W_hh
-                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_, ACC, SC, ln)
+                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, PART, SC, ln)
             else:
                 W_p = pack(W_hh.detach().t().contiguous(), B)  # (H, G): DHM = DHP_t W_hh as linear(DHP_t, W_hh_T)
                 for t in range(T_run - 1, -1, -1):
-                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_, ACC, SC, ln)
+                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_, ACC, PART, SC, ln)
                     DHM = linear_packed(DA, W_p)
                     DHM_ = DHM.numpy()
 
@@ -646,91 +647,114 @@ def _layer_norm_backward(da, gain, v_n, rstd, inv_n, out, acc_gain):
 
 
 @numba.njit(**_JIT)
-def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln):
+def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, PART, SC, ln):
     """Backward of step t for every row b. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product; DS (2, B, H)
     dL/dh_t, dL/dc_t carried (updated to t-1); DXP, DHP (B, T, G) written at t (one array without layer norm),
-    DA (B, G) = DHP[:, t] contiguous (the operand of the product that makes the next DHM); ACC float64 parameter
-    grads. As in :func:`_forward_step`, no slice inside the loop over rows, saved sections by unsigned offsets;
-    the gradients of both layer norms of the products and the bias in two passes over G."""
+    DA (B, G) = DHP[:, t] contiguous (the operand of the product that makes the next DHM), or an empty array: the
+    caller's product reads DHP[:, t] itself; ACC float64 parameter grads [db | dγ_ih | dγ_hh | dγ_c | dβ_c];
+    PART (3G + 2H,) zeros in the kernel's dtype: the rows of this step add their terms here, and ACC gets the sum
+    once per step (a float64 update per row costs a conversion, a load and a store per element: measured ~1.2 µs
+    a step at (8, 64)); left zero. As in :func:`_forward_step`, no slice inside the loop over rows, saved
+    sections by unsigned offsets, one array stored per inner loop; the gradients of both layer norms of the
+    products and the bias in two passes over G."""
     B, T, G = DXP.shape
     H = G // 4
     inv_g, inv_h = SC[1], SC[2]
     g_ih, g_hh = P[G:2 * G], P[2 * G:3 * G]
     g_c = P[3 * G:3 * G + H]
-    acc_b, acc_ih, acc_hh = ACC[0:G], ACC[G:2 * G], ACC[2 * G:3 * G]
-    acc_gc, acc_bc = ACC[3 * G:3 * G + H], ACC[3 * G + H:3 * G + 2 * H]
+    acc_b, acc_ih, acc_hh = PART[0:G], PART[G:2 * G], PART[2 * G:3 * G]
+    acc_gc, acc_bc = PART[3 * G:3 * G + H], PART[3 * G + H:3 * G + 2 * H]
     o_f, o_g, o_o, o_cp, o_th = _u(H), _u(2 * H), _u(3 * H), _u(G), _u(G + H)
     o_hn, o_cn, o_rs = _u(G + 2 * H), _u(2 * G + 2 * H), _u(2 * G + 3 * H)
     zero = _ZERO * SC[0]
+    da = DA.shape[0] > 0
+    Dh, Dc = DS[0], DS[1]  # (B, H): dL/dh_t (then dĉ_t, dc_t), dL/dc_t
     for b in range(B):
         if t >= L[b]:  # frozen step: the carried grads pass through unchanged
             for k in range(G):
                 DXP[b, t, k] = zero
+            for k in range(G):
                 DHP[b, t, k] = zero
-                DA[b, k] = zero
+            if da:
+                for k in range(G):
+                    DA[b, k] = zero
             continue
-        if t + 1 < L[b]:
+        if t + 1 < L[b]:  # dL/dh_t from step t+1's product and y_t
             for j in range(H):
-                DS[0, b, j] = DHM[b, j] * M[b, j] + DY[b, t, j]
+                Dh[b, j] = DHM[b, j] * M[b, j] + DY[b, t, j]
         else:
             for j in range(H):
-                DS[0, b, j] += DY[b, t, j]
-        for j in range(H):  # h = o tanh(ĉ): DS[0] becomes dĉ
-            u = _u(j)
-            o, th, dh = SV[b, t, o_o + u], SV[b, t, o_th + u], DS[0, b, j]
-            DHP[b, t, o_o + u] = dh * th * o * (_ONE - o)
-            DS[0, b, j] = dh * o * (_ONE - th * th)
-        if ln:  # through ĉ = LN(c_t) γ_c + β_c: DS[0] becomes dc_t (local)
+                Dh[b, j] += DY[b, t, j]
+        for j in range(H):  # h = o tanh(ĉ): d(o pre-activation)
+            o, th = SV[b, t, o_o + _u(j)], SV[b, t, o_th + _u(j)]
+            DHP[b, t, o_o + _u(j)] = Dh[b, j] * th * o * (_ONE - o)
+        for j in range(H):  # Dh becomes dĉ
+            o, th = SV[b, t, o_o + _u(j)], SV[b, t, o_th + _u(j)]
+            Dh[b, j] = Dh[b, j] * o * (_ONE - th * th)
+        if ln:  # through ĉ = LN(c_t) γ_c + β_c: Dh becomes dc_t (local)
             s1, s2 = zero, zero
             for j in range(H):
-                d, cn = DS[0, b, j], SV[b, t, o_cn + _u(j)]
-                acc_bc[j] += d
-                acc_gc[j] += d * cn
+                d, cn = Dh[b, j], SV[b, t, o_cn + _u(j)]
                 dn = d * g_c[j]
                 s1 += dn
                 s2 += dn * cn
+            for j in range(H):
+                acc_bc[j] += Dh[b, j]
+            for j in range(H):
+                acc_gc[j] += Dh[b, j] * SV[b, t, o_cn + _u(j)]
             s1 *= inv_h
             s2 *= inv_h
             rc = SV[b, t, o_rs + _u(2)]
             for j in range(H):
-                DS[0, b, j] = rc * (DS[0, b, j] * g_c[j] - s1 - SV[b, t, o_cn + _u(j)] * s2)
+                Dh[b, j] = rc * (Dh[b, j] * g_c[j] - s1 - SV[b, t, o_cn + _u(j)] * s2)
+        for j in range(H):  # dL/dc_t in all
+            Dh[b, j] += Dc[b, j]
+        for j in range(H):  # the gates' pre-activations, one section of DHP per loop
+            i, g = SV[b, t, _u(j)], SV[b, t, o_g + _u(j)]
+            DHP[b, t, _u(j)] = Dh[b, j] * g * i * (_ONE - i)
         for j in range(H):
-            u = _u(j)
-            i, f, g, c_prev = SV[b, t, j], SV[b, t, o_f + u], SV[b, t, o_g + u], SV[b, t, o_cp + u]
-            dct = DS[1, b, j] + DS[0, b, j]
-            DHP[b, t, j] = dct * g * i * (_ONE - i)
-            DHP[b, t, o_f + u] = dct * c_prev * f * (_ONE - f)
-            DHP[b, t, o_g + u] = dct * i * (_ONE - g * g)
-            DS[1, b, j] = dct * f  # dL/dc_{t-1}
+            f = SV[b, t, o_f + _u(j)]
+            DHP[b, t, o_f + _u(j)] = Dh[b, j] * SV[b, t, o_cp + _u(j)] * f * (_ONE - f)
+        for j in range(H):
+            i, g = SV[b, t, _u(j)], SV[b, t, o_g + _u(j)]
+            DHP[b, t, o_g + _u(j)] = Dh[b, j] * i * (_ONE - g * g)
+        for j in range(H):
+            Dc[b, j] = Dh[b, j] * SV[b, t, o_f + _u(j)]  # dL/dc_{t-1}
         if ln:  # da = DHP[b, t] through LN(x̂) γ_ih (-> DXP) and LN(ĥ) γ_hh (-> DHP, DA)
             s1x, s2x, s1h, s2h = zero, zero, zero, zero
             for k in range(G):
                 d, xn, hn = DHP[b, t, k], XN[b, t, k], SV[b, t, o_hn + _u(k)]
-                acc_b[k] += d
-                acc_ih[k] += d * xn
-                acc_hh[k] += d * hn
                 dx = d * g_ih[k]
                 dh = d * g_hh[k]
                 s1x += dx
                 s2x += dx * xn
                 s1h += dh
                 s2h += dh * hn
+            for k in range(G):
+                acc_b[k] += DHP[b, t, k]
+            for k in range(G):
+                acc_ih[k] += DHP[b, t, k] * XN[b, t, k]
+            for k in range(G):
+                acc_hh[k] += DHP[b, t, k] * SV[b, t, o_hn + _u(k)]
             s1x *= inv_g
             s2x *= inv_g
             s1h *= inv_g
             s2h *= inv_g
             rx, rh = SV[b, t, o_rs], SV[b, t, o_rs + _u(1)]
             for k in range(G):
-                d = DHP[b, t, k]
-                DXP[b, t, k] = rx * (d * g_ih[k] - s1x - XN[b, t, k] * s2x)
-                dh = rh * (d * g_hh[k] - s1h - SV[b, t, o_hn + _u(k)] * s2h)
-                DHP[b, t, k] = dh
-                DA[b, k] = dh
+                DXP[b, t, k] = rx * (DHP[b, t, k] * g_ih[k] - s1x - XN[b, t, k] * s2x)
+            for k in range(G):
+                DHP[b, t, k] = rh * (DHP[b, t, k] * g_hh[k] - s1h - SV[b, t, o_hn + _u(k)] * s2h)
         else:
             for k in range(G):
-                d = DHP[b, t, k]
-                acc_b[k] += d
-                DA[b, k] = d
+                acc_b[k] += DHP[b, t, k]
+        if da:
+            for k in range(G):
+                DA[b, k] = DHP[b, t, k]
+    n = 3 * G + 2 * H if ln else G
+    for k in range(n):  # this step's sums into the float64 totals
+        ACC[k] += PART[k]
+        PART[k] = zero
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -786,12 +810,13 @@ def _forward_loop(T_run, Wp, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
 
 
 @numba.njit(**_JIT)
-def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln):
-    """Steps T_run-1..0 of :func:`_backward_step`, each followed by DHM = DHP_t W_hh; Wp = pack_panels(W_hh)
-    (W_hh (G, H))."""
+def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln):
+    """Steps T_run-1..0 of :func:`_backward_step`, each followed by DHM = DHP_t W_hh, the product reading DHP[:, t]
+    in place (rows T·G apart); Wp = pack_panels(W_hh) (W_hh (G, H))."""
+    DA = DHP[:0, 0]  # empty: no contiguous copy of DHP[:, t]
     for t in range(T_run - 1, -1, -1):
-        _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, SC, ln)
-        matmul_packed(DA, Wp, DHM)
+        _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, PART, SC, ln)
+        matmul_packed(DHP[:, t], Wp, DHM)
 
 
 @numba.njit(**_JIT)

@@ -205,24 +205,22 @@ def sequence_buffers(x, h0, W_ih, H: int, mask, lengths, work):
 
 
 def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps):
-    """The forward pass of training under no_grad. Returns Y (B, T, H), ST (2, B, H) the final (h, c), and what the
-    backward needs. (Inference runs :func:`_infer`.) x̂ comes from oneDNN (into fresh memory: no ``out=`` there;
-    ``torch.mm(out=)`` runs MKL, slower on this AMD CPU)."""
+    """The forward pass of training under no_grad. Returns Y (T, B, H), ST (2, B, H) the final (h, c), and what the
+    backward needs, all time-major (see :func:`_time_major_buffers`). (Inference runs :func:`_infer`.)"""
     B, T, _ = x.shape
     G, H = W_hh.shape
     ln = g_ih is not None
     dtype = x.dtype
     W_hh = W_hh.contiguous()
-    x = x.contiguous()  # saved for the backward pass, which reads it as (B·T, I)
-    XP, HM, Y, m, L, T_run = sequence_buffers(x, h0, W_ih, H, mask, lengths, None)
+    XT, XP, HM, Y, m, L, T_run = _time_major_buffers(x, h0, W_ih, H, mask, lengths)
     P = _pack_params(b_ih, b_hh, g_ih, g_hh, g_c, b_c, G, H, dtype)
     ST = torch.stack([h0.detach(), c0.detach()])  # (2, B, H): running h, c
     HP = torch.empty(B, G, dtype=dtype)  # ĥ_t
     K = _layout(G, H, ln)
-    SV = saved_buffer(B * T * K, dtype).view(B, T, K)  # kept for the backward pass, in memory reused between calls
+    SV = saved_buffer(T * B * K, dtype).view(T, B, K)  # kept for the backward pass, in memory reused between calls
     SC = _scalars(eps, G, H, dtype)
 
-    HN = HM[:, 0].clone()  # (B, H) h_{t-1} ⊙ m again, contiguous: a strided operand halves oneDNN's speed
+    HN = HM[0].clone()  # (B, H) h_{t-1} ⊙ m, the operand of the next product
     XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_ = (
         a.detach().numpy() for a in (XP, HP, P, m, L, ST, Y, HM, HN, SV))
     with torch.no_grad():
@@ -234,7 +232,33 @@ def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, leng
             for t in range(T_run):
                 HP_ = linear_packed(HN, W_p).numpy()  # ĥ_t (B, G)
                 _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln)
-    return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
+    return Y, ST, (XT, m, L, P, XP, HM, SV, T_run)
+
+
+def _time_major_buffers(x, h0, W_ih, H: int, mask, lengths):
+    """What the training forward pass starts from, time-major: a step's B rows are one contiguous block, which the
+    hardware prefetcher streams, forward and backward in time; batch-major they lie T·K apart, B streams at once
+    (measured at (8, 500, 32, 64), layer norm: the per-step kernels ran ~2x their in-cache time batch-major).
+
+    -> XT (T, B, I) x time-major (the input product's operand, and dW_ih's); XP (T, B, G) x̂ = x W_ihᵀ; HM (T, B, H)
+    h_{t-1} ⊙ m with step 0 filled in; Y (T, B, H) the outputs, zero past the steps that run; m (B, H) the mask
+    (ones without dropout); L (B,) lengths; T_run the steps any row needs. x̂ comes from oneDNN (into fresh
+    memory: no ``out=`` there; ``torch.mm(out=)`` runs MKL, slower on this AMD CPU)."""
+    B, T, I = x.shape
+    G = W_ih.shape[0]
+    dtype = x.dtype
+    XT = x.detach().transpose(0, 1).contiguous()
+    m = torch.ones(B, H, dtype=dtype) if mask is None else mask.detach().contiguous()
+    L = torch.full((B,), T, dtype=torch.int64) if lengths is None else lengths.contiguous()
+    T_run = int(L.max())
+    XP = linear(XT.view(T * B, I), W_ih.detach()).view(T, B, G)
+    HM = torch.empty(T, B, H, dtype=dtype)
+    HM[0] = h0.detach() * m
+    Y = torch.empty(T, B, H, dtype=dtype)
+    if T_run < T:
+        HM[T_run:].zero_()
+        Y[T_run:].zero_()
+    return XT, XP, HM, Y, m, L, T_run
 
 
 def _infer(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps):
@@ -321,38 +345,37 @@ class _FusedLSTM(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # bf16 autocast: the kernel runs in float32
     def forward(ctx, x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, lengths, eps):
-        Y, ST, (x, m, L, P, XP, HM, SV, T_run) = _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c,
-                                                          mask, lengths, eps)
-        B, T, I = x.shape
+        Y, ST, (XT, m, L, P, XP, HM, SV, T_run) = _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c,
+                                                           b_c, mask, lengths, eps)
+        T, B, I = XT.shape
         G, H = W_hh.shape
-        ctx.save_for_backward(x, W_ih, W_hh, m, L, XP, HM, SV)
+        ctx.save_for_backward(XT, W_ih, W_hh, m, L, XP, HM, SV)
         ctx.P = P
         ctx.shape = (B, T, I, G, H, T_run, g_ih is not None, eps)
-        return Y, ST[0].clone(), ST[1].clone()
+        return Y.transpose(0, 1), ST[0].clone(), ST[1].clone()  # y (B, T, H), not contiguous (as in inference)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, dY, dhT, dcT):
-        x, W_ih, W_hh, m, L, XP, HM, SV = ctx.saved_tensors
+        XT, W_ih, W_hh, m, L, XP, HM, SV = ctx.saved_tensors
         B, T, I, G, H, T_run, ln, eps = ctx.shape
-        dtype = x.dtype
-        dY = dY.contiguous()
-        with scratch((2 if ln else 1) * B * T * G, dtype) as buf:  # reused: fresh pages cost more than the kernel
-            DXP = buf[:B * T * G].view(B, T, G)  # dL/d(W_ih x_t), pre-LN
-            DHP = buf[B * T * G:].view(B, T, G) if ln else DXP  # dL/d(W_hh (h_{t-1} ⊙ m)), pre-LN
+        dtype = XT.dtype
+        dY = dY.transpose(0, 1).contiguous()  # (T, B, H)
+        with scratch((2 if ln else 1) * T * B * G, dtype) as buf:  # reused: fresh pages cost more than the kernel
+            DXP = buf[:T * B * G].view(T, B, G)  # dL/d(W_ih x_t), pre-LN
+            DHP = buf[T * B * G:].view(T, B, G) if ln else DXP  # dL/d(W_hh (h_{t-1} ⊙ m)), pre-LN
             if T_run < T:
-                DXP[:, T_run:].zero_()
-                DHP[:, T_run:].zero_()
+                DXP[T_run:].zero_()
+                DHP[T_run:].zero_()
             DS = torch.stack([dhT, dcT]).contiguous()  # (2, B, H): dL/dh_t, dL/dc_t carried back in time
             DHM = torch.empty(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
-            DA = torch.empty(B, G, dtype=dtype)  # DHP[:, t] again, contiguous, the operand of that product
             ACC = np.zeros(3 * G + 2 * H, dtype=np.float64)  # [db | dγ_ih | dγ_hh | dγ_c | dβ_c]
             PART = np.zeros(3 * G + 2 * H, dtype=ACC.dtype if dtype == torch.float64 else np.float32)
             SC = _scalars(eps, G, H, dtype)
 
-            dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_ = (
-                a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DA, DS))
+            dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (
+                a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
             P_ = ctx.P.numpy()
             if _whole_loop(B, G, H):
                 Wp = pack_panels(W_hh.detach().numpy())  # (G, H) in panels: DHM = DHP_t W_hh
@@ -360,16 +383,18 @@ class _FusedLSTM(torch.autograd.Function):
             else:
                 W_p = pack(W_hh.detach().t().contiguous(), B)  # (H, G): DHM = DHP_t W_hh as linear(DHP_t, W_hh_T)
                 for t in range(T_run - 1, -1, -1):
-                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DA_, DS_, ACC, PART, SC, ln)
-                    DHM = linear_packed(DA, W_p)
+                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, PART, SC, ln)
+                    DHM = linear_packed(DHP[t], W_p)
                     DHM_ = DHM.numpy()
 
             need = ctx.needs_input_grad
-            dx = linear(DXP.view(B * T, G), W_ih.detach().t().contiguous()).view(B, T, I) if need[0] else None
+            dx = None  # (B, T, I), a view of the time-major product
+            if need[0]:
+                dx = linear(DXP.view(T * B, G), W_ih.detach().t().contiguous()).view(T, B, I).transpose(0, 1)
             dh0 = DHM * m if need[1] else None
             dc0 = DS[1].clone() if need[2] else None
-            dW_ih = weight_grad(DXP.view(B * T, G), x.reshape(B * T, I)) if need[3] else None  # oneDNN: ~0.55x MKL
-            dW_hh = weight_grad(DHP.view(B * T, G), HM.view(B * T, H)) if need[4] else None
+            dW_ih = weight_grad(DXP.view(T * B, G), XT.view(T * B, I)) if need[3] else None  # oneDNN: ~0.55x MKL
+            dW_hh = weight_grad(DHP.view(T * B, G), HM.view(T * B, H)) if need[4] else None
         acc = torch.from_numpy(ACC).to(dtype)
         db = acc[:G]
         db_ih = db.clone() if need[5] else None
@@ -466,14 +491,15 @@ def _u(i):
 
 @numba.njit(**_JIT)
 def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
-    """Step t of training for every row b. XP (B, T, G) x̂, with layer norm LN(x̂) (its rstd in SV); HP (B, G) ĥ_t;
-    P packed params; M (B, H) mask; L (B,) lengths; ST (2, B, H) h, c (updated); Y (B, T, H) and HM (B, T, H)
-    h ⊙ m written at t and t+1; HN (B, H) h_t ⊙ m for the next product (left as is for a row past its end);
-    SV (B, T, K) what the backward pass reads (:func:`_layout`).
+    """Step t of training for every row b. Time-major (a step's rows are one contiguous block, which the hardware
+    prefetcher streams; batch-major, the B rows of a step lie T·K apart): XP (T, B, G) x̂, with layer norm replaced
+    by LN(x̂) (its rstd in SV); HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (2, B, H) h, c
+    (updated); Y (T, B, H) and HM (T, B, H) h ⊙ m written at t and t+1; HN (B, H) h_t ⊙ m for the next product
+    (left as is for a row past its end); SV (T, B, K) what the backward pass reads (:func:`_layout`).
     No array is sliced inside the loop over rows (a slice costs numba a reference-count increment and decrement,
-    ~10 ns each); a saved row's sections are offsets into SV[b, t], as unsigned indices (:func:`_u`), so that
+    ~10 ns each); a saved row's sections are offsets into SV[t, b], as unsigned indices (:func:`_u`), so that
     every inner loop runs contiguous and vectorises."""
-    B, T, G = XP.shape
+    T, B, G = XP.shape
     H = G // 4
     eps, inv_g, inv_h = SC[0], SC[1], SC[2]
     bias, g_ih, g_hh = P[0:G], P[G:2 * G], P[2 * G:3 * G]
@@ -487,48 +513,48 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
     for b in range(B):
         if t >= L[b]:  # past this row's end: state frozen, output zero
             for j in range(H):
-                Y[b, t, j] = zero
+                Y[t, b, j] = zero
             if not last:
                 for j in range(H):
-                    HM[b, tn, j] = HM[b, t, j]
+                    HM[tn, b, j] = HM[t, b, j]
             continue
         if ln:  # the moments of x̂_t and ĥ_t together, two passes (mean, then squared deviations)
             sx, sh = zero, zero
             for k in range(G):
-                sx += XP[b, t, k]
+                sx += XP[t, b, k]
                 sh += HP[b, k]
             mx, mh = sx * inv_g, sh * inv_g
             qx, qh = zero, zero
             for k in range(G):
-                dx = XP[b, t, k] - mx
+                dx = XP[t, b, k] - mx
                 dh = HP[b, k] - mh
                 qx += dx * dx
                 qh += dh * dh
             rx = _ONE / np.sqrt(qx * inv_g + eps)
             r1 = _ONE / np.sqrt(qh * inv_g + eps)
-            SV[b, t, o_rs] = rx
-            SV[b, t, o_rs + _u(1)] = r1
+            SV[t, b, o_rs] = rx
+            SV[t, b, o_rs + _u(1)] = r1
             for k in range(G):  # LN(ĥ), saved
-                SV[b, t, o_hn + _u(k)] = (HP[b, k] - mh) * r1
+                SV[t, b, o_hn + _u(k)] = (HP[b, k] - mh) * r1
             for k in range(G):  # LN(x̂) in place (saved) and the pre-activation; one store per array per loop
-                xn = (XP[b, t, k] - mx) * rx
-                XP[b, t, k] = xn
-                SV[b, t, k] = g_ih[k] * xn + g_hh[k] * ((HP[b, k] - mh) * r1) + bias[k]
+                xn = (XP[t, b, k] - mx) * rx
+                XP[t, b, k] = xn
+                SV[t, b, k] = g_ih[k] * xn + g_hh[k] * ((HP[b, k] - mh) * r1) + bias[k]
         else:
             for k in range(G):
-                SV[b, t, k] = XP[b, t, k] + HP[b, k] + bias[k]
+                SV[t, b, k] = XP[t, b, k] + HP[b, k] + bias[k]
         for k in range(2 * H):
-            SV[b, t, k] = _sigmoid(SV[b, t, k])  # i, f
+            SV[t, b, k] = _sigmoid(SV[t, b, k])  # i, f
         for j in range(H):
-            SV[b, t, o_g + _u(j)] = _tanh(SV[b, t, o_g + _u(j)])
+            SV[t, b, o_g + _u(j)] = _tanh(SV[t, b, o_g + _u(j)])
         for j in range(H):
-            SV[b, t, o_o + _u(j)] = _sigmoid(SV[b, t, o_o + _u(j)])
+            SV[t, b, o_o + _u(j)] = _sigmoid(SV[t, b, o_o + _u(j)])
         for j in range(H):
-            SV[b, t, o_cp + _u(j)] = ST[1, b, j]  # c_{t-1}, saved
+            SV[t, b, o_cp + _u(j)] = ST[1, b, j]  # c_{t-1}, saved
         sc = zero
         for j in range(H):  # one store into SV per loop: stores at several of its offsets keep the loop scalar
             u = _u(j)
-            c = SV[b, t, o_f + u] * ST[1, b, j] + SV[b, t, j] * SV[b, t, o_g + u]  # c_t = f c_{t-1} + i g
+            c = SV[t, b, o_f + u] * ST[1, b, j] + SV[t, b, j] * SV[t, b, o_g + u]  # c_t = f c_{t-1} + i g
             ST[1, b, j] = c
             sc += c
         if ln:
@@ -538,23 +564,23 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
                 d = ST[1, b, j] - mc
                 vc += d * d
             rc = _ONE / np.sqrt(vc * inv_h + eps)
-            SV[b, t, o_rs + _u(2)] = rc
+            SV[t, b, o_rs + _u(2)] = rc
             for j in range(H):
-                SV[b, t, o_cn + _u(j)] = (ST[1, b, j] - mc) * rc
+                SV[t, b, o_cn + _u(j)] = (ST[1, b, j] - mc) * rc
             for j in range(H):
-                SV[b, t, o_th + _u(j)] = _tanh(SV[b, t, o_cn + _u(j)] * g_c[j] + b_c[j])
+                SV[t, b, o_th + _u(j)] = _tanh(SV[t, b, o_cn + _u(j)] * g_c[j] + b_c[j])
         else:
             for j in range(H):
-                SV[b, t, o_th + _u(j)] = _tanh(ST[1, b, j])
+                SV[t, b, o_th + _u(j)] = _tanh(ST[1, b, j])
         for j in range(H):
-            ST[0, b, j] = SV[b, t, o_o + _u(j)] * SV[b, t, o_th + _u(j)]  # h_t = o tanh(ĉ_t)
+            ST[0, b, j] = SV[t, b, o_o + _u(j)] * SV[t, b, o_th + _u(j)]  # h_t = o tanh(ĉ_t)
         for j in range(H):
             h = ST[0, b, j]
-            Y[b, t, j] = h
+            Y[t, b, j] = h
             HN[b, j] = h * M[b, j]
         if not last:
             for j in range(H):
-                HM[b, tn, j] = HN[b, j]
+                HM[tn, b, j] = HN[b, j]
 
 
 @numba.njit(**_JIT)
@@ -647,17 +673,18 @@ def _layer_norm_backward(da, gain, v_n, rstd, inv_n, out, acc_gain):
 
 
 @numba.njit(**_JIT)
-def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, PART, SC, ln):
-    """Backward of step t for every row b. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product; DS (2, B, H)
-    dL/dh_t, dL/dc_t carried (updated to t-1); DXP, DHP (B, T, G) written at t (one array without layer norm),
-    DA (B, G) = DHP[:, t] contiguous (the operand of the product that makes the next DHM), or an empty array: the
-    caller's product reads DHP[:, t] itself; ACC float64 parameter grads [db | dγ_ih | dγ_hh | dγ_c | dβ_c];
+def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln):
+    """Backward of step t for every row b, time-major as :func:`_forward_step`. DY (T, B, H); DHM (B, H) =
+    dL/d(h_t ⊙ m) via step t+1's product; DS (2, B, H) dL/dh_t, dL/dc_t carried (updated to t-1); SV (T, B, K),
+    XN (T, B, G) LN(x̂) (unused without layer norm); DXP, DHP (T, B, G) written at t (one array without layer norm;
+    DHP[t] is the operand of the product that makes the next DHM); ACC float64 parameter grads
+    [db | dγ_ih | dγ_hh | dγ_c | dβ_c];
     PART (3G + 2H,) zeros in the kernel's dtype: the rows of this step add their terms here, and ACC gets the sum
     once per step (a float64 update per row costs a conversion, a load and a store per element: measured ~1.2 µs
     a step at (8, 64)); left zero. As in :func:`_forward_step`, no slice inside the loop over rows, saved
     sections by unsigned offsets, one array stored per inner loop; the gradients of both layer norms of the
     products and the bias in two passes over G."""
-    B, T, G = DXP.shape
+    T, B, G = DXP.shape
     H = G // 4
     inv_g, inv_h = SC[1], SC[2]
     g_ih, g_hh = P[G:2 * G], P[2 * G:3 * G]
@@ -667,63 +694,59 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, PART, SC,
     o_f, o_g, o_o, o_cp, o_th = _u(H), _u(2 * H), _u(3 * H), _u(G), _u(G + H)
     o_hn, o_cn, o_rs = _u(G + 2 * H), _u(2 * G + 2 * H), _u(2 * G + 3 * H)
     zero = _ZERO * SC[0]
-    da = DA.shape[0] > 0
     Dh, Dc = DS[0], DS[1]  # (B, H): dL/dh_t (then dĉ_t, dc_t), dL/dc_t
     for b in range(B):
         if t >= L[b]:  # frozen step: the carried grads pass through unchanged
             for k in range(G):
-                DXP[b, t, k] = zero
+                DXP[t, b, k] = zero
             for k in range(G):
-                DHP[b, t, k] = zero
-            if da:
-                for k in range(G):
-                    DA[b, k] = zero
+                DHP[t, b, k] = zero
             continue
         if t + 1 < L[b]:  # dL/dh_t from step t+1's product and y_t
             for j in range(H):
-                Dh[b, j] = DHM[b, j] * M[b, j] + DY[b, t, j]
+                Dh[b, j] = DHM[b, j] * M[b, j] + DY[t, b, j]
         else:
             for j in range(H):
-                Dh[b, j] += DY[b, t, j]
+                Dh[b, j] += DY[t, b, j]
         for j in range(H):  # h = o tanh(ĉ): d(o pre-activation)
-            o, th = SV[b, t, o_o + _u(j)], SV[b, t, o_th + _u(j)]
-            DHP[b, t, o_o + _u(j)] = Dh[b, j] * th * o * (_ONE - o)
+            o, th = SV[t, b, o_o + _u(j)], SV[t, b, o_th + _u(j)]
+            DHP[t, b, o_o + _u(j)] = Dh[b, j] * th * o * (_ONE - o)
         for j in range(H):  # Dh becomes dĉ
-            o, th = SV[b, t, o_o + _u(j)], SV[b, t, o_th + _u(j)]
+            o, th = SV[t, b, o_o + _u(j)], SV[t, b, o_th + _u(j)]
             Dh[b, j] = Dh[b, j] * o * (_ONE - th * th)
         if ln:  # through ĉ = LN(c_t) γ_c + β_c: Dh becomes dc_t (local)
             s1, s2 = zero, zero
             for j in range(H):
-                d, cn = Dh[b, j], SV[b, t, o_cn + _u(j)]
+                d, cn = Dh[b, j], SV[t, b, o_cn + _u(j)]
                 dn = d * g_c[j]
                 s1 += dn
                 s2 += dn * cn
             for j in range(H):
                 acc_bc[j] += Dh[b, j]
             for j in range(H):
-                acc_gc[j] += Dh[b, j] * SV[b, t, o_cn + _u(j)]
+                acc_gc[j] += Dh[b, j] * SV[t, b, o_cn + _u(j)]
             s1 *= inv_h
             s2 *= inv_h
-            rc = SV[b, t, o_rs + _u(2)]
+            rc = SV[t, b, o_rs + _u(2)]
             for j in range(H):
-                Dh[b, j] = rc * (Dh[b, j] * g_c[j] - s1 - SV[b, t, o_cn + _u(j)] * s2)
+                Dh[b, j] = rc * (Dh[b, j] * g_c[j] - s1 - SV[t, b, o_cn + _u(j)] * s2)
         for j in range(H):  # dL/dc_t in all
             Dh[b, j] += Dc[b, j]
         for j in range(H):  # the gates' pre-activations, one section of DHP per loop
-            i, g = SV[b, t, _u(j)], SV[b, t, o_g + _u(j)]
-            DHP[b, t, _u(j)] = Dh[b, j] * g * i * (_ONE - i)
+            i, g = SV[t, b, _u(j)], SV[t, b, o_g + _u(j)]
+            DHP[t, b, _u(j)] = Dh[b, j] * g * i * (_ONE - i)
         for j in range(H):
-            f = SV[b, t, o_f + _u(j)]
-            DHP[b, t, o_f + _u(j)] = Dh[b, j] * SV[b, t, o_cp + _u(j)] * f * (_ONE - f)
+            f = SV[t, b, o_f + _u(j)]
+            DHP[t, b, o_f + _u(j)] = Dh[b, j] * SV[t, b, o_cp + _u(j)] * f * (_ONE - f)
         for j in range(H):
-            i, g = SV[b, t, _u(j)], SV[b, t, o_g + _u(j)]
-            DHP[b, t, o_g + _u(j)] = Dh[b, j] * i * (_ONE - g * g)
+            i, g = SV[t, b, _u(j)], SV[t, b, o_g + _u(j)]
+            DHP[t, b, o_g + _u(j)] = Dh[b, j] * i * (_ONE - g * g)
         for j in range(H):
-            Dc[b, j] = Dh[b, j] * SV[b, t, o_f + _u(j)]  # dL/dc_{t-1}
-        if ln:  # da = DHP[b, t] through LN(x̂) γ_ih (-> DXP) and LN(ĥ) γ_hh (-> DHP, DA)
+            Dc[b, j] = Dh[b, j] * SV[t, b, o_f + _u(j)]  # dL/dc_{t-1}
+        if ln:  # da = DHP[t, b] through LN(x̂) γ_ih (-> DXP) and LN(ĥ) γ_hh (-> DHP)
             s1x, s2x, s1h, s2h = zero, zero, zero, zero
             for k in range(G):
-                d, xn, hn = DHP[b, t, k], XN[b, t, k], SV[b, t, o_hn + _u(k)]
+                d, xn, hn = DHP[t, b, k], XN[t, b, k], SV[t, b, o_hn + _u(k)]
                 dx = d * g_ih[k]
                 dh = d * g_hh[k]
                 s1x += dx
@@ -731,26 +754,23 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, PART, SC,
                 s1h += dh
                 s2h += dh * hn
             for k in range(G):
-                acc_b[k] += DHP[b, t, k]
+                acc_b[k] += DHP[t, b, k]
             for k in range(G):
-                acc_ih[k] += DHP[b, t, k] * XN[b, t, k]
+                acc_ih[k] += DHP[t, b, k] * XN[t, b, k]
             for k in range(G):
-                acc_hh[k] += DHP[b, t, k] * SV[b, t, o_hn + _u(k)]
+                acc_hh[k] += DHP[t, b, k] * SV[t, b, o_hn + _u(k)]
             s1x *= inv_g
             s2x *= inv_g
             s1h *= inv_g
             s2h *= inv_g
-            rx, rh = SV[b, t, o_rs], SV[b, t, o_rs + _u(1)]
+            rx, rh = SV[t, b, o_rs], SV[t, b, o_rs + _u(1)]
             for k in range(G):
-                DXP[b, t, k] = rx * (DHP[b, t, k] * g_ih[k] - s1x - XN[b, t, k] * s2x)
+                DXP[t, b, k] = rx * (DHP[t, b, k] * g_ih[k] - s1x - XN[t, b, k] * s2x)
             for k in range(G):
-                DHP[b, t, k] = rh * (DHP[b, t, k] * g_hh[k] - s1h - SV[b, t, o_hn + _u(k)] * s2h)
+                DHP[t, b, k] = rh * (DHP[t, b, k] * g_hh[k] - s1h - SV[t, b, o_hn + _u(k)] * s2h)
         else:
             for k in range(G):
-                acc_b[k] += DHP[b, t, k]
-        if da:
-            for k in range(G):
-                DA[b, k] = DHP[b, t, k]
+                acc_b[k] += DHP[t, b, k]
     n = 3 * G + 2 * H if ln else G
     for k in range(n):  # this step's sums into the float64 totals
         ACC[k] += PART[k]
@@ -811,12 +831,11 @@ def _forward_loop(T_run, Wp, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
 
 @numba.njit(**_JIT)
 def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln):
-    """Steps T_run-1..0 of :func:`_backward_step`, each followed by DHM = DHP_t W_hh, the product reading DHP[:, t]
-    in place (rows T·G apart); Wp = pack_panels(W_hh) (W_hh (G, H))."""
-    DA = DHP[:0, 0]  # empty: no contiguous copy of DHP[:, t]
+    """Steps T_run-1..0 of :func:`_backward_step`, each followed by DHM = DHP_t W_hh; Wp = pack_panels(W_hh)
+    (W_hh (G, H))."""
     for t in range(T_run - 1, -1, -1):
-        _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DA, DS, ACC, PART, SC, ln)
-        matmul_packed(DHP[:, t], Wp, DHM)
+        _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln)
+        matmul_packed(DHP[t], Wp, DHM)
 
 
 @numba.njit(**_JIT)

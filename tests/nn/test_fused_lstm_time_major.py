@@ -1,18 +1,24 @@
 """The fused LSTM's training path at the small shapes: time-major buffers (y comes back as a (B, T, H) view of a
 (T, B, H) buffer, dx likewise), the per-step float32 partial sums of the parameter gradients, and both routes of the
-weight gradients (the micro-kernel for small T·B·4H, oneDNN/torch.mm above), each against the reference loop."""
+weight gradients (summed inside the backward loop chunk by chunk for small T·B·4H, two products at the end above),
+each against the reference loop."""
+import numpy as np
 import pytest
 import torch
 from test_fused_lstm import TOL, make_case, outputs_and_grads
 
 from rnnlab.nn import fused_lstm
+from rnnlab.nn._ukernel import pack_panels
 from rnnlab.nn.fused_lstm import lstm_sequence, lstm_sequence_reference
 
 
-@pytest.fixture(params=["ukernel", "onednn"])
+@pytest.fixture(params=["in_loop", "in_loop_chunks_of_2", "end_products"])
 def weight_grads(request, monkeypatch):
-    """Force one route for dW_ih, dW_hh: the threshold on T·B·4H above or below every test shape."""
-    monkeypatch.setattr(fused_lstm, "_UKERNEL_WEIGHT_GRAD_MAX", 1 << 40 if request.param == "ukernel" else 0)
+    """Force one route for dW_ih, dW_hh: inside the backward loop (one chunk of steps, or chunks of 2 steps), or
+    two products at the end (the threshold on T·B·4H below every test shape)."""
+    monkeypatch.setattr(fused_lstm, "_IN_LOOP_WEIGHT_GRAD_MAX", 0 if request.param == "end_products" else 1 << 40)
+    if request.param == "in_loop_chunks_of_2":
+        monkeypatch.setattr(fused_lstm, "_grad_chunk", lambda B, G, dtype: 2)
     return request.param
 
 
@@ -26,24 +32,33 @@ def assert_matches_reference(args, kw, dtype, what):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("ln", [False, True], ids=["plain", "ln"])
-def test_both_weight_grad_routes_match_reference(weight_grads, dtype, ln):
-    """H = 13 and I = 5: panels of the packed operand (x, h ⊙ m) narrower than 32 columns; lengths and dropout."""
-    torch.manual_seed(1)
-    args, kw = make_case(3, 6, 5, 13, dtype=dtype, ln=ln, mask=True, lengths="mixed")
+@pytest.mark.parametrize("lengths", ["mixed", "short"])
+def test_both_weight_grad_routes_match_reference(weight_grads, dtype, ln, lengths):
+    """H = 13 and I = 5: panels of the packed operands (x, h ⊙ m) narrower than 32 columns; T = 7, an odd number
+    of steps for chunks of 2; lengths (short: the steps past the longest row are skipped) and dropout. (Seed 1 drew
+    a float32 case where one element of dW_ih cancels to 2e-4 relative error on every route, oneDNN's included.)"""
+    torch.manual_seed(5)
+    args, kw = make_case(3, 7, 5, 13, dtype=dtype, ln=ln, mask=True, lengths=lengths)
     assert_matches_reference(args, kw, dtype, weight_grads)
 
 
-def test_weight_grad_ukernel_is_the_plain_product():
-    """dᵀ a on the micro-kernel against the float64 product, with rows past one tile of 8 and a narrow panel."""
-    torch.manual_seed(2)
-    d, a = torch.randn(37, 20), torch.randn(37, 45)
-    want = (d.double().t() @ a.double()).float()
-    torch.testing.assert_close(fused_lstm._weight_grad_ukernel(d, a), want, rtol=1e-5, atol=1e-5)
+def test_pack_chunks_is_pack_panels_per_chunk():
+    """Each chunk of C steps (C·B rows), zero-padded past step T, packed as pack_panels packs it."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((7, 3, 37)).astype(np.float32)  # T = 7 steps, B = 3, N = 37 (two panels, one narrow)
+    got = fused_lstm._pack_chunks(A, 3, 9)
+    padded = np.concatenate([A, np.zeros((2, 3, 37), np.float32)]).reshape(3, 9, 37)
+    assert got.shape[0] == 3
+    for c in range(3):
+        np.testing.assert_array_equal(got[c], pack_panels(padded[c]))
 
 
 def test_weight_grad_route_threshold():
-    """The micro-kernel up to T·B·4H = 2^20 elements: (8, 500, 32, 64) of benchmarks/layers.py, not (32, 100, ·, 256)."""
-    assert 500 * 8 * 256 <= fused_lstm._UKERNEL_WEIGHT_GRAD_MAX < 100 * 32 * 1024
+    """In the loop up to T·B·4H = 2^20 elements: (8, 500, 32, 64) of benchmarks/layers.py, not (32, 100, ·, 256);
+    chunks of ~256 KB of float32 gradients (32 steps at B = 8, 4H = 256)."""
+    assert 500 * 8 * 256 <= fused_lstm._IN_LOOP_WEIGHT_GRAD_MAX < 100 * 32 * 1024
+    assert fused_lstm._grad_chunk(8, 256, torch.float32) == 32
+    assert fused_lstm._grad_chunk(1 << 20, 256, torch.float64) == 1
 
 
 def test_many_steps_accumulate_parameter_grads_per_step():

@@ -62,7 +62,7 @@ from torch import Tensor
 
 from ._checks import check_sequence_args, check_state_tensor
 from ._gemm import linear, linear_into, linear_packed, pack, weight_grad
-from ._ukernel import matmul_packed, pack_panels
+from ._ukernel import matmul_packed, pack_panels, panel_width
 from ._workspace import saved_buffer, scratch
 from .masking import lengths_to_mask
 
@@ -362,10 +362,13 @@ class _FusedLSTM(torch.autograd.Function):
         B, T, I, G, H, T_run, ln, eps = ctx.shape
         dtype = XT.dtype
         dY = dY.transpose(0, 1).contiguous()  # (T, B, H)
-        with scratch((2 if ln else 1) * T * B * G, dtype) as buf:  # reused: fresh pages cost more than the kernel
-            DXP = buf[:T * B * G].view(T, B, G)  # dL/d(W_ih x_t), pre-LN
-            DHP = buf[T * B * G:].view(T, B, G) if ln else DXP  # dL/d(W_hh (h_{t-1} ⊙ m)), pre-LN
-            if T_run < T:
+        whole = _whole_loop(B, G, H)
+        C = _grad_chunk(B, G, dtype) if whole and T * B * G <= _IN_LOOP_WEIGHT_GRAD_MAX else 0
+        Tp = -(-T // C) * C if C else T  # T padded to whole chunks
+        with scratch((2 if ln else 1) * Tp * B * G, dtype) as buf:  # reused: fresh pages cost more than the kernel
+            DXP = buf[:Tp * B * G].view(Tp, B, G)  # dL/d(W_ih x_t), pre-LN
+            DHP = buf[Tp * B * G:].view(Tp, B, G) if ln else DXP  # dL/d(W_hh (h_{t-1} ⊙ m)), pre-LN
+            if T_run < Tp:
                 DXP[T_run:].zero_()
                 DHP[T_run:].zero_()
             DS = torch.stack([dhT, dcT]).contiguous()  # (2, B, H): dL/dh_t, dL/dc_t carried back in time
@@ -377,9 +380,16 @@ class _FusedLSTM(torch.autograd.Function):
             dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (
                 a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
             P_ = ctx.P.numpy()
-            if _whole_loop(B, G, H):
+            need = ctx.needs_input_grad
+            if whole:
                 Wp = pack_panels(W_hh.detach().numpy())  # (G, H) in panels: DHM = DHP_t W_hh
-                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, PART, SC, ln)
+                # dW_ih, dW_hh chunk by chunk inside the loop when C > 0 (else empty, and at the end below)
+                DWX = np.zeros((G, I) if C else (0, 0), dtype=dY_.dtype)
+                DWH = np.zeros((G, H) if C else (0, 0), dtype=dY_.dtype)
+                WX = _pack_chunks(XT.numpy(), C, Tp) if C else np.zeros((0, 0, 0, 1), dtype=dY_.dtype)
+                WH = _pack_chunks(HM.numpy(), C, Tp) if C else WX
+                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, PART, SC, ln,
+                               C, WX, WH, DXP_.reshape(Tp * B, G), DHP_.reshape(Tp * B, G), DWX, DWH)
             else:
                 W_p = pack(W_hh.detach().t().contiguous(), B)  # (H, G): DHM = DHP_t W_hh as linear(DHP_t, W_hh_T)
                 for t in range(T_run - 1, -1, -1):
@@ -387,15 +397,18 @@ class _FusedLSTM(torch.autograd.Function):
                     DHM = linear_packed(DHP[t], W_p)
                     DHM_ = DHM.numpy()
 
-            need = ctx.needs_input_grad
+            DXP, DHP = DXP[:T].view(T * B, G), DHP[:T].view(T * B, G)
             dx = None  # (B, T, I), a view of the time-major product
             if need[0]:
-                dx = linear(DXP.view(T * B, G), W_ih.detach().t().contiguous()).view(T, B, I).transpose(0, 1)
+                dx = linear(DXP, W_ih.detach().t().contiguous()).view(T, B, I).transpose(0, 1)
             dh0 = DHM * m if need[1] else None
             dc0 = DS[1].clone() if need[2] else None
-            wgrad = _weight_grad_ukernel if T * B * G <= _UKERNEL_WEIGHT_GRAD_MAX else weight_grad
-            dW_ih = wgrad(DXP.view(T * B, G), XT.view(T * B, I)) if need[3] else None
-            dW_hh = wgrad(DHP.view(T * B, G), HM.view(T * B, H)) if need[4] else None
+            if C:
+                dW_ih = torch.from_numpy(DWX) if need[3] else None
+                dW_hh = torch.from_numpy(DWH) if need[4] else None
+            else:
+                dW_ih = weight_grad(DXP, XT.view(T * B, I)) if need[3] else None  # oneDNN: ~0.55x MKL
+                dW_hh = weight_grad(DHP, HM.view(T * B, H)) if need[4] else None
         acc = torch.from_numpy(ACC).to(dtype)
         db = acc[:G]
         db_ih = db.clone() if need[5] else None
@@ -407,21 +420,35 @@ class _FusedLSTM(torch.autograd.Function):
         return dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh, dg_ih, dg_hh, dg_c, db_c, None, None, None
 
 
-def _weight_grad_ukernel(d: Tensor, a: Tensor) -> Tensor:
-    """dᵀ a: d (M, N), a (M, K) -> (N, K), the gradient of a weight summed over M = T·B rows, on the micro-kernel:
-    dᵀ read in place (strided) against a packed in panels (a copy of M·K elements, the smaller operand). For small
-    products only (:data:`_UKERNEL_WEIGHT_GRAD_MAX`): each tile of 8 rows of dᵀ reads the whole of a's panel."""
-    out = torch.empty(d.shape[1], a.shape[1], dtype=d.dtype)
-    matmul_packed(d.numpy().T, pack_panels(a.numpy()), out.numpy())
-    return out
+_IN_LOOP_WEIGHT_GRAD_MAX = 1 << 20
+"""Up to this many elements of the pre-activation gradients (T·B·4H), with the whole loop in numba, dW_ih and dW_hh
+are summed inside the backward loop, a chunk of steps at a time (:func:`_grad_chunk`) on the micro-kernel, while
+that chunk's gradients are in cache; above it they are two oneDNN products over all T·B rows at the end
+(:func:`rnnlab.nn._gemm.weight_grad`), which read 2·T·B·4H elements back from memory. Measured (one thread,
+thread CPU time, inside a training step) at (B, T, I, H) = (8, 500, 32, 64): ~2.2 ms for the two end products
+(0.40 + 0.75 ms each alone, operands in cache); the micro-kernel on all rows at once (dᵀ read in place) was no
+faster inside the step (~2.0-2.4 ms: dᵀ's strided rows are read from memory once per panel). The limit keeps
+the larger shapes on oneDNN: at (32, 100, 128, 256) the micro-kernel with dᵀ's rows 4 KB apart ran at half
+oneDNN's speed (9.7 + 19.6 ms against 5.5 + 9.8 ms)."""
+
+_GRAD_CHUNK_BYTES = 1 << 18
 
 
-_UKERNEL_WEIGHT_GRAD_MAX = 1 << 20
-"""Up to this many elements of the pre-activation gradients (T·B·4H) the weight gradients dW_ih, dW_hh run on
-:func:`_weight_grad_ukernel`, else on oneDNN (:func:`rnnlab.nn._gemm.weight_grad`). Measured (one thread, each
-product alone, thread CPU time): at (B, T, I, H) = (8, 500, 32, 64), 4000 x 256, 0.29 + 0.59 ms against oneDNN's
-0.40 + 0.75 ms (and ~2.2 ms for both inside a training step, operands out of cache, against ~1 ms); at
-(32, 100, 128, 256), 3200 x 1024, 9.7 + 19.6 ms against 5.5 + 9.8 ms (dᵀ's rows lie 4 KB apart there)."""
+def _grad_chunk(B: int, G: int, dtype) -> int:
+    """Steps per chunk of the in-loop weight gradients: the chunk's pre-activation gradients, B·C·G elements of
+    ``dtype``, about _GRAD_CHUNK_BYTES (256 KB, in L2 with the other array of the same size under layer norm)."""
+    return max(1, _GRAD_CHUNK_BYTES // (B * G * torch.empty(0, dtype=dtype).element_size()))
+
+
+def _pack_chunks(A: np.ndarray, C: int, Tp: int) -> np.ndarray:
+    """A (T, B, N) time-major -> (Tp / C, P, C·B, NR): chunk c (steps c·C .. c·C + C - 1, as C·B rows) packed in
+    panels as :func:`rnnlab.nn._ukernel.pack_panels` does, zero past step T and past column N."""
+    T, B, N = A.shape
+    NR = panel_width(A.dtype)
+    Pn = -(-N // NR)
+    src = np.zeros((Tp, B, Pn * NR), dtype=A.dtype)
+    src[:T, :, :N] = A
+    return np.ascontiguousarray(src.reshape(Tp // C, C * B, Pn, NR).transpose(0, 2, 1, 3))
 
 
 def _pack_params(b_ih, b_hh, g_ih, g_hh, g_c, b_c, G, H, dtype) -> Tensor:
@@ -848,12 +875,31 @@ def _forward_loop(T_run, Wp, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
 
 
 @numba.njit(**_JIT)
-def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln):
+def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln, C, WX, WH, DX2, DH2, DWX,
+                   DWH):
     """Steps T_run-1..0 of :func:`_backward_step`, each followed by DHM = DHP_t W_hh; Wp = pack_panels(W_hh)
-    (W_hh (G, H))."""
+    (W_hh (G, H)). With C > 0, once steps c·C .. c·C + C - 1 are done (their gradients still in cache), DWX (G, I)
+    += (their rows of DXP)ᵀ x and DWH (G, H) += (their rows of DHP)ᵀ (h ⊙ m), on the micro-kernel: WX, WH =
+    :func:`_pack_chunks` of XT (T, B, I) and HM (T, B, H); DX2, DH2 = DXP, DHP as (Tp·B, G), zero past T_run,
+    Tp = T padded to whole chunks. DWX, DWH zeros in."""
+    B = DXP.shape[1]
+    G = DXP.shape[2]
+    I = DWX.shape[1]
+    H = DWH.shape[1]
+    TMP = np.empty((G, max(I, H)), dtype=DWX.dtype)
     for t in range(T_run - 1, -1, -1):
         _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln)
         matmul_packed(DHP[t], Wp, DHM)
+        if C > 0 and t % C == 0:  # this chunk's share of dW_ih, dW_hh
+            c = t // C
+            matmul_packed(DX2[t * B:(t + C) * B].T, WX[c], TMP[:, :I])
+            for g in range(G):
+                for j in range(I):
+                    DWX[g, j] += TMP[g, j]
+            matmul_packed(DH2[t * B:(t + C) * B].T, WH[c], TMP[:, :H])
+            for g in range(G):
+                for j in range(H):
+                    DWH[g, j] += TMP[g, j]
 
 
 @numba.njit(**_JIT)

@@ -61,7 +61,7 @@ def kernels(mod, d: dict, ln: bool) -> dict:
 
     def backward():
         for t in range(STEPS - 1, -1, -1):
-            mod._backward_step(t, d["DY"], d["DHM"], d["P"], d["M"], d["L"], d["SV"], d["XP"], d["DXP"], d["DHP"],
+            mod._backward_step(t, t, d["DY"], d["DHM"], d["P"], d["M"], d["L"], d["SV"], d["XP"], d["DXP"], d["DHP"],
                                d["DS"], d["ACC"], d["PART"], d["SC"], ln)
 
     forward()  # the backward reads what the forward saved

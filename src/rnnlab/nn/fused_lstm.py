@@ -365,10 +365,13 @@ class _FusedLSTM(torch.autograd.Function):
         whole = _whole_loop(B, G, H)
         C = _grad_chunk(B, G, dtype) if whole and T * B * G <= _IN_LOOP_WEIGHT_GRAD_MAX else 0
         Tp = -(-T // C) * C if C else T  # T padded to whole chunks
-        with scratch((2 if ln else 1) * Tp * B * G, dtype) as buf:  # reused: fresh pages cost more than the kernel
-            DXP = buf[:Tp * B * G].view(Tp, B, G)  # dL/d(W_ih x_t), pre-LN
-            DHP = buf[Tp * B * G:].view(Tp, B, G) if ln else DXP  # dL/d(W_hh (h_{t-1} ⊙ m)), pre-LN
-            if T_run < Tp:
+        Tb = C if C else T  # steps of DXP, DHP: rings of C steps, or all
+        with scratch((2 if ln else 1) * Tb * B * G, dtype) as buf:  # reused: fresh pages cost more than the kernel
+            DXP = buf[:Tb * B * G].view(Tb, B, G)  # dL/d(W_ih x_t), pre-LN
+            DHP = buf[Tb * B * G:].view(Tb, B, G) if ln else DXP  # dL/d(W_hh (h_{t-1} ⊙ m)), pre-LN
+            if C:  # the steps of the first chunk past T_run stay zero
+                buf.zero_()
+            elif T_run < T:
                 DXP[T_run:].zero_()
                 DHP[T_run:].zero_()
             DS = torch.stack([dhT, dcT]).contiguous()  # (2, B, H): dL/dh_t, dL/dc_t carried back in time
@@ -383,30 +386,35 @@ class _FusedLSTM(torch.autograd.Function):
             need = ctx.needs_input_grad
             if whole:
                 Wp = pack_panels(W_hh.detach().numpy())  # (G, H) in panels: DHM = DHP_t W_hh
-                # dW_ih, dW_hh chunk by chunk inside the loop when C > 0 (else empty, and at the end below)
-                DWX = np.zeros((G, I) if C else (0, 0), dtype=dY_.dtype)
-                DWH = np.zeros((G, H) if C else (0, 0), dtype=dY_.dtype)
-                WX = _pack_chunks(XT.numpy(), C, Tp) if C else np.zeros((0, 0, 0, 1), dtype=dY_.dtype)
+                # with C > 0, dW_ih, dW_hh (and dx) chunk by chunk inside the loop (else empty, and at the end below)
+                f = dY_.dtype
+                DWX = np.zeros((G, I) if C else (0, 0), dtype=f)
+                DWH = np.zeros((G, H) if C else (0, 0), dtype=f)
+                WX = _pack_chunks(XT.numpy(), C, Tp) if C else np.zeros((0, 0, 0, 1), dtype=f)
                 WH = _pack_chunks(HM.numpy(), C, Tp) if C else WX
+                Wx = pack_panels(W_ih.detach().numpy()) if C else np.zeros((0, 0, 1), dtype=f)  # (G, I): dx = DXP W_ih
+                DX = torch.empty(Tp, B, I, dtype=dtype) if C and need[0] else torch.empty(0, B, I, dtype=dtype)
+                DX[T_run:].zero_()  # the loop writes the chunks up to the one of step T_run - 1
                 _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, PART, SC, ln,
-                               C, WX, WH, DXP_.reshape(Tp * B, G), DHP_.reshape(Tp * B, G), DWX, DWH)
+                               C, WX, WH, Wx, DX.view(-1, I).numpy(), DWX, DWH)
             else:
                 W_p = pack(W_hh.detach().t().contiguous(), B)  # (H, G): DHM = DHP_t W_hh as linear(DHP_t, W_hh_T)
                 for t in range(T_run - 1, -1, -1):
-                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, PART, SC, ln)
+                    _backward_step(t, t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, PART, SC, ln)
                     DHM = linear_packed(DHP[t], W_p)
                     DHM_ = DHM.numpy()
 
-            DXP, DHP = DXP[:T].view(T * B, G), DHP[:T].view(T * B, G)
             dx = None  # (B, T, I), a view of the time-major product
-            if need[0]:
-                dx = linear(DXP, W_ih.detach().t().contiguous()).view(T, B, I).transpose(0, 1)
             dh0 = DHM * m if need[1] else None
             dc0 = DS[1].clone() if need[2] else None
             if C:
+                dx = DX[:T].transpose(0, 1) if need[0] else None
                 dW_ih = torch.from_numpy(DWX) if need[3] else None
                 dW_hh = torch.from_numpy(DWH) if need[4] else None
             else:
+                DXP, DHP = DXP.view(T * B, G), DHP.view(T * B, G)
+                if need[0]:
+                    dx = linear(DXP, W_ih.detach().t().contiguous()).view(T, B, I).transpose(0, 1)
                 dW_ih = weight_grad(DXP, XT.view(T * B, I)) if need[3] else None  # oneDNN: ~0.55x MKL
                 dW_hh = weight_grad(DHP, HM.view(T * B, H)) if need[4] else None
         acc = torch.from_numpy(ACC).to(dtype)
@@ -718,18 +726,18 @@ def _layer_norm_backward(da, gain, v_n, rstd, inv_n, out, acc_gain):
 
 
 @numba.njit(**_JIT)
-def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln):
+def _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln):
     """Backward of step t for every row b, time-major as :func:`_forward_step`. DY (T, B, H); DHM (B, H) =
     dL/d(h_t ⊙ m) via step t+1's product; DS (2, B, H) dL/dh_t, dL/dc_t carried (updated to t-1); SV (T, B, K),
-    XN (T, B, G) LN(x̂) (unused without layer norm); DXP, DHP (T, B, G) written at t (one array without layer norm;
-    DHP[t] is the operand of the product that makes the next DHM); ACC float64 parameter grads
+    XN (T, B, G) LN(x̂) (unused without layer norm); DXP, DHP (T, B, G), or (C, B, G) rings of C steps, written at
+    tr (t, or t mod C; one array without layer norm; DHP[tr] is the operand of the product that makes the next DHM); ACC float64 parameter grads
     [db | dγ_ih | dγ_hh | dγ_c | dβ_c];
     PART (3G + 2H,) zeros in the kernel's dtype: the rows of this step add their terms here, and ACC gets the sum
     once per step (a float64 update per row costs a conversion, a load and a store per element: measured ~1.2 µs
     a step at (8, 64)); left zero. As in :func:`_forward_step`, no slice inside the loop over rows, saved
     sections by unsigned offsets, one array stored per inner loop; the gradients of both layer norms of the
     products and the bias in two passes over G."""
-    T, B, G = DXP.shape
+    B, G = DXP.shape[1], DXP.shape[2]
     H = G // 4
     inv_g, inv_h = SC[1], SC[2]
     g_ih, g_hh = P[G:2 * G], P[2 * G:3 * G]
@@ -743,9 +751,9 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln)
     for b in range(B):
         if t >= L[b]:  # frozen step: the carried grads pass through unchanged
             for k in range(G):
-                DXP[t, b, k] = zero
+                DXP[tr, b, k] = zero
             for k in range(G):
-                DHP[t, b, k] = zero
+                DHP[tr, b, k] = zero
             continue
         if t + 1 < L[b]:  # dL/dh_t from step t+1's product and y_t
             for j in range(H):
@@ -755,7 +763,7 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln)
                 Dh[b, j] += DY[t, b, j]
         for j in range(H):  # h = o tanh(ĉ): d(o pre-activation)
             o, th = SV[t, b, o_o + _u(j)], SV[t, b, o_th + _u(j)]
-            DHP[t, b, o_o + _u(j)] = Dh[b, j] * th * o * (_ONE - o)
+            DHP[tr, b, o_o + _u(j)] = Dh[b, j] * th * o * (_ONE - o)
         for j in range(H):  # Dh becomes dĉ
             o, th = SV[t, b, o_o + _u(j)], SV[t, b, o_th + _u(j)]
             Dh[b, j] = Dh[b, j] * o * (_ONE - th * th)
@@ -779,19 +787,19 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln)
             Dh[b, j] += Dc[b, j]
         for j in range(H):  # the gates' pre-activations, one section of DHP per loop
             i, g = SV[t, b, _u(j)], SV[t, b, o_g + _u(j)]
-            DHP[t, b, _u(j)] = Dh[b, j] * g * i * (_ONE - i)
+            DHP[tr, b, _u(j)] = Dh[b, j] * g * i * (_ONE - i)
         for j in range(H):
             f = SV[t, b, o_f + _u(j)]
-            DHP[t, b, o_f + _u(j)] = Dh[b, j] * SV[t, b, o_cp + _u(j)] * f * (_ONE - f)
+            DHP[tr, b, o_f + _u(j)] = Dh[b, j] * SV[t, b, o_cp + _u(j)] * f * (_ONE - f)
         for j in range(H):
             i, g = SV[t, b, _u(j)], SV[t, b, o_g + _u(j)]
-            DHP[t, b, o_g + _u(j)] = Dh[b, j] * i * (_ONE - g * g)
+            DHP[tr, b, o_g + _u(j)] = Dh[b, j] * i * (_ONE - g * g)
         for j in range(H):
             Dc[b, j] = Dh[b, j] * SV[t, b, o_f + _u(j)]  # dL/dc_{t-1}
         if ln:  # da = DHP[t, b] through LN(x̂) γ_ih (-> DXP) and LN(ĥ) γ_hh (-> DHP)
             s1x, s2x, s1h, s2h = zero, zero, zero, zero
             for k in range(G):
-                d, xn, hn = DHP[t, b, k], XN[t, b, k], SV[t, b, o_hn + _u(k)]
+                d, xn, hn = DHP[tr, b, k], XN[t, b, k], SV[t, b, o_hn + _u(k)]
                 dx = d * g_ih[k]
                 dh = d * g_hh[k]
                 s1x += dx
@@ -799,23 +807,23 @@ def _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln)
                 s1h += dh
                 s2h += dh * hn
             for k in range(G):
-                acc_b[k] += DHP[t, b, k]
+                acc_b[k] += DHP[tr, b, k]
             for k in range(G):
-                acc_ih[k] += DHP[t, b, k] * XN[t, b, k]
+                acc_ih[k] += DHP[tr, b, k] * XN[t, b, k]
             for k in range(G):
-                acc_hh[k] += DHP[t, b, k] * SV[t, b, o_hn + _u(k)]
+                acc_hh[k] += DHP[tr, b, k] * SV[t, b, o_hn + _u(k)]
             s1x *= inv_g
             s2x *= inv_g
             s1h *= inv_g
             s2h *= inv_g
             rx, rh = SV[t, b, o_rs], SV[t, b, o_rs + _u(1)]
             for k in range(G):
-                DXP[t, b, k] = rx * (DHP[t, b, k] * g_ih[k] - s1x - XN[t, b, k] * s2x)
+                DXP[tr, b, k] = rx * (DHP[tr, b, k] * g_ih[k] - s1x - XN[t, b, k] * s2x)
             for k in range(G):
-                DHP[t, b, k] = rh * (DHP[t, b, k] * g_hh[k] - s1h - SV[t, b, o_hn + _u(k)] * s2h)
+                DHP[tr, b, k] = rh * (DHP[tr, b, k] * g_hh[k] - s1h - SV[t, b, o_hn + _u(k)] * s2h)
         else:
             for k in range(G):
-                acc_b[k] += DHP[t, b, k]
+                acc_b[k] += DHP[tr, b, k]
     n = 3 * G + 2 * H if ln else G
     for k in range(n):  # this step's sums into the float64 totals
         ACC[k] += PART[k]
@@ -875,31 +883,40 @@ def _forward_loop(T_run, Wp, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
 
 
 @numba.njit(**_JIT)
-def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln, C, WX, WH, DX2, DH2, DWX,
+def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln, C, WX, WH, Wx, DX, DWX,
                    DWH):
     """Steps T_run-1..0 of :func:`_backward_step`, each followed by DHM = DHP_t W_hh; Wp = pack_panels(W_hh)
-    (W_hh (G, H)). With C > 0, once steps c·C .. c·C + C - 1 are done (their gradients still in cache), DWX (G, I)
-    += (their rows of DXP)ᵀ x and DWH (G, H) += (their rows of DHP)ᵀ (h ⊙ m), on the micro-kernel: WX, WH =
-    :func:`_pack_chunks` of XT (T, B, I) and HM (T, B, H); DX2, DH2 = DXP, DHP as (Tp·B, G), zero past T_run,
-    Tp = T padded to whole chunks. DWX, DWH zeros in."""
+    (W_hh (G, H)). With C = 0, DXP and DHP are (T, B, G), every step kept for the products at the end.
+
+    With C > 0 they are rings of C steps, (C, B, G), zeros in, and once steps c·C .. c·C + C - 1 are done (their
+    gradients in cache) their share of the products that would otherwise read all T·B rows back from memory at the
+    end is taken, on the micro-kernel: DWX (G, I) += (their rows of DXP)ᵀ x and DWH (G, H) += (their rows of DHP)ᵀ
+    (h ⊙ m), WX, WH = :func:`_pack_chunks` of XT (T, B, I) and HM (T, B, H); and, where DX (Tp·B, I) is not empty
+    (x needs its gradient), DX[their rows] = (their rows of DXP) W_ih, Wx = pack_panels(W_ih). Tp = T padded to
+    whole chunks; DWX, DWH zeros in."""
     B = DXP.shape[1]
     G = DXP.shape[2]
     I = DWX.shape[1]
     H = DWH.shape[1]
     TMP = np.empty((G, max(I, H)), dtype=DWX.dtype)
     for t in range(T_run - 1, -1, -1):
-        _backward_step(t, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln)
-        matmul_packed(DHP[t], Wp, DHM)
-        if C > 0 and t % C == 0:  # this chunk's share of dW_ih, dW_hh
+        tr = t % C if C > 0 else t
+        _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln)
+        matmul_packed(DHP[tr], Wp, DHM)
+        if C > 0 and tr == 0:  # this chunk's share of dW_ih, dW_hh (and dx)
             c = t // C
-            matmul_packed(DX2[t * B:(t + C) * B].T, WX[c], TMP[:, :I])
+            DX2 = DXP.reshape(C * B, G)
+            DH2 = DHP.reshape(C * B, G)
+            matmul_packed(DX2.T, WX[c], TMP[:, :I])
             for g in range(G):
                 for j in range(I):
                     DWX[g, j] += TMP[g, j]
-            matmul_packed(DH2[t * B:(t + C) * B].T, WH[c], TMP[:, :H])
+            matmul_packed(DH2.T, WH[c], TMP[:, :H])
             for g in range(G):
                 for j in range(H):
                     DWH[g, j] += TMP[g, j]
+            if DX.shape[0] > 0:
+                matmul_packed(DX2, Wx, DX[t * B:(t + C) * B])
 
 
 @numba.njit(**_JIT)

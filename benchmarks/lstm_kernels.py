@@ -5,11 +5,12 @@ without layer norm: µs per step and ns per element of the (B, 4H) pre-activatio
     cd benchmarks && OMP_NUM_THREADS=1 python lstm_kernels.py [--threads 1] [--rounds 15] [--clock cpu]
                                                               [--against MODULE]
 
-The kernels' arrays are time-major, (steps, B, ...), as fused_lstm's training path since the time-major change
-(``--against`` needs a module with the same signatures). The inputs stay in cache (8 steps of saved rows, reused), so this is the kernels' arithmetic and loop overhead, not
-the memory traffic of a whole sequence (benchmarks/lstm_options.py --profile splits a layer's time). ``--against``
-names a module with the same kernels (e.g. a copy of an older fused_lstm.py under src/rnnlab/nn/) to time both,
-interleaved, with the median of per-round ratios. Writes benchmarks/results/lstm_kernels.json (``--out``).
+The kernels' arrays are time-major, (steps, B, ...), as fused_lstm's training path (``--against`` needs a module
+with the same signatures). The inputs stay in cache (8 steps of saved rows, reused), so this is the kernels'
+arithmetic and loop overhead, not the memory traffic of a whole sequence (benchmarks/lstm_options.py --profile
+splits a layer's time). ``--against`` names a module with the same kernels (e.g. a copy of an older fused_lstm.py
+under src/rnnlab/nn/) to time both, interleaved, with the median of per-round ratios. Writes
+benchmarks/results/lstm_kernels.json (``--out``).
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ def weight_grads(request, monkeypatch):
     two products at the end (the threshold on T·B·4H below every test shape)."""
     monkeypatch.setattr(fused_lstm, "_IN_LOOP_WEIGHT_GRAD_MAX", 0 if request.param == "end_products" else 1 << 40)
     if request.param == "in_loop_chunks_of_2":
-        monkeypatch.setattr(fused_lstm, "_grad_chunk", lambda B, G, dtype: 2)
+        monkeypatch.setattr(fused_lstm, "_grad_chunk", lambda B, G, dtype, ln: 2)
     return request.param
 
 
@@ -55,10 +55,11 @@ def test_pack_chunks_is_pack_panels_per_chunk():
 
 def test_weight_grad_route_threshold():
     """In the loop up to T·B·4H = 2^20 elements: (8, 500, 32, 64) of benchmarks/layers.py, not (32, 100, ·, 256);
-    chunks of ~256 KB of float32 gradients (32 steps at B = 8, 4H = 256)."""
+    chunks of ~256 KB of float32 gradients in all (32 steps at B = 8, 4H = 256; 16 with layer norm's two arrays)."""
     assert 500 * 8 * 256 <= fused_lstm._IN_LOOP_WEIGHT_GRAD_MAX < 100 * 32 * 1024
-    assert fused_lstm._grad_chunk(8, 256, torch.float32) == 32
-    assert fused_lstm._grad_chunk(1 << 20, 256, torch.float64) == 1
+    assert fused_lstm._grad_chunk(8, 256, torch.float32, False) == 32
+    assert fused_lstm._grad_chunk(8, 256, torch.float32, True) == 16
+    assert fused_lstm._grad_chunk(1 << 20, 256, torch.float64, True) == 1
 
 
 def test_many_steps_accumulate_parameter_grads_per_step():

@@ -22,7 +22,7 @@ no shift (the biases are the shift), the LN of c_t has one. The carried c_t is n
 real step.
 
 Implementation (CPU, float32/float64): a ``torch.autograd.Function`` with a hand-written backward through
-time. The forward does the input product and its layer norm for all steps at once (oneDNN, torch), then per
+time. The forward does the input product for all steps at once (oneDNN), then per
 step the recurrent product and one serial numba kernel for everything element-wise (LN of ĥ_t, gates, cell,
 LN of c, h, lengths), writing into buffers allocated once and saving what the backward needs. Steps past the
 longest row are skipped. Inference (no grad) keeps nothing: x̂ is computed time-major, a chunk of steps (~1 MB)
@@ -34,8 +34,15 @@ time is one numba call with its own product instead (the register-blocked ``_uke
 packed once per call), since a oneDNN call and the Python around it cost more than such a product.
 What the forward saves for the backward comes from memory reused once nothing references it
 (``_workspace.saved_buffer``: no page faults per call).
-The backward runs one kernel and one product per step likewise and collects the pre-activation gradients of
-all steps, so dW_ih, dW_hh and dx are single matmuls at the end. In float32 the kernels use a rational
+Training runs time-major, (T, B, ·): x, x̂, h ⊙ m, y, the saved rows and the gradients, so that a step's B rows
+are one contiguous block the hardware prefetcher streams (batch-major they lie T·K apart); y comes back as a
+(B, T, H) view. The forward kernel normalises x̂_t in place (LN(x̂), saved) with the moments of ĥ_t.
+The backward runs one kernel and one product per step likewise; the parameter gradients of the layer norms and
+the biases are summed per step in the kernel's dtype and added to float64 totals once per step. Large layers
+collect the pre-activation gradients of all steps, so dW_ih, dW_hh and dx are single products at the end; small
+ones (the whole loop in numba and T·B·4H ≤ 2^20, :data:`_IN_LOOP_WEIGHT_GRAD_MAX`) keep them in rings of one
+chunk of steps (~256 KB, in cache) and take each chunk's share of dW_ih, dW_hh and dx on the micro-kernel inside
+the loop, so that no (T, B, 4H) gradient array goes to memory and back. In float32 the kernels use a rational
 tanh (Eigen's, error ~1e-7) that the compiler vectorises; sigmoid(x) = (1 + tanh(x/2)) / 2. The kernels slice no
 array inside their loop over rows (each slice costs numba a reference-count increment and decrement, ~100-200 ns
 per row with the dozen a row needed, as much as a row's arithmetic at H = 64); they index the per-call arrays by
@@ -363,7 +370,7 @@ class _FusedLSTM(torch.autograd.Function):
         dtype = XT.dtype
         dY = dY.transpose(0, 1).contiguous()  # (T, B, H)
         whole = _whole_loop(B, G, H)
-        C = _grad_chunk(B, G, dtype) if whole and T * B * G <= _IN_LOOP_WEIGHT_GRAD_MAX else 0
+        C = _grad_chunk(B, G, dtype, ln) if whole and T * B * G <= _IN_LOOP_WEIGHT_GRAD_MAX else 0
         Tp = -(-T // C) * C if C else T  # T padded to whole chunks
         Tb = C if C else T  # steps of DXP, DHP: rings of C steps, or all
         with scratch((2 if ln else 1) * Tb * B * G, dtype) as buf:  # reused: fresh pages cost more than the kernel
@@ -442,10 +449,13 @@ oneDNN's speed (9.7 + 19.6 ms against 5.5 + 9.8 ms)."""
 _GRAD_CHUNK_BYTES = 1 << 18
 
 
-def _grad_chunk(B: int, G: int, dtype) -> int:
-    """Steps per chunk of the in-loop weight gradients: the chunk's pre-activation gradients, B·C·G elements of
-    ``dtype``, about _GRAD_CHUNK_BYTES (256 KB, in L2 with the other array of the same size under layer norm)."""
-    return max(1, _GRAD_CHUNK_BYTES // (B * G * torch.empty(0, dtype=dtype).element_size()))
+def _grad_chunk(B: int, G: int, dtype, ln: bool) -> int:
+    """Steps C per chunk of the in-loop weight gradients: the chunk's pre-activation gradients, B·C·G elements of
+    ``dtype`` per ring (two with layer norm, DXP and DHP; one without), about _GRAD_CHUNK_BYTES in all (256 KB, in
+    L2). Measured at (8, 500, 32, 64), training step time against 256 KB per ring: layer norm 64 KB 0.97, 128 KB 0.96,
+    512 KB 1.01; dropout 64 KB 1.02, 128 KB 1.02, 512 KB 1.02 (one thread, interleaved, noise ~2-3%)."""
+    per_step = (2 if ln else 1) * B * G * torch.empty(0, dtype=dtype).element_size()
+    return max(1, _GRAD_CHUNK_BYTES // per_step)
 
 
 def _pack_chunks(A: np.ndarray, C: int, Tp: int) -> np.ndarray:
@@ -730,8 +740,8 @@ def _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC,
     """Backward of step t for every row b, time-major as :func:`_forward_step`. DY (T, B, H); DHM (B, H) =
     dL/d(h_t ⊙ m) via step t+1's product; DS (2, B, H) dL/dh_t, dL/dc_t carried (updated to t-1); SV (T, B, K),
     XN (T, B, G) LN(x̂) (unused without layer norm); DXP, DHP (T, B, G), or (C, B, G) rings of C steps, written at
-    tr (t, or t mod C; one array without layer norm; DHP[tr] is the operand of the product that makes the next DHM); ACC float64 parameter grads
-    [db | dγ_ih | dγ_hh | dγ_c | dβ_c];
+    tr (t, or t mod C; one array without layer norm; DHP[tr] is the operand of the product that makes the next
+    DHM); ACC float64 parameter grads [db | dγ_ih | dγ_hh | dγ_c | dβ_c];
     PART (3G + 2H,) zeros in the kernel's dtype: the rows of this step add their terms here, and ACC gets the sum
     once per step (a float64 update per row costs a conversion, a load and a store per element: measured ~1.2 µs
     a step at (8, 64)); left zero. As in :func:`_forward_step`, no slice inside the loop over rows, saved

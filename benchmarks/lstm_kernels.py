@@ -5,10 +5,12 @@ without layer norm: µs per step and ns per element of the (B, 4H) pre-activatio
     cd benchmarks && OMP_NUM_THREADS=1 python lstm_kernels.py [--threads 1] [--rounds 15] [--clock cpu]
                                                               [--against MODULE]
 
-The inputs stay in cache (8 steps of saved rows, reused), so this is the kernels' arithmetic and loop overhead, not
-the memory traffic of a whole sequence (benchmarks/lstm_options.py --profile splits a layer's time). ``--against``
-names a module with the same kernels (e.g. a copy of an older fused_lstm.py under src/rnnlab/nn/) to time both,
-interleaved, with the median of per-round ratios. Writes benchmarks/results/lstm_kernels.json (``--out``).
+The kernels' arrays are time-major, (steps, B, ...), as fused_lstm's training path (``--against`` needs a module
+with the same signatures). The inputs stay in cache (8 steps of saved rows, reused), so this is the kernels'
+arithmetic and loop overhead, not the memory traffic of a whole sequence (benchmarks/lstm_options.py --profile
+splits a layer's time). ``--against`` names a module with the same kernels (e.g. a copy of an older fused_lstm.py
+under src/rnnlab/nn/) to time both, interleaved, with the median of per-round ratios. Writes
+benchmarks/results/lstm_kernels.json (``--out``).
 """
 from __future__ import annotations
 
@@ -35,15 +37,15 @@ def make(B: int, H: int, ln: bool, rng) -> dict:
     L = np.full(B, STEPS, np.int64)
     L[: B // 4] = STEPS // 2
     return dict(
-        XP=rng.standard_normal((B, STEPS, G)).astype(f32), XT=rng.standard_normal((STEPS, B, G)).astype(f32),
+        XP=rng.standard_normal((STEPS, B, G)).astype(f32), XT=rng.standard_normal((STEPS, B, G)).astype(f32),
         HP=rng.standard_normal((B, G)).astype(f32), P=P, M=np.ones((B, H), f32), L=L,
-        ST=(0.1 * rng.standard_normal((2, B, H))).astype(f32), Y=np.zeros((B, STEPS, H), f32),
-        YT=np.zeros((STEPS, B, H), f32), HM=np.zeros((B, STEPS, H), f32), HN=np.zeros((B, H), f32),
-        SV=np.zeros((B, STEPS, fused_lstm._layout(G, H, ln)), f32), A=np.zeros(G, f32),
-        SC=fused_lstm._scalars(1e-5, G, H, torch.float32), DY=rng.standard_normal((B, STEPS, H)).astype(f32),
-        DHM=rng.standard_normal((B, H)).astype(f32), DXP=np.zeros((B, STEPS, G), f32),
-        DHP=np.zeros((B, STEPS, G), f32), DA=np.zeros((B, G), f32),
-        DS=rng.standard_normal((2, B, H)).astype(f32), ACC=np.zeros(3 * G + 2 * H))
+        ST=(0.1 * rng.standard_normal((2, B, H))).astype(f32), Y=np.zeros((STEPS, B, H), f32),
+        YT=np.zeros((STEPS, B, H), f32), HM=np.zeros((STEPS, B, H), f32), HN=np.zeros((B, H), f32),
+        SV=np.zeros((STEPS, B, fused_lstm._layout(G, H, ln)), f32), A=np.zeros(G, f32),
+        SC=fused_lstm._scalars(1e-5, G, H, torch.float32), DY=rng.standard_normal((STEPS, B, H)).astype(f32),
+        DHM=rng.standard_normal((B, H)).astype(f32), DXP=np.zeros((STEPS, B, G), f32),
+        DHP=np.zeros((STEPS, B, G), f32),
+        DS=rng.standard_normal((2, B, H)).astype(f32), ACC=np.zeros(3 * G + 2 * H), PART=np.zeros(3 * G + 2 * H, f32))
 
 
 def kernels(mod, d: dict, ln: bool) -> dict:
@@ -60,8 +62,8 @@ def kernels(mod, d: dict, ln: bool) -> dict:
 
     def backward():
         for t in range(STEPS - 1, -1, -1):
-            mod._backward_step(t, d["DY"], d["DHM"], d["P"], d["M"], d["L"], d["SV"], d["XP"], d["DXP"], d["DHP"],
-                               d["DA"], d["DS"], d["ACC"], d["SC"], ln)
+            mod._backward_step(t, t, d["DY"], d["DHM"], d["P"], d["M"], d["L"], d["SV"], d["XP"], d["DXP"], d["DHP"],
+                               d["DS"], d["ACC"], d["PART"], d["SC"], ln)
 
     forward()  # the backward reads what the forward saved
     return {"infer": infer, "forward": forward, "backward": backward}

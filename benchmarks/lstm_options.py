@@ -2,7 +2,7 @@
 their time goes.
 
     cd benchmarks && OMP_NUM_THREADS=1 python lstm_options.py [--threads 1] [--rounds 11] [--shapes 0,1,2,3,4]
-                                                              [--profile]
+                                                              [--profile] [--clock cpu] [--against MODULE]
 
 Ratios: time rnnlab / time torch.nn.LSTM of the same size, a training step (forward + backward of y.mean() with
 parameter gradients) and inference (forward under no_grad), interleaved in one process, median of per-round
@@ -12,26 +12,46 @@ ratios (benchmarks/common.py). Targets (issue 12): training <= 1.2, inference <=
 (x W_ihᵀ, and its layer norm), the per-step recurrent products (forward and backward), the per-step numba
 kernels, the products at the end of the backward pass (dx, dW_ih, dW_hh), and the rest (Python per step,
 dispatch, allocation, autograd), by wrapping the module's functions with timers (~0.3 µs a call, included).
-Where the whole loop runs in one numba call (small shapes) products and kernels are one figure ("loop").
+Where the whole loop runs in one numba call (small shapes) products and kernels are one figure ("loop"), and at
+the smallest shape the weight gradients (and dx) are in the backward loop too. ``--clock cpu`` times this thread's
+CPU time instead of wall time. ``--against MODULE`` also runs the same layers on another module's
+``lstm_sequence`` (e.g. the fused_lstm.py of an older commit copied to benchmarks/, its relative imports made
+absolute) in the same rounds: ``vs_against`` = median of per-round ratios time now / time against.
 Writes benchmarks/results/lstm_options.json (``--out``) and prints tables.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
 import time
 from collections import defaultdict
 
 import torch
 
-from common import interleaved, median_ms, print_table, ratio, setup_threads, write_json
+from common import CLOCKS, interleaved, median_ms, print_table, ratio, setup_threads, write_json
 from layers import SHAPES, inference, train_step
 from rnnlab.nn import LSTM, fused_lstm
 
 OPTIONS = {"layer_norm": {"layer_norm": True}, "recurrent_dropout": {"recurrent_dropout": 0.25}}
 
 
-def compare(shape, rounds: int) -> list[dict]:
+def swapped(fn, against):
+    """fn run with ``against.lstm_sequence`` in place of fused_lstm's (rnnlab.nn.recurrent looks it up per call)."""
+    def run():
+        own = fused_lstm.lstm_sequence
+        fused_lstm.lstm_sequence = against.lstm_sequence
+        try:
+            fn()
+        finally:
+            fused_lstm.lstm_sequence = own
+    return run
+
+
+def compare(shape, rounds: int, against=None, clock=time.perf_counter) -> list[dict]:
+    """Each option against torch.nn.LSTM; with ``against`` (a module with ``lstm_sequence``, e.g. a copy of an older
+    fused_lstm.py), the same layers on that module's kernels too, in the same rounds: ``against_ms``, and
+    ``vs_against``, the median of per-round ratios time now / time against."""
     B, T, I, H = shape
     x = torch.randn(B, T, I)
     models = {"torch.nn.LSTM": torch.nn.LSTM(I, H, batch_first=True)}
@@ -39,10 +59,17 @@ def compare(shape, rounds: int) -> list[dict]:
     rows = []
     for mode, make in (("train", train_step), ("infer", inference)):
         fns = {name: make(m.train(mode == "train"), x) for name, m in models.items()}
-        times = interleaved(fns, rounds=rounds)
+        if against is not None:
+            fns.update({f"{name}@against": swapped(fns[name], against) for name in OPTIONS})
+        times = interleaved(fns, rounds=rounds, clock=clock)
         for name in OPTIONS:
-            rows.append({"shape": f"{B},{T},{I},{H}", "mode": mode, "option": name, "ms": median_ms(times[name]),
-                         "torch_ms": median_ms(times["torch.nn.LSTM"]), "ratio": ratio(times, name, "torch.nn.LSTM")})
+            row = {"shape": f"{B},{T},{I},{H}", "mode": mode, "option": name, "ms": median_ms(times[name]),
+                   "torch_ms": median_ms(times["torch.nn.LSTM"]), "ratio": ratio(times, name, "torch.nn.LSTM")}
+            if against is not None:
+                row.update(against_ms=median_ms(times[f"{name}@against"]),
+                           against_ratio=ratio(times, f"{name}@against", "torch.nn.LSTM"),
+                           vs_against=ratio(times, name, f"{name}@against"))
+            rows.append(row)
     return rows
 
 
@@ -64,7 +91,7 @@ def _timed(fn, key: str, phased: bool = True):
 def _install_timers() -> dict:
     saved = {name: getattr(fused_lstm, name) for name in
              ("linear", "linear_packed", "_forward_step", "_backward_step", "_forward_loop", "_backward_loop",
-              "_infer_step", "_infer_loop", "native_layer_norm_out", "sequence_buffers", "pack")}
+              "_infer_step", "_infer_loop", "_time_major_buffers", "pack")}
     fused_lstm.linear_packed = _timed(saved["linear_packed"], "product_recurrent")
     fused_lstm._forward_step = _timed(saved["_forward_step"], "kernel")
     fused_lstm._backward_step = _timed(saved["_backward_step"], "kernel")
@@ -72,9 +99,8 @@ def _install_timers() -> dict:
     fused_lstm._infer_loop = _timed(saved["_infer_loop"], "loop")
     fused_lstm._forward_loop = _timed(saved["_forward_loop"], "loop")
     fused_lstm._backward_loop = _timed(saved["_backward_loop"], "loop")
-    fused_lstm.native_layer_norm_out = _timed(saved["native_layer_norm_out"], "input_product", phased=False)
-    fused_lstm.sequence_buffers = _timed(saved["sequence_buffers"], "input_product", phased=False)
-    fused_lstm.linear = _timed(saved["linear"], "linear")  # forward: inside sequence_buffers; backward: dx
+    fused_lstm._time_major_buffers = _timed(saved["_time_major_buffers"], "input_product", phased=False)
+    fused_lstm.linear = _timed(saved["linear"], "linear")  # forward: inside _time_major_buffers; backward: dx
     fused_lstm.pack = _timed(saved["pack"], "pack", phased=False)
     return saved
 
@@ -125,7 +151,7 @@ def profile(shape, rounds: int) -> list[dict]:
                     if r == 0:
                         continue  # warm-up
                     parts = dict(_clock)
-                    linear_fwd = parts.pop("linear_fwd", 0.0)  # training: nested in sequence_buffers (input_product)
+                    linear_fwd = parts.pop("linear_fwd", 0.0)  # training: nested in _time_major_buffers (input_product)
                     if "input_product" not in parts:  # inference: x̂ chunk by chunk, directly
                         parts["input_product"] = linear_fwd
                     parts["end_products"] = parts.get("end_products", 0.0) + parts.pop("linear_bwd", 0.0)
@@ -162,7 +188,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also split the time (see above)")
     parser.add_argument("--no-compare", action="store_true", help="only the profile")
     parser.add_argument("--out", default="lstm_options.json", help="file name under benchmarks/results/")
+    parser.add_argument("--against", default=None,
+                        help="module with lstm_sequence to time as well (e.g. a copy of an older fused_lstm.py)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="cpu: this thread's CPU time (leaves out the time other processes held the core)")
     args = parser.parse_args()
+    against = importlib.import_module(args.against) if args.against else None
     setup_threads(args.threads)
     torch.manual_seed(0)
     shapes = [SHAPES[int(i)] for i in args.shapes.split(",")]
@@ -170,13 +201,15 @@ def main() -> None:
     t0 = time.perf_counter()
     for shape in shapes:
         if not args.no_compare:
-            rows += compare(shape, args.rounds)
+            rows += compare(shape, args.rounds, against, CLOCKS[args.clock])
         if args.profile:
             prof += profile(shape, max(3, args.rounds // 2))
         print(f"done {shape} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    path = write_json(args.out, {"threads": args.threads, "rounds": args.rounds, "rows": rows, "profile": prof})
+    path = write_json(args.out, {"threads": args.threads, "rounds": args.rounds, "clock": args.clock,
+                                 "against": args.against, "rows": rows, "profile": prof})
     if rows:
-        print_table(rows, ["shape", "mode", "option", "ms", "torch_ms", "ratio"])
+        extra = ["against_ms", "against_ratio", "vs_against"] if against is not None else []
+        print_table(rows, ["shape", "mode", "option", "ms", "torch_ms", "ratio"] + extra)
     if prof:
         print()
         print_table(prof, PROFILE_COLUMNS)

@@ -52,7 +52,7 @@ _CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
 _IMPLS = get_args(Impl)
 _TORCH_SEQUENCE = {"lstm": kernels.lstm, "gru": kernels.gru, "rnn_tanh": kernels.rnn_tanh, "rnn_relu": kernels.rnn_relu}
 _TORCH_STEP = ("torch", "auto_gru", "auto_rnn")  # the resolved impls whose step runs torch's cell kernels
-_AUTOCAST_NUMBA_MAX_HIDDEN = {"train": 256, "infer": 64}  # GRU/RNN under CPU bf16 autocast: see Recurrent._impl_for
+_AUTOCAST_NUMBA_MAX_HIDDEN = {"train": 256, "infer": 256}  # GRU/RNN under CPU bf16 autocast: see Recurrent._impl_for
 _MAX_LENGTH_GROUPS = 4  # distinct lengths up to which torch's unpacked kernel per group beats the packed one (CPU)
 _TORCH_CELL = {"lstm": kernels.lstm_cell, "gru": kernels.gru_cell, "rnn_tanh": kernels.rnn_tanh_cell,
                "rnn_relu": kernels.rnn_relu_cell}
@@ -246,7 +246,9 @@ class Recurrent(nn.Module):
           ops in bf16, and our float32 kernel stays faster up to a size (``_AUTOCAST_NUMBA_MAX_HIDDEN``; one
           thread, ``benchmarks/peers.py --autocast-kernels``, speed-up over torch.nn float32, numba vs torch bf16):
           GRU training H=64 4.5x vs 0.63x, H=128 1.81 vs 1.44, H=256 1.87-1.99 vs 1.36-1.60, H=512 1.81 vs 3.18;
-          inference H=64 1.89 vs 0.48, H=128 1.44 vs 1.63, H=256 1.46-1.72 vs 1.87-2.09."""
+          inference, with the micro-GEMM and the lean kernels (issue 12, quiet, ``peers.py --cells GRU``): H=64
+          5.14 vs 0.51, H=128 3.02 vs 1.71, H=256 2.44-3.20 vs 2.05-2.08, H=512 2.51 vs 3.49 (before them: H=128
+          1.44 vs 1.63, H=256 1.46-1.72 vs 1.87-2.09, when inference kept the kernel only up to H=64)."""
         if self._impl == "auto_lstm_dropout":
             return "numba" if self.training else "torch"
         if self._impl not in ("auto_gru", "auto_rnn"):

@@ -8,8 +8,9 @@ measurement behind ``fused_lstm._WHOLE_LOOP_MAX`` and ``_gemm.NUMBA_MAX_MACS``.
 
 Products: float32, at the per-step shapes of the five layer shapes of benchmarks/layers.py, (B, T, I, H) ->
 LSTM forward (B, H) x (H, 4H), LSTM backward (B, 4H) x (4H, H), GRU forward (B, H) x (H, 3H). Contenders:
-``ukernel`` (matmul_packed on W packed once), ``numba _matmul`` (fused_lstm's plain loop, 8 rows of W per pass),
-``step_product_numba`` (an axpy per k), ``oneDNN packed`` (``_gemm.linear_packed``, the per-step product of
+``ukernel`` (matmul_packed on W packed once), ``numba _matmul`` (``matmul_8rows`` below: fused_lstm's plain loop
+before the micro-kernel, 8 rows of W per pass), ``step_product_numba`` (``axpy_product`` below: the GRU/RNN loops'
+axpy per k before it), ``oneDNN packed`` (``_gemm.linear_packed``, the per-step product of
 mid-size layers, a Python call each), ``torch.mm`` (MKL, into one buffer, a Python call each). The numba ones run
 ``reps`` products inside one jitted loop, so their figure is the product alone; the other two include their call
 from Python, as the per-step drivers pay it. Interleaved rounds (common.py), median µs per product, GFLOP/s,
@@ -35,6 +36,63 @@ from layers import SHAPES, inference, train_step
 from rnnlab.nn import GRU, LSTM, RNN, _gemm, fused_lstm
 from rnnlab.nn._ukernel import matmul_packed, pack_panels
 
+# The two numba products the time loops ran before rnnlab.nn._ukernel, kept here as baselines.
+_JIT = dict(cache=True, fastmath=True, error_model="numpy", nogil=True)  # as the sequence kernels'
+
+
+@numba.njit(inline="always", **_JIT)
+def matmul_8rows(A, W, out):
+    """out = A @ W: A (M, K) with contiguous rows, W (K, N), out (M, N) C-contiguous rows. The plain numba product
+    that fused_lstm's time loops ran before the micro-kernel (a baseline here).
+    The inner loop runs over contiguous rows of W, so it vectorises; eight rows of W per pass over a row of out
+    cut the loads and stores of out eightfold (they, not the multiply-adds, bound the plain loop). Those eight rows
+    of W serve every row of out before the next eight are read: W (up to 4 MB) is read once per product, from L2,
+    instead of once per row of A (measured, one thread: (8, 64) x (64, 256) 5.8 -> 4.0-4.6 µs, (8, 256) x (256, 64)
+    7.0 -> 5.4 µs, (16, 64) x (64, 256) 19 -> 8-12 µs; (64, 32) x (32, 128) within noise). Rows of out are not
+    paired in one inner loop: two rows of one array there stop LLVM vectorising it (5x slower, measured)."""
+    M, K = A.shape
+    N = W.shape[1]
+    K8 = K - K % 8
+    for r in range(M):
+        o = out[r]
+        for n in range(N):
+            o[n] = np.float32(0.0) * o[n]
+    for k in range(0, K8, 8):
+        w0, w1, w2, w3 = W[k], W[k + 1], W[k + 2], W[k + 3]
+        w4, w5, w6, w7 = W[k + 4], W[k + 5], W[k + 6], W[k + 7]
+        for r in range(M):
+            o = out[r]
+            a = A[r]
+            v0, v1, v2, v3 = a[k], a[k + 1], a[k + 2], a[k + 3]
+            v4, v5, v6, v7 = a[k + 4], a[k + 5], a[k + 6], a[k + 7]
+            for n in range(N):
+                o[n] += (v0 * w0[n] + v1 * w1[n] + v2 * w2[n] + v3 * w3[n]) + (
+                    v4 * w4[n] + v5 * w5[n] + v6 * w6[n] + v7 * w7[n])
+    for k in range(K8, K):
+        w = W[k]
+        for r in range(M):
+            o = out[r]
+            v = A[r, k]
+            for n in range(N):
+                o[n] += v * w[n]
+
+
+@numba.njit(inline="always", **_JIT)
+def axpy_product(A, W_T, out):
+    """out = A @ W_T inside a numba loop: A (M, K) rows (any row stride), W_T (K, N) contiguous, out (M, N).
+    Row by row, an axpy over N per k, so the inner loop is contiguous and vectorises. The GRU/RNN time loops ran
+    this before the micro-kernel (``_gemm.step_product_numba``; a baseline here)."""
+    M, K = A.shape
+    N = W_T.shape[1]
+    for i in range(M):
+        o, a = out[i], A[i]
+        for n in range(N):
+            o[n] = 0
+        for k in range(K):
+            v, w = a[k], W_T[k]
+            for n in range(N):
+                o[n] += v * w[n]
+
 
 @numba.njit(cache=True)
 def _reps_ukernel(A, Wp, out, reps):
@@ -45,13 +103,13 @@ def _reps_ukernel(A, Wp, out, reps):
 @numba.njit(cache=True)
 def _reps_matmul(A, W, out, reps):
     for _ in range(reps):
-        fused_lstm._matmul(A, W, out)
+        matmul_8rows(A, W, out)
 
 
 @numba.njit(cache=True)
 def _reps_axpy(A, W, out, reps):
     for _ in range(reps):
-        _gemm.step_product_numba(A, W, out)
+        axpy_product(A, W, out)
 
 
 def product_shapes() -> list[tuple[str, int, int, int]]:

@@ -47,14 +47,6 @@ def test_input_and_weight_grads(need, dtype):
             assert g is None
 
 
-def test_step_product_numba_matches_mm():
-    A = torch.randn(6, 3, 5).unbind(1)[1]  # rows strided
-    W_T = torch.randn(5, 9)
-    out = np.full((6, 9), np.nan, dtype=np.float32)
-    _gemm.step_product_numba(A.numpy(), W_T.numpy(), out)
-    torch.testing.assert_close(torch.from_numpy(out), A @ W_T, **TOL32)
-
-
 def test_numba_pays_by_threads(monkeypatch):
     """One thread: the whole loop up to NUMBA_MAX_MACS (2^24); more threads: up to NUMBA_MAX_MACS_THREADED (2^18)."""
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numba
 import numpy as np
 import torch
 from torch import Tensor
@@ -102,7 +101,6 @@ def weight_grad(d: Tensor, a: Tensor) -> Tensor:
     return linear(a.t(), d.t()).t().contiguous()
 
 
-_JIT = dict(cache=True, fastmath=True, error_model="numpy", nogil=True)  # as the sequence kernels'
 NUMBA_MAX_MACS = 1 << 24
 """At most this many multiply-adds per step (one torch thread), the GRU and RNN sequence kernels run their whole
 loops over time, forward and backward, in one numba call each, the recurrent product on the register-blocked
@@ -124,23 +122,6 @@ def numba_pays(M: int, K: int, N: int) -> bool:
     :data:`NUMBA_MAX_MACS`)."""
     limit = NUMBA_MAX_MACS if torch.get_num_threads() == 1 else NUMBA_MAX_MACS_THREADED
     return M * K * N <= limit
-
-
-@numba.njit(inline="always", **_JIT)
-def step_product_numba(A, W_T, out):
-    """out = A @ W_T inside a numba loop: A (M, K) rows (any row stride), W_T (K, N) contiguous, out (M, N).
-    Row by row, an axpy over N per k, so the inner loop is contiguous and vectorises. The time loops now run
-    ``_ukernel.matmul_packed`` instead (4-5x faster, benchmarks/ukernel.py); this stays as the simplest reference."""
-    M, K = A.shape
-    N = W_T.shape[1]
-    for i in range(M):
-        o, a = out[i], A[i]
-        for n in range(N):
-            o[n] = 0
-        for k in range(K):
-            v, w = a[k], W_T[k]
-            for n in range(N):
-                o[n] += v * w[n]
 
 
 def pack(w: Tensor, batch_size: int) -> Tensor:

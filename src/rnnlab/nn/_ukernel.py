@@ -27,9 +27,9 @@ zero padding and stored element by element. Float64 runs the same code with 8 la
 Measured (benchmarks/ukernel.py --clock cpu --rounds 11, one thread, AMD EPYC Zen 5, AVX-512, float32, at the per-step
 products of benchmarks/layers.py' five shapes): 191-242 GFLOP/s, e.g. (8, 64) x (64, 256) 1.19 µs, (8, 256) x
 (256, 64) 1.08 µs, (64, 128) x (128, 512) 36 µs, (64, 512) x (512, 2048) 704 µs. The others take, at the fifteen
-products, 1.5-2.7x as long (the plain numba loop it replaced, fused_lstm._matmul), 2.9-7.6x (the axpy loop,
-_gemm.step_product_numba), 1.3-2.0x (packed oneDNN called from Python; 11-16x at batch 8, its fixed cost) and
-2.4-4.8x (torch.mm, MKL, called from Python).
+products, 1.5-2.7x as long (the plain numba loop it replaced, kept as ``matmul_8rows`` in benchmarks/ukernel.py),
+2.9-7.6x (the axpy loop, ``axpy_product`` there), 1.3-2.0x (packed oneDNN called from Python; 11-16x at batch 8,
+its fixed cost) and 2.4-4.8x (torch.mm, MKL, called from Python).
 """
 from __future__ import annotations
 

@@ -855,44 +855,6 @@ def _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC,
 # ----------------------------------------------------------------------------------------------------
 
 
-@numba.njit(inline="always", **_JIT)
-def _matmul(A, W, out):
-    """out = A @ W: A (M, K) with contiguous rows, W (K, N), out (M, N) C-contiguous rows. The plain numba product,
-    kept for callers outside the time loops (which run :func:`rnnlab.nn._ukernel.matmul_packed`, 1.5-2.7x faster
-    on a packed W: see benchmarks/ukernel.py).
-    The inner loop runs over contiguous rows of W, so it vectorises; eight rows of W per pass over a row of out
-    cut the loads and stores of out eightfold (they, not the multiply-adds, bound the plain loop). Those eight rows
-    of W serve every row of out before the next eight are read: W (up to 4 MB) is read once per product, from L2,
-    instead of once per row of A (measured, one thread: (8, 64) x (64, 256) 5.8 -> 4.0-4.6 µs, (8, 256) x (256, 64)
-    7.0 -> 5.4 µs, (16, 64) x (64, 256) 19 -> 8-12 µs; (64, 32) x (32, 128) within noise). Rows of out are not
-    paired in one inner loop: two rows of one array there stop LLVM vectorising it (5x slower, measured)."""
-    M, K = A.shape
-    N = W.shape[1]
-    K8 = K - K % 8
-    for r in range(M):
-        o = out[r]
-        for n in range(N):
-            o[n] = _ZERO * o[n]
-    for k in range(0, K8, 8):
-        w0, w1, w2, w3 = W[k], W[k + 1], W[k + 2], W[k + 3]
-        w4, w5, w6, w7 = W[k + 4], W[k + 5], W[k + 6], W[k + 7]
-        for r in range(M):
-            o = out[r]
-            a = A[r]
-            v0, v1, v2, v3 = a[k], a[k + 1], a[k + 2], a[k + 3]
-            v4, v5, v6, v7 = a[k + 4], a[k + 5], a[k + 6], a[k + 7]
-            for n in range(N):
-                o[n] += (v0 * w0[n] + v1 * w1[n] + v2 * w2[n] + v3 * w3[n]) + (
-                    v4 * w4[n] + v5 * w5[n] + v6 * w6[n] + v7 * w7[n])
-    for k in range(K8, K):
-        w = W[k]
-        for r in range(M):
-            o = out[r]
-            v = A[r, k]
-            for n in range(N):
-                o[n] += v * w[n]
-
-
 @numba.njit(**_JIT)
 def _forward_loop(T_run, Wp, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
     """Steps 0..T_run-1 of :func:`_forward_step`, each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ;

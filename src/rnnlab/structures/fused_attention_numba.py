@@ -20,7 +20,7 @@ Where the time goes (Bahdanau, µs per decoder step, one thread, the kernels tim
 half padding; deu_eng: B=64, T=12, S=16, H=A=E=128 | wide: B=64, T=S=25, H=A=E=256): forward, the products
 h [W_hh; W_q]ᵀ and ĉ W_xᵀ ~97 | ~405, scores + softmax + context 47 | 115, the cell 14 | 41; backward, the
 products ~101 | ~425, the scores' backward 43 | 147, the cell 9 | 44. The products run on
-``_ukernel.matmul_packed`` at ~95-100 multiply-adds per ns (``fused_lstm._matmul`` before it: 48-64, 190 µs
+``_ukernel.matmul_packed`` at ~95-100 multiply-adds per ns (the plain numba loop before it: 48-64, 190 µs
 forward at deu_eng), near that kernel's peak. Once per backward pass the weight gradients (daᵀ [h | ĉ] and
 dqᵀ h, 126 M | 943 M multiply-adds) run on the same micro-kernel in chunks of 256 rows
 (:func:`._attention_kernels.chunked_product`: 1.26 | 11.2 ms against oneDNN's 1.54 | 13.5 ms for one product

@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CLOCKS, interleaved, print_table, setup_threads, write_json  # noqa: E402
-from rnnlab.nn import GRU, LSTM, _fast_step  # noqa: E402
+from layers import streaming_contenders  # noqa: E402
+from rnnlab.nn import _fast_step  # noqa: E402
 
-KINDS = {"LSTM": (LSTM, nn.LSTMCell, 4), "GRU": (GRU, nn.GRUCell, 3)}
+GATES = {"LSTM": 4, "GRU": 3}
 
 
 def _steps(B: int, I: int, H: int, G: int, layers: int) -> int:
@@ -40,37 +40,19 @@ def _steps(B: int, I: int, H: int, G: int, layers: int) -> int:
 
 
 def contenders(kind: str, B: int, I: int, H: int, layers: int, steps: int) -> dict:
-    layer_cls, cell_cls, _ = KINDS[kind]
+    """layers.py's streaming contenders at B rows, and rnnlab's step forced onto torch's cell kernel."""
     torch.manual_seed(0)
-    ours = layer_cls(I, H, num_layers=layers).eval()
-    cells = [cell_cls(I if l == 0 else H, H).eval() for l in range(layers)]
-    x = torch.randn(B, I)
-    lstm = kind == "LSTM"
-
-    def run_ours():
-        with torch.no_grad():
-            s = None
-            for _ in range(steps):
-                _, s = ours.step(x, s)
+    fns = streaming_contenders(kind, I, H, layers, steps, batch=B)
 
     def run_cell_kernel():
         threshold = _fast_step.BATCHED_MIN_MACS
         _fast_step.BATCHED_MIN_MACS = 1 << 62  # every step on torch's cell kernel
         try:
-            run_ours()
+            fns["ours"]()
         finally:
             _fast_step.BATCHED_MIN_MACS = threshold
 
-    def run_torch():
-        with torch.no_grad():
-            s = [None] * layers
-            for _ in range(steps):
-                y = x
-                for l, cell in enumerate(cells):
-                    s[l] = cell(y, s[l])
-                    y = s[l][0] if lstm else s[l]
-
-    return {"torch.nn cells": run_torch, "rnnlab step": run_ours, "rnnlab cell kernel": run_cell_kernel}
+    return {"torch.nn cells": fns["torch"], "rnnlab step": fns["ours"], "rnnlab cell kernel": run_cell_kernel}
 
 
 def main() -> None:
@@ -93,7 +75,7 @@ def main() -> None:
         for kind in args.kinds.split(","):
             for layers in (int(v) for v in args.layers.split(",")):
                 for B in (int(v) for v in args.batches.split(",")):
-                    steps = _steps(B, I, H, KINDS[kind][2], layers)
+                    steps = _steps(B, I, H, GATES[kind], layers)
                     fns = contenders(kind, B, I, H, layers, steps)
                     t = interleaved(fns, rounds=args.rounds, clock=CLOCKS[args.clock])
                     ours = t["rnnlab step"]
@@ -102,7 +84,7 @@ def main() -> None:
                         "us_step": 1e6 * statistics.median(ours) / steps,
                         "speedup": statistics.median(a / b for a, b in zip(t["torch.nn cells"], ours)),
                         "vs_cell_kernel": statistics.median(a / b for a, b in zip(t["rnnlab cell kernel"], ours)),
-                        "macs": B * KINDS[kind][2] * H * (I + H),
+                        "macs": B * GATES[kind] * H * (I + H),
                     })
                     print(f"done {kind} L={layers} B={B} ({time.perf_counter() - t0:.0f} s)", flush=True)
     path = write_json(args.out, {"threads": args.threads, "rounds": args.rounds, "clock": args.clock,

@@ -81,11 +81,12 @@ STEP_SHAPES = [(8, 8), (64, 256), (256, 1024)]  # (8, 8): a negligible kernel, s
 STEP_CELLS = {"LSTM": nn.LSTMCell, "GRU": nn.GRUCell, "RNN": nn.RNNCell}
 
 
-def streaming_contenders(kind: str, I: int, H: int, layers: int, steps: int) -> dict:
-    """``steps`` steps at batch 1 from a zero state: rnnlab's layer.step against a chain of torch.nn cells."""
+def streaming_contenders(kind: str, I: int, H: int, layers: int, steps: int, batch: int = 1) -> dict:
+    """``steps`` steps of ``batch`` rows (1: one stream) from a zero state: rnnlab's layer.step against a chain of
+    torch.nn cells."""
     ours = OURS[kind](I, H, num_layers=layers).eval()
     cells = [STEP_CELLS[kind](I if l == 0 else H, H).eval() for l in range(layers)]
-    x = torch.randn(1, I)
+    x = torch.randn(batch, I)
     lstm = kind == "LSTM"
 
     def run_ours():

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from common import interleaved, median_ms, print_table, ratio, setup_threads, write_json
+from layers import inference, train_step
 from rnnlab.nn._min_scan import _KERNELS, min_scan
 from rnnlab.nn.min_rnn import MinGRU, MinLSTM
 
@@ -44,23 +45,6 @@ def contenders(I: int, H: int, with_log: bool) -> dict[str, nn.Module]:
     if with_log:  # the pure-torch log-space scan: the GPU path, for context
         models["MinGRU log"] = MinGRU(I, H, scan="log")
     return models
-
-
-def train_step(model: nn.Module, x: torch.Tensor):
-    def run():
-        model.zero_grad(set_to_none=True)
-        out, _ = model(x)
-        out.mean().backward()
-
-    return run
-
-
-def inference(model: nn.Module, x: torch.Tensor):
-    def run():
-        with torch.no_grad():
-            model(x)
-
-    return run
 
 
 def measure_layers(shape, rounds: int, with_log: bool) -> list[dict]:

@@ -12,19 +12,13 @@ interleaved, with the median of per-round ratios. Writes benchmarks/results/gru_
 """
 from __future__ import annotations
 
-import argparse
-import importlib
-import statistics
-
 import numpy as np
 import torch
 
-from common import CLOCKS, print_table, setup_threads, write_json
-from layers import SHAPES
+import lstm_kernels
+from lstm_kernels import STEPS
 from rnnlab.nn import fused_gru
 from rnnlab.nn.fused_lstm import _scalars
-
-STEPS = 8  # saved rows kept per array: 8 steps, in cache
 
 
 def make(B: int, H: int, ln: bool, rng) -> dict:
@@ -67,47 +61,10 @@ def kernels(mod, d: dict, ln: bool) -> dict:
 
 
 def measure(B: int, H: int, ln: bool, rounds: int, clock, against) -> list[dict]:
-    mods = {"now": fused_gru} | ({"against": against} if against is not None else {})
-    calls = {name: kernels(mod, make(B, H, ln, np.random.default_rng(0)), ln) for name, mod in mods.items()}
-    rows = []
-    for kernel in ("infer", "forward", "backward"):
-        times = {name: [] for name in mods}
-        for _ in range(2):  # warm-up (and compilation)
-            for name in mods:
-                calls[name][kernel]()
-        for r in range(rounds):
-            for name in (list(mods) if r % 2 == 0 else list(mods)[::-1]):
-                t0 = clock()
-                calls[name][kernel]()
-                times[name].append((clock() - t0) / STEPS)
-        us = 1e6 * statistics.median(times["now"])
-        row = {"B": B, "H": H, "ln": ln, "kernel": kernel, "us_per_step": us, "ns_per_element": 1e3 * us / (B * H)}
-        if against is not None:
-            row["against_us"] = 1e6 * statistics.median(times["against"])
-            row["ratio"] = statistics.median(a / b for a, b in zip(times["now"], times["against"], strict=True))
-        rows.append(row)
-    return rows
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
-    parser.add_argument("--against", default=None, help="module with the same kernels, e.g. rnnlab.nn._old_fused_gru")
-    parser.add_argument("--out", default="gru_kernels.json", help="file name under benchmarks/results/")
-    args = parser.parse_args()
-    setup_threads(args.threads)
-    against = importlib.import_module(args.against) if args.against else None
-    shapes = sorted({(B, H) for B, _, _, H in SHAPES})
-    rows = [row for B, H in shapes for ln in (False, True)
-            for row in measure(B, H, ln, args.rounds, CLOCKS[args.clock], against)]
-    path = write_json(args.out, {"threads": args.threads, "rounds": args.rounds, "clock": args.clock,
-                                 "against": args.against, "rows": rows})
-    columns = ["B", "H", "ln", "kernel", "us_per_step", "ns_per_element"] + (["against_us", "ratio"] if against else [])
-    print_table(rows, columns)
-    print(f"\nwritten {path}")
+    """lstm_kernels.py's interleaved timing, on fused_gru's kernels; ns per element of h (B·H)."""
+    return lstm_kernels.measure(B, H, ln, rounds, clock, against, module=fused_gru, arrays=make, calls_of=kernels,
+                                width=1)
 
 
 if __name__ == "__main__":
-    main()
+    lstm_kernels.main(__doc__, out="gru_kernels.json", rounds=21, ln_first=False, measure_one=measure)

@@ -69,9 +69,14 @@ def kernels(mod, d: dict, ln: bool) -> dict:
     return {"infer": infer, "forward": forward, "backward": backward}
 
 
-def measure(B: int, H: int, ln: bool, rounds: int, clock, against) -> list[dict]:
-    mods = {"now": fused_lstm} | ({"against": against} if against is not None else {})
-    calls = {name: kernels(mod, make(B, H, ln, np.random.default_rng(0)), ln) for name, mod in mods.items()}
+def measure(B: int, H: int, ln: bool, rounds: int, clock, against, *, module=fused_lstm, arrays=None,
+            calls_of=None, width: int = 4) -> list[dict]:
+    """The three kernels of ``module`` (and of ``against``), interleaved: µs per step and ns per element of a
+    (B, width·H) row block. ``arrays(B, H, ln, rng)`` and ``calls_of(mod, arrays, ln)`` default to this file's
+    :func:`make` and :func:`kernels` (gru_kernels.py passes its own)."""
+    arrays, calls_of = arrays or make, calls_of or kernels
+    mods = {"now": module} | ({"against": against} if against is not None else {})
+    calls = {name: calls_of(mod, arrays(B, H, ln, np.random.default_rng(0)), ln) for name, mod in mods.items()}
     rows = []
     for kernel in ("infer", "forward", "backward"):
         times = {name: [] for name in mods}
@@ -84,7 +89,8 @@ def measure(B: int, H: int, ln: bool, rounds: int, clock, against) -> list[dict]
                 calls[name][kernel]()
                 times[name].append((clock() - t0) / STEPS)
         us = 1e6 * statistics.median(times["now"])
-        row = {"B": B, "H": H, "ln": ln, "kernel": kernel, "us_per_step": us, "ns_per_element": 1e3 * us / (B * 4 * H)}
+        row = {"B": B, "H": H, "ln": ln, "kernel": kernel, "us_per_step": us,
+               "ns_per_element": 1e3 * us / (B * width * H)}
         if against is not None:
             row["against_us"] = 1e6 * statistics.median(times["against"])
             row["ratio"] = statistics.median(a / b for a, b in zip(times["now"], times["against"], strict=True))
@@ -92,19 +98,21 @@ def measure(B: int, H: int, ln: bool, rounds: int, clock, against) -> list[dict]
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(doc: str = __doc__, out: str = "lstm_kernels.json", rounds: int = 15, ln_first: bool = True,
+         measure_one=measure) -> None:
+    """The command line of this file and of gru_kernels.py (which passes its docstring, defaults and measure)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
-    parser.add_argument("--against", default=None, help="module with the same kernels, e.g. rnnlab.nn._old_fused")
-    parser.add_argument("--out", default="lstm_kernels.json", help="file name under benchmarks/results/")
+    parser.add_argument("--against", default=None, help="module with the same kernels and signatures")
+    parser.add_argument("--out", default=out, help="file name under benchmarks/results/")
     args = parser.parse_args()
     setup_threads(args.threads)
     against = importlib.import_module(args.against) if args.against else None
     shapes = sorted({(B, H) for B, _, _, H in SHAPES})
-    rows = [row for B, H in shapes for ln in (True, False)
-            for row in measure(B, H, ln, args.rounds, CLOCKS[args.clock], against)]
+    rows = [row for B, H in shapes for ln in ((True, False) if ln_first else (False, True))
+            for row in measure_one(B, H, ln, args.rounds, CLOCKS[args.clock], against)]
     path = write_json(args.out, {"threads": args.threads, "rounds": args.rounds, "clock": args.clock,
                                  "against": args.against, "rows": rows})
     columns = ["B", "H", "ln", "kernel", "us_per_step", "ns_per_element"] + (["against_us", "ratio"] if against else [])

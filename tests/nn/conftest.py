@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rnnlab.nn import LSTMState
+from rnnlab.nn import LSTMState, _gemm
 
 
 def _assert_cell_matches_torch(ours, theirs) -> None:
@@ -29,3 +29,13 @@ def _assert_cell_matches_torch(ours, theirs) -> None:
 def assert_cell_matches_torch():
     """A cell against its torch.nn counterpart with copied weights (tests of lstm_cell, gru_cell, rnn_cell)."""
     return _assert_cell_matches_torch
+
+
+@pytest.fixture(params=["whole_loop", "per_step"])
+def gru_rnn_loop(request, monkeypatch):
+    """Force one loop over time in the fused GRU and RNN: the threshold on the per-step product's multiply-adds
+    (``_gemm.NUMBA_MAX_MACS``, at any thread count) set above or below every test shape."""
+    limit = 1 << 40 if request.param == "whole_loop" else -1
+    monkeypatch.setattr(_gemm, "NUMBA_MAX_MACS", limit)
+    monkeypatch.setattr(_gemm, "NUMBA_MAX_MACS_THREADED", limit)
+    return request.param

@@ -11,17 +11,7 @@ import pytest
 import torch
 from test_fused_gru import TOL, make_case, outputs_and_grads
 
-from rnnlab.nn import _gemm
 from rnnlab.nn.fused_gru import gru_sequence, gru_sequence_reference
-
-
-@pytest.fixture(params=["whole_loop", "per_step"])
-def path(request, monkeypatch):
-    """Force one loop over time: the threshold on B·G·H set above or below every test shape."""
-    limit = 1 << 40 if request.param == "whole_loop" else -1
-    monkeypatch.setattr(_gemm, "NUMBA_MAX_MACS", limit)
-    monkeypatch.setattr(_gemm, "NUMBA_MAX_MACS_THREADED", limit)
-    return request.param
 
 
 def assert_all_close(fused, ref, dtype, what):
@@ -33,25 +23,25 @@ def assert_all_close(fused, ref, dtype, what):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("H", [40, 80])
 @pytest.mark.parametrize("ln", [False, True], ids=["plain", "ln"])
-def test_vector_widths_match_reference(path, H, ln, dtype):
+def test_vector_widths_match_reference(gru_rnn_loop, H, ln, dtype):
     """Training (forward and backward kernels): outputs, states and every gradient, with dropout and lengths."""
     torch.manual_seed(H)
     args, kw = make_case(3, 4, 6, H, dtype=dtype, ln=ln, mask=True, lengths="mixed")
     fused = outputs_and_grads(gru_sequence, args, kw)
     ref = outputs_and_grads(gru_sequence_reference, args, kw)
-    assert_all_close(fused, ref, dtype, f"{path} H={H}")
+    assert_all_close(fused, ref, dtype, f"{gru_rnn_loop} H={H}")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("H", [40, 80])
 @pytest.mark.parametrize("ln", [False, True], ids=["plain", "ln"])
 @pytest.mark.parametrize("mask", [False, True], ids=["nomask", "mask"])
-def test_inference_vector_widths_match_reference(path, H, ln, mask, dtype):
+def test_inference_vector_widths_match_reference(gru_rnn_loop, H, ln, mask, dtype):
     torch.manual_seed(H)
     args, kw = make_case(3, 5, 6, H, dtype=dtype, ln=ln, mask=mask, lengths="short")
     with torch.no_grad():
         fused, ref = gru_sequence(*args, **kw), gru_sequence_reference(*args, **kw)
-    assert_all_close(fused, ref, dtype, f"{path} H={H} inference")
+    assert_all_close(fused, ref, dtype, f"{gru_rnn_loop} H={H} inference")
     y, hT = fused
     for b, n in enumerate(kw["lengths"].tolist()):  # zeros past each row's length, hT its last real step
         assert not y[b, n:].any()
@@ -75,7 +65,7 @@ def as_float64(t):
 
 @pytest.mark.parametrize("offset", [30.0, 300.0])
 @pytest.mark.parametrize("H", [8, 80])
-def test_layer_norm_of_rows_with_a_large_mean(path, H, offset):
+def test_layer_norm_of_rows_with_a_large_mean(gru_rnn_loop, H, offset):
     """Rows of x̂ and ĥ with mean 100-1000x their spread. Judged against the reference in float64: the float32
     kernels' error stays within 3x that of the float32 reference (torch's two-pass layer norm), which comes from
     rounding the products themselves."""
@@ -92,4 +82,4 @@ def test_layer_norm_of_rows_with_a_large_mean(path, H, offset):
     for mode, outs in fused.items():
         for name, a, r, e in zip(["y", "hT"], outs, ref32, exact, strict=True):
             err, ref_err = (a.detach().double() - e).abs().max().item(), (r.double() - e).abs().max().item()
-            assert err <= 3 * ref_err + 1e-6, f"{path} {mode} {name}: error {err:.2e}, reference's {ref_err:.2e}"
+            assert err <= 3 * ref_err + 1e-6, f"{gru_rnn_loop} {mode} {name}: error {err:.2e}, reference's {ref_err:.2e}"

@@ -7,24 +7,14 @@ import pytest
 import torch
 from test_fused_rnn import assert_all_close, make_case, outputs_and_grads
 
-from rnnlab.nn import _gemm
 from rnnlab.nn.fused_rnn import rnn_sequence, rnn_sequence_reference
-
-
-@pytest.fixture(params=["whole_loop", "per_step"])
-def path(request, monkeypatch):
-    """Force one loop over time: the threshold on B·H·H set above or below every test shape."""
-    limit = 1 << 40 if request.param == "whole_loop" else -1
-    monkeypatch.setattr(_gemm, "NUMBA_MAX_MACS", limit)
-    monkeypatch.setattr(_gemm, "NUMBA_MAX_MACS_THREADED", limit)
-    return request.param
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("H", [40, 80])
 @pytest.mark.parametrize("ln", [False, True], ids=["plain", "ln"])
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-def test_vector_widths_match_reference(path, H, ln, nonlinearity, dtype):
+def test_vector_widths_match_reference(gru_rnn_loop, H, ln, nonlinearity, dtype):
     torch.manual_seed(H)
     args, kw = make_case(3, 4, 6, H, dtype=dtype, ln=ln, mask=True, lengths="mixed", nonlinearity=nonlinearity)
     with torch.no_grad():  # W_hh ~ N(0, 1/H): at make_case's 0.4 a ReLU layer of H = 80 grows ~4x a step, and the

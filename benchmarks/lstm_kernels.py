@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import statistics
 
 import numpy as np
@@ -48,22 +49,32 @@ def make(B: int, H: int, ln: bool, rng) -> dict:
         DS=rng.standard_normal((2, B, H)).astype(f32), ACC=np.zeros(3 * G + 2 * H), PART=np.zeros(3 * G + 2 * H, f32))
 
 
+def rows_of(kernel, B: int) -> tuple:
+    """The trailing row-range arguments of ``kernel`` for all B rows: (0, B), (0, B, 0) with the backward's ring
+    offset, or none for a module from before the kernels took a range (``--against``)."""
+    params = inspect.signature(kernel.py_func).parameters
+    return () if "b0" not in params else (0, B, 0) if "rb" in params else (0, B)
+
+
 def kernels(mod, d: dict, ln: bool) -> dict:
     """kernel name -> a call running it over STEPS steps."""
+    B = d["HN"].shape[0]
+    r_inf, r_fwd, r_bwd = (rows_of(k, B) for k in (mod._infer_step, mod._forward_step, mod._backward_step))
+
     def infer():
         for t in range(STEPS):
             mod._infer_step(t, t, d["XT"], d["HP"], d["P"], d["M"], d["L"], d["ST"], d["YT"], d["HN"], d["A"],
-                            d["SC"], ln)
+                            d["SC"], ln, *r_inf)
 
     def forward():
         for t in range(STEPS):
             mod._forward_step(t, d["XP"], d["HP"], d["P"], d["M"], d["L"], d["ST"], d["Y"], d["HM"], d["HN"],
-                              d["SV"], d["SC"], ln)
+                              d["SV"], d["SC"], ln, *r_fwd)
 
     def backward():
         for t in range(STEPS - 1, -1, -1):
             mod._backward_step(t, t, d["DY"], d["DHM"], d["P"], d["M"], d["L"], d["SV"], d["XP"], d["DXP"], d["DHP"],
-                               d["DS"], d["ACC"], d["PART"], d["SC"], ln)
+                               d["DS"], d["ACC"], d["PART"], d["SC"], ln, *r_bwd)
 
     forward()  # the backward reads what the forward saved
     return {"infer": infer, "forward": forward, "backward": backward}

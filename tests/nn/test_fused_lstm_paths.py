@@ -46,14 +46,19 @@ def test_both_loops_inference_match_reference(path, ln):
 
 
 def test_whole_loop_threshold_picks_small_shapes(monkeypatch):
-    """One thread: up to B·G·H = 2^26; more threads (oneDNN's product uses them, the loop does not): up to 2^20."""
+    """One thread: up to B·G·H = 2^26. Two: one range of rows per thread, each up to rows·G·H = 2^26; a batch too
+    small for a range per thread (under 2·4 rows) stays under 2^20 (oneDNN's product would use both threads)."""
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
-    assert fused_lstm._whole_loop(8, 256, 64)  # (8, 500, 32, 64) of benchmarks/layers.py
-    assert fused_lstm._whole_loop(64, 2048, 512)  # (64, 100, 256, 512), the largest there
-    assert not fused_lstm._whole_loop(128, 2048, 512)
+    assert fused_lstm._splits(8, 256, 64) == [(0, 8)]  # (8, 500, 32, 64) of benchmarks/layers.py
+    assert fused_lstm._splits(64, 2048, 512) == [(0, 64)]  # (64, 100, 256, 512), the largest there
+    assert fused_lstm._splits(128, 2048, 512) is None
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    assert fused_lstm._whole_loop(8, 256, 64)
-    assert not fused_lstm._whole_loop(16, 1024, 256)  # (16, 1024, 128, 256)
+    assert fused_lstm._splits(8, 256, 64) == [(0, 4), (4, 8)]
+    assert fused_lstm._splits(16, 1024, 256) == [(0, 8), (8, 16)]  # (16, 1024, 128, 256)
+    assert fused_lstm._splits(128, 2048, 512) == [(0, 64), (64, 128)]
+    assert fused_lstm._splits(256, 2048, 512) is None
+    assert fused_lstm._splits(5, 256, 64) == [(0, 5)]  # one range: 5·256·64 <= 2^20
+    assert fused_lstm._splits(5, 1024, 256) is None
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

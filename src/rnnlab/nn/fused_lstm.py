@@ -69,6 +69,7 @@ from torch import Tensor
 
 from ._checks import check_sequence_args, check_state_tensor
 from ._gemm import linear, linear_into, linear_packed, pack, weight_grad
+from ._parallel import row_splits, run_split
 from ._ukernel import matmul_packed, pack_panels, panel_width
 from ._workspace import saved_buffer, scratch
 from .masking import lengths_to_mask
@@ -233,14 +234,16 @@ def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, leng
     XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_ = (
         a.detach().numpy() for a in (XP, HP, P, m, L, ST, Y, HM, HN, SV))
     with torch.no_grad():
-        if _whole_loop(B, G, H):  # small: the whole loop in one numba call, no Python per step
+        splits = _splits(B, G, H)
+        if splits is not None:  # the whole loop in numba, no Python per step; one thread per range of rows
             Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
-            _forward_loop(T_run, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln)
+            run_split(_forward_loop, [(T_run, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln, b0, b1)
+                                      for b0, b1 in splits])
         else:
             W_p = pack(W_hh, B)  # reordered once for oneDNN: no reorder per step
             for t in range(T_run):
                 HP_ = linear_packed(HN, W_p).numpy()  # ĥ_t (B, G)
-                _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln)
+                _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln, 0, B)
     return Y, ST, (XT, m, L, P, XP, HM, SV, T_run)
 
 
@@ -293,25 +296,28 @@ def _infer(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, length
     SC = _scalars(eps, G, H, dtype)
     x = x.detach()
     W_ih = W_ih.detach()
-    chunk = _infer_chunk(B, G)
     HP = torch.empty(B, G, dtype=dtype)  # ĥ_t in the whole-loop path
-    A = torch.empty(G, dtype=dtype)  # one row's gates
-    HP_, P_, M_, L_, ST_, Y_, HN_, A_ = (a.numpy() for a in (HP, P, m, L, ST, Y, HN, A))
-    whole = _whole_loop(B, G, H)
-    if whole:
-        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
-    else:
-        W_p = pack(W_hh.contiguous(), B)
+    P_, M_, L_, ST_, Y_, HN_ = (a.numpy() for a in (P, m, L, ST, Y, HN))
+    splits = _splits(B, G, H)
+    if splits is not None:  # the whole loop in numba, both products inside; one thread per range of rows
+        Wxp = pack_panels(W_ih.t().numpy())  # W_ihᵀ (I, G) in panels, once per call
+        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G)
+        XH = np.empty((1, B, G), dtype=Y_.dtype)  # x̂_t
+        A = np.empty((len(splits), G), dtype=Y_.dtype)  # one row's gates, per range
+        X = x.contiguous().numpy()
+        run_split(_infer_rows, [(T_run, X, Wxp, Wp, XH, HP.numpy(), P_, M_, L_, ST_, Y_, HN_, A[s], SC, ln, b0, b1)
+                                for s, (b0, b1) in enumerate(splits)])
+        return Y.transpose(0, 1), ST
+    W_p = pack(W_hh.contiguous(), B)
+    A_ = np.empty(G, dtype=Y_.dtype)  # one row's gates
+    chunk = _infer_chunk(B, G)
     for t0 in range(0, T_run, chunk):  # x̂ of `chunk` steps at a time, consumed while in cache
         t1 = min(t0 + chunk, T_run)
         x_tm = x[:, t0:t1].transpose(0, 1).reshape((t1 - t0) * B, I)  # time-major copy of the chunk's inputs
         XP_ = linear(x_tm, W_ih).numpy().reshape(t1 - t0, B, G)  # (t1 - t0, B, G)
-        if whole:
-            _infer_loop(t0, t1, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln)
-        else:
-            for t in range(t0, t1):
-                HP_ = linear_packed(HN, W_p).numpy()  # ĥ_t (B, G)
-                _infer_step(t, t - t0, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln)
+        for t in range(t0, t1):
+            HP_ = linear_packed(HN, W_p).numpy()  # ĥ_t (B, G)
+            _infer_step(t, t - t0, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, A_, SC, ln, 0, B)
     return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.LSTM's batch_first output)
 
 
@@ -326,28 +332,32 @@ def _infer_chunk(B: int, G: int) -> int:
 _INFER_CHUNK_BYTES = 1 << 20
 
 
-def _whole_loop(B: int, G: int, H: int) -> bool:
-    """Whether the whole loop over time runs in one numba call (the product on ``_ukernel.matmul_packed``, no Python
-    per step) rather than a oneDNN call per step from Python (fixed cost ~10-30 µs, but on all of torch's threads).
+def _splits(B: int, G: int, H: int) -> list[tuple[int, int]] | None:
+    """The ranges of rows [b0, b1) the whole loop over time runs on, one numba call per range, each on its own
+    thread (:func:`rnnlab.nn._parallel.run_split`: rows never interact, so the ranges need no synchronisation); or
+    None: a oneDNN product per step from Python instead (fixed cost ~10-30 µs, but on all of torch's threads).
 
-    One thread: up to :data:`_WHOLE_LOOP_MAX`. Measured (benchmarks/ukernel.py --thresholds --clock cpu --rounds 9:
-    layer-norm LSTM, I = H, T = 50, loop time / per-step time, median of per-round ratios, this thread's CPU time),
-    train / infer by (B, H): (8, 64) 0.50 / 0.35; (16, 128) 0.67 / 0.63; (64, 64) 0.79 / 0.69; (16, 256) 0.76 / 0.81;
-    (64, 128) 0.86 / 0.90; (32, 256) 0.92 / 0.86; (64, 256) 0.97 / 0.94; (32, 512) 0.98 / 0.98; (64, 512) 0.93 / 0.94:
-    the loop never loses, and gains less as the products per step become a smaller part of a layer's time (the
-    micro-kernel itself is 1.3-1.9x faster than packed oneDNN at these products, benchmarks/ukernel.py). Two
-    wall-clock runs agreed up to (16, 256) and scattered around parity past it (0.67-1.32). The limit is the
-    largest shape measured, (64, 512), the largest of benchmarks/layers.py.
-    More threads: up to :data:`_WHOLE_LOOP_MAX_THREADED`, the limit measured before the micro-kernel ((8, 64) x
-    (64, 256) 7 µs in numba against 13 µs packed oneDNN + ~8 µs of Python per step), since the loop runs on one
-    thread while oneDNN's product uses them all; not re-measured (two threads cannot be timed on this loaded
-    two-core machine)."""
-    limit = _WHOLE_LOOP_MAX if torch.get_num_threads() == 1 else _WHOLE_LOOP_MAX_THREADED
-    return B * G * H <= limit
+    One range per torch thread, of at least :data:`_SPLIT_MIN_ROWS` rows. Where every thread has a range, the loop
+    runs up to :data:`_WHOLE_LOOP_MAX` multiply-adds per step and range (rows · G · H). Measured for one thread
+    (benchmarks/ukernel.py --thresholds --clock cpu --rounds 9: layer-norm LSTM, I = H, T = 50, loop time / per-step
+    time, median of per-round ratios, this thread's CPU time), train / infer by (B, H): (8, 64) 0.50 / 0.35;
+    (16, 128) 0.67 / 0.63; (64, 64) 0.79 / 0.69; (16, 256) 0.76 / 0.81; (64, 128) 0.86 / 0.90; (32, 256) 0.92 / 0.86;
+    (64, 256) 0.97 / 0.94; (32, 512) 0.98 / 0.98; (64, 512) 0.93 / 0.94: the loop never loses, and gains less as the
+    products per step become a smaller part of a layer's time (the micro-kernel itself is 1.3-1.9x faster than
+    packed oneDNN at these products, benchmarks/ukernel.py). The limit is the largest shape measured, (64, 512).
+    Where some threads would have no range (fewer rows than threads · :data:`_SPLIT_MIN_ROWS`), the loop stays below
+    :data:`_WHOLE_LOOP_MAX_THREADED`, the limit measured before the micro-kernel ((8, 64) x (64, 256) 7 µs in numba
+    against 13 µs packed oneDNN + ~8 µs of Python per step), since oneDNN's product uses all threads."""
+    threads = torch.get_num_threads()
+    splits = row_splits(B, _SPLIT_MIN_ROWS, threads)
+    rows = max(b1 - b0 for b0, b1 in splits)
+    limit = _WHOLE_LOOP_MAX if len(splits) == threads else _WHOLE_LOOP_MAX_THREADED
+    return splits if rows * G * H <= limit else None
 
 
-_WHOLE_LOOP_MAX = 1 << 26  # B·G·H multiply-adds per step, one thread
-_WHOLE_LOOP_MAX_THREADED = 1 << 20  # the same with more than one torch thread
+_SPLIT_MIN_ROWS = 4
+_WHOLE_LOOP_MAX = 1 << 26  # rows·G·H multiply-adds per step and range, every thread with a range
+_WHOLE_LOOP_MAX_THREADED = 1 << 20  # the same where some threads have none
 
 
 class _FusedLSTM(torch.autograd.Function):
@@ -371,45 +381,68 @@ class _FusedLSTM(torch.autograd.Function):
         B, T, I, G, H, T_run, ln, eps = ctx.shape
         dtype = XT.dtype
         dY = dY.transpose(0, 1).contiguous()  # (T, B, H)
-        whole = _whole_loop(B, G, H)
-        C = _grad_chunk(B, G, dtype, ln) if whole and T * B * G <= _IN_LOOP_WEIGHT_GRAD_MAX else 0
+        splits = _splits(B, G, H)
+        S = 1 if splits is None else len(splits)
+        Bs = B if splits is None else max(b1 - b0 for b0, b1 in splits)  # rows of the largest range
+        C = _grad_chunk(Bs, G, dtype, ln) if splits is not None and T * B * G <= _IN_LOOP_WEIGHT_GRAD_MAX else 0
         Tp = -(-T // C) * C if C else T  # T padded to whole chunks
-        Tb = C if C else T  # steps of DXP, DHP: rings of C steps, or all
-        with scratch((2 if ln else 1) * Tb * B * G, dtype) as buf:  # reused: fresh pages cost more than the kernel
-            DXP = buf[:Tb * B * G].view(Tb, B, G)  # dL/d(W_ih x_t), pre-LN
-            DHP = buf[Tb * B * G:].view(Tb, B, G) if ln else DXP  # dL/d(W_hh (h_{t-1} ⊙ m)), pre-LN
+        ring = C * Bs * G  # elements of one range's ring of C steps
+        n = ring * S if C else T * B * G  # elements of DXP (and of DHP)
+        with scratch((2 if ln else 1) * n, dtype) as buf:  # reused: fresh pages cost more than the kernel
+            DXP = buf[:n]  # dL/d(W_ih x_t), pre-LN: (T, B, G), or one ring (C, rows, G) per range
+            DHP = buf[n:] if ln else DXP  # dL/d(W_hh (h_{t-1} ⊙ m)), pre-LN
             if C:  # the steps of the first chunk past T_run stay zero
                 buf.zero_()
-            elif T_run < T:
-                DXP[T_run:].zero_()
-                DHP[T_run:].zero_()
+            else:
+                DXP, DHP = DXP.view(T, B, G), DHP.view(T, B, G)
+                if T_run < T:
+                    DXP[T_run:].zero_()
+                    DHP[T_run:].zero_()
             DS = torch.stack([dhT, dcT]).contiguous()  # (2, B, H): dL/dh_t, dL/dc_t carried back in time
             DHM = torch.empty(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
-            ACC = np.zeros(3 * G + 2 * H, dtype=np.float64)  # [db | dγ_ih | dγ_hh | dγ_c | dβ_c]
-            PART = np.zeros(3 * G + 2 * H, dtype=ACC.dtype if dtype == torch.float64 else np.float32)
+            acc_dtype = np.float32 if dtype == torch.float32 else np.float64
+            ACC = np.zeros((S, 3 * G + 2 * H), dtype=np.float64)  # per range: [db | dγ_ih | dγ_hh | dγ_c | dβ_c]
+            PART = np.zeros((S, 3 * G + 2 * H), dtype=acc_dtype)
             SC = _scalars(eps, G, H, dtype)
 
-            dY_, DHM_, M_, L_, SV_, XP_, DXP_, DHP_, DS_ = (
-                a.numpy() for a in (dY, DHM, m, L, SV, XP, DXP, DHP, DS))
+            dY_, DHM_, M_, L_, SV_, XP_, DS_ = (a.numpy() for a in (dY, DHM, m, L, SV, XP, DS))
             P_ = ctx.P.numpy()
             need = ctx.needs_input_grad
-            if whole:
+            if splits is not None:
                 Wp = pack_panels(W_hh.detach().numpy())  # (G, H) in panels: DHM = DHP_t W_hh
                 # with C > 0, dW_ih, dW_hh (and dx) chunk by chunk inside the loop (else empty, and at the end below)
                 f = dY_.dtype
-                DWX = np.zeros((G, I) if C else (0, 0), dtype=f)
-                DWH = np.zeros((G, H) if C else (0, 0), dtype=f)
-                WX = _pack_chunks(XT.numpy(), C, Tp) if C else np.zeros((0, 0, 0, 1), dtype=f)
-                WH = _pack_chunks(HM.numpy(), C, Tp) if C else WX
+                DWX = np.zeros((S, G, I) if C else (S, 0, 0), dtype=f)
+                DWH = np.zeros((S, G, H) if C else (S, 0, 0), dtype=f)
                 Wx = pack_panels(W_ih.detach().numpy()) if C else np.zeros((0, 0, 1), dtype=f)  # (G, I): dx = DXP W_ih
-                DX = torch.empty(Tp, B, I, dtype=dtype) if C and need[0] else torch.empty(0, B, I, dtype=dtype)
-                DX[T_run:].zero_()  # the loop writes the chunks up to the one of step T_run - 1
-                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, PART, SC, ln,
-                               C, WX, WH, Wx, DX.view(-1, I).numpy(), DWX, DWH)
+                XT_, HM_ = XT.numpy(), HM.numpy()
+                DXs = []  # per range: (Tp, rows, I), x's gradient time-major
+                calls = []
+                for s, (b0, b1) in enumerate(splits):
+                    if C:
+                        rows = b1 - b0
+                        DXP_ = DXP[s * ring:s * ring + C * rows * G].view(C, rows, G).numpy()
+                        DHP_ = DHP[s * ring:s * ring + C * rows * G].view(C, rows, G).numpy()
+                        WX = _pack_chunks(XT_[:, b0:b1], C, Tp)
+                        WH = _pack_chunks(HM_[:, b0:b1], C, Tp)
+                        DX = torch.empty(Tp if need[0] else 0, rows, I, dtype=dtype)
+                        DX[T_run:].zero_()  # the loop writes the chunks up to the one of step T_run - 1
+                        DXs.append(DX)
+                        rb = b0
+                    else:
+                        DXP_, DHP_ = DXP.numpy(), DHP.numpy()
+                        WX = WH = np.zeros((0, 0, 0, 1), dtype=f)
+                        DX = torch.empty(0, 1, I, dtype=dtype)
+                        rb = 0
+                    calls.append((T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC[s], PART[s], SC,
+                                  ln, C, WX, WH, Wx, DX.view(-1, I).numpy(), DWX[s], DWH[s], b0, b1, rb))
+                run_split(_backward_loop, calls)
             else:
                 W_p = pack(W_hh.detach().t().contiguous(), B)  # (H, G): DHM = DHP_t W_hh as linear(DHP_t, W_hh_T)
+                DXP_, DHP_ = DXP.numpy(), DHP.numpy()
                 for t in range(T_run - 1, -1, -1):
-                    _backward_step(t, t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC, PART, SC, ln)
+                    _backward_step(t, t, dY_, DHM_, P_, M_, L_, SV_, XP_, DXP_, DHP_, DS_, ACC[0], PART[0], SC, ln,
+                                   0, B, 0)
                     DHM = linear_packed(DHP[t], W_p)
                     DHM_ = DHM.numpy()
 
@@ -417,15 +450,17 @@ class _FusedLSTM(torch.autograd.Function):
             dh0 = DHM * m if need[1] else None
             dc0 = DS[1].clone() if need[2] else None
             if C:
-                dx = DX[:T].transpose(0, 1) if need[0] else None
-                dW_ih = torch.from_numpy(DWX) if need[3] else None
-                dW_hh = torch.from_numpy(DWH) if need[4] else None
+                if need[0]:
+                    dx = DXs[0][:T].transpose(0, 1) if S == 1 else torch.cat([d[:T].transpose(0, 1) for d in DXs])
+                dW_ih = torch.from_numpy(DWX.sum(0) if S > 1 else DWX[0]) if need[3] else None
+                dW_hh = torch.from_numpy(DWH.sum(0) if S > 1 else DWH[0]) if need[4] else None
             else:
                 DXP, DHP = DXP.view(T * B, G), DHP.view(T * B, G)
                 if need[0]:
                     dx = linear(DXP, W_ih.detach().t().contiguous()).view(T, B, I).transpose(0, 1)
                 dW_ih = weight_grad(DXP, XT.view(T * B, I)) if need[3] else None  # oneDNN: ~0.55x MKL
                 dW_hh = weight_grad(DHP, HM.view(T * B, H)) if need[4] else None
+        ACC = ACC.sum(0)
         acc = torch.from_numpy(ACC).to(dtype)
         db = acc[:G]
         db_ih = db.clone() if need[5] else None
@@ -555,16 +590,16 @@ def _u(i):
 
 
 @numba.njit(**_JIT)
-def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
-    """Step t of training for every row b. Time-major (a step's rows are one contiguous block, which the hardware
-    prefetcher streams; batch-major, the B rows of a step lie T·K apart): XP (T, B, G) x̂, with layer norm replaced
-    by LN(x̂) (its rstd in SV); HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (2, B, H) h, c
-    (updated); Y (T, B, H) and HM (T, B, H) h ⊙ m written at t and t+1; HN (B, H) h_t ⊙ m for the next product
-    (left as is for a row past its end); SV (T, B, K) what the backward pass reads (:func:`_layout`).
-    No array is sliced inside the loop over rows (a slice costs numba a reference-count increment and decrement,
-    ~10 ns each); a saved row's sections are offsets into SV[t, b], as unsigned indices (:func:`_u`), so that
-    every inner loop runs contiguous and vectorises."""
-    T, B, G = XP.shape
+def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, b0, b1):
+    """Step t of training for rows b0 <= b < b1 (all: 0, B; a thread's share: :func:`_splits`). Time-major (a step's
+    rows are one contiguous block, which the hardware prefetcher streams; batch-major, the B rows of a step lie T·K
+    apart): XP (T, B, G) x̂, with layer norm replaced by LN(x̂) (its rstd in SV); HP (B, G) ĥ_t; P packed params; M
+    (B, H) mask; L (B,) lengths; ST (2, B, H) h, c (updated); Y (T, B, H) and HM (T, B, H) h ⊙ m written at t and
+    t+1; HN (B, H) h_t ⊙ m for the next product (left as is for a row past its end); SV (T, B, K) what the backward
+    pass reads (:func:`_layout`). No array is sliced inside the loop over rows (a slice costs numba a
+    reference-count increment and decrement, ~10 ns each); a saved row's sections are offsets into SV[t, b], as unsigned
+    indices (:func:`_u`), so that every inner loop runs contiguous and vectorises."""
+    T, G = XP.shape[0], XP.shape[2]
     H = G // 4
     eps, inv_g, inv_h = SC[0], SC[1], SC[2]
     bias, g_ih, g_hh = P[0:G], P[G:2 * G], P[2 * G:3 * G]
@@ -575,7 +610,7 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
     last = t + 1 == T
     tn = min(t + 1, T - 1)
     zero = _ZERO * SC[0]
-    for b in range(B):
+    for b in range(_u(b0), _u(b1)):  # unsigned: no negative-index wraparound on b
         if t >= L[b]:  # past this row's end: state frozen, output zero
             for j in range(H):
                 Y[t, b, j] = zero
@@ -649,8 +684,8 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
 
 
 @numba.njit(**_JIT)
-def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
-    """Step t of inference for every row b, keeping nothing for a backward pass. XP (Tc, B, G) the raw x̂ of a
+def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, A, SC, ln, b0, b1):
+    """Step t of inference for rows b0 <= b < b1, keeping nothing for a backward pass. XP (Tc, B, G) the raw x̂ of a
     chunk of steps (time-major), step t at XP[tx]; HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths;
     ST (2, B, H) h, c (updated); Y (T, B, H) written at t; HN (B, H) h_t ⊙ m for the next product (left as is past
     a row's end); A (G,) scratch: one row's pre-activation.
@@ -662,7 +697,6 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
     reference-count increment and decrement (seven slices per row measured ~110 ns per row, as much as the
     arithmetic of a row at H = 64), and an offset index (``P[3 * G + j]``) gets numba's negative-index
     wraparound, which stops LLVM vectorising the loop (measured 2.7 -> 0.37 ns per element for the h_t loop)."""
-    B = XP.shape[1]
     G = XP.shape[2]
     H = G // 4
     eps, inv_g, inv_h = SC[0], SC[1], SC[2]
@@ -671,7 +705,7 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
     g_c, b_c = P[3 * G:3 * G + H], P[3 * G + H:3 * G + 2 * H]
     a_i, a_f, a_g, a_o = A[0:H], A[H:2 * H], A[2 * H:3 * H], A[3 * H:G]
     zero = _ZERO * SC[0]
-    for b in range(B):
+    for b in range(_u(b0), _u(b1)):  # unsigned: no negative-index wraparound on b
         if t >= L[b]:  # past this row's end: state frozen, output zero
             for j in range(H):
                 Yt[b, j] = zero
@@ -738,8 +772,9 @@ def _layer_norm_backward(da, gain, v_n, rstd, inv_n, out, acc_gain):
 
 
 @numba.njit(**_JIT)
-def _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln):
-    """Backward of step t for every row b, time-major as :func:`_forward_step`. DY (T, B, H); DHM (B, H) =
+def _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln, b0, b1, rb):
+    """Backward of step t for rows b0 <= b < b1, time-major as :func:`_forward_step`; row b of DXP and DHP is b - rb
+    (rb = 0 for arrays of all rows, b0 for a thread's own rings). DY (T, B, H); DHM (B, H) =
     dL/d(h_t ⊙ m) via step t+1's product; DS (2, B, H) dL/dh_t, dL/dc_t carried (updated to t-1); SV (T, B, K),
     XN (T, B, G) LN(x̂) (unused without layer norm); DXP, DHP (T, B, G), or (C, B, G) rings of C steps, written at
     tr (t, or t mod C; one array without layer norm; DHP[tr] is the operand of the product that makes the next
@@ -749,7 +784,7 @@ def _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC,
     a step at (8, 64)); left zero. As in :func:`_forward_step`, no slice inside the loop over rows, saved
     sections by unsigned offsets, one array stored per inner loop; the gradients of both layer norms of the
     products and the bias in two passes over G."""
-    B, G = DXP.shape[1], DXP.shape[2]
+    G = DXP.shape[2]
     H = G // 4
     inv_g, inv_h = SC[1], SC[2]
     g_ih, g_hh = P[G:2 * G], P[2 * G:3 * G]
@@ -760,12 +795,13 @@ def _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC,
     o_hn, o_cn, o_rs = _u(G + 2 * H), _u(2 * G + 2 * H), _u(2 * G + 3 * H)
     zero = _ZERO * SC[0]
     Dh, Dc = DS[0], DS[1]  # (B, H): dL/dh_t (then dĉ_t, dc_t), dL/dc_t
-    for b in range(B):
+    for b in range(_u(b0), _u(b1)):  # unsigned: no negative-index wraparound on b
+        r = b - _u(rb)  # this row's row of DXP and DHP
         if t >= L[b]:  # frozen step: the carried grads pass through unchanged
             for k in range(G):
-                DXP[tr, b, k] = zero
+                DXP[tr, r, k] = zero
             for k in range(G):
-                DHP[tr, b, k] = zero
+                DHP[tr, r, k] = zero
             continue
         if t + 1 < L[b]:  # dL/dh_t from step t+1's product and y_t
             for j in range(H):
@@ -776,14 +812,14 @@ def _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC,
         if ln:  # h = o tanh(ĉ), ĉ = LN(c_t) γ_c + β_c, tanh(ĉ) recomputed (not saved: less memory traffic)
             for j in range(H):  # d(o pre-activation)
                 o, th = SV[t, b, o_o + _u(j)], _tanh(SV[t, b, o_cn + _u(j)] * g_c[j] + b_c[j])
-                DHP[tr, b, o_o + _u(j)] = Dh[b, j] * th * o * (_ONE - o)
+                DHP[tr, r, o_o + _u(j)] = Dh[b, j] * th * o * (_ONE - o)
             for j in range(H):  # Dh becomes dĉ
                 o, th = SV[t, b, o_o + _u(j)], _tanh(SV[t, b, o_cn + _u(j)] * g_c[j] + b_c[j])
                 Dh[b, j] = Dh[b, j] * o * (_ONE - th * th)
         else:  # h = o tanh(c_t)
             for j in range(H):
                 o, th = SV[t, b, o_o + _u(j)], SV[t, b, o_th + _u(j)]
-                DHP[tr, b, o_o + _u(j)] = Dh[b, j] * th * o * (_ONE - o)
+                DHP[tr, r, o_o + _u(j)] = Dh[b, j] * th * o * (_ONE - o)
             for j in range(H):
                 o, th = SV[t, b, o_o + _u(j)], SV[t, b, o_th + _u(j)]
                 Dh[b, j] = Dh[b, j] * o * (_ONE - th * th)
@@ -807,19 +843,19 @@ def _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC,
             Dh[b, j] += Dc[b, j]
         for j in range(H):  # the gates' pre-activations, one section of DHP per loop
             i, g = SV[t, b, _u(j)], SV[t, b, o_g + _u(j)]
-            DHP[tr, b, _u(j)] = Dh[b, j] * g * i * (_ONE - i)
+            DHP[tr, r, _u(j)] = Dh[b, j] * g * i * (_ONE - i)
         for j in range(H):
             f = SV[t, b, o_f + _u(j)]
-            DHP[tr, b, o_f + _u(j)] = Dh[b, j] * SV[t, b, o_cp + _u(j)] * f * (_ONE - f)
+            DHP[tr, r, o_f + _u(j)] = Dh[b, j] * SV[t, b, o_cp + _u(j)] * f * (_ONE - f)
         for j in range(H):
             i, g = SV[t, b, _u(j)], SV[t, b, o_g + _u(j)]
-            DHP[tr, b, o_g + _u(j)] = Dh[b, j] * i * (_ONE - g * g)
+            DHP[tr, r, o_g + _u(j)] = Dh[b, j] * i * (_ONE - g * g)
         for j in range(H):
             Dc[b, j] = Dh[b, j] * SV[t, b, o_f + _u(j)]  # dL/dc_{t-1}
         if ln:  # da = DHP[t, b] through LN(x̂) γ_ih (-> DXP) and LN(ĥ) γ_hh (-> DHP)
             s1x, s2x, s1h, s2h = zero, zero, zero, zero
             for k in range(G):
-                d, xn, hn = DHP[tr, b, k], XN[t, b, k], SV[t, b, o_hn + _u(k)]
+                d, xn, hn = DHP[tr, r, k], XN[t, b, k], SV[t, b, o_hn + _u(k)]
                 dx = d * g_ih[k]
                 dh = d * g_hh[k]
                 s1x += dx
@@ -827,23 +863,23 @@ def _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC,
                 s1h += dh
                 s2h += dh * hn
             for k in range(G):
-                acc_b[k] += DHP[tr, b, k]
+                acc_b[k] += DHP[tr, r, k]
             for k in range(G):
-                acc_ih[k] += DHP[tr, b, k] * XN[t, b, k]
+                acc_ih[k] += DHP[tr, r, k] * XN[t, b, k]
             for k in range(G):
-                acc_hh[k] += DHP[tr, b, k] * SV[t, b, o_hn + _u(k)]
+                acc_hh[k] += DHP[tr, r, k] * SV[t, b, o_hn + _u(k)]
             s1x *= inv_g
             s2x *= inv_g
             s1h *= inv_g
             s2h *= inv_g
             rx, rh = SV[t, b, o_rs], SV[t, b, o_rs + _u(1)]
             for k in range(G):
-                DXP[tr, b, k] = rx * (DHP[tr, b, k] * g_ih[k] - s1x - XN[t, b, k] * s2x)
+                DXP[tr, r, k] = rx * (DHP[tr, r, k] * g_ih[k] - s1x - XN[t, b, k] * s2x)
             for k in range(G):
-                DHP[tr, b, k] = rh * (DHP[tr, b, k] * g_hh[k] - s1h - SV[t, b, o_hn + _u(k)] * s2h)
+                DHP[tr, r, k] = rh * (DHP[tr, r, k] * g_hh[k] - s1h - SV[t, b, o_hn + _u(k)] * s2h)
         else:
             for k in range(G):
-                acc_b[k] += DHP[tr, b, k]
+                acc_b[k] += DHP[tr, r, k]
     n = 3 * G + 2 * H if ln else G
     for k in range(n):  # this step's sums into the float64 totals
         ACC[k] += PART[k]
@@ -856,39 +892,41 @@ def _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC,
 
 
 @numba.njit(**_JIT)
-def _forward_loop(T_run, Wp, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln):
-    """Steps 0..T_run-1 of :func:`_forward_step`, each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ;
-    Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, G))."""
+def _forward_loop(T_run, Wp, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, b0, b1):
+    """Steps 0..T_run-1 of :func:`_forward_step` for rows b0..b1-1, each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ for those
+    rows; Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, G)). Rows never interact: several threads run this at once, each on
+    its own range (:func:`_splits`)."""
     for t in range(T_run):
-        matmul_packed(HN, Wp, HP)
-        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln)
+        matmul_packed(HN[b0:b1], Wp, HP[b0:b1])
+        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, HN, SV, SC, ln, b0, b1)
 
 
 @numba.njit(**_JIT)
 def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln, C, WX, WH, Wx, DX, DWX,
-                   DWH):
-    """Steps T_run-1..0 of :func:`_backward_step`, each followed by DHM = DHP_t W_hh; Wp = pack_panels(W_hh)
-    (W_hh (G, H)). With C = 0, DXP and DHP are (T, B, G), every step kept for the products at the end.
+                   DWH, b0, b1, rb):
+    """Steps T_run-1..0 of :func:`_backward_step` for rows b0..b1-1, each followed by DHM = DHP_t W_hh for those
+    rows; Wp = pack_panels(W_hh) (W_hh (G, H)). ACC, PART, DWX, DWH, DX, WX, WH are this range's own (summed over
+    the ranges after). With C = 0, DXP and DHP are (T, B, G), every step kept for the products at the end (rb = 0).
 
-    With C > 0 they are rings of C steps, (C, B, G), zeros in, and once steps c·C .. c·C + C - 1 are done (their
-    gradients in cache) their share of the products that would otherwise read all T·B rows back from memory at the
-    end is taken, on the micro-kernel: DWX (G, I) += (their rows of DXP)ᵀ x and DWH (G, H) += (their rows of DHP)ᵀ
-    (h ⊙ m), WX, WH = :func:`_pack_chunks` of XT (T, B, I) and HM (T, B, H); and, where DX (Tp·B, I) is not empty
-    (x needs its gradient), DX[their rows] = (their rows of DXP) W_ih, Wx = pack_panels(W_ih). Tp = T padded to
-    whole chunks; DWX, DWH zeros in."""
-    B = DXP.shape[1]
+    With C > 0 they are this range's rings of C steps, (C, b1 - b0, G), zeros in (rb = b0), and once steps
+    c·C .. c·C + C - 1 are done (their gradients in cache) their share of the products that would otherwise read
+    all T·B rows back from memory at the end is taken, on the micro-kernel: DWX (G, I) += (their rows of DXP)ᵀ x and
+    DWH (G, H) += (their rows of DHP)ᵀ (h ⊙ m), WX, WH = :func:`_pack_chunks` of the range's rows of XT (T, B, I) and
+    HM (T, B, H); and, where DX (Tp·(b1 - b0), I) is not empty (x needs its gradient), DX[their rows] = (their rows
+    of DXP) W_ih, Wx = pack_panels(W_ih). Tp = T padded to whole chunks; DWX, DWH zeros in."""
+    Bs = DXP.shape[1]
     G = DXP.shape[2]
     I = DWX.shape[1]
     H = DWH.shape[1]
     TMP = np.empty((G, max(I, H)), dtype=DWX.dtype)
     for t in range(T_run - 1, -1, -1):
         tr = t % C if C > 0 else t
-        _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln)
-        matmul_packed(DHP[tr], Wp, DHM)
+        _backward_step(t, tr, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART, SC, ln, b0, b1, rb)
+        matmul_packed(DHP[tr, b0 - rb:b1 - rb], Wp, DHM[b0:b1])
         if C > 0 and tr == 0:  # this chunk's share of dW_ih, dW_hh (and dx)
             c = t // C
-            DX2 = DXP.reshape(C * B, G)
-            DH2 = DHP.reshape(C * B, G)
+            DX2 = DXP.reshape(C * Bs, G)
+            DH2 = DHP.reshape(C * Bs, G)
             matmul_packed(DX2.T, WX[c], TMP[:, :I])
             for g in range(G):
                 for j in range(I):
@@ -898,13 +936,25 @@ def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART,
                 for j in range(H):
                     DWH[g, j] += TMP[g, j]
             if DX.shape[0] > 0:
-                matmul_packed(DX2, Wx, DX[t * B:(t + C) * B])
+                matmul_packed(DX2, Wx, DX[t * Bs:(t + C) * Bs])
 
 
 @numba.njit(**_JIT)
 def _infer_loop(t0, t1, Wp, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
     """Steps t0..t1-1 of :func:`_infer_step` (x̂ of step t at XP[t - t0]), each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ;
     Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, G))."""
+    B = HN.shape[0]
     for t in range(t0, t1):
         matmul_packed(HN, Wp, HP)
-        _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, A, SC, ln)
+        _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, A, SC, ln, 0, B)
+
+
+@numba.njit(**_JIT)
+def _infer_rows(T_run, X, Wxp, Wp, XH, HP, P, M, L, ST, Y, HN, A, SC, ln, b0, b1):
+    """Steps 0..T_run-1 of :func:`_infer_step` for rows b0..b1-1 with both products in the loop: x̂_t = x_t W_ihᵀ
+    (X (B, T, I) batch-major as given, Wxp = pack_panels(W_ihᵀ)) into XH (1, B, G) and ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ
+    into HP, for those rows only: no torch call, so that several threads run this at once on their own ranges."""
+    for t in range(T_run):
+        matmul_packed(X[b0:b1, t], Wxp, XH[0, b0:b1])
+        matmul_packed(HN[b0:b1], Wp, HP[b0:b1])
+        _infer_step(t, 0, XH, HP, P, M, L, ST, Y, HN, A, SC, ln, b0, b1)

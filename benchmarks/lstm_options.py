@@ -90,15 +90,13 @@ def _timed(fn, key: str, phased: bool = True):
 
 def _install_timers() -> dict:
     saved = {name: getattr(fused_lstm, name) for name in
-             ("linear", "linear_packed", "_forward_step", "_backward_step", "_forward_loop", "_backward_loop",
-              "_infer_step", "_infer_loop", "_time_major_buffers", "pack")}
+             ("linear", "linear_packed", "_forward_step", "_backward_step", "run_split", "_infer_step",
+              "_time_major_buffers", "pack")}
     fused_lstm.linear_packed = _timed(saved["linear_packed"], "product_recurrent")
     fused_lstm._forward_step = _timed(saved["_forward_step"], "kernel")
     fused_lstm._backward_step = _timed(saved["_backward_step"], "kernel")
     fused_lstm._infer_step = _timed(saved["_infer_step"], "kernel")
-    fused_lstm._infer_loop = _timed(saved["_infer_loop"], "loop")
-    fused_lstm._forward_loop = _timed(saved["_forward_loop"], "loop")
-    fused_lstm._backward_loop = _timed(saved["_backward_loop"], "loop")
+    fused_lstm.run_split = _timed(saved["run_split"], "loop")  # the whole loops, on every thread's range of rows
     fused_lstm._time_major_buffers = _timed(saved["_time_major_buffers"], "input_product", phased=False)
     fused_lstm.linear = _timed(saved["linear"], "linear")  # forward: inside _time_major_buffers; backward: dx
     fused_lstm.pack = _timed(saved["pack"], "pack", phased=False)

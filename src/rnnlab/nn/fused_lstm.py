@@ -25,13 +25,17 @@ Implementation (CPU, float32/float64): a ``torch.autograd.Function`` with a hand
 time. The forward does the input product for all steps at once (oneDNN), then per
 step the recurrent product and one serial numba kernel for everything element-wise (LN of ĥ_t, gates, cell,
 LN of c, h, lengths), writing into buffers allocated once and saving what the backward needs. Steps past the
-longest row are skipped. Inference (no grad) keeps nothing: x̂ is computed time-major, a chunk of steps (~1 MB)
-at a time right before they run (in cache, no (B, T, 4H) buffer), and its own kernel normalises x̂ and ĥ per
-row and writes only h, c and y. The per-step product runs on oneDNN with W_hh reordered once per call
+longest row are skipped. The per-step product runs on oneDNN with W_hh reordered once per call
 (``_gemm.pack``) on a contiguous operand that the kernel writes (h_t ⊙ m); where it is small enough
-(:func:`_whole_loop`: B·4H·H ≤ 2^26 multiply-adds with one torch thread, 2^20 with more) the whole loop over
-time is one numba call with its own product instead (the register-blocked ``_ukernel.matmul_packed``, on W_hh
-packed once per call), since a oneDNN call and the Python around it cost more than such a product.
+(:func:`_splits`: rows·4H·H ≤ 2^26 multiply-adds per thread) the whole loop over time is one numba call with its
+own product instead (the register-blocked ``_ukernel.matmul_packed``, on W_hh packed once per call), since a
+oneDNN call and the Python around it cost more than such a product. With more than one torch thread the batch
+is split into one range of rows per thread (at least 4 rows each) and each range runs its own whole loop, at
+once, on torch's OpenMP team (``_parallel.run_split``): rows never interact, so the ranges need no
+synchronisation; each range sums its own parameter gradients, added up at the end. Inference (no grad) keeps
+nothing: in the whole loop both products run inside it, x_t W_ihᵀ for the range's rows right before ĥ_t (no
+(B, T, 4H) buffer, no torch call); on the per-step path x̂ is computed time-major, a chunk of steps (~1 MB) at a
+time right before they run (in cache), and its own kernel normalises x̂ and ĥ per row and writes only h, c and y.
 What the forward saves for the backward comes from memory reused once nothing references it
 (``_workspace.saved_buffer``: no page faults per call).
 Training runs time-major, (T, B, ·): x, x̂, h ⊙ m, y, the saved rows and the gradients, so that a step's B rows
@@ -52,9 +56,9 @@ several offsets of one array kept it scalar). Anything else (another device or d
 :func:`lstm_sequence_reference`, the plain autograd loop. Double backward is not supported.
 The kernels are compiled on first use per dtype (~10-20 s) and cached on disk (numba ``cache=True``).
 
-Inference copies its inputs time-major one chunk of steps at a time, just before that chunk's product (a copy of
-the whole sequence at once left the heap to be trimmed and refilled: ~2000 page faults per call at
-(64, 200, 64, 128)), and its kernel takes the moments of x̂ and ĥ in one pass, sums about each row's first element
+Inference on the per-step path copies its inputs time-major one chunk of steps at a time, just before that chunk's
+product (a copy of the whole sequence at once left the heap to be trimmed and refilled: ~2000 page faults per
+call at (64, 200, 64, 128)); its kernel takes the moments of x̂ and ĥ in one pass, sums about each row's first element
 (no cancellation when a row's mean is large against its spread).
 """
 from __future__ import annotations
@@ -937,16 +941,6 @@ def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, XN, DXP, DHP, DS, ACC, PART,
                     DWH[g, j] += TMP[g, j]
             if DX.shape[0] > 0:
                 matmul_packed(DX2, Wx, DX[t * Bs:(t + C) * Bs])
-
-
-@numba.njit(**_JIT)
-def _infer_loop(t0, t1, Wp, XP, HP, P, M, L, ST, Y, HN, A, SC, ln):
-    """Steps t0..t1-1 of :func:`_infer_step` (x̂ of step t at XP[t - t0]), each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ;
-    Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, G))."""
-    B = HN.shape[0]
-    for t in range(t0, t1):
-        matmul_packed(HN, Wp, HP)
-        _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, A, SC, ln, 0, B)
 
 
 @numba.njit(**_JIT)

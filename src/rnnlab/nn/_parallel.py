@@ -145,7 +145,8 @@ def _forget_pool() -> None:
     _lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_pool)
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _run_pool(fn, arg_lists) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._parallel import row_splits
 from ._torch_kernels import ONEDNN_LINEAR, onednn_linear, onednn_pack_linear_weight
 
 _ONEDNN = ONEDNN_LINEAR  # benchmarks/gemm_backend.py switches it off for its A/B
@@ -112,16 +113,34 @@ time), train / infer by (B, H): GRU (8, 64) 0.71 / 0.70; (8, 256) 0.66 / 0.63; (
 RNN (8, 64) 0.93 / 0.64; (16, 256) 0.77 / 0.67; (32, 512) 0.89 / 0.90; (64, 512) 0.95 / 0.89 (16.8M, the largest
 measured). A wall-clock run agreed, with more scatter."""
 NUMBA_MAX_MACS_THREADED = 1 << 18
-"""The same with more than one torch thread: the limit measured before the micro-kernel ((8, 64) x (64, 192): 4 µs
-on MKL against a Python round trip of 20–30 µs), since the numba loop runs on one thread while oneDNN's product
-uses them all; not re-measured (two threads cannot be timed on a loaded two-core machine)."""
+"""The same per range where some torch threads would have no range of rows (fewer than threads ·
+:data:`NUMBA_SPLIT_MIN_ROWS` rows): the limit measured before the micro-kernel ((8, 64) x (64, 192): 4 µs on MKL
+against a Python round trip of 20–30 µs), since a oneDNN product per step uses all the threads while the idle ones
+would wait on the loop."""
+NUMBA_SPLIT_MIN_ROWS = 4
+"""The fewest rows a range of the split whole loop gets (:func:`numba_splits`): below, a range's product is a
+tile or two of the micro-kernel and the dispatch (~30 µs per call) outweighs what the second thread saves."""
+
+
+def numba_splits(B: int, K: int, N: int) -> list[tuple[int, int]] | None:
+    """The row ranges [b0, b1) of a batch of B rows that the GRU's and RNN's whole loops over time run on, one numba
+    call per range, each on its own torch thread at once (:func:`rnnlab.nn._parallel.run_split`: the rows of a
+    recurrent layer never interact); or None: the per-step (B, K) x (K, N) product from Python instead, on oneDNN
+    and all of torch's threads. One range per torch thread, of at least :data:`NUMBA_SPLIT_MIN_ROWS` rows, sizes
+    differing by at most one. Where every thread has a range, each range is a one-thread loop and the rule is the
+    one-thread one per range: rows · K · N ≤ :data:`NUMBA_MAX_MACS`; where some thread would have none (a small
+    batch), ≤ :data:`NUMBA_MAX_MACS_THREADED`. With one thread: one range of B rows, the limit as before."""
+    threads = torch.get_num_threads()
+    splits = row_splits(B, NUMBA_SPLIT_MIN_ROWS, threads)
+    rows = max(b1 - b0 for b0, b1 in splits)
+    limit = NUMBA_MAX_MACS if len(splits) == threads else NUMBA_MAX_MACS_THREADED
+    return splits if rows * K * N <= limit else None
 
 
 def numba_pays(M: int, K: int, N: int) -> bool:
-    """Whether an (M, K) x (K, N) per-step product is small enough for the whole loop in numba (see
-    :data:`NUMBA_MAX_MACS`)."""
-    limit = NUMBA_MAX_MACS if torch.get_num_threads() == 1 else NUMBA_MAX_MACS_THREADED
-    return M * K * N <= limit
+    """Whether an (M, K) x (K, N) per-step product is small enough for the whole loop in numba, split or not (see
+    :func:`numba_splits`)."""
+    return numba_splits(M, K, N) is not None
 
 
 def pack(w: Tensor, batch_size: int) -> Tensor:

@@ -40,8 +40,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import fused_gru
 from ._checks import check_sequence_args
-from ._gemm import input_and_weight_grads, linear_into, numba_pays, step_product
+from ._gemm import input_and_weight_grads, linear_into, numba_splits, step_product
+from ._parallel import run_split
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
 from ._ukernel import matmul_packed, pack_panels
@@ -159,15 +161,18 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu
     SC = _scalars(eps, H, H, dtype)
 
     XP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.numpy() for a in (XP, P, m, L, ST, Y, HM, SV))
-    if numba_pays(B, H, H):  # a small layer: the whole time loop in numba, the product too (see _gemm)
+    splits = numba_splits(B, H, H)
+    if splits is not None:  # a small layer: the whole time loop in numba, the product too; a range of rows per thread
         Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, H) in panels, once per call
-        _forward_loop(T_run, XP_, np.empty((B, H), dtype=XP_.dtype), Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu)
+        HP_ = np.empty((B, H), dtype=XP_.dtype)  # ĥ_t, each range its own rows
+        run_split(_forward_loop, [(T_run, XP_, HP_, Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu, b0, b1)
+                                  for b0, b1 in splits])
         return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
     product = step_product(W_hh, B)  # h_{t-1} ⊙ m ↦ ĥ_t, on oneDNN or torch.mm (see _gemm)
     hm_steps = HM.unbind(1)
     for t in range(T_run):
         HP_ = product(hm_steps[t])  # ĥ_t (B, H)
-        _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu)
+        _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu, 0, B)
     return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
 
 
@@ -194,21 +199,32 @@ def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu):
     SC = _scalars(eps, H, H, dtype)
     x, W_ih = x.detach(), W_ih.detach()
     P_, M_, L_, ST_, Y_, HN_ = (a.numpy() for a in (P, m, L, ST, Y, HN))
-    if numba_pays(B, H, H):  # a small layer: each chunk's time loop in one numba call
+    splits = numba_splits(B, H, H)
+    if splits is not None and fused_gru._IN_LOOP_INPUT_PRODUCT:  # both products in the loop, a range per thread
+        Wxp = pack_panels(W_ih.t().numpy())  # W_ihᵀ (I, H) in panels, once per call
+        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, H)
+        HP_ = np.empty((B, H), dtype=P_.dtype)  # ĥ_t
+        XH = np.empty((1, B, H), dtype=P_.dtype)  # x̂_t
+        X = x.contiguous().numpy()
+        run_split(_infer_rows, [(T_run, X, Wxp, Wp, XH, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln, relu, b0, b1)
+                                for b0, b1 in splits])
+        return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.RNN's batch_first output)
+    if splits is not None:  # a small layer: each chunk's time loop in one numba call per range of rows
         chunk = _chunk_steps(B, H)
         Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, H) in panels, once per call
         HP_ = np.empty((B, H), dtype=P_.dtype)  # ĥ_t
         for t0 in range(0, T_run, chunk):  # x̂ of `chunk` steps at a time, consumed while in cache
             t1 = min(t0 + chunk, T_run)
             XP_ = _input_product(x, W_ih, t0, t1).numpy()  # (t1 - t0, B, H)
-            _infer_loop(t0, t1, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln, relu)
+            run_split(_infer_loop, [(t0, t1, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln, relu, b0, b1)
+                                    for b0, b1 in splits])
         return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.RNN's batch_first output)
     product = step_product(W_hh, B)  # h ⊙ m ↦ ĥ_t (B, H), on oneDNN or torch.mm
     with scratch(B * T * H, dtype) as work:
         XP = linear_into(x.reshape(B * T, I), W_ih, work.view(B * T, H))  # batch-major: no copy of x
         XP_ = XP.numpy().reshape(B, T, H)
         for t in range(T_run):
-            _infer_step(t, t, XP_, product(HN), P_, M_, L_, ST_, Y_, HN_, SC, ln, relu, False)
+            _infer_step(t, t, XP_, product(HN), P_, M_, L_, ST_, Y_, HN_, SC, ln, relu, False, 0, B)
     return Y.transpose(0, 1), ST
 
 
@@ -245,26 +261,29 @@ class _FusedRNN(torch.autograd.Function):
                 DHP[:, T_run:].zero_()
             DS = dhT.detach().clone().contiguous()  # (B, H): dL/dh_t carried through the frozen steps past a length
             DHM = torch.zeros(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
-            ACC = np.zeros(3 * H, dtype=np.float64)  # [db (b_ih and b_hh alike) | dγ_ih | dγ_hh]
+            splits = numba_splits(B, H, H)
+            ACC = np.zeros((1 if splits is None else len(splits), 3 * H), dtype=np.float64)  # per range:
+            # [db (b_ih and b_hh alike) | dγ_ih | dγ_hh], summed after
             SC = _scalars(eps, H, H, dtype)
 
             dhp_steps = DHP.unbind(1)
             dY_, DHM_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_ = (
                 a.numpy() for a in (dY, DHM, m, L, SV, Y, XP, DXP, DHP, DS))
             P_ = ctx.P.numpy()
-            if numba_pays(B, H, H):  # a small layer: the whole loop in numba, as in the forward pass
+            if splits is not None:  # a small layer: the whole loop in numba per range of rows, as in the forward
                 Wp = pack_panels(W_hh.numpy())  # W_hh (H, H) in panels: DHM = DHP_t W_hh
-                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_, ACC, SC, ln, relu)
+                run_split(_backward_loop, [(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_, ACC[s],
+                                            SC, ln, relu, b0, b1) for s, (b0, b1) in enumerate(splits)])
             else:
                 product = step_product(W_hh.t(), B)  # DHP_t ↦ DHP_t W_hh = dL/d(h_{t-1} ⊙ m)
                 for t in range(T_run - 1, -1, -1):
-                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_, ACC, SC, ln, relu)
+                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_, ACC[0], SC, ln, relu, 0, B)
                     DHM_ = product(dhp_steps[t])  # (B, H)
 
             need = ctx.needs_input_grad
             dh0 = DS + torch.from_numpy(DHM_) * m if need[1] else None
             dx, dW_ih, dW_hh = input_and_weight_grads(DXP, DHP, x, HM, W_ih.detach(), need[0], need[2], need[3])
-        acc = torch.from_numpy(ACC).to(dtype)
+        acc = torch.from_numpy(ACC.sum(axis=0)).to(dtype)
         db_ih = acc[:H].clone() if need[4] else None
         db_hh = acc[:H].clone() if need[5] else None
         dg_ih = acc[H:2 * H].clone() if need[6] else None
@@ -288,21 +307,21 @@ def _pack_params(b_ih, b_hh, g_ih, g_hh, H, dtype) -> Tensor:
 
 
 @numba.njit(**_JIT)
-def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu):
-    """Step t for every row b. XP (B, T, H) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, H) ĥ_t; P packed
+def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu, b0, b1):
+    """Step t for rows b0 <= b < b1. XP (B, T, H) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, H) ĥ_t; P packed
     params; M (B, H) mask; L (B,) lengths; ST (B, H) h (updated); Y (B, T, H) and HM (B, T, H) h ⊙ m written at t
     and t+1; SV (B, T, K) saved for the backward.
     As the LSTM's and GRU's kernels: no array is sliced inside the loop over rows (a slice costs numba a
     reference-count increment and decrement), saved sections are unsigned offsets (:func:`rnnlab.nn.fused_lstm._u`),
     and the pre-activation, φ, h_t and y_t are one loop per row (the choice of φ outside it)."""
-    B, T, H = XP.shape
+    T, H = XP.shape[1], XP.shape[2]
     eps, inv_h = SC[0], SC[1]
     bias, g_ih, g_hh = P[0:H], P[H:2 * H], P[2 * H:3 * H]
     o_rs = _u(H)
     last = t + 1 == T
     tn = min(t + 1, T - 1)
     zero = _ZERO * SC[0]
-    for b in range(B):
+    for b in range(_u(b0), _u(b1)):  # unsigned: no negative-index wraparound on b
         if t >= L[b]:  # past this row's end: state frozen, output zero
             for k in range(H):
                 Y[b, t, k] = zero
@@ -349,33 +368,33 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu):
 
 
 @numba.njit(**_JIT)
-def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SC, ln, relu):
-    """The forward time loop of a small layer in one call: per step ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ into HP (B, H) with
-    Wp = pack_panels(W_hhᵀ), W_hhᵀ (H, H), then :func:`_forward_step`. Same arrays as there."""
+def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SC, ln, relu, b0, b1):
+    """The forward time loop of a small layer in one call, for rows b0..b1-1: per step ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ for
+    those rows into HP[b0:b1] (HP (B, H)) with Wp = pack_panels(W_hhᵀ), W_hhᵀ (H, H), then :func:`_forward_step`.
+    Same arrays as there. Rows never interact: several threads run this at once, each on its own range."""
     for t in range(T_run):
-        matmul_packed(HM[:, t], Wp, HP)
-        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu)
+        matmul_packed(HM[b0:b1, t], Wp, HP[b0:b1])
+        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu, b0, b1)
 
 
 @numba.njit(**_JIT)
-def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu, tm):
-    """Step t of inference for every row b, keeping nothing for a backward pass. XP the raw x̂: with ``tm``
+def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu, tm, b0, b1):
+    """Step t of inference for rows b0 <= b < b1, keeping nothing for a backward pass. XP the raw x̂: with ``tm``
     (Tc, B, H) a chunk of steps, time-major, step t at XP[tx]; else (B, T, H), batch-major, step t at XP[:, t];
     HP (B, H) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (B, H) h (updated); Y (T, B, H) written at
     t; HN (B, H) h_t ⊙ m for the next product (left as is past a row's end). With layer norm the moments of x̂ and
     ĥ in one pass (sums about the row's first element), then h_t, y_t, h_t ⊙ m in one loop; no slice per row."""
-    B = XP.shape[1] if tm else XP.shape[0]
     H = XP.shape[2]
     eps, inv_h = SC[0], SC[1]
     Yt = Y[t]  # (B, H)
     bias, g_ih, g_hh = P[0:H], P[H:2 * H], P[2 * H:3 * H]
     zero = _ZERO * SC[0]
-    for b in range(B):
+    for b in range(_u(b0), _u(b1)):  # unsigned: no negative-index wraparound on b
         if t >= L[b]:  # past this row's end: state frozen, output zero
             for k in range(H):
                 Yt[b, k] = zero
             continue
-        i0, i1 = (tx, b) if tm else (b, t)  # the row of x̂ is XP[i0, i1]
+        i0, i1 = (_u(tx), b) if tm else (b, _u(t))  # the row of x̂ is XP[i0, i1]
         if ln:
             x0, h0 = XP[i0, i1, 0], HP[b, 0]
             sx, sh, qx, qh = zero, zero, zero, zero
@@ -417,27 +436,39 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu, tm):
 
 
 @numba.njit(**_JIT)
-def _infer_loop(t0, t1, Wp, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu):
-    """Steps t0..t1-1 of :func:`_infer_step` (x̂ of step t at XP[t - t0]), each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ;
-    Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, H))."""
+def _infer_loop(t0, t1, Wp, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu, b0, b1):
+    """Steps t0..t1-1 of :func:`_infer_step` for rows b0..b1-1 (x̂ of step t at XP[t - t0]), each after ĥ_t =
+    (h_{t-1} ⊙ m) W_hhᵀ for those rows; Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, H))."""
     for t in range(t0, t1):
-        matmul_packed(HN, Wp, HP)
-        _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu, True)
+        matmul_packed(HN[b0:b1], Wp, HP[b0:b1])
+        _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu, True, b0, b1)
 
 
 @numba.njit(**_JIT)
-def _backward_step(t, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu):
-    """Backward of step t for every row b. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product (zero at the last
+def _infer_rows(T_run, X, Wxp, Wp, XH, HP, P, M, L, ST, Y, HN, SC, ln, relu, b0, b1):
+    """Steps 0..T_run-1 of :func:`_infer_step` for rows b0..b1-1 with both products in the loop: x̂_t = x_t W_ihᵀ
+    (X (B, T, I) batch-major as given, Wxp = pack_panels(W_ihᵀ)) into XH (1, B, H) and ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ
+    into HP (B, H), for those rows only: no torch call, so that several threads run this at once on their own
+    ranges (as :func:`rnnlab.nn.fused_gru._infer_rows`)."""
+    for t in range(T_run):
+        matmul_packed(X[b0:b1, t], Wxp, XH[0, b0:b1])
+        matmul_packed(HN[b0:b1], Wp, HP[b0:b1])
+        _infer_step(t, 0, XH, HP, P, M, L, ST, Y, HN, SC, ln, relu, True, b0, b1)
+
+
+@numba.njit(**_JIT)
+def _backward_step(t, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu, b0, b1):
+    """Backward of step t for rows b0 <= b < b1. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product (zero at the last
     step); DS (B, H) dL/dh_t carried through frozen steps (zeroed once used); DXP, DHP (B, T, H) written at t (the
     same array without layer norm); ACC float64 parameter grads. No slice inside the loop over rows (see
     :func:`_forward_step`); the bias gradient and both product layer norms take two passes over H."""
-    B, T, H = DXP.shape
+    H = DXP.shape[2]
     inv_h = SC[1]
     g_ih, g_hh = P[H:2 * H], P[2 * H:3 * H]
     acc_b, acc_ih, acc_hh = ACC[0:H], ACC[H:2 * H], ACC[2 * H:3 * H]
     o_rs = _u(H)
     zero = _ZERO * SC[0]
-    for b in range(B):
+    for b in range(_u(b0), _u(b1)):  # unsigned: no negative-index wraparound on b
         if t >= L[b]:  # frozen step: the carried grad passes through unchanged
             for k in range(H):
                 DXP[b, t, k] = zero
@@ -484,9 +515,10 @@ def _backward_step(t, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, re
 
 
 @numba.njit(**_JIT)
-def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu):
-    """The backward time loop of a small layer in one call: steps T_run-1..0 of :func:`_backward_step`, each followed
-    by DHM = DHP_t W_hh (B, H) in place, Wp = pack_panels(W_hh) (W_hh (H, H)). Same arrays as there."""
+def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu, b0, b1):
+    """The backward time loop of a small layer in one call, for rows b0..b1-1: steps T_run-1..0 of
+    :func:`_backward_step`, each followed by DHM = DHP_t W_hh for those rows (DHM (B, H), in place), Wp =
+    pack_panels(W_hh) (W_hh (H, H)). Same arrays as there; ACC this range's own (the ranges' sums added after)."""
     for t in range(T_run - 1, -1, -1):
-        _backward_step(t, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu)
-        matmul_packed(DHP[:, t], Wp, DHM)
+        _backward_step(t, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu, b0, b1)
+        matmul_packed(DHP[b0:b1, t], Wp, DHM[b0:b1])

@@ -49,9 +49,7 @@ def instrument() -> None:
     fused_gru._forward_step = timed(fused_gru._forward_step, "kern_fwd")
     fused_gru._forward_loop = timed(fused_gru._forward_loop, "kern_fwd")  # small layers: products included
     fused_gru.linear_into = timed(fused_gru.linear_into, "input")  # inference of a larger layer: x̂ of all steps
-    fused_gru._input_product = timed(fused_gru._input_product, "input")  # inference of a small layer: per chunk
     fused_gru._infer_step = timed(fused_gru._infer_step, "kern_fwd")
-    fused_gru._infer_loop = timed(fused_gru._infer_loop, "kern_fwd")  # small layers: products included
     fused_gru._infer_rows = timed(fused_gru._infer_rows, "kern_fwd")  # small layers: both products included
     fused_gru._backward_step = timed(fused_gru._backward_step, "kern_bwd")
     fused_gru._backward_loop = timed(fused_gru._backward_loop, "kern_bwd")  # small layers: products included

@@ -1,7 +1,6 @@
 """The fused GRU's and RNN's whole loops over time split into ranges of rows, one thread each
 (``_gemm.numba_splits``, ``rnnlab.nn._parallel.run_split``): outputs, states and every gradient against the reference
-loops, with lengths, layer norm, dropout and uneven ranges; inference on both of its routes (x W_ihᵀ inside the
-loop, or per chunk of steps)."""
+loops, with lengths, layer norm, dropout and uneven ranges; inference (x W_ihᵀ inside the loop) too."""
 import pytest
 import test_fused_gru as gru_case
 import test_fused_rnn as rnn_case
@@ -66,24 +65,17 @@ def test_split_training_matches_reference(threads, kind, dtype, ln):
 @pytest.mark.parametrize("kind", ["gru", "rnn_tanh", "rnn_relu"])
 @pytest.mark.parametrize("ln", [False, True], ids=["plain", "ln"])
 @pytest.mark.parametrize("lengths", [None, "mixed"])
-@pytest.mark.parametrize("route", ["in_loop", "chunks"])
-def test_split_inference_matches_reference(threads, monkeypatch, kind, ln, lengths, route):
-    """No grad: x̂_t computed inside each range's loop (one run_split per call), or per chunk of 2 steps by torch and
-    each chunk's loop split (one run_split per chunk)."""
+def test_split_inference_matches_reference(threads, kind, ln, lengths):
+    """No grad: x̂_t computed inside each range's loop, one run_split per call."""
     n, calls = threads
-    monkeypatch.setattr(fused_gru, "_IN_LOOP_INPUT_PRODUCT", route == "in_loop")
-    monkeypatch.setattr(fused_gru, "_chunk_steps", lambda B, G: 2)
-    monkeypatch.setattr(fused_rnn, "_chunk_steps", lambda B, G: 2)
     case, fused, reference, extra = _cell(kind.split("_")[0], kind.split("_")[-1])
     torch.manual_seed(4)
     args, kw = case.make_case(5, 9, 6, 8, dtype=torch.float64, ln=ln, mask=True, lengths=lengths, **extra)
     with torch.no_grad():
         got = fused(*args, **kw)
         want = reference(*args, **kw)
-    steps = 9 if lengths is None else int(kw["lengths"].max())
-    expected = [("_infer_rows", n)] if route == "in_loop" else [("_infer_loop", n)] * (-(-steps // 2))
-    assert calls == expected
-    _assert_close(got, want, torch.float64, f"{kind} {route}")
+    assert calls == [("_infer_rows", n)]
+    _assert_close(got, want, torch.float64, kind)
 
 
 @pytest.mark.parametrize("kind", ["gru", "rnn"])

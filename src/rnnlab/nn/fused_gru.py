@@ -55,7 +55,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
-from ._gemm import input_and_weight_grads, linear, linear_into, numba_splits, step_product
+from ._gemm import input_and_weight_grads, linear_into, numba_splits, step_product
 from ._parallel import run_split
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
@@ -65,7 +65,6 @@ from .fused_lstm import (
     _JIT,
     _ONE,
     _ZERO,
-    _infer_chunk,
     _scalars,
     _sigmoid,
     _tanh,
@@ -227,25 +226,16 @@ def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps):
         Y[T_run:].zero_()
     SC = _scalars(eps, G, H, dtype)
     x, W_ih = x.detach(), W_ih.detach()
-    chunk = _chunk_steps(B, G)
     HP = torch.empty(B, G, dtype=dtype)  # ĥ_t in the whole-loop path
     HP_, P_, M_, L_, ST_, Y_, HN_ = (a.numpy() for a in (HP, P, m, L, ST, Y, HN))
     splits = numba_splits(B, H, G)
-    if splits is not None and _IN_LOOP_INPUT_PRODUCT:  # both products inside the loop, a range of rows per thread
+    if splits is not None:  # both products inside the loop, a range of rows per thread
         Wxp = pack_panels(W_ih.t().numpy())  # W_ihᵀ (I, G) in panels, once per call
         Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G)
         XH = np.empty((1, B, G), dtype=Y_.dtype)  # x̂_t
         X = x.contiguous().numpy()
         run_split(_infer_rows, [(T_run, X, Wxp, Wp, XH, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln, b0, b1)
                                 for b0, b1 in splits])
-        return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.GRU's batch_first output)
-    if splits is not None:  # a small layer: each chunk's time loop in one numba call per range of rows
-        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
-        for t0 in range(0, T_run, chunk):  # x̂ of `chunk` steps at a time, consumed while in cache
-            t1 = min(t0 + chunk, T_run)
-            XP_ = _input_product(x, W_ih, t0, t1).numpy()  # (t1 - t0, B, G)
-            run_split(_infer_loop, [(t0, t1, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln, b0, b1)
-                                    for b0, b1 in splits])
         return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.GRU's batch_first output)
     # a larger layer: its per-step products outweigh keeping x̂ in cache; x̂ of all steps in reused scratch
     product = step_product(W_hh, B)  # h ⊙ m ↦ ĥ_t (B, G), on oneDNN or torch.mm
@@ -255,28 +245,6 @@ def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps):
         for t in range(T_run):
             _infer_step(t, t, XP_, product(HN), P_, M_, L_, ST_, Y_, HN_, SC, ln, False, 0, B)
     return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.GRU's batch_first output)
-
-
-def _input_product(x, W_ih, t0: int, t1: int, out=None) -> Tensor:
-    """x̂ = x W_ihᵀ of steps t0..t1-1, time-major (t1 - t0, B, G): a new tensor, or written into ``out``."""
-    B, _, I = x.shape
-    x_tm = x[:, t0:t1].transpose(0, 1).reshape((t1 - t0) * B, I)  # time-major copy of the chunk's inputs
-    if out is None:
-        return linear(x_tm, W_ih).view(t1 - t0, B, -1)
-    linear_into(x_tm, W_ih, out.view((t1 - t0) * B, -1))
-    return out
-
-
-def _chunk_steps(B: int, G: int) -> int:
-    """Steps of x̂ computed per input product in inference: the LSTM's ~1 MB (:func:`rnnlab.nn.fused_lstm._infer_chunk`),
-    but at least :data:`_INFER_MIN_ROWS` rows: a product of a few hundred rows ran slower per row than the per-step
-    work it feeds saves (measured at (64, 100, 256, 512), one thread: x̂ in chunks of 2 steps, 128 rows, 1.15x the
-    time of one product over all steps; 16 steps, 1024 rows, 0.95x)."""
-    return max(_infer_chunk(B, G), -(-_INFER_MIN_ROWS // B))
-
-
-_INFER_MIN_ROWS = 1024
-_IN_LOOP_INPUT_PRODUCT = True  # inference of a small layer: x_t W_ihᵀ inside the whole loop (see _infer)
 
 
 class _FusedGRU(torch.autograd.Function):
@@ -503,15 +471,6 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, tm, b0, b1):
                 ST[b, j] = h
                 Yt[b, j] = h
                 HN[b, j] = h * M[b, j]
-
-
-@numba.njit(**_JIT)
-def _infer_loop(t0, t1, Wp, XP, HP, P, M, L, ST, Y, HN, SC, ln, b0, b1):
-    """Steps t0..t1-1 of :func:`_infer_step` for rows b0..b1-1 (x̂ of step t at XP[t - t0]), each after ĥ_t =
-    (h_{t-1} ⊙ m) W_hhᵀ for those rows; Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, G))."""
-    for t in range(t0, t1):
-        matmul_packed(HN[b0:b1], Wp, HP[b0:b1])
-        _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, SC, ln, True, b0, b1)
 
 
 @numba.njit(**_JIT)

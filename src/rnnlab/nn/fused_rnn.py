@@ -40,7 +40,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import fused_gru
 from ._checks import check_sequence_args
 from ._gemm import input_and_weight_grads, linear_into, numba_splits, step_product
 from ._parallel import run_split
@@ -48,7 +47,6 @@ from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
 from ._ukernel import matmul_packed, pack_panels
 from ._workspace import saved_buffer, scratch
-from .fused_gru import _chunk_steps, _input_product
 from .fused_lstm import _JIT, _ONE, _ZERO, _scalars, _tanh, _u, sequence_buffers
 from .masking import lengths_to_mask
 
@@ -200,7 +198,7 @@ def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu):
     x, W_ih = x.detach(), W_ih.detach()
     P_, M_, L_, ST_, Y_, HN_ = (a.numpy() for a in (P, m, L, ST, Y, HN))
     splits = numba_splits(B, H, H)
-    if splits is not None and fused_gru._IN_LOOP_INPUT_PRODUCT:  # both products in the loop, a range per thread
+    if splits is not None:  # both products in the loop, a range per thread
         Wxp = pack_panels(W_ih.t().numpy())  # W_ihᵀ (I, H) in panels, once per call
         Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, H)
         HP_ = np.empty((B, H), dtype=P_.dtype)  # ĥ_t
@@ -208,16 +206,6 @@ def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu):
         X = x.contiguous().numpy()
         run_split(_infer_rows, [(T_run, X, Wxp, Wp, XH, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln, relu, b0, b1)
                                 for b0, b1 in splits])
-        return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.RNN's batch_first output)
-    if splits is not None:  # a small layer: each chunk's time loop in one numba call per range of rows
-        chunk = _chunk_steps(B, H)
-        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, H) in panels, once per call
-        HP_ = np.empty((B, H), dtype=P_.dtype)  # ĥ_t
-        for t0 in range(0, T_run, chunk):  # x̂ of `chunk` steps at a time, consumed while in cache
-            t1 = min(t0 + chunk, T_run)
-            XP_ = _input_product(x, W_ih, t0, t1).numpy()  # (t1 - t0, B, H)
-            run_split(_infer_loop, [(t0, t1, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln, relu, b0, b1)
-                                    for b0, b1 in splits])
         return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.RNN's batch_first output)
     product = step_product(W_hh, B)  # h ⊙ m ↦ ĥ_t (B, H), on oneDNN or torch.mm
     with scratch(B * T * H, dtype) as work:
@@ -433,15 +421,6 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu, tm, b0, b1):
                 ST[b, k] = h
                 Yt[b, k] = h
                 HN[b, k] = h * M[b, k]
-
-
-@numba.njit(**_JIT)
-def _infer_loop(t0, t1, Wp, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu, b0, b1):
-    """Steps t0..t1-1 of :func:`_infer_step` for rows b0..b1-1 (x̂ of step t at XP[t - t0]), each after ĥ_t =
-    (h_{t-1} ⊙ m) W_hhᵀ for those rows; Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, H))."""
-    for t in range(t0, t1):
-        matmul_packed(HN[b0:b1], Wp, HP[b0:b1])
-        _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu, True, b0, b1)
 
 
 @numba.njit(**_JIT)

@@ -8,7 +8,7 @@ Columns (ms, medians over rounds): ``input`` the input product x W_ihᵀ for all
 ``kern_fwd`` / ``kern_bwd`` the numba element-wise kernels; ``end`` dx, dW_ih, dW_hh after the loop; ``rest``
 everything else (the Python loop, tensor<->numpy conversions, dispatch, allocations, autograd), also per step
 (``rest_us_step``). ``gemm_share`` = the products' share of our time; ``floor`` = our products alone / torch.nn.GRU,
-the ratio left if everything but the products cost nothing. A small layer (rnnlab.nn._gemm.numba_pays: with one
+the ratio left if everything but the products cost nothing. A small layer (rnnlab.nn._gemm.numba_splits: with one
 thread all but (64, 100, 256, 512)) runs its time loops in one numba call each, products included: all of it is
 ``kern_fwd`` and ``kern_bwd``.
 The calls are timed by wrapping the module's

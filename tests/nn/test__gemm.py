@@ -48,7 +48,7 @@ def test_input_and_weight_grads(need, dtype):
 
 
 def test_numba_splits_by_threads(monkeypatch):
-    """One thread: one range, the whole loop up to NUMBA_MAX_MACS (2^24). Two threads: a range of at least
+    """One thread: one range, the whole loop up to NUMBA_MAX_MACS (2^25). Two threads: a range of at least
     NUMBA_SPLIT_MIN_ROWS (4) rows per thread, each up to NUMBA_MAX_MACS; a batch too small for a range per thread:
     one range up to NUMBA_MAX_MACS_THREADED (2^18)."""
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
@@ -59,6 +59,7 @@ def test_numba_splits_by_threads(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert _gemm.numba_splits(8, 64, 192) == [(0, 4), (4, 8)]  # GRU (8, 500, 32, 64)
     assert _gemm.numba_splits(32, 256, 768) == [(0, 16), (16, 32)]  # 16 rows per range: 3.1M
-    assert _gemm.numba_splits(64, 512, 1536) is None  # 32 rows per range: 25M
+    assert _gemm.numba_splits(64, 512, 1536) == [(0, 32), (32, 64)]  # 32 rows per range: 25M
+    assert _gemm.numba_splits(128, 512, 1536) is None  # 64 rows per range: 50M
     assert _gemm.numba_splits(6, 64, 192) == [(0, 6)]  # one range on two threads: 74K <= 2^18
     assert _gemm.numba_splits(6, 256, 768) is None  # 1.2M > 2^18

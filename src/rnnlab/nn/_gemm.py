@@ -102,16 +102,20 @@ def weight_grad(d: Tensor, a: Tensor) -> Tensor:
     return linear(a.t(), d.t()).t().contiguous()
 
 
-NUMBA_MAX_MACS = 1 << 24
-"""At most this many multiply-adds per step (one torch thread), the GRU and RNN sequence kernels run their whole
-loops over time, forward and backward, in one numba call each, the recurrent product on the register-blocked
-``_ukernel.matmul_packed``, instead of calling oneDNN or ``torch.mm`` from Python at every step (the call, the
-tensor→numpy view and the kernel's dispatch cost 20–30 µs a step). Measured (benchmarks/ukernel.py --thresholds
---clock cpu --rounds 9: I = H, T = 50, loop time / per-step time, median of per-round ratios, this thread's CPU
-time), train / infer by (B, H): GRU (8, 64) 0.71 / 0.70; (8, 256) 0.66 / 0.63; (64, 128) 0.84 / 0.82; (32, 256)
-0.92 / 0.92; (64, 256) 0.93 / 0.95 (12.6M); (32, 512) 0.95 / 0.96 (25M); (64, 512) 1.07 / 1.05 (50M).
-RNN (8, 64) 0.93 / 0.64; (16, 256) 0.77 / 0.67; (32, 512) 0.89 / 0.90; (64, 512) 0.95 / 0.89 (16.8M, the largest
-measured). A wall-clock run agreed, with more scatter."""
+NUMBA_MAX_MACS = 1 << 25
+"""At most this many multiply-adds per step and range of rows (rows · K · N, :func:`numba_splits`), the GRU and RNN
+sequence kernels run their whole loops over time, forward and backward, in one numba call per range, the recurrent
+product on the register-blocked ``_ukernel.matmul_packed``, instead of calling oneDNN or ``torch.mm`` from Python
+at every step (the call, the tensor→numpy view and the kernel's dispatch cost 20–30 µs a step). Measured
+(benchmarks/ukernel.py --thresholds --clock cpu --rounds 9: I = H, T = 50, loop time / per-step time, median of
+per-round ratios, this thread's CPU time), train / infer by (B, H): GRU (8, 64) 0.71 / 0.70; (8, 256) 0.66 / 0.63;
+(64, 128) 0.84 / 0.82; (32, 256) 0.92 / 0.92; (64, 256) 0.93 / 0.95 (12.6M); (32, 512) 0.95 / 0.96 (25M); (64, 512)
+1.07 / 1.05 (50M). RNN (8, 64) 0.93 / 0.64; (16, 256) 0.77 / 0.67; (32, 512) 0.89 / 0.90; (64, 512) 0.95 / 0.89
+(16.8M). Then 2^24, raised to 2^25 with the split: wall clock, one thread, interleaved, 7 rounds, loaded machine,
+train / infer: GRU (32, 100, 256, 512) (25M) 0.97 / 0.89 plain, 0.97 / 0.89 layer norm; RNN (128, 50, 256, 512)
+(33.5M) 0.98 / 0.87 plain, 0.99 / 0.87 layer norm; two threads, GRU (64, 100, 256, 512) split into 2 x 32 rows
+(25M per range) against the per-step oneDNN product on both threads: 0.95 / 0.96 plain, 0.91 / 0.87 layer norm
+(the per-step path runs the element-wise kernel on one thread)."""
 NUMBA_MAX_MACS_THREADED = 1 << 18
 """The same per range where some torch threads would have no range of rows (fewer than threads ·
 :data:`NUMBA_SPLIT_MIN_ROWS` rows): the limit measured before the micro-kernel ((8, 64) x (64, 192): 4 µs on MKL

@@ -26,14 +26,14 @@ kernel for everything element-wise. Training runs a ``torch.autograd.Function`` 
 backward through time does one kernel and one product per step and collects the pre-activation
 gradients of all steps, so dW_ih, dW_hh and dx are single matmuls at the end. The products run on oneDNN in
 float32 (:mod:`rnnlab.nn._gemm`: about 1.5x MKL's speed here; per-step products of small layers stay on
-``torch.mm``, whose call costs less, and a layer small enough (:func:`rnnlab.nn._gemm.numba_pays`) runs its
+``torch.mm``, whose call costs less, and a layer small enough (:func:`rnnlab.nn._gemm.numba_splits`) runs its
 whole time loops, forward and backward, inside numba, the product on the register-blocked
 :func:`rnnlab.nn._ukernel.matmul_packed`), and what the forward saves for the backward lives in one pooled buffer
 (:func:`rnnlab.nn._workspace.saved_buffer`: no page faults on tens of megabytes per training step). Without grad
 (inference, ``torch.no_grad()``) :func:`_infer` keeps nothing for a backward pass: its kernel (:func:`_infer_step`)
-runs the gates, the candidate and h_t, y_t, h_t ⊙ m in one loop over H per row; a small layer computes x̂
-time-major per chunk of steps right before they run (in cache), a larger one batch-major for all steps into reused
-scratch. Anything else (another device or dtype) runs :func:`gru_sequence_reference`, the plain autograd loop.
+runs the gates, the candidate and h_t, y_t, h_t ⊙ m in one loop over H per row; a small layer takes x_t W_ihᵀ
+inside its whole loop (:func:`_infer_rows`), a larger one x̂ batch-major for all steps into reused scratch.
+Anything else (another device or dtype) runs :func:`gru_sequence_reference`, the plain autograd loop.
 Double backward is not supported.
 
 The kernels slice no array inside their loop over rows, as the LSTM's (see :mod:`rnnlab.nn.fused_lstm`: a slice
@@ -46,6 +46,25 @@ against the slicing kernels, layers of the five benchmark shapes): inference 0.4
 (64, 100, 256, 512), whose per-step products are ~90% of it), a training step 0.81-1.0x; the kernels alone, forward
 0.61-0.95x and backward 0.34-0.91x.
 Where the time goes, against torch.nn.GRU: ``benchmarks/profile_fused_gru.py``.
+
+The whole loops on several threads (as the LSTM's, :mod:`rnnlab.nn.fused_lstm`): with more than one torch thread
+the batch is split into one range of rows per thread, at least 4 rows each (:func:`rnnlab.nn._gemm.numba_splits`,
+which also decides per range between the whole loop and the per-step product), and each range runs its own whole
+loop, forward, backward or inference, at the same time as the others on torch's OpenMP team
+(:func:`rnnlab.nn._parallel.run_split`, one dispatch per call). Rows never interact, so the ranges need no
+synchronisation; each range sums its own bias and gain gradients (a row of ACC), added up after. The kernels take
+the range as ``b0, b1`` and loop ``for b in range(_u(b0), _u(b1))`` (unsigned: no wraparound check on b); the
+buffers stay batch-major, a range's product reading its rows of h ⊙ m at step t (HM[b0:b1, t], strided, which the
+micro-kernel takes) into its rows of ĥ (HP[b0:b1], contiguous rows). Inference computes x_t W_ihᵀ for the range's
+rows inside the loop (no torch call in it): at one thread 0.96-1.03x the time of the chunked oneDNN input product it
+replaced, at two threads 0.84-0.94x (interleaved, 7 rounds, loaded machine). Measured (benchmarks/fused_gru.py
+--threads 2 --rounds 5, twice each, alternating with the tree before the split, ratio to torch.nn.GRU, new / old):
+inference 0.55-0.68x at (32, 100, 128, 256), (64, 200, 64, 128), (16, 1024, 128, 256), a training step 0.62-0.81x;
+(8, 500, 32, 64) (two ranges of 4 rows) 0.83-0.86x training, 0.85-1.04x inference (noise: a millisecond on a loaded
+machine); (64, 100, 256, 512), now two whole loops of 32 rows instead of the per-step product on both threads,
+0.91-0.93x inference and, against the per-step path in one process (9 rounds), 0.92-0.96x training. At one thread
+(benchmarks/sequence_ab.py against the module before, --clock cpu, 11 rounds) 0.96-0.99x inference and 0.97-1.02x
+training: no change.
 """
 from __future__ import annotations
 
@@ -204,13 +223,12 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, w
 def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps):
     """The forward pass for inference (no grad): Y (B, T, H) and hT (B, H); nothing else kept.
 
-    As the LSTM's inference (:func:`rnnlab.nn.fused_lstm._infer`): x̂ = x W_ihᵀ is computed time-major, a chunk of
-    steps (~1 MB) at a time right before they run, so that the rows a step reads are one contiguous block in cache;
-    Y is written time-major (one block per step) and returned as a (B, T, H) view; the kernel
-    (:func:`_infer_step`) normalises x̂ and ĥ per row (layer norm), runs the gates in one loop over H and writes only
-    h, y and the next product's operand h ⊙ m. A small layer (:func:`rnnlab.nn._gemm.numba_pays`) runs each chunk's
-    time loop in one numba call, product included (:func:`_infer_loop`); a larger one the per-step product from
-    Python (:func:`rnnlab.nn._gemm.step_product`)."""
+    Y is written time-major (one block per step) and returned as a (B, T, H) view; the kernel (:func:`_infer_step`)
+    normalises x̂ and ĥ per row (layer norm), runs the gates in one loop over H and writes only h, y and the next
+    product's operand h ⊙ m. A small layer (:func:`rnnlab.nn._gemm.numba_splits`) runs its whole time loop in one
+    numba call per range of rows, both products included (:func:`_infer_rows`: x_t W_ihᵀ and (h_{t-1} ⊙ m) W_hhᵀ
+    for the range's rows, as the LSTM's inference); a larger one computes x̂ batch-major for all steps into reused
+    scratch and the per-step product from Python (:func:`rnnlab.nn._gemm.step_product`)."""
     B, T, I = x.shape
     G, H = W_hh.shape
     dtype = x.dtype

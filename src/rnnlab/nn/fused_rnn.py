@@ -16,20 +16,31 @@ LN(v) = (v - mean(v)) / sqrt(var(v) + eps) over the last dim (biased variance), 
 (the biases are the shift). The mask touches only the product. With ``lengths``, a row past its length
 keeps its state and outputs zeros, so hT is the state at its last real step.
 
-Implementation (CPU, float32/float64), as :mod:`rnnlab.nn.fused_gru`: the input product (and its layer norm)
-for all steps at once; per step one matrix product for the recurrent product and one serial numba kernel for
-the element-wise rest. Training runs a ``torch.autograd.Function`` whose hand-written backward through time
-does one kernel and one product per step and collects the pre-activation gradients of all steps, so
-dW_ih, dW_hh and dx are single matmuls at the end. Products on oneDNN and the saved tensors in a pooled buffer,
-as the GRU's; a small layer (:func:`rnnlab.nn._gemm.numba_pays`) runs both time loops inside numba, the product
-on :func:`rnnlab.nn._ukernel.matmul_packed`. φ' is read off the saved output (1 - h² for tanh,
-[h > 0] for ReLU, as torch's ``threshold_backward``), so without layer norm nothing but y and h ⊙ m is kept,
-and the two products share one gradient buffer. Without grad :func:`_infer` keeps nothing for a backward pass
-(x̂ per chunk of steps, time-major, for a small layer; h_t, y_t and h_t ⊙ m in one loop over H). The kernels slice
-no array inside their loop over rows, as the LSTM's and the GRU's (see :mod:`rnnlab.nn.fused_gru`); measured
-(benchmarks/sequence_ab.py, one thread, A/B against the slicing kernels) a training step 0.78-0.98x the time.
+Implementation (CPU, float32/float64), as :mod:`rnnlab.nn.fused_gru`: the input product (and its layer norm) for all
+steps at once; per step one matrix product for the recurrent product and one serial numba kernel for the
+element-wise rest. Training runs a ``torch.autograd.Function`` whose hand-written backward through time does one
+kernel and one product per step and collects the pre-activation gradients of all steps, so dW_ih, dW_hh and dx are
+single matmuls at the end. Products on oneDNN and the saved tensors in a pooled buffer, as the GRU's; a small layer
+(:func:`rnnlab.nn._gemm.numba_splits`) runs both time loops inside numba, the product on
+:func:`rnnlab.nn._ukernel.matmul_packed`, with more than one torch thread one whole loop per range of rows on each
+thread at once, as the GRU's (see :mod:`rnnlab.nn.fused_gru`: ranges of at least 4 rows, no synchronisation between
+them, per-range parameter-gradient sums added after, kernels that take the range as unsigned ``b0, b1``). φ' is read
+off the saved output (1 - h² for tanh, [h > 0] for ReLU, as torch's ``threshold_backward``), so without layer norm
+nothing but y and h ⊙ m is kept, and the two products share one gradient buffer. Without grad :func:`_infer` keeps
+nothing for a backward pass (x_t W_ihᵀ inside the whole loop for a small layer, :func:`_infer_rows`; h_t, y_t and
+h_t ⊙ m in one loop over H). The kernels slice no array inside their loop over rows, as the LSTM's and the GRU's
+(see :mod:`rnnlab.nn.fused_gru`); measured (benchmarks/sequence_ab.py, one thread, A/B against the slicing kernels)
+a training step 0.78-0.98x the time.
 Anything else (another device or dtype) runs :func:`rnn_sequence_reference`, the plain autograd loop.
 Double backward is not supported.
+
+The split on two threads, measured (benchmarks/fused_rnn.py --threads 2 --rounds 5, twice each, alternating with the
+tree before the split, ratio to torch.nn.RNN, new / old, plain, layer norm and dropout rows): inference 0.34-0.53x
+at (32, 100, 128, 256), (64, 200, 64, 128), (16, 1024, 128, 256) and 0.79-0.81x at (64, 100, 256, 512) (before:
+the per-step product; now two whole loops of 32 rows); a training step 0.51-0.79x, 0.81-0.94x at (64, 100, 256,
+512); (8, 500, 32, 64), two ranges of 4 rows, 0.84-1.01x training and 0.97-1.18x inference (a millisecond: noise
+on a loaded machine; 0.89x / 0.99x in a separate interleaved run of 21 rounds). At one thread (benchmarks/
+sequence_ab.py against the module before, --clock cpu) inference 0.85-0.95x, training 1.00-1.01x (21 rounds).
 """
 from __future__ import annotations
 
@@ -176,9 +187,9 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu
 
 def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu):
     """The forward pass for inference (no grad): Y (B, T, H) and hT (B, H); nothing else kept. As the GRU's
-    (:func:`rnnlab.nn.fused_gru._infer`): a small layer (:func:`rnnlab.nn._gemm.numba_pays`) computes x̂ time-major
-    per chunk of steps right before they run and runs each chunk's time loop in one numba call, product included;
-    a larger one x̂ batch-major for all steps into reused scratch and the per-step product from Python. The kernel
+    (:func:`rnnlab.nn.fused_gru._infer`): a small layer (:func:`rnnlab.nn._gemm.numba_splits`) runs its whole time
+    loop in one numba call per range of rows, both products included (:func:`_infer_rows`); a larger one x̂
+    batch-major for all steps into reused scratch and the per-step product from Python. The kernel
     (:func:`_infer_step`) normalises x̂ and ĥ per row (layer norm) and writes h, y (time-major, returned as a
     (B, T, H) view) and the next product's operand h ⊙ m in one loop over H."""
     B, T, I = x.shape

@@ -6,7 +6,7 @@ import test_fused_gru as gru_case
 import test_fused_rnn as rnn_case
 import torch
 
-from rnnlab.nn import _gemm, fused_gru, fused_rnn
+from rnnlab.nn import _gemm, _parallel, fused_gru, fused_rnn
 from rnnlab.nn.fused_gru import gru_sequence, gru_sequence_reference
 from rnnlab.nn.fused_rnn import rnn_sequence, rnn_sequence_reference
 
@@ -111,3 +111,17 @@ def test_per_step_path_when_a_range_is_too_large(threads, monkeypatch):
     _assert_close(gru_case.outputs_and_grads(gru_sequence, args, kw),
                   gru_case.outputs_and_grads(gru_sequence_reference, args, kw), torch.float64, "per step")
     assert calls == []
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn"])
+def test_python_thread_pool_backend_matches_reference(threads, monkeypatch, kind):
+    """Where no OpenMP runtime is found, run_split's pool of Python threads runs the ranges: the same numbers."""
+    monkeypatch.setattr(_parallel, "_omp", None)
+    assert _parallel.backend() == "threads"
+    case, fused, reference, extra = _cell(kind)
+    args, kw = case.make_case(6, 5, 4, 9, dtype=torch.float64, ln=True, mask=True, lengths="mixed", **extra)
+    _assert_close(case.outputs_and_grads(fused, args, kw), case.outputs_and_grads(reference, args, kw),
+                  torch.float64, f"{kind} python threads")
+    with torch.no_grad():
+        _assert_close(fused(*args, **kw), reference(*args, **kw), torch.float64, f"{kind} python threads, no grad")
+    assert [name for name, _ in threads[1]] == ["_forward_loop", "_backward_loop", "_infer_rows"]

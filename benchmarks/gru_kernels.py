@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import lstm_kernels
-from lstm_kernels import STEPS
+from lstm_kernels import STEPS, rows_of
 from rnnlab.nn import fused_gru
 from rnnlab.nn.fused_lstm import _scalars
 
@@ -40,21 +40,25 @@ def make(B: int, H: int, ln: bool, rng) -> dict:
 
 
 def kernels(mod, d: dict, ln: bool) -> dict:
-    """kernel name -> a call running it over STEPS steps."""
+    """kernel name -> a call running it over STEPS steps (all B rows: the trailing (0, B), or nothing for a module
+    from before the kernels took a range of rows)."""
+    B = d["HN"].shape[0]
+    r_inf, r_fwd, r_bwd = (rows_of(k, B) for k in (mod._infer_step, mod._forward_step, mod._backward_step))
+
     def infer():
         for t in range(STEPS):
             mod._infer_step(t, t, d["XT"], d["HP"], d["P"], d["M"], d["L"], d["ST"], d["YT"], d["HN"], d["SC"], ln,
-                            True)
+                            True, *r_inf)
 
     def forward():
         for t in range(STEPS):
             mod._forward_step(t, d["XP"], d["HP"], d["P"], d["M"], d["L"], d["ST"], d["Y"], d["HM"], d["SV"], d["SL"],
-                              d["SC"], ln)
+                              d["SC"], ln, *r_fwd)
 
     def backward():
         for t in range(STEPS - 1, -1, -1):
             mod._backward_step(t, d["DY"], d["DHM"], d["P"], d["M"], d["L"], d["SV"], d["SL"], d["XP"], d["DXP"],
-                               d["DHP"], d["DS"], d["ACC"], d["SC"], ln)
+                               d["DHP"], d["DS"], d["ACC"], d["SC"], ln, *r_bwd)
 
     forward()  # the backward reads what the forward saved
     return {"infer": infer, "forward": forward, "backward": backward}

@@ -8,9 +8,9 @@ Columns (ms, medians over rounds): ``input`` the input product x W_ihᵀ for all
 ``kern_fwd`` / ``kern_bwd`` the numba element-wise kernels; ``end`` dx, dW_ih, dW_hh after the loop; ``rest``
 everything else (the Python loop, tensor<->numpy conversions, dispatch, allocations, autograd), also per step
 (``rest_us_step``). ``gemm_share`` = the products' share of our time; ``floor`` = our products alone / torch.nn.GRU,
-the ratio left if everything but the products cost nothing. A small layer (rnnlab.nn._gemm.numba_pays: with one
+the ratio left if everything but the products cost nothing. A small layer (rnnlab.nn._gemm.numba_splits: with one
 thread all but (64, 100, 256, 512)) runs its time loops in one numba call each, products included: all of it is
-``kern_fwd`` and ``kern_bwd``.
+``kern_fwd`` and ``kern_bwd`` (the wall time of ``run_split``: with more threads, every range's loop at once).
 The calls are timed by wrapping the module's
 functions (a wrapper costs about 0.3 µs a call). torch.nn.GRU runs in the same rounds. Writes
 benchmarks/results/profile_fused_gru.json (profile_fused_gru_mkl.json with --mkl).
@@ -47,13 +47,10 @@ def instrument() -> None:
     make_product = fused_gru.step_product
     fused_gru.step_product = lambda w, rows: timed(make_product(w, rows), "rec", phased=True)
     fused_gru._forward_step = timed(fused_gru._forward_step, "kern_fwd")
-    fused_gru._forward_loop = timed(fused_gru._forward_loop, "kern_fwd")  # small layers: products included
+    fused_gru.run_split = timed(fused_gru.run_split, "kern", phased=True)  # small layers' whole loops, all ranges
     fused_gru.linear_into = timed(fused_gru.linear_into, "input")  # inference of a larger layer: x̂ of all steps
-    fused_gru._input_product = timed(fused_gru._input_product, "input")  # inference of a small layer: per chunk
     fused_gru._infer_step = timed(fused_gru._infer_step, "kern_fwd")
-    fused_gru._infer_loop = timed(fused_gru._infer_loop, "kern_fwd")  # small layers: products included
     fused_gru._backward_step = timed(fused_gru._backward_step, "kern_bwd")
-    fused_gru._backward_loop = timed(fused_gru._backward_loop, "kern_bwd")  # small layers: products included
     fused_gru.input_and_weight_grads = timed(fused_gru.input_and_weight_grads, "end")
 
 
@@ -101,6 +98,8 @@ def main() -> None:
     # compile (or load) the numba loops before their callees are wrapped in Python timers, which numba cannot call
     warm = GRU(4, 4, impl="numba")
     warm(torch.zeros(2, 3, 4))[0].sum().backward()
+    with torch.no_grad():
+        warm(torch.zeros(2, 3, 4))
     instrument()
     shapes = [SHAPES[int(i)] for i in args.shapes.split(",")] if args.shapes else SHAPES
     rows = []

@@ -47,11 +47,19 @@ def test_input_and_weight_grads(need, dtype):
             assert g is None
 
 
-def test_numba_pays_by_threads(monkeypatch):
-    """One thread: the whole loop up to NUMBA_MAX_MACS (2^24); more threads: up to NUMBA_MAX_MACS_THREADED (2^18)."""
+def test_numba_splits_by_threads(monkeypatch):
+    """One thread: one range, the whole loop up to NUMBA_MAX_MACS (2^25). Two threads: a range of at least
+    NUMBA_SPLIT_MIN_ROWS (4) rows per thread, each up to NUMBA_MAX_MACS; a batch too small for a range per thread:
+    one range up to NUMBA_MAX_MACS_THREADED (2^18)."""
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
-    assert _gemm.numba_pays(64, 256, 768)  # GRU (B, H) = (64, 256)
-    assert not _gemm.numba_pays(64, 512, 1536)  # GRU (64, 100, 256, 512)
+    assert _gemm.numba_splits(64, 256, 768) == [(0, 64)]  # GRU (B, H) = (64, 256)
+    assert _gemm.numba_pays(64, 256, 768)
+    assert _gemm.numba_splits(64, 512, 1536) is None  # GRU (64, 100, 256, 512)
+    assert not _gemm.numba_pays(64, 512, 1536)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    assert _gemm.numba_pays(8, 64, 192)  # GRU (8, 500, 32, 64)
-    assert not _gemm.numba_pays(32, 256, 768)
+    assert _gemm.numba_splits(8, 64, 192) == [(0, 4), (4, 8)]  # GRU (8, 500, 32, 64)
+    assert _gemm.numba_splits(32, 256, 768) == [(0, 16), (16, 32)]  # 16 rows per range: 3.1M
+    assert _gemm.numba_splits(64, 512, 1536) == [(0, 32), (32, 64)]  # 32 rows per range: 25M
+    assert _gemm.numba_splits(128, 512, 1536) is None  # 64 rows per range: 50M
+    assert _gemm.numba_splits(6, 64, 192) == [(0, 6)]  # one range on two threads: 74K <= 2^18
+    assert _gemm.numba_splits(6, 256, 768) is None  # 1.2M > 2^18

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._parallel import row_splits
 from ._torch_kernels import ONEDNN_LINEAR, onednn_linear, onednn_pack_linear_weight
 
 _ONEDNN = ONEDNN_LINEAR  # benchmarks/gemm_backend.py switches it off for its A/B
@@ -101,27 +102,54 @@ def weight_grad(d: Tensor, a: Tensor) -> Tensor:
     return linear(a.t(), d.t()).t().contiguous()
 
 
-NUMBA_MAX_MACS = 1 << 24
-"""At most this many multiply-adds per step (one torch thread), the GRU and RNN sequence kernels run their whole
-loops over time, forward and backward, in one numba call each, the recurrent product on the register-blocked
-``_ukernel.matmul_packed``, instead of calling oneDNN or ``torch.mm`` from Python at every step (the call, the
-tensor→numpy view and the kernel's dispatch cost 20–30 µs a step). Measured (benchmarks/ukernel.py --thresholds
---clock cpu --rounds 9: I = H, T = 50, loop time / per-step time, median of per-round ratios, this thread's CPU
-time), train / infer by (B, H): GRU (8, 64) 0.71 / 0.70; (8, 256) 0.66 / 0.63; (64, 128) 0.84 / 0.82; (32, 256)
-0.92 / 0.92; (64, 256) 0.93 / 0.95 (12.6M); (32, 512) 0.95 / 0.96 (25M); (64, 512) 1.07 / 1.05 (50M).
-RNN (8, 64) 0.93 / 0.64; (16, 256) 0.77 / 0.67; (32, 512) 0.89 / 0.90; (64, 512) 0.95 / 0.89 (16.8M, the largest
-measured). A wall-clock run agreed, with more scatter."""
+NUMBA_MAX_MACS = 1 << 25
+"""At most this many multiply-adds per step and range of rows (rows · K · N, :func:`numba_splits`), the GRU and RNN
+sequence kernels run their whole loops over time, forward and backward, in one numba call per range, the recurrent
+product on the register-blocked ``_ukernel.matmul_packed``, instead of calling oneDNN or ``torch.mm`` from Python
+at every step (the call, the tensor→numpy view and the kernel's dispatch cost 20–30 µs a step). Measured
+(benchmarks/ukernel.py --thresholds --clock cpu --rounds 9: I = H, T = 50, loop time / per-step time, median of
+per-round ratios, this thread's CPU time), train / infer by (B, H): GRU (8, 64) 0.71 / 0.70; (8, 256) 0.66 / 0.63;
+(64, 128) 0.84 / 0.82; (32, 256) 0.92 / 0.92; (64, 256) 0.93 / 0.95 (12.6M); (32, 512) 0.95 / 0.96 (25M); (64, 512)
+1.07 / 1.05 (50M). RNN (8, 64) 0.93 / 0.64; (16, 256) 0.77 / 0.67; (32, 512) 0.89 / 0.90; (64, 512) 0.95 / 0.89
+(16.8M). Then 2^24, raised to 2^25 with the split: wall clock, one thread, interleaved, 7 rounds, loaded machine,
+train / infer: GRU (32, 100, 256, 512) (25M) 0.97 / 0.89 plain, 0.97 / 0.89 layer norm; RNN (128, 50, 256, 512)
+(33.5M) 0.98 / 0.87 plain, 0.99 / 0.87 layer norm; two threads, GRU (64, 100, 256, 512) split into 2 x 32 rows
+(25M per range) against the per-step oneDNN product on both threads: 0.95 / 0.96 plain, 0.91 / 0.87 layer norm
+(the per-step path runs the element-wise kernel on one thread)."""
 NUMBA_MAX_MACS_THREADED = 1 << 18
-"""The same with more than one torch thread: the limit measured before the micro-kernel ((8, 64) x (64, 192): 4 µs
-on MKL against a Python round trip of 20–30 µs), since the numba loop runs on one thread while oneDNN's product
-uses them all; not re-measured (two threads cannot be timed on a loaded two-core machine)."""
+"""The same per range where some torch threads would have no range of rows (fewer than threads ·
+:data:`NUMBA_SPLIT_MIN_ROWS` rows): the limit measured before the micro-kernel ((8, 64) x (64, 192): 4 µs on MKL
+against a Python round trip of 20–30 µs), since a oneDNN product per step uses all the threads while the idle ones
+would wait on the loop."""
+NUMBA_SPLIT_MIN_ROWS = 4
+"""The fewest rows a range of the split whole loop gets (:func:`numba_splits`), as the LSTM's. Measured at two
+threads (interleaved, wall clock, layer norm, loaded machine), two ranges against one range of the same batch,
+infer / train: (8, 500, 32, 64) two ranges of 4 rows, 21 rounds, GRU 0.75 / 0.82, RNN 0.89 / 0.99; (16, 500, 32, 64)
+GRU 0.63 / 0.79, RNN 0.63 / 0.92; (4, 500, 32, 64) two ranges of 2 rows, 7 rounds, GRU 1.20 / 1.01, RNN 1.19 / 1.02
+(the dispatch and a second thread's wake-up, ~30 µs, against a loop of about a millisecond)."""
+
+
+def numba_splits(B: int, K: int, N: int) -> list[tuple[int, int]] | None:
+    """The row ranges [b0, b1) of a batch of B rows that the GRU's and RNN's whole loops over time run on, one numba
+    call per range, each on its own torch thread at once (:func:`rnnlab.nn._parallel.run_split`: the rows of a
+    recurrent layer never interact); or None: the per-step (B, K) x (K, N) product from Python instead, on oneDNN
+    and all of torch's threads. One range per torch thread, of at least :data:`NUMBA_SPLIT_MIN_ROWS` rows, sizes
+    differing by at most one. Where every thread has a range, each range is a one-thread loop and the rule is the
+    one-thread one per range: rows · K · N ≤ :data:`NUMBA_MAX_MACS`; where some thread would have none (a small
+    batch), ≤ :data:`NUMBA_MAX_MACS_THREADED`. With one thread: one range of B rows. What the split gains (two
+    threads: inference 0.34-0.68x, a training step 0.51-0.81x the time before it at the benchmark shapes) is in the
+    docstrings of :mod:`rnnlab.nn.fused_gru` and :mod:`rnnlab.nn.fused_rnn`."""
+    threads = torch.get_num_threads()
+    splits = row_splits(B, NUMBA_SPLIT_MIN_ROWS, threads)
+    rows = max(b1 - b0 for b0, b1 in splits)
+    limit = NUMBA_MAX_MACS if len(splits) == threads else NUMBA_MAX_MACS_THREADED
+    return splits if rows * K * N <= limit else None
 
 
 def numba_pays(M: int, K: int, N: int) -> bool:
-    """Whether an (M, K) x (K, N) per-step product is small enough for the whole loop in numba (see
-    :data:`NUMBA_MAX_MACS`)."""
-    limit = NUMBA_MAX_MACS if torch.get_num_threads() == 1 else NUMBA_MAX_MACS_THREADED
-    return M * K * N <= limit
+    """Whether an (M, K) x (K, N) per-step product is small enough for the whole loop in numba, split or not (see
+    :func:`numba_splits`)."""
+    return numba_splits(M, K, N) is not None
 
 
 def pack(w: Tensor, batch_size: int) -> Tensor:

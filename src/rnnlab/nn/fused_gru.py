@@ -26,14 +26,14 @@ kernel for everything element-wise. Training runs a ``torch.autograd.Function`` 
 backward through time does one kernel and one product per step and collects the pre-activation
 gradients of all steps, so dW_ih, dW_hh and dx are single matmuls at the end. The products run on oneDNN in
 float32 (:mod:`rnnlab.nn._gemm`: about 1.5x MKL's speed here; per-step products of small layers stay on
-``torch.mm``, whose call costs less, and a layer small enough (:func:`rnnlab.nn._gemm.numba_pays`) runs its
+``torch.mm``, whose call costs less, and a layer small enough (:func:`rnnlab.nn._gemm.numba_splits`) runs its
 whole time loops, forward and backward, inside numba, the product on the register-blocked
 :func:`rnnlab.nn._ukernel.matmul_packed`), and what the forward saves for the backward lives in one pooled buffer
 (:func:`rnnlab.nn._workspace.saved_buffer`: no page faults on tens of megabytes per training step). Without grad
 (inference, ``torch.no_grad()``) :func:`_infer` keeps nothing for a backward pass: its kernel (:func:`_infer_step`)
-runs the gates, the candidate and h_t, y_t, h_t ⊙ m in one loop over H per row; a small layer computes x̂
-time-major per chunk of steps right before they run (in cache), a larger one batch-major for all steps into reused
-scratch. Anything else (another device or dtype) runs :func:`gru_sequence_reference`, the plain autograd loop.
+runs the gates, the candidate and h_t, y_t, h_t ⊙ m in one loop over H per row; a small layer takes x_t W_ihᵀ
+inside its whole loop (:func:`_infer_rows`), a larger one x̂ batch-major for all steps into reused scratch.
+Anything else (another device or dtype) runs :func:`gru_sequence_reference`, the plain autograd loop.
 Double backward is not supported.
 
 The kernels slice no array inside their loop over rows, as the LSTM's (see :mod:`rnnlab.nn.fused_lstm`: a slice
@@ -46,6 +46,25 @@ against the slicing kernels, layers of the five benchmark shapes): inference 0.4
 (64, 100, 256, 512), whose per-step products are ~90% of it), a training step 0.81-1.0x; the kernels alone, forward
 0.61-0.95x and backward 0.34-0.91x.
 Where the time goes, against torch.nn.GRU: ``benchmarks/profile_fused_gru.py``.
+
+The whole loops on several threads (as the LSTM's, :mod:`rnnlab.nn.fused_lstm`): with more than one torch thread
+the batch is split into one range of rows per thread, at least 4 rows each (:func:`rnnlab.nn._gemm.numba_splits`,
+which also decides per range between the whole loop and the per-step product), and each range runs its own whole
+loop, forward, backward or inference, at the same time as the others on torch's OpenMP team
+(:func:`rnnlab.nn._parallel.run_split`, one dispatch per call). Rows never interact, so the ranges need no
+synchronisation; each range sums its own bias and gain gradients (a row of ACC), added up after. The kernels take
+the range as ``b0, b1`` and loop ``for b in range(_u(b0), _u(b1))`` (unsigned: no wraparound check on b); the
+buffers stay batch-major, a range's product reading its rows of h ⊙ m at step t (HM[b0:b1, t], strided, which the
+micro-kernel takes) into its rows of ĥ (HP[b0:b1], contiguous rows). Inference computes x_t W_ihᵀ for the range's
+rows inside the loop (no torch call in it): at one thread 0.96-1.03x the time of the chunked oneDNN input product it
+replaced, at two threads 0.84-0.94x (interleaved, 7 rounds, loaded machine). Measured (benchmarks/fused_gru.py
+--threads 2 --rounds 5, twice each, alternating with the tree before the split, ratio to torch.nn.GRU, new / old):
+inference 0.55-0.68x at (32, 100, 128, 256), (64, 200, 64, 128), (16, 1024, 128, 256), a training step 0.62-0.81x;
+(8, 500, 32, 64) (two ranges of 4 rows) 0.83-0.86x training, 0.85-1.04x inference (noise: a millisecond on a loaded
+machine); (64, 100, 256, 512), now two whole loops of 32 rows instead of the per-step product on both threads,
+0.91-0.93x inference and, against the per-step path in one process (9 rounds), 0.92-0.96x training. At one thread
+(benchmarks/sequence_ab.py against the module before, --clock cpu, 11 rounds) 0.96-0.99x inference and 0.97-1.02x
+training: no change.
 """
 from __future__ import annotations
 
@@ -55,7 +74,8 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
-from ._gemm import input_and_weight_grads, linear, linear_into, numba_pays, step_product
+from ._gemm import input_and_weight_grads, linear_into, numba_splits, step_product
+from ._parallel import run_split
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
 from ._ukernel import matmul_packed, pack_panels
@@ -64,7 +84,6 @@ from .fused_lstm import (
     _JIT,
     _ONE,
     _ZERO,
-    _infer_chunk,
     _scalars,
     _sigmoid,
     _tanh,
@@ -186,29 +205,30 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, w
     SC = _scalars(eps, G, H, dtype)
 
     XP_, P_, M_, L_, ST_, Y_, HM_, SV_, SL_ = (a.numpy() for a in (XP, P, m, L, ST, Y, HM, SV, SL))
-    if numba_pays(B, H, G):  # a small layer: the whole time loop in numba, the product too (see _gemm)
+    splits = numba_splits(B, H, G)
+    if splits is not None:  # a small layer: the whole time loop in numba, the product too; a range of rows per thread
         Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
-        _forward_loop(T_run, XP_, np.empty((B, G), dtype=XP_.dtype), Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SL_, SC,
-                      ln)
+        HP_ = np.empty((B, G), dtype=XP_.dtype)  # ĥ_t, each range its own rows
+        run_split(_forward_loop, [(T_run, XP_, HP_, Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SL_, SC, ln, b0, b1)
+                                  for b0, b1 in splits])
         return Y, ST, (x, m, L, P, XP, HM, work[n:], T_run)
     product = step_product(W_hh, B)  # h_{t-1} ⊙ m ↦ ĥ_t, on oneDNN or torch.mm (see _gemm)
     hm_steps = HM.unbind(1)
     for t in range(T_run):
         HP_ = product(hm_steps[t])  # ĥ_t (B, G)
-        _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SL_, SC, ln)
+        _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SL_, SC, ln, 0, B)
     return Y, ST, (x, m, L, P, XP, HM, work[n:], T_run)
 
 
 def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps):
     """The forward pass for inference (no grad): Y (B, T, H) and hT (B, H); nothing else kept.
 
-    As the LSTM's inference (:func:`rnnlab.nn.fused_lstm._infer`): x̂ = x W_ihᵀ is computed time-major, a chunk of
-    steps (~1 MB) at a time right before they run, so that the rows a step reads are one contiguous block in cache;
-    Y is written time-major (one block per step) and returned as a (B, T, H) view; the kernel
-    (:func:`_infer_step`) normalises x̂ and ĥ per row (layer norm), runs the gates in one loop over H and writes only
-    h, y and the next product's operand h ⊙ m. A small layer (:func:`rnnlab.nn._gemm.numba_pays`) runs each chunk's
-    time loop in one numba call, product included (:func:`_infer_loop`); a larger one the per-step product from
-    Python (:func:`rnnlab.nn._gemm.step_product`)."""
+    Y is written time-major (one block per step) and returned as a (B, T, H) view; the kernel (:func:`_infer_step`)
+    normalises x̂ and ĥ per row (layer norm), runs the gates in one loop over H and writes only h, y and the next
+    product's operand h ⊙ m. A small layer (:func:`rnnlab.nn._gemm.numba_splits`) runs its whole time loop in one
+    numba call per range of rows, both products included (:func:`_infer_rows`: x_t W_ihᵀ and (h_{t-1} ⊙ m) W_hhᵀ
+    for the range's rows, as the LSTM's inference); a larger one computes x̂ batch-major for all steps into reused
+    scratch and the per-step product from Python (:func:`rnnlab.nn._gemm.step_product`)."""
     B, T, I = x.shape
     G, H = W_hh.shape
     dtype = x.dtype
@@ -224,15 +244,16 @@ def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps):
         Y[T_run:].zero_()
     SC = _scalars(eps, G, H, dtype)
     x, W_ih = x.detach(), W_ih.detach()
-    chunk = _chunk_steps(B, G)
     HP = torch.empty(B, G, dtype=dtype)  # ĥ_t in the whole-loop path
     HP_, P_, M_, L_, ST_, Y_, HN_ = (a.numpy() for a in (HP, P, m, L, ST, Y, HN))
-    if numba_pays(B, H, G):  # a small layer: each chunk's time loop in one numba call
-        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
-        for t0 in range(0, T_run, chunk):  # x̂ of `chunk` steps at a time, consumed while in cache
-            t1 = min(t0 + chunk, T_run)
-            XP_ = _input_product(x, W_ih, t0, t1).numpy()  # (t1 - t0, B, G)
-            _infer_loop(t0, t1, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln)
+    splits = numba_splits(B, H, G)
+    if splits is not None:  # both products inside the loop, a range of rows per thread
+        Wxp = pack_panels(W_ih.t().numpy())  # W_ihᵀ (I, G) in panels, once per call
+        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G)
+        XH = np.empty((1, B, G), dtype=Y_.dtype)  # x̂_t
+        X = x.contiguous().numpy()
+        run_split(_infer_rows, [(T_run, X, Wxp, Wp, XH, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln, b0, b1)
+                                for b0, b1 in splits])
         return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.GRU's batch_first output)
     # a larger layer: its per-step products outweigh keeping x̂ in cache; x̂ of all steps in reused scratch
     product = step_product(W_hh, B)  # h ⊙ m ↦ ĥ_t (B, G), on oneDNN or torch.mm
@@ -240,29 +261,8 @@ def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps):
         XP = linear_into(x.reshape(B * T, I), W_ih, work.view(B * T, G))  # batch-major: no copy of x
         XP_ = XP.numpy().reshape(B, T, G)
         for t in range(T_run):
-            _infer_step(t, t, XP_, product(HN), P_, M_, L_, ST_, Y_, HN_, SC, ln, False)
+            _infer_step(t, t, XP_, product(HN), P_, M_, L_, ST_, Y_, HN_, SC, ln, False, 0, B)
     return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.GRU's batch_first output)
-
-
-def _input_product(x, W_ih, t0: int, t1: int, out=None) -> Tensor:
-    """x̂ = x W_ihᵀ of steps t0..t1-1, time-major (t1 - t0, B, G): a new tensor, or written into ``out``."""
-    B, _, I = x.shape
-    x_tm = x[:, t0:t1].transpose(0, 1).reshape((t1 - t0) * B, I)  # time-major copy of the chunk's inputs
-    if out is None:
-        return linear(x_tm, W_ih).view(t1 - t0, B, -1)
-    linear_into(x_tm, W_ih, out.view((t1 - t0) * B, -1))
-    return out
-
-
-def _chunk_steps(B: int, G: int) -> int:
-    """Steps of x̂ computed per input product in inference: the LSTM's ~1 MB (:func:`rnnlab.nn.fused_lstm._infer_chunk`),
-    but at least :data:`_INFER_MIN_ROWS` rows: a product of a few hundred rows ran slower per row than the per-step
-    work it feeds saves (measured at (64, 100, 256, 512), one thread: x̂ in chunks of 2 steps, 128 rows, 1.15x the
-    time of one product over all steps; 16 steps, 1024 rows, 0.95x)."""
-    return max(_infer_chunk(B, G), -(-_INFER_MIN_ROWS // B))
-
-
-_INFER_MIN_ROWS = 1024
 
 
 class _FusedGRU(torch.autograd.Function):
@@ -298,7 +298,9 @@ class _FusedGRU(torch.autograd.Function):
                 DHP[:, T_run:].zero_()
             DS = dhT.detach().clone().contiguous()  # (B, H): dL/dh_t carried back in time (the direct path only)
             DHM = torch.zeros(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product (none after T)
-            ACC = np.zeros(4 * G, dtype=np.float64)  # [db_ih | db_hh | dγ_ih | dγ_hh]
+            splits = numba_splits(B, G, H)
+            ACC = np.zeros((1 if splits is None else len(splits), 4 * G), dtype=np.float64)  # per range:
+            # [db_ih | db_hh | dγ_ih | dγ_hh], summed after
             SC = _scalars(eps, G, H, dtype)
 
             dhp_steps = DHP.unbind(1)
@@ -306,19 +308,20 @@ class _FusedGRU(torch.autograd.Function):
             dY_, DHM_, M_, L_, SV_, SL_, XP_, DXP_, DHP_, DS_ = (
                 a.numpy() for a in (dY, DHM, m, L, SV, SL, XP, DXP, DHP, DS))
             P_ = ctx.P.numpy()
-            if numba_pays(B, G, H):  # a small layer: the whole loop in numba, as in the forward pass
+            if splits is not None:  # a small layer: the whole loop in numba per range of rows, as in the forward
                 Wp = pack_panels(W_hh.numpy())  # W_hh (G, H) in panels: DHM = DHP_t W_hh
-                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, SL_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
+                run_split(_backward_loop, [(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, SL_, XP_, DXP_, DHP_, DS_, ACC[s],
+                                            SC, ln, b0, b1) for s, (b0, b1) in enumerate(splits)])
             else:
                 product = step_product(W_hh.t(), B)  # DHP_t ↦ DHP_t W_hh = dL/d(h_{t-1} ⊙ m)
                 for t in range(T_run - 1, -1, -1):
-                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, SL_, XP_, DXP_, DHP_, DS_, ACC, SC, ln)
+                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, SL_, XP_, DXP_, DHP_, DS_, ACC[0], SC, ln, 0, B)
                     DHM_ = product(dhp_steps[t])  # (B, H)
 
             need = ctx.needs_input_grad
             dh0 = DS + torch.from_numpy(DHM_) * m if need[1] else None
             dx, dW_ih, dW_hh = input_and_weight_grads(DXP, DHP, x, HM, W_ih.detach(), need[0], need[2], need[3])
-        acc = torch.from_numpy(ACC).to(dtype)
+        acc = torch.from_numpy(ACC.sum(axis=0)).to(dtype)
         db_ih = acc[:G].clone() if need[4] else None
         db_hh = acc[G:2 * G].clone() if need[5] else None
         dg_ih = acc[2 * G:3 * G].clone() if need[6] else None
@@ -342,15 +345,15 @@ def _pack_params(b_ih, b_hh, g_ih, g_hh, G, dtype) -> Tensor:
 
 
 @numba.njit(**_JIT)
-def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SL, SC, ln):
-    """Step t of training for every row b. XP (B, T, G) x̂, or LN(x̂) with layer norm (its rstd in SL); HP (B, G)
+def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SL, SC, ln, b0, b1):
+    """Step t of training for rows b0 <= b < b1. XP (B, T, G) x̂, or LN(x̂) with layer norm (its rstd in SL); HP (B, G)
     ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (B, H) h (updated); Y (B, T, H) written at t and
     HM (B, T, H) h ⊙ m at t+1; SV (5, B, T, H) and SL (B, T, G + 2) what the backward pass reads (:func:`_layout`).
     As the LSTM's kernels (:mod:`rnnlab.nn.fused_lstm`): no array is sliced inside the loop over rows (a slice
     costs numba a reference-count increment and decrement); offsets into a row are unsigned
     (:func:`rnnlab.nn.fused_lstm._u`), and each inner loop stores into one array that it does not read at another
     offset, so that it runs contiguous and vectorises."""
-    B, T, G = XP.shape
+    T, G = XP.shape[1], XP.shape[2]
     H = G // 3
     eps, inv_g = SC[0], SC[1]
     b_ih, b_hh, g_ih, g_hh = P[0:G], P[G:2 * G], P[2 * G:3 * G], P[3 * G:4 * G]
@@ -359,7 +362,7 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SL, SC, ln):
     last = t + 1 == T
     tn = min(t + 1, T - 1)
     zero = _ZERO * SC[0]
-    for b in range(B):
+    for b in range(_u(b0), _u(b1)):  # unsigned: no negative-index wraparound on b
         if t >= L[b]:  # past this row's end: state frozen, output zero
             for j in range(H):
                 Y[b, t, j] = zero
@@ -416,17 +419,19 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SL, SC, ln):
 
 
 @numba.njit(**_JIT)
-def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SL, SC, ln):
-    """The forward time loop of a small layer in one call: per step ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ into HP (B, G) with
-    Wp = pack_panels(W_hhᵀ), W_hhᵀ (H, G), then :func:`_forward_step`. Same arrays as there."""
+def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SL, SC, ln, b0, b1):
+    """The forward time loop of a small layer in one call, for rows b0..b1-1: per step ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ
+    for those rows into HP[b0:b1] (HP (B, G)) with Wp = pack_panels(W_hhᵀ), W_hhᵀ (H, G), then
+    :func:`_forward_step`. Same arrays as there. Rows never interact: several threads run this at once, each on its
+    own range (:func:`rnnlab.nn._gemm.numba_splits`)."""
     for t in range(T_run):
-        matmul_packed(HM[:, t], Wp, HP)
-        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SL, SC, ln)
+        matmul_packed(HM[b0:b1, t], Wp, HP[b0:b1])
+        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SL, SC, ln, b0, b1)
 
 
 @numba.njit(**_JIT)
-def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, tm):
-    """Step t of inference for every row b, keeping nothing for a backward pass. XP the raw x̂: with ``tm``
+def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, tm, b0, b1):
+    """Step t of inference for rows b0 <= b < b1, keeping nothing for a backward pass. XP the raw x̂: with ``tm``
     (Tc, B, G) a chunk of steps, time-major, step t at XP[tx]; else (B, T, G), batch-major, step t at XP[:, t];
     HP (B, G) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (B, H) h (updated); Y (T, B, H) written at
     t; HN (B, H) h_t ⊙ m for the next product (left as is past a row's end).
@@ -435,7 +440,6 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, tm):
     so no cancellation when |mean| >> std), then one loop over H for the gates, the candidate and h_t, y_t,
     h_t ⊙ m. Arrays are sliced once per call, outside the loop over rows, and indexed by loop variables or
     unsigned offsets only (see :func:`_forward_step`)."""
-    B = XP.shape[1] if tm else XP.shape[0]
     G = XP.shape[2]
     H = G // 3
     eps, inv_g = SC[0], SC[1]
@@ -443,12 +447,12 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, tm):
     b_ih, b_hh, g_ih, g_hh = P[0:G], P[G:2 * G], P[2 * G:3 * G], P[3 * G:4 * G]
     o_z, o_n = _u(H), _u(2 * H)
     zero = _ZERO * SC[0]
-    for b in range(B):
+    for b in range(_u(b0), _u(b1)):  # unsigned: no negative-index wraparound on b
         if t >= L[b]:  # past this row's end: state frozen, output zero
             for j in range(H):
                 Yt[b, j] = zero
             continue
-        i0, i1 = (tx, b) if tm else (b, t)  # the row of x̂ is XP[i0, i1] (a slice per row would cost a refcount)
+        i0, i1 = (_u(tx), b) if tm else (b, _u(t))  # the row of x̂ is XP[i0, i1] (no slice per row: a refcount)
         if ln:
             x0, h0 = XP[i0, i1, 0], HP[b, 0]
             sx, sh, qx, qh = zero, zero, zero, zero
@@ -488,22 +492,25 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, tm):
 
 
 @numba.njit(**_JIT)
-def _infer_loop(t0, t1, Wp, XP, HP, P, M, L, ST, Y, HN, SC, ln):
-    """Steps t0..t1-1 of :func:`_infer_step` (x̂ of step t at XP[t - t0]), each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ;
-    Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, G))."""
-    for t in range(t0, t1):
-        matmul_packed(HN, Wp, HP)
-        _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, SC, ln, True)
+def _infer_rows(T_run, X, Wxp, Wp, XH, HP, P, M, L, ST, Y, HN, SC, ln, b0, b1):
+    """Steps 0..T_run-1 of :func:`_infer_step` for rows b0..b1-1 with both products in the loop: x̂_t = x_t W_ihᵀ
+    (X (B, T, I) batch-major as given, Wxp = pack_panels(W_ihᵀ)) into XH (1, B, G) and ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ
+    into HP (B, G), for those rows only: no torch call, so that several threads run this at once on their own
+    ranges (as :func:`rnnlab.nn.fused_lstm._infer_rows`)."""
+    for t in range(T_run):
+        matmul_packed(X[b0:b1, t], Wxp, XH[0, b0:b1])
+        matmul_packed(HN[b0:b1], Wp, HP[b0:b1])
+        _infer_step(t, 0, XH, HP, P, M, L, ST, Y, HN, SC, ln, True, b0, b1)
 
 
 @numba.njit(**_JIT)
-def _backward_step(t, DY, DHM, P, M, L, SV, SL, XN, DXP, DHP, DS, ACC, SC, ln):
-    """Backward of step t for every row b. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product (zero at the
+def _backward_step(t, DY, DHM, P, M, L, SV, SL, XN, DXP, DHP, DS, ACC, SC, ln, b0, b1):
+    """Backward of step t for rows b0 <= b < b1. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product (zero at the
     last step); DS (B, H) dL/dh_t along the direct path, updated to t-1; DXP, DHP (B, T, G) written at t;
     SV, SL the forward's saved planes; ACC float64 parameter grads. As in :func:`_forward_step`, no slice inside the
     loop over rows and unsigned offsets; each loop over H writes one gate's section of DXP and of DHP, and the bias
     gradients and both product layer norms take two passes over G."""
-    B, T, G = DXP.shape
+    G = DXP.shape[2]
     H = G // 3
     inv_g = SC[1]
     g_ih, g_hh = P[2 * G:3 * G], P[3 * G:4 * G]
@@ -511,7 +518,7 @@ def _backward_step(t, DY, DHM, P, M, L, SV, SL, XN, DXP, DHP, DS, ACC, SC, ln):
     R, Z, N, HN, HPV = SV[0], SV[1], SV[2], SV[3], SV[4]
     o_z, o_n, o_rs = _u(H), _u(2 * H), _u(G)
     zero = _ZERO * SC[0]
-    for b in range(B):
+    for b in range(_u(b0), _u(b1)):  # unsigned: no negative-index wraparound on b
         if t >= L[b]:  # frozen step: the carried grad passes through unchanged
             for k in range(G):
                 DXP[b, t, k] = zero
@@ -568,9 +575,10 @@ def _backward_step(t, DY, DHM, P, M, L, SV, SL, XN, DXP, DHP, DS, ACC, SC, ln):
 
 
 @numba.njit(**_JIT)
-def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, SL, XN, DXP, DHP, DS, ACC, SC, ln):
-    """The backward time loop of a small layer in one call: steps T_run-1..0 of :func:`_backward_step`, each followed
-    by DHM = DHP_t W_hh (B, H) in place, Wp = pack_panels(W_hh) (W_hh (G, H)). Same arrays as there."""
+def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, SL, XN, DXP, DHP, DS, ACC, SC, ln, b0, b1):
+    """The backward time loop of a small layer in one call, for rows b0..b1-1: steps T_run-1..0 of
+    :func:`_backward_step`, each followed by DHM = DHP_t W_hh for those rows (DHM (B, H), in place), Wp =
+    pack_panels(W_hh) (W_hh (G, H)). Same arrays as there; ACC this range's own (the ranges' sums added after)."""
     for t in range(T_run - 1, -1, -1):
-        _backward_step(t, DY, DHM, P, M, L, SV, SL, XN, DXP, DHP, DS, ACC, SC, ln)
-        matmul_packed(DHP[:, t], Wp, DHM)
+        _backward_step(t, DY, DHM, P, M, L, SV, SL, XN, DXP, DHP, DS, ACC, SC, ln, b0, b1)
+        matmul_packed(DHP[b0:b1, t], Wp, DHM[b0:b1])

@@ -16,20 +16,31 @@ LN(v) = (v - mean(v)) / sqrt(var(v) + eps) over the last dim (biased variance), 
 (the biases are the shift). The mask touches only the product. With ``lengths``, a row past its length
 keeps its state and outputs zeros, so hT is the state at its last real step.
 
-Implementation (CPU, float32/float64), as :mod:`rnnlab.nn.fused_gru`: the input product (and its layer norm)
-for all steps at once; per step one matrix product for the recurrent product and one serial numba kernel for
-the element-wise rest. Training runs a ``torch.autograd.Function`` whose hand-written backward through time
-does one kernel and one product per step and collects the pre-activation gradients of all steps, so
-dW_ih, dW_hh and dx are single matmuls at the end. Products on oneDNN and the saved tensors in a pooled buffer,
-as the GRU's; a small layer (:func:`rnnlab.nn._gemm.numba_pays`) runs both time loops inside numba, the product
-on :func:`rnnlab.nn._ukernel.matmul_packed`. φ' is read off the saved output (1 - h² for tanh,
-[h > 0] for ReLU, as torch's ``threshold_backward``), so without layer norm nothing but y and h ⊙ m is kept,
-and the two products share one gradient buffer. Without grad :func:`_infer` keeps nothing for a backward pass
-(x̂ per chunk of steps, time-major, for a small layer; h_t, y_t and h_t ⊙ m in one loop over H). The kernels slice
-no array inside their loop over rows, as the LSTM's and the GRU's (see :mod:`rnnlab.nn.fused_gru`); measured
-(benchmarks/sequence_ab.py, one thread, A/B against the slicing kernels) a training step 0.78-0.98x the time.
+Implementation (CPU, float32/float64), as :mod:`rnnlab.nn.fused_gru`: the input product (and its layer norm) for all
+steps at once; per step one matrix product for the recurrent product and one serial numba kernel for the
+element-wise rest. Training runs a ``torch.autograd.Function`` whose hand-written backward through time does one
+kernel and one product per step and collects the pre-activation gradients of all steps, so dW_ih, dW_hh and dx are
+single matmuls at the end. Products on oneDNN and the saved tensors in a pooled buffer, as the GRU's; a small layer
+(:func:`rnnlab.nn._gemm.numba_splits`) runs both time loops inside numba, the product on
+:func:`rnnlab.nn._ukernel.matmul_packed`, with more than one torch thread one whole loop per range of rows on each
+thread at once, as the GRU's (see :mod:`rnnlab.nn.fused_gru`: ranges of at least 4 rows, no synchronisation between
+them, per-range parameter-gradient sums added after, kernels that take the range as unsigned ``b0, b1``). φ' is read
+off the saved output (1 - h² for tanh, [h > 0] for ReLU, as torch's ``threshold_backward``), so without layer norm
+nothing but y and h ⊙ m is kept, and the two products share one gradient buffer. Without grad :func:`_infer` keeps
+nothing for a backward pass (x_t W_ihᵀ inside the whole loop for a small layer, :func:`_infer_rows`; h_t, y_t and
+h_t ⊙ m in one loop over H). The kernels slice no array inside their loop over rows, as the LSTM's and the GRU's
+(see :mod:`rnnlab.nn.fused_gru`); measured (benchmarks/sequence_ab.py, one thread, A/B against the slicing kernels)
+a training step 0.78-0.98x the time.
 Anything else (another device or dtype) runs :func:`rnn_sequence_reference`, the plain autograd loop.
 Double backward is not supported.
+
+The split on two threads, measured (benchmarks/fused_rnn.py --threads 2 --rounds 5, twice each, alternating with the
+tree before the split, ratio to torch.nn.RNN, new / old, plain, layer norm and dropout rows): inference 0.34-0.53x
+at (32, 100, 128, 256), (64, 200, 64, 128), (16, 1024, 128, 256) and 0.79-0.81x at (64, 100, 256, 512) (before:
+the per-step product; now two whole loops of 32 rows); a training step 0.51-0.79x, 0.81-0.94x at (64, 100, 256,
+512); (8, 500, 32, 64), two ranges of 4 rows, 0.84-1.01x training and 0.97-1.18x inference (a millisecond: noise
+on a loaded machine; 0.89x / 0.99x in a separate interleaved run of 21 rounds). At one thread (benchmarks/
+sequence_ab.py against the module before, --clock cpu) inference 0.85-0.95x, training 1.00-1.01x (21 rounds).
 """
 from __future__ import annotations
 
@@ -41,12 +52,12 @@ import torch
 from torch import Tensor
 
 from ._checks import check_sequence_args
-from ._gemm import input_and_weight_grads, linear_into, numba_pays, step_product
+from ._gemm import input_and_weight_grads, linear_into, numba_splits, step_product
+from ._parallel import run_split
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
 from ._ukernel import matmul_packed, pack_panels
 from ._workspace import saved_buffer, scratch
-from .fused_gru import _chunk_steps, _input_product
 from .fused_lstm import _JIT, _ONE, _ZERO, _scalars, _tanh, _u, sequence_buffers
 from .masking import lengths_to_mask
 
@@ -159,23 +170,26 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu
     SC = _scalars(eps, H, H, dtype)
 
     XP_, P_, M_, L_, ST_, Y_, HM_, SV_ = (a.numpy() for a in (XP, P, m, L, ST, Y, HM, SV))
-    if numba_pays(B, H, H):  # a small layer: the whole time loop in numba, the product too (see _gemm)
+    splits = numba_splits(B, H, H)
+    if splits is not None:  # a small layer: the whole time loop in numba, the product too; a range of rows per thread
         Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, H) in panels, once per call
-        _forward_loop(T_run, XP_, np.empty((B, H), dtype=XP_.dtype), Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu)
+        HP_ = np.empty((B, H), dtype=XP_.dtype)  # ĥ_t, each range its own rows
+        run_split(_forward_loop, [(T_run, XP_, HP_, Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu, b0, b1)
+                                  for b0, b1 in splits])
         return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
     product = step_product(W_hh, B)  # h_{t-1} ⊙ m ↦ ĥ_t, on oneDNN or torch.mm (see _gemm)
     hm_steps = HM.unbind(1)
     for t in range(T_run):
         HP_ = product(hm_steps[t])  # ĥ_t (B, H)
-        _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu)
+        _forward_step(t, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu, 0, B)
     return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
 
 
 def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu):
     """The forward pass for inference (no grad): Y (B, T, H) and hT (B, H); nothing else kept. As the GRU's
-    (:func:`rnnlab.nn.fused_gru._infer`): a small layer (:func:`rnnlab.nn._gemm.numba_pays`) computes x̂ time-major
-    per chunk of steps right before they run and runs each chunk's time loop in one numba call, product included;
-    a larger one x̂ batch-major for all steps into reused scratch and the per-step product from Python. The kernel
+    (:func:`rnnlab.nn.fused_gru._infer`): a small layer (:func:`rnnlab.nn._gemm.numba_splits`) runs its whole time
+    loop in one numba call per range of rows, both products included (:func:`_infer_rows`); a larger one x̂
+    batch-major for all steps into reused scratch and the per-step product from Python. The kernel
     (:func:`_infer_step`) normalises x̂ and ĥ per row (layer norm) and writes h, y (time-major, returned as a
     (B, T, H) view) and the next product's operand h ⊙ m in one loop over H."""
     B, T, I = x.shape
@@ -194,21 +208,22 @@ def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu):
     SC = _scalars(eps, H, H, dtype)
     x, W_ih = x.detach(), W_ih.detach()
     P_, M_, L_, ST_, Y_, HN_ = (a.numpy() for a in (P, m, L, ST, Y, HN))
-    if numba_pays(B, H, H):  # a small layer: each chunk's time loop in one numba call
-        chunk = _chunk_steps(B, H)
-        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, H) in panels, once per call
+    splits = numba_splits(B, H, H)
+    if splits is not None:  # both products in the loop, a range per thread
+        Wxp = pack_panels(W_ih.t().numpy())  # W_ihᵀ (I, H) in panels, once per call
+        Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, H)
         HP_ = np.empty((B, H), dtype=P_.dtype)  # ĥ_t
-        for t0 in range(0, T_run, chunk):  # x̂ of `chunk` steps at a time, consumed while in cache
-            t1 = min(t0 + chunk, T_run)
-            XP_ = _input_product(x, W_ih, t0, t1).numpy()  # (t1 - t0, B, H)
-            _infer_loop(t0, t1, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln, relu)
+        XH = np.empty((1, B, H), dtype=P_.dtype)  # x̂_t
+        X = x.contiguous().numpy()
+        run_split(_infer_rows, [(T_run, X, Wxp, Wp, XH, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln, relu, b0, b1)
+                                for b0, b1 in splits])
         return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.RNN's batch_first output)
     product = step_product(W_hh, B)  # h ⊙ m ↦ ĥ_t (B, H), on oneDNN or torch.mm
     with scratch(B * T * H, dtype) as work:
         XP = linear_into(x.reshape(B * T, I), W_ih, work.view(B * T, H))  # batch-major: no copy of x
         XP_ = XP.numpy().reshape(B, T, H)
         for t in range(T_run):
-            _infer_step(t, t, XP_, product(HN), P_, M_, L_, ST_, Y_, HN_, SC, ln, relu, False)
+            _infer_step(t, t, XP_, product(HN), P_, M_, L_, ST_, Y_, HN_, SC, ln, relu, False, 0, B)
     return Y.transpose(0, 1), ST
 
 
@@ -245,26 +260,29 @@ class _FusedRNN(torch.autograd.Function):
                 DHP[:, T_run:].zero_()
             DS = dhT.detach().clone().contiguous()  # (B, H): dL/dh_t carried through the frozen steps past a length
             DHM = torch.zeros(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
-            ACC = np.zeros(3 * H, dtype=np.float64)  # [db (b_ih and b_hh alike) | dγ_ih | dγ_hh]
+            splits = numba_splits(B, H, H)
+            ACC = np.zeros((1 if splits is None else len(splits), 3 * H), dtype=np.float64)  # per range:
+            # [db (b_ih and b_hh alike) | dγ_ih | dγ_hh], summed after
             SC = _scalars(eps, H, H, dtype)
 
             dhp_steps = DHP.unbind(1)
             dY_, DHM_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_ = (
                 a.numpy() for a in (dY, DHM, m, L, SV, Y, XP, DXP, DHP, DS))
             P_ = ctx.P.numpy()
-            if numba_pays(B, H, H):  # a small layer: the whole loop in numba, as in the forward pass
+            if splits is not None:  # a small layer: the whole loop in numba per range of rows, as in the forward
                 Wp = pack_panels(W_hh.numpy())  # W_hh (H, H) in panels: DHM = DHP_t W_hh
-                _backward_loop(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_, ACC, SC, ln, relu)
+                run_split(_backward_loop, [(T_run, Wp, dY_, DHM_, P_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_, ACC[s],
+                                            SC, ln, relu, b0, b1) for s, (b0, b1) in enumerate(splits)])
             else:
                 product = step_product(W_hh.t(), B)  # DHP_t ↦ DHP_t W_hh = dL/d(h_{t-1} ⊙ m)
                 for t in range(T_run - 1, -1, -1):
-                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_, ACC, SC, ln, relu)
+                    _backward_step(t, dY_, DHM_, P_, M_, L_, SV_, Y_, XP_, DXP_, DHP_, DS_, ACC[0], SC, ln, relu, 0, B)
                     DHM_ = product(dhp_steps[t])  # (B, H)
 
             need = ctx.needs_input_grad
             dh0 = DS + torch.from_numpy(DHM_) * m if need[1] else None
             dx, dW_ih, dW_hh = input_and_weight_grads(DXP, DHP, x, HM, W_ih.detach(), need[0], need[2], need[3])
-        acc = torch.from_numpy(ACC).to(dtype)
+        acc = torch.from_numpy(ACC.sum(axis=0)).to(dtype)
         db_ih = acc[:H].clone() if need[4] else None
         db_hh = acc[:H].clone() if need[5] else None
         dg_ih = acc[H:2 * H].clone() if need[6] else None
@@ -288,21 +306,21 @@ def _pack_params(b_ih, b_hh, g_ih, g_hh, H, dtype) -> Tensor:
 
 
 @numba.njit(**_JIT)
-def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu):
-    """Step t for every row b. XP (B, T, H) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, H) ĥ_t; P packed
+def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu, b0, b1):
+    """Step t for rows b0 <= b < b1. XP (B, T, H) x̂, or LN(x̂) with layer norm (its rstd in SV); HP (B, H) ĥ_t; P packed
     params; M (B, H) mask; L (B,) lengths; ST (B, H) h (updated); Y (B, T, H) and HM (B, T, H) h ⊙ m written at t
     and t+1; SV (B, T, K) saved for the backward.
     As the LSTM's and GRU's kernels: no array is sliced inside the loop over rows (a slice costs numba a
     reference-count increment and decrement), saved sections are unsigned offsets (:func:`rnnlab.nn.fused_lstm._u`),
     and the pre-activation, φ, h_t and y_t are one loop per row (the choice of φ outside it)."""
-    B, T, H = XP.shape
+    T, H = XP.shape[1], XP.shape[2]
     eps, inv_h = SC[0], SC[1]
     bias, g_ih, g_hh = P[0:H], P[H:2 * H], P[2 * H:3 * H]
     o_rs = _u(H)
     last = t + 1 == T
     tn = min(t + 1, T - 1)
     zero = _ZERO * SC[0]
-    for b in range(B):
+    for b in range(_u(b0), _u(b1)):  # unsigned: no negative-index wraparound on b
         if t >= L[b]:  # past this row's end: state frozen, output zero
             for k in range(H):
                 Y[b, t, k] = zero
@@ -349,33 +367,33 @@ def _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu):
 
 
 @numba.njit(**_JIT)
-def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SC, ln, relu):
-    """The forward time loop of a small layer in one call: per step ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ into HP (B, H) with
-    Wp = pack_panels(W_hhᵀ), W_hhᵀ (H, H), then :func:`_forward_step`. Same arrays as there."""
+def _forward_loop(T_run, XP, HP, Wp, P, M, L, ST, Y, HM, SV, SC, ln, relu, b0, b1):
+    """The forward time loop of a small layer in one call, for rows b0..b1-1: per step ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ for
+    those rows into HP[b0:b1] (HP (B, H)) with Wp = pack_panels(W_hhᵀ), W_hhᵀ (H, H), then :func:`_forward_step`.
+    Same arrays as there. Rows never interact: several threads run this at once, each on its own range."""
     for t in range(T_run):
-        matmul_packed(HM[:, t], Wp, HP)
-        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu)
+        matmul_packed(HM[b0:b1, t], Wp, HP[b0:b1])
+        _forward_step(t, XP, HP, P, M, L, ST, Y, HM, SV, SC, ln, relu, b0, b1)
 
 
 @numba.njit(**_JIT)
-def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu, tm):
-    """Step t of inference for every row b, keeping nothing for a backward pass. XP the raw x̂: with ``tm``
+def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu, tm, b0, b1):
+    """Step t of inference for rows b0 <= b < b1, keeping nothing for a backward pass. XP the raw x̂: with ``tm``
     (Tc, B, H) a chunk of steps, time-major, step t at XP[tx]; else (B, T, H), batch-major, step t at XP[:, t];
     HP (B, H) ĥ_t; P packed params; M (B, H) mask; L (B,) lengths; ST (B, H) h (updated); Y (T, B, H) written at
     t; HN (B, H) h_t ⊙ m for the next product (left as is past a row's end). With layer norm the moments of x̂ and
     ĥ in one pass (sums about the row's first element), then h_t, y_t, h_t ⊙ m in one loop; no slice per row."""
-    B = XP.shape[1] if tm else XP.shape[0]
     H = XP.shape[2]
     eps, inv_h = SC[0], SC[1]
     Yt = Y[t]  # (B, H)
     bias, g_ih, g_hh = P[0:H], P[H:2 * H], P[2 * H:3 * H]
     zero = _ZERO * SC[0]
-    for b in range(B):
+    for b in range(_u(b0), _u(b1)):  # unsigned: no negative-index wraparound on b
         if t >= L[b]:  # past this row's end: state frozen, output zero
             for k in range(H):
                 Yt[b, k] = zero
             continue
-        i0, i1 = (tx, b) if tm else (b, t)  # the row of x̂ is XP[i0, i1]
+        i0, i1 = (_u(tx), b) if tm else (b, _u(t))  # the row of x̂ is XP[i0, i1]
         if ln:
             x0, h0 = XP[i0, i1, 0], HP[b, 0]
             sx, sh, qx, qh = zero, zero, zero, zero
@@ -417,27 +435,30 @@ def _infer_step(t, tx, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu, tm):
 
 
 @numba.njit(**_JIT)
-def _infer_loop(t0, t1, Wp, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu):
-    """Steps t0..t1-1 of :func:`_infer_step` (x̂ of step t at XP[t - t0]), each after ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ;
-    Wp = pack_panels(W_hhᵀ) (W_hhᵀ (H, H))."""
-    for t in range(t0, t1):
-        matmul_packed(HN, Wp, HP)
-        _infer_step(t, t - t0, XP, HP, P, M, L, ST, Y, HN, SC, ln, relu, True)
+def _infer_rows(T_run, X, Wxp, Wp, XH, HP, P, M, L, ST, Y, HN, SC, ln, relu, b0, b1):
+    """Steps 0..T_run-1 of :func:`_infer_step` for rows b0..b1-1 with both products in the loop: x̂_t = x_t W_ihᵀ
+    (X (B, T, I) batch-major as given, Wxp = pack_panels(W_ihᵀ)) into XH (1, B, H) and ĥ_t = (h_{t-1} ⊙ m) W_hhᵀ
+    into HP (B, H), for those rows only: no torch call, so that several threads run this at once on their own
+    ranges (as :func:`rnnlab.nn.fused_gru._infer_rows`)."""
+    for t in range(T_run):
+        matmul_packed(X[b0:b1, t], Wxp, XH[0, b0:b1])
+        matmul_packed(HN[b0:b1], Wp, HP[b0:b1])
+        _infer_step(t, 0, XH, HP, P, M, L, ST, Y, HN, SC, ln, relu, True, b0, b1)
 
 
 @numba.njit(**_JIT)
-def _backward_step(t, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu):
-    """Backward of step t for every row b. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product (zero at the last
+def _backward_step(t, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu, b0, b1):
+    """Backward of step t for rows b0 <= b < b1. DHM (B, H) = dL/d(h_t ⊙ m) via step t+1's product (zero at the last
     step); DS (B, H) dL/dh_t carried through frozen steps (zeroed once used); DXP, DHP (B, T, H) written at t (the
     same array without layer norm); ACC float64 parameter grads. No slice inside the loop over rows (see
     :func:`_forward_step`); the bias gradient and both product layer norms take two passes over H."""
-    B, T, H = DXP.shape
+    H = DXP.shape[2]
     inv_h = SC[1]
     g_ih, g_hh = P[H:2 * H], P[2 * H:3 * H]
     acc_b, acc_ih, acc_hh = ACC[0:H], ACC[H:2 * H], ACC[2 * H:3 * H]
     o_rs = _u(H)
     zero = _ZERO * SC[0]
-    for b in range(B):
+    for b in range(_u(b0), _u(b1)):  # unsigned: no negative-index wraparound on b
         if t >= L[b]:  # frozen step: the carried grad passes through unchanged
             for k in range(H):
                 DXP[b, t, k] = zero
@@ -484,9 +505,10 @@ def _backward_step(t, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, re
 
 
 @numba.njit(**_JIT)
-def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu):
-    """The backward time loop of a small layer in one call: steps T_run-1..0 of :func:`_backward_step`, each followed
-    by DHM = DHP_t W_hh (B, H) in place, Wp = pack_panels(W_hh) (W_hh (H, H)). Same arrays as there."""
+def _backward_loop(T_run, Wp, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu, b0, b1):
+    """The backward time loop of a small layer in one call, for rows b0..b1-1: steps T_run-1..0 of
+    :func:`_backward_step`, each followed by DHM = DHP_t W_hh for those rows (DHM (B, H), in place), Wp =
+    pack_panels(W_hh) (W_hh (H, H)). Same arrays as there; ACC this range's own (the ranges' sums added after)."""
     for t in range(T_run - 1, -1, -1):
-        _backward_step(t, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu)
-        matmul_packed(DHP[:, t], Wp, DHM)
+        _backward_step(t, DY, DHM, P, M, L, SV, Y, XN, DXP, DHP, DS, ACC, SC, ln, relu, b0, b1)
+        matmul_packed(DHP[b0:b1, t], Wp, DHM[b0:b1])

@@ -75,7 +75,7 @@ from torch import Tensor
 
 from ._checks import check_sequence_args
 from ._gemm import input_and_weight_grads, linear_into, numba_splits, step_product
-from ._parallel import run_split
+from ._parallel import aligned_empty, aligned_rows, run_split
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
 from ._ukernel import matmul_packed, pack_panels
@@ -208,7 +208,7 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, *, w
     splits = numba_splits(B, H, G)
     if splits is not None:  # a small layer: the whole time loop in numba, the product too; a range of rows per thread
         Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
-        HP_ = np.empty((B, G), dtype=XP_.dtype)  # ĥ_t, each range its own rows
+        HP_ = aligned_empty((B, G), XP_.dtype)  # ĥ_t, each range its own rows (no cache line shared across ranges)
         run_split(_forward_loop, [(T_run, XP_, HP_, Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SL_, SC, ln, b0, b1)
                                   for b0, b1 in splits])
         return Y, ST, (x, m, L, P, XP, HM, work[n:], T_run)
@@ -250,10 +250,10 @@ def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps):
     if splits is not None:  # both products inside the loop, a range of rows per thread
         Wxp = pack_panels(W_ih.t().numpy())  # W_ihᵀ (I, G) in panels, once per call
         Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G)
-        XH = np.empty((1, B, G), dtype=Y_.dtype)  # x̂_t
+        XH = aligned_empty((1, B, G), Y_.dtype)  # x̂_t (aligned: no cache line shared across a range boundary)
         X = x.contiguous().numpy()
         run_split(_infer_rows, [(T_run, X, Wxp, Wp, XH, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln, b0, b1)
-                                for b0, b1 in splits])
+                                for b0, b1 in splits], fresh=(Y_,))
         return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.GRU's batch_first output)
     # a larger layer: its per-step products outweigh keeping x̂ in cache; x̂ of all steps in reused scratch
     product = step_product(W_hh, B)  # h ⊙ m ↦ ĥ_t (B, G), on oneDNN or torch.mm
@@ -299,7 +299,7 @@ class _FusedGRU(torch.autograd.Function):
             DS = dhT.detach().clone().contiguous()  # (B, H): dL/dh_t carried back in time (the direct path only)
             DHM = torch.zeros(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product (none after T)
             splits = numba_splits(B, G, H)
-            ACC = np.zeros((1 if splits is None else len(splits), 4 * G), dtype=np.float64)  # per range:
+            ACC = aligned_rows(1 if splits is None else len(splits), 4 * G, np.float64)  # per range, own cache lines:
             # [db_ih | db_hh | dγ_ih | dγ_hh], summed after
             SC = _scalars(eps, G, H, dtype)
 

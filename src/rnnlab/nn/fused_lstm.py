@@ -73,7 +73,7 @@ from torch import Tensor
 
 from ._checks import check_sequence_args, check_state_tensor
 from ._gemm import linear, linear_into, linear_packed, pack, weight_grad
-from ._parallel import row_splits, run_split
+from ._parallel import aligned_empty, aligned_rows, row_splits, run_split
 from ._ukernel import matmul_packed, pack_panels, panel_width
 from ._workspace import saved_buffer, scratch
 from .masking import lengths_to_mask
@@ -242,7 +242,7 @@ def _forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, leng
         if splits is not None:  # the whole loop in numba, no Python per step; one thread per range of rows
             Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G) in panels, once per call
             run_split(_forward_loop, [(T_run, Wp, XP_, HP_, P_, M_, L_, ST_, Y_, HM_, HN_, SV_, SC, ln, b0, b1)
-                                      for b0, b1 in splits])
+                                      for b0, b1 in splits], fresh=(Y_, HM_))
         else:
             W_p = pack(W_hh, B)  # reordered once for oneDNN: no reorder per step
             for t in range(T_run):
@@ -306,11 +306,11 @@ def _infer(x, h0, c0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, g_c, b_c, mask, length
     if splits is not None:  # the whole loop in numba, both products inside; one thread per range of rows
         Wxp = pack_panels(W_ih.t().numpy())  # W_ihᵀ (I, G) in panels, once per call
         Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, G)
-        XH = np.empty((1, B, G), dtype=Y_.dtype)  # x̂_t
-        A = np.empty((len(splits), G), dtype=Y_.dtype)  # one row's gates, per range
+        XH = aligned_empty((1, B, G), Y_.dtype)  # x̂_t (aligned: no cache line shared across a range boundary)
+        A = aligned_rows(len(splits), G, Y_.dtype)  # one row's gates, per range (own cache lines)
         X = x.contiguous().numpy()
         run_split(_infer_rows, [(T_run, X, Wxp, Wp, XH, HP.numpy(), P_, M_, L_, ST_, Y_, HN_, A[s], SC, ln, b0, b1)
-                                for s, (b0, b1) in enumerate(splits)])
+                                for s, (b0, b1) in enumerate(splits)], fresh=(Y_,))
         return Y.transpose(0, 1), ST
     W_p = pack(W_hh.contiguous(), B)
     A_ = np.empty(G, dtype=Y_.dtype)  # one row's gates
@@ -405,8 +405,9 @@ class _FusedLSTM(torch.autograd.Function):
             DS = torch.stack([dhT, dcT]).contiguous()  # (2, B, H): dL/dh_t, dL/dc_t carried back in time
             DHM = torch.empty(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
             acc_dtype = np.float32 if dtype == torch.float32 else np.float64
-            ACC = np.zeros((S, 3 * G + 2 * H), dtype=np.float64)  # per range: [db | dγ_ih | dγ_hh | dγ_c | dβ_c]
-            PART = np.zeros((S, 3 * G + 2 * H), dtype=acc_dtype)
+            # per range, each on its own cache lines: [db | dγ_ih | dγ_hh | dγ_c | dβ_c]
+            ACC = aligned_rows(S, 3 * G + 2 * H, np.float64)
+            PART = aligned_rows(S, 3 * G + 2 * H, acc_dtype)
             SC = _scalars(eps, G, H, dtype)
 
             dY_, DHM_, M_, L_, SV_, XP_, DS_ = (a.numpy() for a in (dY, DHM, m, L, SV, XP, DS))

@@ -53,7 +53,7 @@ from torch import Tensor
 
 from ._checks import check_sequence_args
 from ._gemm import input_and_weight_grads, linear_into, numba_splits, step_product
-from ._parallel import run_split
+from ._parallel import aligned_empty, aligned_rows, run_split
 from ._reference import keep_past_end, pre_activation
 from ._torch_kernels import native_layer_norm
 from ._ukernel import matmul_packed, pack_panels
@@ -173,7 +173,7 @@ def _forward(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu
     splits = numba_splits(B, H, H)
     if splits is not None:  # a small layer: the whole time loop in numba, the product too; a range of rows per thread
         Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, H) in panels, once per call
-        HP_ = np.empty((B, H), dtype=XP_.dtype)  # ĥ_t, each range its own rows
+        HP_ = aligned_empty((B, H), XP_.dtype)  # ĥ_t, each range its own rows (no cache line shared across ranges)
         run_split(_forward_loop, [(T_run, XP_, HP_, Wp, P_, M_, L_, ST_, Y_, HM_, SV_, SC, ln, relu, b0, b1)
                                   for b0, b1 in splits])
         return Y, ST, (x, m, L, P, XP, HM, SV, T_run)
@@ -212,11 +212,11 @@ def _infer(x, h0, W_ih, W_hh, b_ih, b_hh, g_ih, g_hh, mask, lengths, eps, relu):
     if splits is not None:  # both products in the loop, a range per thread
         Wxp = pack_panels(W_ih.t().numpy())  # W_ihᵀ (I, H) in panels, once per call
         Wp = pack_panels(W_hh.detach().t().numpy())  # W_hhᵀ (H, H)
-        HP_ = np.empty((B, H), dtype=P_.dtype)  # ĥ_t
-        XH = np.empty((1, B, H), dtype=P_.dtype)  # x̂_t
+        HP_ = aligned_empty((B, H), P_.dtype)  # ĥ_t (aligned: no cache line shared across a range boundary)
+        XH = aligned_empty((1, B, H), P_.dtype)  # x̂_t
         X = x.contiguous().numpy()
         run_split(_infer_rows, [(T_run, X, Wxp, Wp, XH, HP_, P_, M_, L_, ST_, Y_, HN_, SC, ln, relu, b0, b1)
-                                for b0, b1 in splits])
+                                for b0, b1 in splits], fresh=(Y_,))
         return Y.transpose(0, 1), ST  # (B, T, H), not contiguous (as torch.nn.RNN's batch_first output)
     product = step_product(W_hh, B)  # h ⊙ m ↦ ĥ_t (B, H), on oneDNN or torch.mm
     with scratch(B * T * H, dtype) as work:
@@ -261,7 +261,7 @@ class _FusedRNN(torch.autograd.Function):
             DS = dhT.detach().clone().contiguous()  # (B, H): dL/dh_t carried through the frozen steps past a length
             DHM = torch.zeros(B, H, dtype=dtype)  # dL/d(h_t ⊙ m) through the next step's product
             splits = numba_splits(B, H, H)
-            ACC = np.zeros((1 if splits is None else len(splits), 3 * H), dtype=np.float64)  # per range:
+            ACC = aligned_rows(1 if splits is None else len(splits), 3 * H, np.float64)  # per range, own cache lines:
             # [db (b_ih and b_hh alike) | dγ_ih | dγ_hh], summed after
             SC = _scalars(eps, H, H, dtype)
 

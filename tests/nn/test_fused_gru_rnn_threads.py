@@ -23,9 +23,9 @@ def threads(request, monkeypatch):
     calls = []
     real = fused_gru.run_split
 
-    def recording(fn, arg_lists):
+    def recording(fn, arg_lists, **kw):
         calls.append((fn.__name__, len(arg_lists)))
-        real(fn, arg_lists)
+        real(fn, arg_lists, **kw)
 
     monkeypatch.setattr(fused_gru, "run_split", recording)
     monkeypatch.setattr(fused_rnn, "run_split", recording)

@@ -3,6 +3,7 @@
 dropout, both routes of the weight gradients and uneven ranges; and the thread helper itself."""
 import threading
 
+import numpy as np
 import pytest
 import torch
 from test_fused_lstm import TOL, make_case, outputs_and_grads
@@ -20,9 +21,9 @@ def threads(request, monkeypatch):
     calls = []
     real = fused_lstm.run_split
 
-    def recording(fn, arg_lists):
+    def recording(fn, arg_lists, **kw):
         calls.append((fn.__name__ if hasattr(fn, "__name__") else str(fn), len(arg_lists)))
-        real(fn, arg_lists)
+        real(fn, arg_lists, **kw)
 
     monkeypatch.setattr(fused_lstm, "run_split", recording)
     yield request.param, calls
@@ -127,3 +128,20 @@ def test_both_backends_match_reference(loop_threads, threads):
     args, kw = make_case(6, 5, 4, 9, dtype=torch.float64, ln=True, mask=True, lengths="mixed")
     for a, b in zip(outputs_and_grads(lstm_sequence, args, kw), outputs_and_grads(lstm_sequence_reference, args, kw)):
         torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
+def test_aligned_arrays_start_on_a_cache_line():
+    for shape, dtype in (((3, 5), "float32"), ((1, 7, 13), "float64"), ((1000,), "float32")):
+        a = _parallel.aligned_empty(shape, dtype)
+        assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+        assert a.ctypes.data % _parallel.CACHE_LINE == 0
+    rows = _parallel.aligned_rows(3, 5, "float32")  # 20-byte rows, each padded to its own 64-byte line
+    assert rows.shape == (3, 5) and not rows.any()
+    assert all(rows[s].ctypes.data % _parallel.CACHE_LINE == 0 and rows[s].flags.c_contiguous for s in range(3))
+
+
+def test_fresh_pages_are_touched_without_changing_them():
+    """run_split writes one element per page of a ``fresh`` array (its own value) before the ranges run."""
+    a = torch.arange(5000, dtype=torch.float32).numpy()
+    _parallel.run_split(lambda i: None, [(0,), (1,)], fresh=(a,))
+    np.testing.assert_array_equal(a, np.arange(5000, dtype=np.float32))

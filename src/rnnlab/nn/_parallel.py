@@ -47,9 +47,9 @@ CACHE_LINE = 64
 def aligned_empty(shape, dtype) -> np.ndarray:
     """``np.empty(shape, dtype)`` whose data starts on a cache line (64 bytes). numpy's own arrays start wherever
     malloc puts them (often 16 bytes into a line), so the rows on either side of a range boundary can share a cache
-    line, which then moves between the cores at every write of either thread (false sharing). Measured at
-    (8, 500, 32, 64), ranges of 4 rows, RNN inference on two threads: 1.38x the one-range time with the scratch rows
-    of x̂_t and ĥ_t from np.empty, against (see benchmarks/loop_threads.py) once aligned."""
+    line, which then moves between the cores at every write of either thread (false sharing). A precaution for the
+    per-step scratch rows and accumulators of the ranges: on its own it did not change the time of 4-row ranges at
+    (8, 500, 32, 64), whose slowdown came from first-touch page faults (see :func:`run_split`'s ``fresh``)."""
     dtype = np.dtype(dtype)
     n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     raw = np.empty(n + CACHE_LINE, dtype=np.uint8)

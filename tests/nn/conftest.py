@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rnnlab.nn import LSTMState, _gemm
+from rnnlab.nn import LSTMState, _gemm, _parallel
 
 
 def _assert_cell_matches_torch(ours, theirs) -> None:
@@ -39,3 +39,28 @@ def gru_rnn_loop(request, monkeypatch):
     monkeypatch.setattr(_gemm, "NUMBA_MAX_MACS", limit)
     monkeypatch.setattr(_gemm, "NUMBA_MAX_MACS_THREADED", limit)
     return request.param
+
+
+@pytest.fixture
+def split_threads(request, monkeypatch):
+    """A function (threads, min_rows_at, modules) -> calls for the tests of the split loops: torch at ``threads``
+    threads (restored after the test), the fewest rows per range ``min_rows_at`` = (module, name) set to 1 (so that
+    small batches split, unevenly), and every run_split call of ``modules`` recorded in ``calls`` as (kernel name,
+    number of ranges)."""
+    before = torch.get_num_threads()
+    request.addfinalizer(lambda: torch.set_num_threads(before))
+
+    def setup(threads, min_rows_at, modules):
+        torch.set_num_threads(threads)
+        monkeypatch.setattr(*min_rows_at, 1)
+        calls = []
+
+        def recording(fn, arg_lists, **kw):
+            calls.append((fn.__name__, len(arg_lists)))
+            _parallel.run_split(fn, arg_lists, **kw)
+
+        for module in modules:
+            monkeypatch.setattr(module, "run_split", recording)
+        return calls
+
+    return setup

@@ -14,23 +14,10 @@ TOL = gru_case.TOL
 
 
 @pytest.fixture(params=[2, 3], ids=["2_threads", "3_threads"])
-def threads(request, monkeypatch):
-    """torch at 2 or 3 threads (restored after), ranges of a single row allowed; records (kernel, ranges) of every
-    run_split call of both modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    monkeypatch.setattr(_gemm, "NUMBA_SPLIT_MIN_ROWS", 1)
-    calls = []
-    real = fused_gru.run_split
-
-    def recording(fn, arg_lists, **kw):
-        calls.append((fn.__name__, len(arg_lists)))
-        real(fn, arg_lists, **kw)
-
-    monkeypatch.setattr(fused_gru, "run_split", recording)
-    monkeypatch.setattr(fused_rnn, "run_split", recording)
-    yield request.param, calls
-    torch.set_num_threads(before)
+def threads(request, split_threads):
+    """torch at 2 or 3 threads, ranges of a single row allowed; records (kernel, ranges) of every run_split call of
+    both modules."""
+    return request.param, split_threads(request.param, (_gemm, "NUMBA_SPLIT_MIN_ROWS"), [fused_gru, fused_rnn])
 
 
 def _cell(kind: str, nonlinearity: str = "tanh"):

@@ -13,21 +13,9 @@ from rnnlab.nn.fused_lstm import lstm_sequence, lstm_sequence_reference
 
 
 @pytest.fixture(params=[2, 3], ids=["2_threads", "3_threads"])
-def threads(request, monkeypatch):
-    """torch at 2 or 3 threads (restored after), ranges of a single row allowed; records the ranges of each call."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    monkeypatch.setattr(fused_lstm, "_SPLIT_MIN_ROWS", 1)
-    calls = []
-    real = fused_lstm.run_split
-
-    def recording(fn, arg_lists, **kw):
-        calls.append((fn.__name__ if hasattr(fn, "__name__") else str(fn), len(arg_lists)))
-        real(fn, arg_lists, **kw)
-
-    monkeypatch.setattr(fused_lstm, "run_split", recording)
-    yield request.param, calls
-    torch.set_num_threads(before)
+def threads(request, split_threads):
+    """torch at 2 or 3 threads, ranges of a single row allowed; records (kernel, ranges) of each run_split call."""
+    return request.param, split_threads(request.param, (fused_lstm, "_SPLIT_MIN_ROWS"), [fused_lstm])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

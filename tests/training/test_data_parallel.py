@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -95,15 +96,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _communicate_all(procs, timeout: float) -> list[tuple[bytes, bytes]]:
+    """(stdout, stderr) of every process once all have exited; each must exit 0. On a timeout all are killed and the
+    failure shows every rank's stderr (a rank that dies early leaves the other waiting for it at the rendezvous)."""
+    deadline = time.monotonic() + timeout
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=max(1.0, deadline - time.monotonic())))
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        tails = [f"rank {r} (exit {p.poll()}): " + p.communicate()[1].decode()[-2000:] for r, p in enumerate(procs)]
+        pytest.fail(f"the processes did not finish in {timeout:.0f} s:\n" + "\n".join(tails))
+    for r, (p, (_, err)) in enumerate(zip(procs, outs, strict=True)):
+        assert p.returncode == 0, f"rank {r}: " + err.decode()[-3000:]
+    return outs
+
+
 def _run_two(out: Path) -> list:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
            "WORLD_SIZE": "2", "NODE_RANK": "0", "PYTHONPATH": os.pathsep.join(sys.path)}
     procs = [subprocess.Popen([sys.executable, str(WORKER), str(out)],
                               env={**env, "LOCAL_RANK": str(r), "RANK": str(r)}, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE) for r in range(2)]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err.decode()[-3000:]
+    _communicate_all(procs, 120)
     return [torch.load(out / f"rank{r}.pt") for r in range(2)]
 
 
@@ -170,9 +187,7 @@ def test_cli_train_with_two_processes_writes_one_bundle(tmp_path, precision):
             "--trainer.precision", precision, "--trainer.run_dir", str(tmp_path / "run")]
     procs = [subprocess.Popen(argv, env={**env, "LOCAL_RANK": str(r), "RANK": str(r)}, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE) for r in range(2)]
-    outs = [p.communicate(timeout=180) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err.decode()[-3000:]
+    outs = _communicate_all(procs, 180)
     assert "bundle:" in outs[0][0].decode() and outs[1][0].decode() == ""
     assert (tmp_path / "run" / "bundle" / "model.safetensors").is_file()
     metrics = json.loads((tmp_path / "run" / "bundle" / "metrics.json").read_text())

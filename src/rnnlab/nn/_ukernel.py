@@ -206,7 +206,7 @@ def _tile(typingctx, A, r0, m, Wp, p, out, ncols):
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)  # not inlined: compiled once per signature, not again at every call site
 def matmul_packed(A, Wp, out):
     """out = A @ W for Wp = pack_panels(W): A (M, K) with any strides, W (K, N), out (M, N) with contiguous rows
     (its row stride free); N is out's width. Unchecked: the drivers pack W for A's K once per call. Panel by panel,

@@ -14,6 +14,7 @@ from rnnlab.nn.min_rnn import MinGRU, MinLSTM
 
 CLASSES = [MinGRU, MinLSTM]
 KIND = {MinGRU: "gru", MinLSTM: "lstm"}
+KIND_WIDTH = {MinGRU: 2, MinLSTM: 3}  # blocks of H in the Linear's output
 
 
 def _pair(cls, I, H, dtype, **options):

@@ -2,7 +2,7 @@
 
 What a minGRU/minLSTM layer computes, per row b and direction, with n = 2 (minGRU) or 3 (minLSTM):
 
-    k = x Wᵀ                        (B·T, n·H)   the only matrix product (a GEMM, outside the kernel)
+    k = x Wᵀ                        (B·T, n·H)   the only matrix product (a GEMM per block, before the kernel)
     a_t, b_t = gates(k_t + bias)    (H,) each    element-wise, never stored
     h_t = a_t ⊙ h_{t-1} + b_t       (H,)         the scan
 
@@ -18,6 +18,16 @@ reverse,
 reading h and ∂L/∂h once and writing ∂L/∂k once, with ∂L/∂bias summed on the way; then the weight gradient is
 one GEMM, ∂L/∂W = (∂L/∂k)ᵀ x, and ∂L/∂x = (∂L/∂k) W another. The carry crosses block boundaries, as the state
 does in the forward.
+
+Threads: rows never interact, so the batch is cut into one range of rows per torch thread (:func:`_ranges`),
+and each range runs its own blocks, GEMM and kernel, in one numba call (:func:`_scan_rows`,
+:func:`_reverse_scan_rows`), all ranges at once on torch's OpenMP team (``_parallel.run_split``). A block's
+GEMM runs on the register-blocked micro-kernel (``_ukernel.matmul_packed``, W packed once per call, ~250
+GFLOP/s on one core at (256, 128) x (128, 512), against 212 for oneDNN), so no torch call happens inside a
+pass. Measured (benchmarks/min_rnn.py, .bench-style A/B against the block loop in Python with oneDNN's
+two-threaded GEMM and one-threaded kernels, interleaved, five shapes of benchmarks/layers.py): two threads,
+time 0.59-0.80 (minGRU) and 0.50-0.74 (minLSTM) of before; one thread 0.71-0.93. The two GEMMs at the end of
+the backward stay on oneDNN with all threads.
 
 Lengths and direction live inside the kernels, so no pass masks, gathers or reverses anything:
 row b runs over its first L_b steps, forwards (t = 0 … L_b−1) or backwards (t = L_b−1 … 0), writing
@@ -272,10 +282,11 @@ def _np(t: Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-# The GEMMs run through _gemm (oneDNN, the library torch.nn.LSTM's CPU kernel uses, where it is faster than
-# torch.mm's MKL on the AMD EPYC target; torch.mm for float64 and builds without it): measured at (M, I, n·H) =
-# (16384, 128, 512), one thread, interleaved, x Wᵀ 0.74x and ∂L/∂k W 0.47x the time of torch.mm; ∂L/∂kᵀ x (a long
-# reduction over M) as _gemm.weight_grad, (xᵀ ∂L/∂k)ᵀ, 0.6-0.82x torch.mm (the other orientation was 1.7x).
+# The two GEMMs at the end of the backward run through _gemm (oneDNN, the library torch.nn.LSTM's CPU kernel
+# uses, where it is faster than torch.mm's MKL on the AMD EPYC target; torch.mm for float64 and builds without
+# it): measured at (M, I, n·H) = (16384, 128, 512), one thread, interleaved, ∂L/∂k W 0.47x the time of torch.mm;
+# ∂L/∂kᵀ x (a long reduction over M) as _gemm.weight_grad, (xᵀ ∂L/∂k)ᵀ, 0.6-0.82x torch.mm (the other
+# orientation was 1.7x). The blocks' GEMMs run on the micro-kernel inside the numba passes (module docstring).
 
 
 # k values per block (512 KB of float32): a block's k is computed, scanned and dropped while it sits in L2.
@@ -302,15 +313,42 @@ def _blocks(B: int, T: int, width: int, reverse: bool, r0: int = 0, r1: int | No
 
 
 def _ranges(B: int, T: int, width: int, reverse: bool) -> list[np.ndarray]:
-    """The blocks of each range of rows, one range per torch thread (:func:`rnnlab.nn._parallel.row_splits`):
-    the ranges run at once (rows never interact), each its blocks in the scan's order."""
-    return [_blocks(B, T, width, reverse, r0, r1) for r0, r1 in row_splits(B, 1)]
+    """The blocks of each range of rows, one range per torch thread (:func:`rnnlab.nn._parallel.row_splits`), as
+    many as have at least :data:`_SPLIT_MIN_VALUES` values of k each: the ranges run at once (rows never interact),
+    each its blocks in the scan's order."""
+    threads = max(1, min(torch.get_num_threads(), B * T * width // max(1, _SPLIT_MIN_VALUES)))
+    return [_blocks(B, T, width, reverse, r0, r1) for r0, r1 in row_splits(B, 1, threads)]
 
 
-def _block_scratch(blocks: np.ndarray, width: int, dtype) -> np.ndarray:
-    """A range's own k of one block: (rows·steps of its largest block, width), starting on a cache line."""
-    n = int(((blocks[:, 1] - blocks[:, 0]) * (blocks[:, 3] - blocks[:, 2])).max())
-    return aligned_empty((n, width), dtype)
+_SPLIT_MIN_VALUES = 1 << 16
+"""The fewest values of k (rows · steps · n·H) a range gets: ~50 µs of GEMM and kernel at I = 32 on one core,
+against ~30 µs to start the ranges on the threads."""
+
+
+def _block_values(blocks: np.ndarray) -> int:
+    """Values of k in the largest block of a range: rows · steps."""
+    return int(((blocks[:, 1] - blocks[:, 0]) * (blocks[:, 3] - blocks[:, 2])).max())
+
+
+_LINE = 16  # elements of float32 per 64-byte cache line (float64 needs 8: 16 keeps both aligned)
+
+
+def _scratch_numel(ranges: list[np.ndarray], width: int) -> int:
+    """Elements of scratch that :func:`_block_scratches` carves every range's block k out of (with padding)."""
+    return sum(-(-_block_values(b) * width // _LINE) * _LINE for b in ranges) + _LINE
+
+
+def _block_scratches(buf: Tensor, ranges: list[np.ndarray], width: int) -> list[np.ndarray]:
+    """Each range's own k of one block, (values of its largest block, width), out of reused scratch memory ``buf``
+    (``_workspace.scratch``: no fresh pages per call), each starting on its own cache line."""
+    flat = buf.numpy()
+    at = (-flat.ctypes.data // flat.itemsize) % (64 // flat.itemsize)  # the first element on a cache line
+    out = []
+    for blocks in ranges:
+        n = _block_values(blocks) * width
+        out.append(flat[at:at + n].reshape(-1, width))
+        at += -(-n // _LINE) * _LINE
+    return out
 
 
 @numba.njit(**_JIT)
@@ -392,9 +430,10 @@ def _forward(kind: str, x: Tensor, weight: Tensor, bias: Tensor, h0: Tensor, len
     state = h0.clone()  # (B, H) the running state: the kernel reads it as h0 and writes h_last into it
     X, Wp, bias_, L_, h_, s_ = _np(x), pack_panels(_np(weight).T), _np(bias), lengths.numpy(), _np(h), _np(state)
     lstm = kind == "lstm"
-    run_split(_scan_rows, [(lstm, X, Wp, bias_, L_, reverse, one, h_, s_, blocks, _block_scratch(blocks, width,
-                                                                                                X.dtype))
-                           for blocks in _ranges(B, T, width, reverse)], fresh=(h_,))
+    ranges = _ranges(B, T, width, reverse)
+    with scratch(_scratch_numel(ranges, width), x.dtype) as buf:
+        run_split(_scan_rows, [(lstm, X, Wp, bias_, L_, reverse, one, h_, s_, blocks, K)
+                               for blocks, K in zip(ranges, _block_scratches(buf, ranges, width), strict=True)])
     return h, state
 
 
@@ -416,14 +455,15 @@ def _backward(kind, x, weight, bias, h0, lengths, reverse, h, grad_h, grad_last,
     X, Wp = _np(x), pack_panels(_np(weight).T)
     # ∂L/∂k lives only inside this call: reused scratch memory, not fresh pages (their first-touch faults took
     # most of the backward kernel's time on the loaded target, as nn/_workspace.py measured for the fused LSTM)
-    with scratch(B * T * width, x.dtype) as buf:
-        dk = buf.view(B, T, width)
+    # (and so do the blocks' k of every range, after it: one scratch buffer, as scratch pools one per dtype)
+    with scratch(B * T * width + _scratch_numel(ranges, width), x.dtype) as buf:
+        dk = buf[:B * T * width].view(B, T, width)
+        Ks = _block_scratches(buf[B * T * width:], ranges, width)
         calls = []
         for s, blocks in enumerate(ranges):
             rows = int((blocks[:, 1] - blocks[:, 0]).max())
             calls.append((kind == "lstm", X, Wp, _np(bias), _np(h0), lengths.numpy(), reverse, one, _np(h),
-                          _np(grad_h), _np(carry), _np(dk), dbias[s], blocks, _block_scratch(blocks, width, X.dtype),
-                          aligned_empty((rows, H), X.dtype)))
+                          _np(grad_h), _np(carry), _np(dk), dbias[s], blocks, Ks[s], aligned_empty((rows, H), X.dtype)))
         run_split(_reverse_scan_rows, calls)
         dk2 = dk.view(B * T, width)
         dx = linear(dk2, weight.t().contiguous()).view(B, T, I) if need[0] else None  # (B, T, I)

@@ -137,7 +137,7 @@ def _find_openmp():
                 parallel, thread_num = lib.GOMP_parallel, lib.omp_get_thread_num
             except (OSError, AttributeError):
                 return None
-            parallel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+            parallel.argtypes = [_CALLBACK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
             parallel.restype = None
             thread_num.argtypes = []
             thread_num.restype = ctypes.c_int
@@ -158,8 +158,10 @@ def _run_openmp(fn, arg_lists) -> None:
             except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread below
                 errors.append(e)
 
-    callback = _CALLBACK(body)
-    parallel(ctypes.cast(callback, ctypes.c_void_p), None, len(arg_lists), 0)  # ctypes releases the GIL meanwhile
+    # the callback passed as itself: ctypes.cast(callback, c_void_p) would tie the two in a reference cycle, and the
+    # arrays of arg_lists (the saved-for-backward buffers among them) would stay alive until the garbage collector
+    # ran; _workspace.saved_buffer then saw them in use and took fresh memory (page faults) at every call
+    parallel(_CALLBACK(body), None, len(arg_lists), 0)  # ctypes releases the GIL meanwhile
     if errors:
         raise errors[0]
     for i, args in enumerate(arg_lists):  # a smaller team than asked for (inside another parallel region)

@@ -364,6 +364,7 @@ def _block_k(x, Wp, b0, b1, t0, t1, K):
 
 @numba.njit(**_JIT)
 def _max_rows(blocks):
+    """Rows of the largest block: the length of a range's per-block lengths array."""
     n = 0
     for i in range(blocks.shape[0]):
         n = max(n, blocks[i, 1] - blocks[i, 0])

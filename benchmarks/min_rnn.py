@@ -148,8 +148,10 @@ def measure_split(shape, rounds: int) -> list[dict]:
 @numba.njit(nogil=True)
 def _gemms_only(x, Wp, blocks, K):
     """A range's block GEMMs of _min_scan._scan_rows, without the kernels."""
+    lengths = np.full(x.shape[0], x.shape[1], dtype=np.int64)
+    steps = np.empty(x.shape[0], dtype=np.int64)
     for i in range(blocks.shape[0]):
-        _min_scan._block_k(x, Wp, blocks[i, 0], blocks[i, 1], blocks[i, 2], blocks[i, 3], K)
+        _min_scan._block(x, Wp, lengths, blocks, i, K, steps)
 
 
 def main() -> None:

@@ -352,14 +352,17 @@ def _block_scratches(buf: Tensor, ranges: list[np.ndarray], width: int) -> list[
 
 
 @numba.njit(**_JIT)
-def _block_k(x, Wp, b0, b1, t0, t1, K):
-    """k of a block, (b1 - b0, t1 - t0, width), into K (rows·steps, width): x[b, t0:t1] Wᵀ row by row of x
-    (Wp = pack_panels(Wᵀ)), on the micro-kernel."""
+def _block(x, Wp, lengths, blocks, i, K, steps):
+    """Block i of a range's ``blocks``: its k, (b1 - b0, t1 - t0, width), into K (rows·steps, width), x[b, t0:t1] Wᵀ
+    row by row of x (Wp = pack_panels(Wᵀ)) on the micro-kernel; and each of its rows' own lengths into steps.
+    -> (b0, b1, t0, t1, k)."""
+    b0, b1, t0, t1 = blocks[i, 0], blocks[i, 1], blocks[i, 2], blocks[i, 3]
     n = t1 - t0
     for b in range(b0, b1):
         r = (b - b0) * n
         matmul_packed(x[b, t0:t1], Wp, K[r:r + n])
-    return K[:(b1 - b0) * n].reshape(b1 - b0, n, K.shape[1])
+        steps[b - b0] = min(max(lengths[b] - t0, 0), n)
+    return b0, b1, t0, t1, K[:(b1 - b0) * n].reshape(b1 - b0, n, K.shape[1])
 
 
 @numba.njit(**_JIT)
@@ -378,11 +381,8 @@ def _scan_rows(lstm, x, Wp, bias, lengths, reverse, one, h, state, blocks, K):
     (the range's rows only)."""
     steps = np.empty(_max_rows(blocks), dtype=np.int64)  # the block's own lengths
     for i in range(blocks.shape[0]):
-        b0, b1, t0, t1 = blocks[i, 0], blocks[i, 1], blocks[i, 2], blocks[i, 3]
-        k = _block_k(x, Wp, b0, b1, t0, t1, K)
+        b0, b1, t0, t1, k = _block(x, Wp, lengths, blocks, i, K, steps)
         n = b1 - b0
-        for r in range(n):
-            steps[r] = min(max(lengths[b0 + r] - t0, 0), t1 - t0)
         s = state[b0:b1]
         if lstm:
             _lstm_forward(k, bias, s, steps[:n], reverse, one, h, b0, t0, s)
@@ -398,12 +398,10 @@ def _reverse_scan_rows(lstm, x, Wp, bias, h0, lengths, reverse, one, h, grad_h, 
     T = h.shape[1]
     steps = np.empty(_max_rows(blocks), dtype=np.int64)  # the block's own lengths
     for i in range(blocks.shape[0]):
-        b0, b1, t0, t1 = blocks[i, 0], blocks[i, 1], blocks[i, 2], blocks[i, 3]
-        k = _block_k(x, Wp, b0, b1, t0, t1, K)
+        b0, b1, t0, t1, k = _block(x, Wp, lengths, blocks, i, K, steps)
         n = b1 - b0
         for r in range(n):
             b = b0 + r
-            steps[r] = min(max(lengths[b] - t0, 0), t1 - t0)
             # the state the block started from: h just before it in the scan's order, or h0 where it is first
             if not reverse:
                 src = h[b, t0 - 1] if t0 > 0 else h0[b]

@@ -24,10 +24,10 @@ and each range runs its own blocks, GEMM and kernel, in one numba call (:func:`_
 :func:`_reverse_scan_rows`), all ranges at once on torch's OpenMP team (``_parallel.run_split``). A block's
 GEMM runs on the register-blocked micro-kernel (``_ukernel.matmul_packed``, W packed once per call, ~250
 GFLOP/s on one core at (256, 128) x (128, 512), against 212 for oneDNN), so no torch call happens inside a
-pass. Measured (benchmarks/min_rnn.py, .bench-style A/B against the block loop in Python with oneDNN's
-two-threaded GEMM and one-threaded kernels, interleaved, five shapes of benchmarks/layers.py): two threads,
-time 0.59-0.80 (minGRU) and 0.50-0.74 (minLSTM) of before; one thread 0.71-0.93. The two GEMMs at the end of
-the backward stay on oneDNN with all threads.
+pass. Measured against the version before (a Python loop over the blocks, oneDNN's GEMM on all threads, the
+kernels on one; ``benchmarks/min_rnn.py --against``, pairs interleaved, five shapes of benchmarks/layers.py):
+two threads, time 0.52-0.76 (minGRU) and 0.45-0.74 (minLSTM) of before; one thread 0.66-0.90. The two GEMMs at
+the end of the backward stay on oneDNN with all threads.
 
 Lengths and direction live inside the kernels, so no pass masks, gathers or reverses anything:
 row b runs over its first L_b steps, forwards (t = 0 … L_b−1) or backwards (t = L_b−1 … 0), writing
@@ -56,7 +56,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rnnlab.nn._gemm import linear, weight_grad
-from rnnlab.nn._parallel import aligned_empty, aligned_rows, row_splits, run_split
+from rnnlab.nn._parallel import CACHE_LINE, aligned_rows, row_splits, run_split
 from rnnlab.nn._ukernel import matmul_packed, pack_panels
 from rnnlab.nn._workspace import scratch
 
@@ -271,9 +271,6 @@ def _lstm_backward(k, bias, h0, lengths, reverse, one, h, grad_h, dk, r0, t0, gr
             dk[r0 + b, t0 + t] = 0
 
 
-_KERNELS = {"gru": (_gru_forward, _gru_backward), "lstm": (_lstm_forward, _lstm_backward)}
-
-
 def _one(t: Tensor):
     return np.float32(1) if t.dtype == torch.float32 else np.float64(1)
 
@@ -330,24 +327,27 @@ def _block_values(blocks: np.ndarray) -> int:
     return int(((blocks[:, 1] - blocks[:, 0]) * (blocks[:, 3] - blocks[:, 2])).max())
 
 
-_LINE = 16  # elements of float32 per 64-byte cache line (float64 needs 8: 16 keeps both aligned)
+def _line(dtype: torch.dtype) -> int:
+    """Elements of ``dtype`` per cache line."""
+    return CACHE_LINE // torch.empty(0, dtype=dtype).element_size()
 
 
-def _scratch_numel(ranges: list[np.ndarray], width: int) -> int:
+def _scratch_numel(ranges: list[np.ndarray], width: int, dtype: torch.dtype) -> int:
     """Elements of scratch that :func:`_block_scratches` carves every range's block k out of (with padding)."""
-    return sum(-(-_block_values(b) * width // _LINE) * _LINE for b in ranges) + _LINE
+    line = _line(dtype)
+    return sum(-(-_block_values(b) * width // line) * line for b in ranges) + line
 
 
 def _block_scratches(buf: Tensor, ranges: list[np.ndarray], width: int) -> list[np.ndarray]:
     """Each range's own k of one block, (values of its largest block, width), out of reused scratch memory ``buf``
     (``_workspace.scratch``: no fresh pages per call), each starting on its own cache line."""
-    flat = buf.numpy()
-    at = (-flat.ctypes.data // flat.itemsize) % (64 // flat.itemsize)  # the first element on a cache line
+    flat, line = buf.numpy(), _line(buf.dtype)
+    at = (-flat.ctypes.data // flat.itemsize) % line  # the first element on a cache line
     out = []
     for blocks in ranges:
         n = _block_values(blocks) * width
         out.append(flat[at:at + n].reshape(-1, width))
-        at += -(-n // _LINE) * _LINE
+        at += -(-n // line) * line
     return out
 
 
@@ -391,12 +391,13 @@ def _scan_rows(lstm, x, Wp, bias, lengths, reverse, one, h, state, blocks, K):
 
 
 @numba.njit(**_JIT)
-def _reverse_scan_rows(lstm, x, Wp, bias, h0, lengths, reverse, one, h, grad_h, carry, dk, dbias, blocks, K, start):
+def _reverse_scan_rows(lstm, x, Wp, bias, h0, lengths, reverse, one, h, grad_h, carry, dk, dbias, blocks, K):
     """The backward of one range of rows: its blocks in the opposite order to the forward (``blocks`` already so),
     each block's k recomputed (GEMM, into K) and the backward kernel on it; writes the range's rows of dk and of
     carry (∂L/∂h_last in, ∂L/∂h0 out) and adds its share of ∂L/∂bias to dbias (this range's own)."""
     T = h.shape[1]
     steps = np.empty(_max_rows(blocks), dtype=np.int64)  # the block's own lengths
+    start = np.empty((steps.shape[0], h.shape[2]), dtype=h.dtype)  # each row's state before the block
     for i in range(blocks.shape[0]):
         b0, b1, t0, t1, k = _block(x, Wp, lengths, blocks, i, K, steps)
         n = b1 - b0
@@ -430,7 +431,7 @@ def _forward(kind: str, x: Tensor, weight: Tensor, bias: Tensor, h0: Tensor, len
     X, Wp, bias_, L_, h_, s_ = _np(x), pack_panels(_np(weight).T), _np(bias), lengths.numpy(), _np(h), _np(state)
     lstm = kind == "lstm"
     ranges = _ranges(B, T, width, reverse)
-    with scratch(_scratch_numel(ranges, width), x.dtype) as buf:
+    with scratch(_scratch_numel(ranges, width, x.dtype), x.dtype) as buf:
         run_split(_scan_rows, [(lstm, X, Wp, bias_, L_, reverse, one, h_, s_, blocks, K)
                                for blocks, K in zip(ranges, _block_scratches(buf, ranges, width), strict=True)])
     return h, state
@@ -446,24 +447,20 @@ def _backward(kind, x, weight, bias, h0, lengths, reverse, h, grad_h, grad_last,
     and (64, 200, 64, 128), 0.99 at (32, 100, 128, 256), 1.03 at (8, 500, 32, 64), 0.91 at (4, 4096, 64, 128)."""
     B, T, I = x.shape
     width = weight.shape[0]
-    H = h0.shape[1]
     one = _one(x)
     carry = grad_last.clone()  # (B, H) ∂L/∂(state after the blocks still to go back through); ends as ∂L/∂h0
     ranges = _ranges(B, T, width, not reverse)
-    dbias = aligned_rows(len(ranges), width, _np(bias).dtype)  # per range, summed after
     X, Wp = _np(x), pack_panels(_np(weight).T)
+    dbias = aligned_rows(len(ranges), width, X.dtype)  # per range, summed after
+    shared = (kind == "lstm", X, Wp, _np(bias), _np(h0), lengths.numpy(), reverse, one, _np(h), _np(grad_h),
+              _np(carry))
     # ∂L/∂k lives only inside this call: reused scratch memory, not fresh pages (their first-touch faults took
     # most of the backward kernel's time on the loaded target, as nn/_workspace.py measured for the fused LSTM)
     # (and so do the blocks' k of every range, after it: one scratch buffer, as scratch pools one per dtype)
-    with scratch(B * T * width + _scratch_numel(ranges, width), x.dtype) as buf:
+    with scratch(B * T * width + _scratch_numel(ranges, width, x.dtype), x.dtype) as buf:
         dk = buf[:B * T * width].view(B, T, width)
         Ks = _block_scratches(buf[B * T * width:], ranges, width)
-        calls = []
-        for s, blocks in enumerate(ranges):
-            rows = int((blocks[:, 1] - blocks[:, 0]).max())
-            calls.append((kind == "lstm", X, Wp, _np(bias), _np(h0), lengths.numpy(), reverse, one, _np(h),
-                          _np(grad_h), _np(carry), _np(dk), dbias[s], blocks, Ks[s], aligned_empty((rows, H), X.dtype)))
-        run_split(_reverse_scan_rows, calls)
+        run_split(_reverse_scan_rows, [shared + (_np(dk), dbias[s], blocks, Ks[s]) for s, blocks in enumerate(ranges)])
         dk2 = dk.view(B * T, width)
         dx = linear(dk2, weight.t().contiguous()).view(B, T, I) if need[0] else None  # (B, T, I)
         dweight = weight_grad(dk2, x.reshape(B * T, I)) if need[1] else None  # (n·H, I)
